@@ -1,0 +1,98 @@
+"""Every error this package raises derives from :class:`SyncError`.
+
+::
+
+    SyncError                       (retriable = False unless stated)
+    ├── ConfigError                 a config file is wrong; carries every problem found
+    ├── RoutingError                an MQTT message no route can place (goes to the DLQ)
+    ├── DecodeError                 a payload the route's value format rejects (goes to the DLQ)
+    ├── MqttError                   the MQTT side failed
+    │   ├── MqttConnectError        retriable: broker unreachable or refused us for now
+    │   └── MqttProtocolError       the broker sent something we cannot accept
+    ├── KafkaDeliveryError          a record Kafka would not take; carries topic, partition, offset
+    └── StackError                  the local development stack could not start
+
+``retriable`` tells a caller whether trying the same thing again later can succeed.
+Errors about a message carry where it came from and where it was going, so the log line
+and the dead-letter headers can name them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class SyncError(Exception):
+    """Root of all mqtt-kafka-sync errors."""
+
+    retriable: bool = False
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with a config file: where, what, and what would be right."""
+
+    source: str
+    key: str
+    problem: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.source}: {self.key}: {self.problem}"
+        return f"{text} ({self.fix})" if self.fix else text
+
+
+class ConfigError(SyncError):
+    """One or more config problems, all reported together."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class MessageError(SyncError):
+    """An error about one MQTT message; ``reason`` is a short stable code for headers and metrics."""
+
+    reason = "error"
+
+    def __init__(self, detail: str, *, mqtt_topic: str = "") -> None:
+        self.detail = detail
+        self.mqtt_topic = mqtt_topic
+        super().__init__(f"{detail} (mqtt topic {mqtt_topic!r})" if mqtt_topic else detail)
+
+
+class RoutingError(MessageError):
+    reason = "no-route"
+
+
+class DecodeError(MessageError):
+    reason = "bad-payload"
+
+
+class MqttError(SyncError):
+    pass
+
+
+class MqttConnectError(MqttError):
+    retriable = True
+
+
+class MqttProtocolError(MqttError):
+    pass
+
+
+class KafkaDeliveryError(SyncError):
+    def __init__(
+        self, detail: str, *, topic: str, partition: int | None = None, offset: int | None = None,
+        retriable: bool = False,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.retriable = retriable
+        super().__init__(f"{detail} (topic {topic}, partition {partition}, offset {offset})")
+
+
+class StackError(SyncError):
+    """The local Kafka/Mosquitto stack could not be installed or started; the message says why."""
