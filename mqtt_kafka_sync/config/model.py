@@ -37,7 +37,8 @@ class MqttServer:
 
     @property
     def uri(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class SourceConnectorConfig:
     mqtt_connect_timeout_seconds: float = 10.0
     mqtt_takeover_enabled: bool = True
     mqtt_takeover_delay_seconds: int = 10
-    kafka_producer_overrides: dict[str, str] = field(default_factory=dict)
+    kafka_producer_overrides: dict[str, str] = field(default_factory=dict, repr=False)
     """``kafka.producer.<librdkafka key>`` pass-through (never the delivery-guarantee keys)."""
 
     def task_client_id(self, index: int) -> str:

@@ -1,0 +1,103 @@
+"""``mqtt-kafka-sync``: the one command line of the project."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mqtt_kafka_sync.errors import ConfigError, SyncError
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mqtt_kafka_sync.cli import demo  # noqa: PLC0415 - subcommand modules register themselves
+    from mqtt_kafka_sync.devstack import commands as stack_commands  # noqa: PLC0415
+    from mqtt_kafka_sync.sim import commands as sim_commands  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="mqtt-kafka-sync", description=__doc__)
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log verbosity (default WARNING: quiet while all is well)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the connectors of the given config files until SIGINT/SIGTERM")
+    run.add_argument("configs", nargs="+", metavar="CONFIG", help="connector config (.json or .properties)")
+    run.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait at shutdown for Kafka to confirm in-flight messages (default 30)",
+    )
+    run.add_argument(
+        "--status-file",
+        type=Path,
+        metavar="PATH",
+        help="write per-task counters and liveness as JSON to PATH every second",
+    )
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="check config files without connecting; lists every problem")
+    validate.add_argument("configs", nargs="+", metavar="CONFIG")
+    validate.set_defaults(func=cmd_validate)
+
+    stack_commands.register(sub)
+    sim_commands.register(sub)
+    demo.register(sub)
+    return parser
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from mqtt_kafka_sync.config.loader import check_files  # noqa: PLC0415
+
+    problems = check_files(args.configs, os.environ)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print(f"{len(args.configs)} file(s) OK")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mqtt_kafka_sync.config.loader import load_connectors  # noqa: PLC0415
+    from mqtt_kafka_sync.runtime.supervisor import Supervisor  # noqa: PLC0415
+
+    configs = load_connectors(args.configs, os.environ)
+    supervisor = Supervisor(configs, drain_timeout=args.drain_timeout, log_level=logging.getLogger().level)
+    status_file: Path | None = args.status_file
+    if status_file is None:
+        return supervisor.run()
+    code = supervisor.run(on_tick=lambda sup: sup.write_status(status_file))
+    supervisor.write_status(status_file)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from mqtt_kafka_sync.runtime.logs import configure_logging  # noqa: PLC0415
+
+    args = build_parser().parse_args(argv)
+    configure_logging(getattr(logging, args.log_level))
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except SyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

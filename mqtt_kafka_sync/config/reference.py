@@ -1,0 +1,118 @@
+"""Render the config reference (docs/config-reference.md) from :mod:`mqtt_kafka_sync.config.spec`.
+
+Run ``python -m mqtt_kafka_sync.config.reference > docs/config-reference.md`` after changing the spec;
+a unit test fails while the file and the spec disagree.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mqtt_kafka_sync.config import spec
+from mqtt_kafka_sync.config.keyspec import KeySpec
+
+COMMAND = "python -m mqtt_kafka_sync.config.reference > docs/config-reference.md"
+
+_INTRO = f"""\
+# Connector configuration reference
+
+<!-- Generated from mqtt_kafka_sync/config/spec.py by `{COMMAND}`. Do not edit by hand. -->
+
+A connector is one file, in either of Kafka Connect's two forms:
+
+- JSON, as Kafka Connect's REST API takes it: `{{"name": "...", "config": {{"key": "value", ...}}}}`.
+  Values may be strings, numbers or booleans; lists are comma-separated strings.
+- Java `.properties` (read as UTF-8): `key=value` or `key: value`, `#` and `!` comments, a trailing
+  `\\` continues a line, and `name=...` sets the name.
+
+Both forms hold the same flat, dotted keys, listed below. Leading and trailing blanks around values
+are ignored (except in secrets), and an empty value counts as not set. Unknown keys, keys set twice,
+and connector names used by two files are errors. `mqtt-kafka-sync validate FILE...` reports every
+problem in every file at once, each with the file, the key, what is wrong and what would be right.
+
+## Config providers
+
+A value may contain references, resolved when the file is loaded, as in Kafka Connect:
+
+- `${{env:VAR}}`: the environment variable `VAR`.
+- `${{file:/path}}`: the whole file, without its trailing newline.
+- `${{file:/path:key}}`: `key` from a `.properties` file.
+
+A relative path is taken relative to the connector file's folder. A missing variable, file or key
+is an error. `${{` always starts a reference: there is no escape for a literal `${{`.
+"""
+
+_ROUTES = """\
+A route pattern is an MQTT topic filter whose levels are literals, `{name}` (a placeholder: one
+level, captured; names match `[A-Za-z_][A-Za-z0-9_]*` and may not repeat), `+` (one level, not
+captured) or, last only, `#` (any number of levels, including none). `{topic}` is reserved.
+
+Templates (`kafka.topic`, `kafka.key`) may use the pattern's placeholders, `{topic}` (the whole MQTT
+topic) and, when the pattern ends in `#`, `{#}` (the levels `#` matched, joined by `/`). `{{` and `}}`
+are literal braces. A template naming a placeholder its pattern lacks is an error at load. A Kafka
+topic that renders to an illegal name (legal: 1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`) sends
+the message to the dead-letter topic.
+
+`json` re-encodes numbers as doubles in their shortest form (`1.50` becomes `1.5`, `1E3` becomes
+`1000.0`); integers are kept exactly. Payloads with `NaN` or `Infinity` are rejected.
+"""
+
+
+def render_reference() -> str:
+    """The whole Markdown document."""
+    parts = [_INTRO]
+    for section, keys in spec.SOURCE_SECTIONS.items():
+        parts.append(f"## {section}\n")
+        if section == "Routes":
+            parts.append(_ROUTES)
+        parts.extend(_key(k) for k in keys)
+        if section == "Kafka":
+            parts.append(_producer())
+    return "\n".join(parts)
+
+
+def _key(key: KeySpec) -> str:
+    facts = [f"- Type: {_type(key)}"]
+    if key.required:
+        facts.append("- Required")
+    if key.default is not None:
+        facts.append(f"- Default: `{key.default}`")
+    elif key.default_doc:
+        facts.append(f"- Default: {key.default_doc}")
+    facts.append(f"- Example: `{key.key}={key.example}`")
+    return f"### `{key.key}`\n\n{key.description}\n\n" + "\n".join(facts) + "\n"
+
+
+_TYPE_NAMES = {"str": "string", "list": "comma-separated list", "secret": "secret string"}
+
+
+def _type(key: KeySpec) -> str:
+    text = _TYPE_NAMES.get(key.type, key.type)
+    if key.choices:
+        text += ": " + ", ".join(f"`{c}`" for c in key.choices)
+    if key.range_doc():
+        text += f", {key.range_doc()}"
+    if key.pattern_doc:
+        text += f" of {key.pattern_doc}"
+    return text
+
+
+def _producer() -> str:
+    rows = "\n".join(f"| `{k}` | {why} |" for k, why in spec.PRODUCER_FORBIDDEN.items())
+    limited = " and ".join(f"`{k}`" for k in spec.PRODUCER_LIMITED)
+    return f"""\
+### `kafka.producer.<property>`
+
+Passed to the Kafka producer (librdkafka) as `<property>`, e.g. `kafka.producer.linger.ms=20` or
+`kafka.producer.compression.type=lz4`. Properties that carry the delivery guarantee cannot be set:
+
+| Property | Why |
+|---|---|
+{rows}
+
+{limited} may be set from 1 to {spec.MAX_IN_FLIGHT}; more breaks ordering under the idempotent producer.
+"""
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_reference())

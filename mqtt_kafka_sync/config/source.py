@@ -1,0 +1,205 @@
+"""Build a :class:`SourceConnectorConfig` from one file's flat keys, or list everything wrong with it.
+
+Values arrive as text with providers already resolved. An empty value counts as not set.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from mqtt_kafka_sync.config import spec
+from mqtt_kafka_sync.config.checks import overlap_problem
+from mqtt_kafka_sync.config.keyspec import BadValue, KeySpec
+from mqtt_kafka_sync.config.model import RouteConfig, SourceConnectorConfig
+from mqtt_kafka_sync.errors import ConfigProblem
+from mqtt_kafka_sync.routing.pattern import TopicPattern, merge_filters, overlaps
+from mqtt_kafka_sync.routing.router import kafka_topic_problem, topic_template_problem
+from mqtt_kafka_sync.routing.template import TemplateError, compile_template
+
+_DOCS = "see docs/config-reference.md for every key"
+_IN_FLIGHT_ALLOWED = frozenset(str(n) for n in range(1, spec.MAX_IN_FLIGHT + 1))
+
+
+class _Problems(list[ConfigProblem]):
+    """The problems found in one file, and the key lookup that records them."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+
+    def add(self, key: str, problem: str, fix: str = "") -> None:
+        self.append(ConfigProblem(self.source, key, problem, fix))
+
+    def value(self, key_spec: KeySpec, raw: Mapping[str, str], key: str = "") -> Any:
+        """The typed value of ``key`` (default: the spec's key), its default, or None after a problem."""
+        key = key or key_spec.key
+        text = raw.get(key)
+        if text is None or not text.strip():
+            if key_spec.default is None:
+                if key_spec.required:
+                    state = "is required" if text is None else "is required but empty"
+                    self.add(key, state, f"set it, e.g. {key}={key_spec.example}")
+                return None
+            text = key_spec.default
+        try:
+            return key_spec.parse(text)
+        except BadValue as exc:
+            self.add(key, exc.problem, exc.fix)
+            return None
+
+
+def build_source_connector(
+    raw: Mapping[str, str], source: str
+) -> tuple[SourceConnectorConfig | None, list[ConfigProblem]]:
+    """The config, or None and every problem found."""
+    problems = _Problems(source)
+    mentioned = ",".join(dict.fromkeys(r for k in raw if (r := _route_of(k)) is not None))
+    routes_key = replace(spec.ROUTES_KEY, example=mentioned or spec.ROUTES_KEY.example)
+    values = {s.key: problems.value(routes_key if s is spec.ROUTES_KEY else s, raw) for s in spec.SOURCE_KEYS}
+    listed: tuple[str, ...] = values["routes"] or ()
+    for twice in dict.fromkeys(n for n in listed if listed.count(n) > 1):
+        problems.add("routes", f"route {twice!r} is listed twice", "list each route once")
+    built = [_route(route, raw, problems) for route in dict.fromkeys(listed)]
+    routes = [r for r in built if r is not None]
+    overrides = _producer_overrides(raw, problems)
+    _check_keys(raw, listed if values["routes"] else None, problems)
+    name: str | None = values["name"]
+    dlq: str | None = values["errors.deadletterqueue.topic.name"]
+    if dlq is None and name is not None:
+        dlq = f"{name}-dlq"
+        if problem := kafka_topic_problem(dlq):
+            problems.add(
+                "errors.deadletterqueue.topic.name", f"the default {problem}", "set it, or shorten name"
+            )
+    if dlq in {r.kafka_topic for r, _ in routes}:
+        problems.add(
+            "errors.deadletterqueue.topic.name", f"{dlq!r} is also a route's topic", "use its own topic"
+        )
+    topics = _topics(values["mqtt.topics"], routes, problems)
+    if problems or name is None:
+        return None, list(problems)
+    config = SourceConnectorConfig(
+        name=name,
+        source=source,
+        tasks_max=values["tasks.max"],
+        mqtt_server=values["mqtt.server.uri"],
+        mqtt_shared_group=values["mqtt.shared.group"],
+        mqtt_qos=values["mqtt.qos"],
+        mqtt_client_id=values["mqtt.client.id"] or name,
+        mqtt_topics=topics,
+        routes=tuple(r for r, _ in routes),
+        kafka_bootstrap_servers=values["kafka.bootstrap.servers"],
+        dlq_topic=dlq or "",
+        mqtt_username=values["mqtt.username"],
+        mqtt_password=values["mqtt.password"],
+        mqtt_keepalive_seconds=values["mqtt.keepalive.interval.seconds"],
+        mqtt_session_expiry_seconds=values["mqtt.session.expiry.interval.seconds"],
+        mqtt_receive_maximum=values["mqtt.receive.maximum"],
+        mqtt_connect_timeout_seconds=values["mqtt.connect.timeout.seconds"],
+        mqtt_takeover_enabled=values["mqtt.takeover.enabled"],
+        mqtt_takeover_delay_seconds=values["mqtt.takeover.delay.seconds"],
+        kafka_producer_overrides=overrides,
+    )
+    return config, []
+
+
+def _route(name: str, raw: Mapping[str, str], problems: _Problems) -> tuple[RouteConfig, TopicPattern] | None:
+    got = {sfx: problems.value(s, raw, f"routes.{name}.{sfx}") for sfx, s in spec.ROUTE_KEYS.items()}
+    pattern: TopicPattern | None = got["mqtt.topic"]
+    if pattern is None:
+        return None
+    ok = True
+    for suffix in ("kafka.topic", "kafka.key"):
+        if got[suffix] is None:
+            continue
+        try:
+            template = compile_template(got[suffix], pattern)
+        except TemplateError as exc:
+            problems.add(f"routes.{name}.{suffix}", str(exc))
+            ok = False
+            continue
+        if suffix == "kafka.topic" and (problem := topic_template_problem(template)):
+            problems.add(f"routes.{name}.{suffix}", problem, "e.g. telemetry or site-{site}")
+            ok = False
+    if not ok or got["kafka.topic"] is None or got["value.format"] is None:
+        return None
+    return RouteConfig(name, pattern.text, got["kafka.topic"], got["kafka.key"], got["value.format"]), pattern
+
+
+def _topics(
+    given: tuple[str, ...] | None, routes: list[tuple[RouteConfig, TopicPattern]], problems: _Problems
+) -> tuple[str, ...]:
+    """The filters to subscribe: as given (each route must be reachable) or derived from the routes."""
+    if given is None:
+        derived = merge_filters(p.filter for _, p in routes)
+        if problem := overlap_problem(derived):
+            problems.add(
+                "mqtt.topics", f"derived from the routes: {problem}", "set mqtt.topics to broader filters"
+            )
+        return derived
+    for route, pattern in routes:
+        if not any(overlaps(f, pattern.filter) for f in given):
+            problems.add(
+                f"routes.{route.name}.mqtt.topic",
+                f"no filter in mqtt.topics reaches pattern {pattern.text!r}",
+                f"add {pattern.filter!r} to mqtt.topics, or leave mqtt.topics unset to derive it",
+            )
+    return given
+
+
+def _producer_overrides(raw: Mapping[str, str], problems: _Problems) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for key, text in raw.items():
+        prop = key.removeprefix(spec.PRODUCER_PREFIX)
+        if prop == key or not text.strip():
+            continue
+        if prop in spec.PRODUCER_FORBIDDEN:
+            problems.add(key, f"{prop} cannot be set: {spec.PRODUCER_FORBIDDEN[prop]}", f"remove {key}")
+        elif prop in spec.PRODUCER_LIMITED and text.strip() not in _IN_FLIGHT_ALLOWED:
+            why = f"above {spec.MAX_IN_FLIGHT} the idempotent producer cannot keep order"
+            problems.add(key, f"{text.strip()!r} is not allowed: {why}", f"use 1 to {spec.MAX_IN_FLIGHT}")
+        elif not prop:
+            problems.add(key, "names no producer property", "e.g. kafka.producer.linger.ms=5")
+        else:
+            overrides[prop] = text.strip()
+    return overrides
+
+
+def _check_keys(raw: Mapping[str, str], listed: tuple[str, ...] | None, problems: _Problems) -> None:
+    """Unknown keys (with the closest known key) and route keys for routes not listed in ``routes``."""
+    known = [s.key for s in spec.SOURCE_KEYS]
+    known += [f"routes.{n}.{sfx}" for n in listed or () for sfx in spec.ROUTE_KEYS]
+    for key in raw:
+        if key in known or key.startswith(spec.PRODUCER_PREFIX):
+            continue
+        parts = key.split(".", 2)
+        if _route_of(key) is not None:
+            if listed is not None:
+                fix = f"add it to routes, or remove {key}"
+                problems.add(
+                    key, f"route {parts[1]!r} is not listed in routes{_nearest(parts[1], listed)}", fix
+                )
+            continue
+        problems.add(key, f"unknown key {key!r}{_nearest(key, [*known, *_as_producer_key(key)])}", _DOCS)
+
+
+def _route_of(key: str) -> str | None:
+    """The route name in a ``routes.<route>.<route key>`` key."""
+    parts = key.split(".", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == "routes" and parts[2] in spec.ROUTE_KEYS else None
+
+
+def _as_producer_key(key: str) -> list[str]:
+    """``kafka.produser.x`` -> ``kafka.producer.x``, so a misspelt prefix gets a useful suggestion."""
+    parts = key.split(".", 2)
+    if len(parts) == 3 and difflib.get_close_matches(f"{parts[0]}.{parts[1]}.", [spec.PRODUCER_PREFIX]):
+        return [spec.PRODUCER_PREFIX + parts[2]]
+    return []
+
+
+def _nearest(word: str, candidates: list[str] | tuple[str, ...]) -> str:
+    near = difflib.get_close_matches(word, candidates, n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""

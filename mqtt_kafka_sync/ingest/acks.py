@@ -1,0 +1,73 @@
+"""Acknowledge MQTT messages in the order they arrived, each only once Kafka has it.
+
+MQTT 5 (section 4.6) asks a receiver to send PUBACKs in the order the PUBLISH packets came.
+Kafka confirms records per partition, so confirmations from different partitions can come back in
+any order: the tracker holds them and releases the longest confirmed prefix. The number it holds is
+bounded by the broker's flow control (our Receive Maximum).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+
+
+class Pending:
+    """One received QoS 1/2 message waiting for Kafka; ``done`` flips once."""
+
+    __slots__ = ("done", "generation", "packet_id", "qos", "received_at")
+
+    def __init__(self, generation: int, packet_id: int, qos: int, received_at: float) -> None:
+        self.generation = generation
+        self.packet_id = packet_id
+        self.qos = qos
+        self.received_at = received_at
+        self.done = False
+
+
+AckSender = Callable[[list[tuple[int, int, int]]], None]
+
+
+class AckTracker:
+    def __init__(self, send: AckSender) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._queue: deque[Pending] = deque()
+        self._idle = threading.Event()
+        self._idle.set()
+        self.acked = 0
+
+    def reset(self) -> None:
+        """Forget everything pending: a new connection will get those messages again."""
+        with self._lock:
+            self._queue.clear()
+            self._idle.set()
+
+    def add(self, generation: int, packet_id: int, qos: int, received_at: float) -> Pending:
+        pending = Pending(generation, packet_id, qos, received_at)
+        with self._lock:
+            self._queue.append(pending)
+            self._idle.clear()
+        return pending
+
+    def done(self, pending: Pending) -> None:
+        released: list[tuple[int, int, int]] = []
+        with self._lock:
+            pending.done = True
+            queue = self._queue
+            while queue and queue[0].done:
+                head = queue.popleft()
+                released.append((head.generation, head.packet_id, head.qos))
+            if not queue:
+                self._idle.set()
+            self.acked += len(released)
+        if released:
+            self._send(released)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._queue)
+
+    def wait_idle(self, timeout: float) -> bool:
+        return self._idle.wait(timeout)

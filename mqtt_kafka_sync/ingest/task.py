@@ -1,0 +1,112 @@
+"""One ingest task: an MQTT session in the shared group feeding one idempotent producer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from mqtt_kafka_sync.config.model import SourceConnectorConfig
+from mqtt_kafka_sync.ingest.acks import AckTracker
+from mqtt_kafka_sync.ingest.pipeline import IngestPipeline
+from mqtt_kafka_sync.kafka.producer import KafkaSink, producer_config
+from mqtt_kafka_sync.mqtt.packets import Will
+from mqtt_kafka_sync.mqtt.subscriber import MessageHandler, MqttSubscriber, SubscriberSettings
+from mqtt_kafka_sync.routing.router import Router
+
+logger = logging.getLogger(__name__)
+
+HandlerWrapper = Callable[[IngestPipeline], MessageHandler]
+
+
+def subscriber_settings(
+    config: SourceConnectorConfig,
+    client_id: str,
+    will: Will | None,
+    *,
+    subscribe: bool = True,
+    control_filters: tuple[str, ...] = (),
+) -> SubscriberSettings:
+    return SubscriberSettings(
+        host=config.mqtt_server.host,
+        port=config.mqtt_server.port,
+        client_id=client_id,
+        filters=config.shared_filters() if subscribe else (),
+        control_filters=control_filters,
+        qos=config.mqtt_qos,
+        keepalive=config.mqtt_keepalive_seconds,
+        session_expiry=config.mqtt_session_expiry_seconds,
+        receive_maximum=config.mqtt_receive_maximum,
+        connect_timeout=config.mqtt_connect_timeout_seconds,
+        username=config.mqtt_username,
+        password=config.mqtt_password.reveal() if config.mqtt_password is not None else None,
+        will=will,
+    )
+
+
+class IngestTask:
+    """Builds and runs the pieces of one task; :meth:`drain` stops it without losing anything."""
+
+    def __init__(
+        self,
+        config: SourceConnectorConfig,
+        index: int,
+        *,
+        will: Will | None = None,
+        client_id: str | None = None,
+        sink: KafkaSink | None = None,
+        subscribe: bool = True,
+        control_filters: tuple[str, ...] = (),
+        handler_wrapper: HandlerWrapper | None = None,
+    ) -> None:
+        self.config = config
+        self.client_id = client_id or config.task_client_id(index)
+        self._own_sink = sink is None
+        self.sink = sink or KafkaSink(
+            producer_config(config.kafka_bootstrap_servers, self.client_id, config.kafka_producer_overrides)
+        )
+        self.tracker = AckTracker(send=self._send_acks)
+        self.pipeline = IngestPipeline(
+            config.name,
+            Router(config.routes),
+            sink=self.sink,
+            tracker=self.tracker,
+            dlq_topic=config.dlq_topic,
+            on_stuck=self._stuck,
+        )
+        handler: MessageHandler = self.pipeline if handler_wrapper is None else handler_wrapper(self.pipeline)
+        settings = subscriber_settings(
+            config, self.client_id, will, subscribe=subscribe, control_filters=control_filters
+        )
+        self.subscriber = MqttSubscriber(settings, handler)
+
+    def _send_acks(self, acks: list[tuple[int, int, int]]) -> None:
+        self.subscriber.ack(acks)
+
+    def _stuck(self, reason: str) -> None:
+        self.subscriber.reconnect(reason)
+
+    def start(self) -> None:
+        self.subscriber.start()
+
+    def drain(self, timeout: float, *, session_expiry: int | None = None) -> bool:
+        """Stop taking messages, wait for Kafka to confirm what is in flight, ack it, disconnect.
+
+        Returns False when Kafka did not confirm everything in time; those messages stay
+        unacknowledged and the broker delivers them again, so nothing is lost either way.
+        """
+        deadline = time.monotonic() + timeout
+        self.subscriber.pause()
+        if self._own_sink:
+            self.sink.flush(max(0.0, deadline - time.monotonic()))
+        drained = self.tracker.wait_idle(max(0.0, deadline - time.monotonic()))
+        if not drained:
+            logger.warning(
+                "%s: %d messages not confirmed by Kafka at shutdown; the broker will redeliver them",
+                self.client_id,
+                self.tracker.in_flight,
+            )
+        self.subscriber.stop(session_expiry=session_expiry)
+        if self._own_sink:
+            self.sink.close(timeout=1.0)
+        return drained

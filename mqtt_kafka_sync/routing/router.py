@@ -1,0 +1,99 @@
+"""Where an MQTT message goes in Kafka: the first route whose pattern matches its topic wins.
+
+``Router.route()`` runs once per message; results (and misses) are cached per MQTT topic in a
+bounded LRU, so a fleet of a few thousand devices costs one dict lookup per message.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mqtt_kafka_sync.config.model import RouteConfig, ValueFormat
+from mqtt_kafka_sync.errors import RoutingError
+from mqtt_kafka_sync.routing.pattern import TopicPattern, compile_pattern, merge_filters
+from mqtt_kafka_sync.routing.template import Template, compile_template
+
+KAFKA_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+KAFKA_TOPIC_CHARS = re.compile(r"[a-zA-Z0-9._-]*")
+KAFKA_TOPIC_RULE = "1 to 249 characters from a-z A-Z 0-9 . _ -, and not '.' or '..'"
+
+
+def kafka_topic_problem(name: str) -> str | None:
+    """Why ``name`` is not a legal Kafka topic name, or None when it is."""
+    if KAFKA_TOPIC.fullmatch(name) and name not in (".", ".."):
+        return None
+    return f"{name!r} is not a legal Kafka topic name ({KAFKA_TOPIC_RULE})"
+
+
+def topic_template_problem(template: Template) -> str | None:
+    """Why a Kafka topic template can never render a legal name, or None when it may."""
+    if not template.names:
+        return kafka_topic_problem("".join(template.literals))
+    bad = sorted({c for lit in template.literals for c in lit if not KAFKA_TOPIC_CHARS.fullmatch(c)})
+    return f"Kafka topic names cannot contain {''.join(bad)!r} ({KAFKA_TOPIC_RULE})" if bad else None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    route_name: str
+    kafka_topic: str
+    key: bytes
+    value_format: ValueFormat
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    name: str
+    pattern: TopicPattern
+    topic: Template
+    key: Template | None
+    value_format: ValueFormat
+
+
+def _compile(route: RouteConfig) -> _Route:
+    pattern = compile_pattern(route.mqtt_topic)
+    key = compile_template(route.kafka_key, pattern) if route.kafka_key is not None else None
+    return _Route(route.name, pattern, compile_template(route.kafka_topic, pattern), key, route.value_format)
+
+
+class Router:
+    """Routes MQTT topics to Kafka topics and keys; ``routes`` come from a validated config."""
+
+    def __init__(self, routes: Sequence[RouteConfig], cache_size: int = 65_536) -> None:
+        self._routes = tuple(_compile(r) for r in routes)
+        self._filters = merge_filters(r.pattern.filter for r in self._routes)
+        self._tried = ", ".join(r.name for r in self._routes) or "none configured"
+        self._lookup = functools.lru_cache(maxsize=cache_size)(self._resolve)
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        """The MQTT filters that reach every route, deduplicated, in route order."""
+        return self._filters
+
+    def route(self, mqtt_topic: str) -> RouteMatch:
+        """Raises :class:`RoutingError` when no route matches or the Kafka topic is illegal."""
+        found = self._lookup(mqtt_topic)
+        if isinstance(found, RouteMatch):
+            return found
+        raise RoutingError(found, mqtt_topic=mqtt_topic)
+
+    def cache_info(self) -> functools._CacheInfo:
+        return self._lookup.cache_info()
+
+    def _resolve(self, mqtt_topic: str) -> RouteMatch | str:
+        """The match, or why there is none (cached as text: exceptions do not belong in a cache)."""
+        for route in self._routes:
+            values = route.pattern.match(mqtt_topic)
+            if values is None:
+                continue
+            values["topic"] = mqtt_topic
+            kafka_topic = route.topic.render(values)
+            problem = kafka_topic_problem(kafka_topic)
+            if problem is not None:
+                return f"route {route.name!r} renders {problem}"
+            key = route.key.render(values) if route.key is not None else mqtt_topic
+            return RouteMatch(route.name, kafka_topic, key.encode(), route.value_format)
+        return f"no route matches (tried {self._tried})"

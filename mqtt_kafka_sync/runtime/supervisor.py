@@ -1,0 +1,162 @@
+"""Runs every task of every connector as its own process and keeps them running.
+
+A task process that dies is started again with the same MQTT client id, so it resumes its
+persistent session and the broker re-sends what it had not acknowledged. On SIGINT/SIGTERM the
+supervisor asks each task to drain (stop taking messages, let Kafka confirm what is in flight, ack
+it) and exits 0 once they have.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import multiprocessing.context
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.sharedctypes import SynchronizedArray
+from pathlib import Path
+from types import FrameType
+
+from mqtt_kafka_sync.config.model import SourceConnectorConfig
+from mqtt_kafka_sync.runtime.task_process import STAT_FIELDS, task_main
+
+logger = logging.getLogger(__name__)
+
+_ctx = multiprocessing.get_context("spawn")
+
+
+@dataclass
+class TaskSlot:
+    config: SourceConnectorConfig
+    index: int
+    stats: SynchronizedArray[int]
+    process: multiprocessing.context.SpawnProcess | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.name}/task-{self.index}"
+
+
+class Supervisor:
+    def __init__(
+        self,
+        configs: Sequence[SourceConnectorConfig],
+        *,
+        drain_timeout: float = 30.0,
+        log_level: int = logging.WARNING,
+    ) -> None:
+        self.slots = [
+            TaskSlot(c, i, _ctx.Array("q", len(STAT_FIELDS))) for c in configs for i in range(c.tasks_max)
+        ]
+        self._drain_timeout = drain_timeout
+        self._log_level = log_level
+        self._stop = threading.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def totals(self) -> dict[str, int]:
+        """Counters summed over all tasks (received, produced, dead_lettered, acked, subscribed)."""
+        totals = dict.fromkeys(STAT_FIELDS, 0)
+        for slot in self.slots:
+            for name, value in zip(STAT_FIELDS, slot.stats[:], strict=True):
+                totals[name] += value
+        return totals
+
+    def status(self) -> dict[str, object]:
+        """Per-task counters and liveness, as ``run --status-file`` writes them."""
+        tasks = []
+        for slot in self.slots:
+            proc = slot.process
+            entry: dict[str, object] = {
+                "task": slot.label,
+                "pid": proc.pid if proc is not None else None,
+                "alive": proc is not None and proc.is_alive(),
+                "restarts": slot.restarts,
+            }
+            entry.update(zip(STAT_FIELDS, slot.stats[:], strict=True))
+            tasks.append(entry)
+        return {"tasks": tasks, "totals": self.totals()}
+
+    def write_status(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.status()))
+        tmp.replace(path)
+
+    def run(
+        self,
+        on_tick: Callable[[Supervisor], None] | None = None,
+        tick: float = 1.0,
+        *,
+        handle_signals: bool = True,
+    ) -> int:
+        """Run until SIGINT/SIGTERM (or :meth:`request_stop`), then drain every task; returns 0."""
+        signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
+        try:
+            next_tick = time.monotonic() + tick
+            while not self._stop.is_set():
+                self._keep_alive()
+                if on_tick is not None and time.monotonic() >= next_tick:
+                    on_tick(self)
+                    next_tick += tick
+                self._stop.wait(0.2)
+            return self._drain_all()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stop.set()
+
+    def _keep_alive(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots:
+            proc = slot.process
+            if proc is not None and proc.is_alive():
+                if now - slot.started_at > 60:
+                    slot.restarts = 0
+                continue
+            if proc is not None:
+                delay = min(30.0, 0.5 * 2**slot.restarts)
+                logger.warning(
+                    "%s exited with code %s; starting it again in %.1fs", slot.label, proc.exitcode, delay
+                )
+                slot.restarts += 1
+                slot.next_start = now + delay
+                slot.process = None
+                proc.close()
+            if now >= slot.next_start:
+                self._start(slot)
+
+    def _start(self, slot: TaskSlot) -> None:
+        slot.process = _ctx.Process(
+            target=task_main,
+            name=slot.label,
+            daemon=False,
+            args=(slot.config, slot.index, slot.stats, self._log_level, self._drain_timeout),
+        )
+        slot.process.start()
+        slot.started_at = time.monotonic()
+
+    def _drain_all(self) -> int:
+        running = [s.process for s in self.slots if s.process is not None and s.process.is_alive()]
+        for proc in running:
+            proc.terminate()  # SIGTERM: the task drains
+        deadline = time.monotonic() + self._drain_timeout + 10
+        for proc in running:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                logger.error(
+                    "%s did not stop in time; killing it (the broker redelivers its messages)", proc.name
+                )
+                proc.kill()
+                proc.join(5)
+        return 0

@@ -1,0 +1,29 @@
+"""Acknowledgements leave in arrival order, and only once Kafka confirmed everything before them."""
+
+from __future__ import annotations
+
+from mqtt_kafka_sync.ingest.acks import AckTracker
+
+
+def test_releases_longest_confirmed_prefix_in_arrival_order() -> None:
+    sent: list[list[tuple[int, int, int]]] = []
+    tracker = AckTracker(sent.append)
+    a, b, c = (tracker.add(1, pid, 1, 0.0) for pid in (10, 11, 12))
+    tracker.done(c)
+    tracker.done(b)
+    assert sent == [] and tracker.in_flight == 3
+    tracker.done(a)
+    assert sent == [[(1, 10, 1), (1, 11, 1), (1, 12, 1)]]
+    assert tracker.in_flight == 0 and tracker.wait_idle(0) and tracker.acked == 3
+
+
+def test_reset_forgets_pending_of_a_lost_connection() -> None:
+    sent: list[list[tuple[int, int, int]]] = []
+    tracker = AckTracker(sent.append)
+    old = tracker.add(1, 5, 2, 0.0)
+    tracker.reset()
+    new = tracker.add(2, 5, 2, 0.0)
+    tracker.done(old)  # late confirmation for the old connection: nothing to release
+    assert sent == []
+    tracker.done(new)
+    assert sent == [[(2, 5, 2)]]

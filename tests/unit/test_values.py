@@ -1,0 +1,56 @@
+"""Value formats: ``bytes`` passes through, ``json`` must parse and is re-encoded compactly."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+import pytest
+
+from mqtt_kafka_sync.codec.values import ENCODERS, encode_value
+from mqtt_kafka_sync.config.model import ValueFormat
+from mqtt_kafka_sync.errors import DecodeError
+
+
+@pytest.mark.parametrize(
+    ("value_format", "payload", "expected"),
+    [
+        ("bytes", b"\x00\xff not json", b"\x00\xff not json"),
+        ("bytes", b"", b""),
+        ("json", b'{ "a" : 1,\n "b": [true, null] }', b'{"a":1,"b":[true,null]}'),
+        ("json", '{"t": "\u00fcber \u20ac"}'.encode(), '{"t":"\u00fcber \u20ac"}'.encode()),
+        ("json", b'"\\u00fc"', '"\u00fc"'.encode()),  # escapes become UTF-8
+        ("json", b"12345678901234567890123", b"12345678901234567890123"),  # integers stay exact
+        ("json", b"1.50", b"1.5"),
+        ("json", b"1E3", b"1000.0"),
+        ("json", b'"\\ud800"', b'"\\ud800"'),  # a lone surrogate stays escaped
+        ("json", b" 7 ", b"7"),
+    ],
+)
+def test_encodes(value_format: ValueFormat, payload: bytes, expected: bytes) -> None:
+    assert encode_value(value_format, payload, "t") == expected
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"", "not valid JSON: Expecting value at line 1 column 1"),
+        (b"{", "not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
+        (b'{"a": 1}\n{"b": 2}', "not valid JSON: Extra data at line 2 column 1"),
+        (b"NaN", "not valid JSON: NaN is not a JSON value"),
+        (b"[Infinity]", "not valid JSON: Infinity is not a JSON value"),
+        (b"1e999", "not valid JSON: number 1e999 is out of range"),
+        (b'"\xff"', "not valid UTF-8: invalid start byte at byte 1"),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON: nested too deeply"),
+        (b"9" * 5000, "not valid JSON: Exceeds the limit"),
+    ],
+)
+def test_json_rejects(payload: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        encode_value("json", payload, "plants/p1/x")
+    assert caught.value.detail.startswith(reason)
+    assert caught.value.mqtt_topic == "plants/p1/x"
+    assert caught.value.reason == "bad-payload"
+
+
+def test_every_value_format_has_an_encoder() -> None:
+    assert set(ENCODERS) == set(get_args(ValueFormat))
