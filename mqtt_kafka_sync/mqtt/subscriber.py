@@ -317,15 +317,7 @@ class MqttSubscriber:
             self._dispatch(packet, gen, out)
         try:
             while True:
-                want = (0 if self._paused else selectors.EVENT_READ) | (selectors.EVENT_WRITE if out else 0)
-                if want != registered:
-                    registered = _reregister(sel, sock, registered, want)
-                timeout = max(0.0, self._last_sent + s.keepalive / 2 - time.monotonic())
-                for key, mask in sel.select(timeout):
-                    if key.fileobj is self._wake_r:
-                        self._drain_wake()
-                    elif mask & selectors.EVENT_READ:
-                        self._read(sock, gen, out)
+                # Flush first: what is queued must not wait for the next event.
                 self._collect_outgoing(gen, out)
                 if self._stopping.is_set():
                     out += p.encode_disconnect(0, self._disconnect_expiry)
@@ -341,14 +333,25 @@ class MqttSubscriber:
                         sent = 0
                     del out[:sent]
                     self._last_sent = time.monotonic()
+                want = (0 if self._paused else selectors.EVENT_READ) | (selectors.EVENT_WRITE if out else 0)
+                if want != registered:
+                    registered = _reregister(sel, sock, registered, want)
+                timeout = max(0.0, self._last_sent + s.keepalive / 2 - time.monotonic())
+                for key, mask in sel.select(timeout):
+                    if key.fileobj is self._wake_r:
+                        self._drain_wake()
+                    elif mask & selectors.EVENT_READ:
+                        self._read(sock, gen, out)
         finally:
             sel.close()
 
     def _drain_wake(self) -> None:
-        self._wake_pending = False
+        # Read the wake bytes first, then clear the flag: the queues are collected after this, so
+        # anything queued before the flag cleared is seen, and anything after sends a fresh byte.
         with contextlib.suppress(BlockingIOError):
             while self._wake_r.recv(4096):
                 pass
+        self._wake_pending = False
 
     def _read(self, sock: socket.socket, gen: int, out: bytearray) -> None:
         data = sock.recv(262_144)

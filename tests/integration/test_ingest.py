@@ -1,0 +1,264 @@
+"""MQTT -> Kafka ingest, end to end against real Kafka and real Mosquitto.
+
+Every test runs the real ``mqtt-kafka-sync run`` command, publishes with simulated devices that
+number their messages per device, reads the Kafka topic back, and counts lost, duplicated and
+out-of-order messages per device. Duplicates are allowed (at-least-once) and reported; losses never.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mqtt_kafka_sync.kafka.admin import ensure_topics
+from mqtt_kafka_sync.sim.devices import DeviceSimulator, publish_raw
+from mqtt_kafka_sync.sim.verify import VerifyReport, read_topic, verify_topic
+from tests.integration.worker_process import WorkerProcess, write_source_config
+from tests.murmur2 import java_partition
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 6
+
+
+class Scenario:
+    """One isolated pipeline: its own MQTT topic root, Kafka topics, shared group and client ids."""
+
+    def __init__(self, brokers: Any, tmp_path: Path, **config: Any) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.brokers = brokers
+        self.tmp_path = tmp_path
+        self.root = f"t{tag}"
+        self.topic = f"telemetry-{tag}"
+        self.dlq = f"{self.topic}-dlq"
+        self.name = f"ingest-{tag}"
+        self.template = f"{self.root}/plants/{{plant}}/devices/{{device}}/telemetry"
+        ensure_topics(brokers.kafka_bootstrap, [self.topic, self.dlq], partitions=PARTITIONS)
+        self.config = write_source_config(
+            tmp_path / f"{self.name}.json",
+            brokers,
+            name=self.name,
+            root=self.root,
+            topic=self.topic,
+            **config,
+        )
+
+    def worker(self, label: str = "worker", **config: Any) -> WorkerProcess:
+        path = self.config
+        if config:
+            path = write_source_config(
+                self.tmp_path / f"{label}.json",
+                self.brokers,
+                name=self.name,
+                root=self.root,
+                topic=self.topic,
+                **config,
+            )
+        return WorkerProcess(path, self.tmp_path, label)
+
+    def simulator(self, devices: int, per_device: int, **kwargs: Any) -> DeviceSimulator:
+        return DeviceSimulator(
+            self.brokers.mqtt_host,
+            self.brokers.mqtt_port,
+            devices,
+            per_device,
+            topic_template=self.template,
+            **kwargs,
+        )
+
+    def verify(self, expected: dict[str, int], timeout_s: float = 120.0) -> VerifyReport:
+        return verify_topic(
+            self.brokers.kafka_bootstrap,
+            self.topic,
+            expected,
+            timeout_s=timeout_s,
+            idle_s=15.0,
+            topic_template=self.template,
+        )
+
+
+def _report(label: str, report: VerifyReport) -> None:
+    print(f"\n[{label}] {report.summary()}")
+
+
+def test_20000_messages_from_200_devices_arrive_in_order_with_keys_headers_and_java_partitions(
+    brokers: Any, tmp_path: Path
+) -> None:
+    scenario = Scenario(brokers, tmp_path)
+    worker = scenario.worker().start()
+    try:
+        worker.wait_subscribed()
+        result = scenario.simulator(200, 100, user_properties={"site": "plant-a"}).run()
+        assert result.ok, result.summary()
+        assert result.acked == 20_000
+        report = scenario.verify(result.per_device_last_seq)
+        _report("20k", report)
+        assert report.lost == 0 and report.out_of_order == 0, report.summary()
+        assert report.key_errors == 0 and report.header_errors == 0 and report.partition_splits == 0
+        assert report.delivered >= 20_000
+        records = read_topic(brokers.kafka_bootstrap, scenario.topic, timeout_s=60)
+        wrong = [r for r in records if r.partition != java_partition(r.key or b"", PARTITIONS)]
+        assert not wrong, f"{len(wrong)} records not in the partition Java's murmur2 picks, e.g. {wrong[0]}"
+        first = records[0]
+        assert first.headers["mqtt.qos"] == b"1" and first.headers["mqtt.retain"] == b"false"
+        assert first.headers["site"] == b"plant-a"  # MQTT 5 user property -> Kafka header
+        assert json.loads(first.value)["device"] == first.key.decode()  # type: ignore[union-attr]
+        assert worker.stop() == 0, worker.log()
+        assert read_topic(brokers.kafka_bootstrap, scenario.dlq, timeout_s=10) == []
+    finally:
+        if worker.alive():
+            worker.stop()
+
+
+def test_qos2_messages_arrive_exactly_where_mapped(brokers: Any, tmp_path: Path) -> None:
+    scenario = Scenario(brokers, tmp_path, **{"mqtt.qos": 2})
+    worker = scenario.worker().start()
+    try:
+        worker.wait_subscribed()
+        result = scenario.simulator(20, 100, qos=2).run()
+        assert result.ok, result.summary()
+        report = scenario.verify(result.per_device_last_seq)
+        _report("qos2", report)
+        assert report.ok, report.summary()
+    finally:
+        worker.stop()
+
+
+def test_kill_9_mid_run_then_restart_loses_nothing(brokers: Any, tmp_path: Path) -> None:
+    scenario = Scenario(brokers, tmp_path)
+    worker = scenario.worker().start()
+    worker.wait_subscribed()
+    simulator = scenario.simulator(200, 100, rate=4000)
+    simulator.start()
+    try:
+        assert worker.wait_acked(4000, timeout=60), worker.log()
+        worker.kill9()
+        time.sleep(1.0)  # messages keep arriving at the broker meanwhile
+        worker = scenario.worker().start()
+        result = simulator.wait(120)
+        assert result is not None and result.ok, result
+        report = scenario.verify(result.per_device_last_seq)
+        _report("kill -9", report)
+        assert report.lost == 0, report.summary()
+        assert report.key_errors == 0 and report.header_errors == 0 and report.partition_splits == 0
+        assert report.out_of_order == 0, report.summary()
+    finally:
+        if simulator.running:
+            simulator.stop()
+        worker.stop()
+
+
+def test_kafka_down_for_20_seconds_loses_nothing_and_worker_memory_stays_bounded(
+    brokers: Any, tmp_path: Path
+) -> None:
+    if not brokers.controllable:
+        pytest.skip("brokers given by environment variables cannot be stopped by the test")
+    scenario = Scenario(brokers, tmp_path)
+    worker = scenario.worker().start()
+    worker.wait_subscribed()
+    simulator = scenario.simulator(200, 100, rate=1000)
+    simulator.start()
+    try:
+        assert worker.wait_acked(2000, timeout=60), worker.log()
+        brokers.stop_kafka()
+        rss: list[int] = []
+        outage_start = time.monotonic()
+        while time.monotonic() - outage_start < 20:
+            rss.append(worker.rss_bytes())
+            assert worker.alive(), worker.log()
+            time.sleep(1.0)
+        acked_during_outage = worker.totals()["acked"]
+        brokers.start_kafka()
+        result = simulator.wait(180)
+        assert result is not None and result.ok, result
+        report = scenario.verify(result.per_device_last_seq, timeout_s=180)
+        _report("kafka outage", report)
+        print(
+            f"[kafka outage] worker RSS during outage: min {min(rss) >> 20} MiB, max {max(rss) >> 20} MiB; "
+            f"acked before restart {acked_during_outage}"
+        )
+        assert report.lost == 0, report.summary()
+        assert report.out_of_order == 0, report.summary()
+        assert worker.alive(), "the worker exited during the Kafka outage"
+        assert max(rss) < 400 * 2**20, f"worker RSS grew to {max(rss) >> 20} MiB during the outage"
+        assert max(rss) - min(rss) < 64 * 2**20, f"worker RSS grew by {(max(rss) - min(rss)) >> 20} MiB"
+    finally:
+        if simulator.running:
+            simulator.stop()
+        worker.stop()
+
+
+def test_two_workers_share_the_load_and_the_survivor_takes_over_a_killed_one(
+    brokers: Any, tmp_path: Path
+) -> None:
+    scenario = Scenario(brokers, tmp_path)
+    worker_a = scenario.worker("a", **{"mqtt.client.id": f"{scenario.name}-a"}).start()
+    worker_b = scenario.worker("b", **{"mqtt.client.id": f"{scenario.name}-b"}).start()
+    worker_a.wait_subscribed()
+    worker_b.wait_subscribed()
+    simulator = scenario.simulator(200, 100, rate=2000)
+    simulator.start()
+    try:
+        assert worker_a.wait_acked(2000, timeout=60), worker_a.log()
+        assert worker_b.wait_acked(2000, timeout=60), worker_b.log()
+        a_before = worker_a.totals()["received"]
+        worker_a.kill9()
+        result = simulator.wait(180)
+        assert result is not None and result.ok, result
+        report = scenario.verify(result.per_device_last_seq, timeout_s=180)
+        _report("two workers", report)
+        b_total = worker_b.totals()["received"]
+        print(f"[two workers] a received {a_before} before kill -9; b received {b_total}")
+        assert report.lost == 0, report.summary()
+        assert report.key_errors == 0 and report.partition_splits == 0
+        assert a_before > 0 and b_total > 0
+        assert "adopted session" in worker_b.log(), worker_b.log()
+    finally:
+        if simulator.running:
+            simulator.stop()
+        worker_b.stop()
+
+
+def test_unroutable_topics_and_bad_payloads_go_to_the_dead_letter_topic(brokers: Any, tmp_path: Path) -> None:
+    scenario = Scenario(brokers, tmp_path)
+    worker = scenario.worker().start()
+    try:
+        worker.wait_subscribed()
+        host, port = brokers.mqtt_host, brokers.mqtt_port
+        good_topic = f"{scenario.root}/plants/p01/devices/d0001/telemetry"
+        publish_raw(host, port, f"{scenario.root}/plants/p01/other", b'{"x": 1}', qos=1)
+        publish_raw(host, port, good_topic, b"not json {", qos=1)
+        publish_raw(
+            host, port, good_topic, b'{"device": "p01.d0001", "seq": 1, "ts": 0, "value": 1.5}', qos=1
+        )
+        dead = _wait_records(brokers.kafka_bootstrap, scenario.dlq, 2)
+        reasons = Counter(r.headers["dlq.reason"].decode() for r in dead)
+        assert reasons == {"no-route": 1, "bad-payload": 1}
+        by_reason = {r.headers["dlq.reason"].decode(): r for r in dead}
+        assert by_reason["no-route"].headers["mqtt.topic"] == f"{scenario.root}/plants/p01/other".encode()
+        assert by_reason["no-route"].value == b'{"x": 1}'
+        bad = by_reason["bad-payload"]
+        assert bad.value == b"not json {" and bad.headers["mqtt.topic"] == good_topic.encode()
+        assert b"JSON" in bad.headers["dlq.detail"] and bad.headers["dlq.connector"] == scenario.name.encode()
+        good = _wait_records(brokers.kafka_bootstrap, scenario.topic, 1)
+        assert json.loads(good[0].value) == {"device": "p01.d0001", "seq": 1, "ts": 0, "value": 1.5}
+        assert worker.alive()
+    finally:
+        worker.stop()
+
+
+def _wait_records(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    records: list[Any] = []
+    while time.monotonic() < deadline:
+        records = read_topic(bootstrap, topic, timeout_s=10)
+        if len(records) >= count:
+            return records
+        time.sleep(0.5)
+    raise AssertionError(f"expected {count} records in {topic}, found {len(records)}")
