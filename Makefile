@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 bootstrap: $(STAMP)  ## install system packages (Mosquitto, JDK, Maven) and the Python environment
 
 demo: $(STAMP)  ## start the local stack, a worker and a device simulator; live progress until Ctrl-C
-	$(BIN)/mqtt-kafka-sync demo
+	$(BIN)/mqtt-kafka-sync demo $(DEMO_ARGS)
 
 test: $(STAMP)  ## everything CI runs: lint, type check, unit and integration tests against real brokers
 	$(BIN)/ruff check .

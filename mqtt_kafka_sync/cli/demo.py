@@ -56,9 +56,10 @@ class _Progress:
         then, received_then, produced_then = self.last
         dt = max(now - then, 1e-6)
         sent = self.simulator.acked if self.started else 0
+        received, produced = totals["received"], totals["produced"]
         line = (
-            f"devices sent {sent:>9,} | mqtt in {totals['received']:>9,} ({(totals['received'] - received_then) / dt:>7,.0f}/s)"
-            f" | kafka out {totals['produced']:>9,} ({(totals['produced'] - produced_then) / dt:>7,.0f}/s)"
+            f"devices sent {sent:>9,} | mqtt in {received:>9,} ({(received - received_then) / dt:>7,.0f}/s)"
+            f" | kafka out {produced:>9,} ({(produced - produced_then) / dt:>7,.0f}/s)"
             f" | dead-lettered {totals['dead_lettered']:,} | acked {totals['acked']:,}"
         )
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", flush=True)

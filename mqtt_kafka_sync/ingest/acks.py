@@ -47,8 +47,9 @@ class AckTracker:
     def add(self, generation: int, packet_id: int, qos: int, received_at: float) -> Pending:
         pending = Pending(generation, packet_id, qos, received_at)
         with self._lock:
+            if not self._queue:
+                self._idle.clear()  # only on the empty -> busy transition: Event calls take a lock
             self._queue.append(pending)
-            self._idle.clear()
         return pending
 
     def done(self, pending: Pending) -> None:

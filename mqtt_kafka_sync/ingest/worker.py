@@ -29,6 +29,19 @@ ADOPTION_IDLE_SECONDS = 2.0
 ADOPTION_MAX_SECONDS = 3600.0
 
 
+COUNTERS = ("received", "produced", "dead_lettered", "acked")
+
+
+def _task_counters(task: IngestTask) -> dict[str, int]:
+    stats = task.pipeline.stats
+    return {
+        "received": stats.received,
+        "produced": stats.produced,
+        "dead_lettered": stats.dead_lettered,
+        "acked": task.tracker.acked,
+    }
+
+
 class _MembershipHandler:
     """Lets membership records bypass the pipeline; everything else goes to Kafka."""
 
@@ -77,6 +90,7 @@ class IngestWorker:
             handler_wrapper=lambda pipeline: _MembershipHandler(self, pipeline),
         )
         self._adoptions: dict[str, tuple[Adoption, IngestTask]] = {}
+        self._retired = dict.fromkeys(COUNTERS, 0)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="takeover-watch", daemon=True)
@@ -94,15 +108,13 @@ class IngestWorker:
             self._watcher.start()
 
     def snapshot(self) -> dict[str, int]:
+        """Counters of this task plus every adoption it ran, finished or not."""
         with self._lock:
             tasks = [self.task, *(t for _, t in self._adoptions.values())]
-        snap = {"received": 0, "produced": 0, "dead_lettered": 0, "acked": 0}
+            snap = dict(self._retired)
         for task in tasks:
-            stats = task.pipeline.stats
-            snap["received"] += stats.received
-            snap["produced"] += stats.produced
-            snap["dead_lettered"] += stats.dead_lettered
-            snap["acked"] += task.tracker.acked
+            for name, value in _task_counters(task).items():
+                snap[name] += value
         snap["subscribed"] = int(self.task.subscriber.subscribed)
         return snap
 
@@ -180,6 +192,8 @@ class IngestWorker:
 
     def _adopted(self, member: Member, ok: bool) -> None:
         with self._lock:
-            self._adoptions.pop(member.client_id, None)
+            _, task = self._adoptions.pop(member.client_id)
+            for name, value in _task_counters(task).items():
+                self._retired[name] += value
         if ok and self.membership is not None:
             self.membership.forget(member.client_id)
