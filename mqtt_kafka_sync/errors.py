@@ -84,7 +84,12 @@ class MqttProtocolError(MqttError):
 
 class KafkaDeliveryError(SyncError):
     def __init__(
-        self, detail: str, *, topic: str, partition: int | None = None, offset: int | None = None,
+        self,
+        detail: str,
+        *,
+        topic: str,
+        partition: int | None = None,
+        offset: int | None = None,
         retriable: bool = False,
     ) -> None:
         self.topic = topic
