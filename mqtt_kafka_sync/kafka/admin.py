@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -15,7 +15,13 @@ logger = logging.getLogger(__name__)
 
 
 def ensure_topics(
-    bootstrap: str, topics: Iterable[str], *, partitions: int = 6, replication: int = 1, timeout: float = 30.0
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    partitions: int = 6,
+    replication: int = 1,
+    timeout: float = 30.0,
+    config: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the ones created."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -24,7 +30,7 @@ def ensure_topics(
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(t, partitions, replication) for t in wanted], operation_timeout=timeout
+        [NewTopic(t, partitions, replication, config=dict(config or {})) for t in wanted], operation_timeout=timeout
     )
     created = []
     for topic, future in futures.items():

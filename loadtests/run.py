@@ -1,0 +1,374 @@
+"""Load scenarios for the MQTT -> Kafka ingest path; each prints a results table.
+
+    python -m loadtests.run target            # the issue's target: QoS 1, 256 B, 1,000 devices
+    python -m loadtests.run latency --rate 10000
+    python -m loadtests.run drain --messages 300000
+    python -m loadtests.run payload | ladder | cardinality | tasks
+    python -m loadtests.run smoke             # tiny, for CI: asserts 0 lost, no speed claims
+
+Brokers: the local stack under ``.stack-load/`` on ports the OS picks (started and stopped here),
+or ``--bootstrap`` and ``--mqtt-uri`` for brokers of your own (then CPU per broker process is not
+reported). Every bridge figure is shown beside a baseline measured in the same run: the same
+generator through Mosquitto to the C subscriber ``mosquitto_sub``, no Kafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtests.publisher import LoadSpec, generate
+from mqtt_kafka_sync.devstack.paths import repo_root
+from mqtt_kafka_sync.devstack.stack import LocalStack
+from mqtt_kafka_sync.kafka.admin import ensure_topics
+from mqtt_kafka_sync.sim.verify import VerifyReport, verify_topic
+from tests.integration.worker_process import WorkerProcess, write_source_config
+
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Brokers:
+    kafka_bootstrap: str
+    mqtt_uri: str
+    mqtt_host: str
+    mqtt_port: int
+    kafka_pid: int | None = None
+    mqtt_pid: int | None = None
+
+
+@contextmanager
+def brokers(args: argparse.Namespace) -> Iterator[Brokers]:
+    if args.bootstrap and args.mqtt_uri:
+        host, port = args.mqtt_uri.split("://")[1].rsplit(":", 1)
+        yield Brokers(args.bootstrap, args.mqtt_uri, host, int(port))
+        return
+    stack = LocalStack(
+        repo_root() / ".stack-load",
+        kafka_port=0,
+        controller_port=0,
+        mqtt_port=0,
+        libs_dir=repo_root() / ".stack" / "kafka" / "libs",
+    )
+    stack.up()
+    try:
+        yield Brokers(
+            stack.kafka_bootstrap,
+            stack.mqtt_uri,
+            stack.mqtt_host,
+            stack.mqtt_port,
+            stack.kafka.process.pid,
+            stack.mosquitto.process.pid,
+        )
+    finally:
+        stack.down()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK
+        except (FileNotFoundError, IndexError):
+            continue
+    return total
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    peak = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except FileNotFoundError:
+            continue
+    return peak / 1024
+
+
+@dataclass
+class Row:
+    scenario: str
+    label: str
+    offered: float
+    messages: int
+    baseline_rate: float = 0.0
+    bridge_rate: float = 0.0
+    lost: int = 0
+    duplicated: int = 0
+    out_of_order: int = 0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    p999_ms: float = 0.0
+    bridge_us_per_msg: float = 0.0
+    mosquitto_us_per_msg: float = 0.0
+    kafka_us_per_msg: float = 0.0
+    bridge_peak_rss_mb: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.bridge_rate / self.baseline_rate if self.baseline_rate else 0.0
+
+
+def baseline(b: Brokers, spec: LoadSpec) -> float:
+    """Messages/s from the generator through Mosquitto to ``mosquitto_sub`` (QoS 1), no Kafka."""
+    root = spec.topic_template.split("/", 1)[0]
+    total = spec.devices * spec.messages_per_device
+    sub = subprocess.Popen(
+        [
+            "mosquitto_sub",
+            "-h",
+            b.mqtt_host,
+            "-p",
+            str(b.mqtt_port),
+            "-q",
+            str(spec.qos),
+            "-t",
+            f"{root}/#",
+            "-C",
+            str(total),
+            "-F",
+            "%l",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    generate(spec)
+    sub.wait(600)
+    return total / (time.monotonic() - t0)
+
+
+def bridge_run(
+    b: Brokers,
+    spec: LoadSpec,
+    workdir: Path,
+    *,
+    tasks: int = 1,
+    value_format: str = "bytes",
+    backlog: bool = False,
+) -> tuple[float, VerifyReport, dict[str, float]]:
+    """Run the real ``mqtt-kafka-sync run`` against ``spec``'s load; returns (msg/s, report, costs)."""
+    tag = uuid.uuid4().hex[:6]
+    root = spec.topic_template.split("/", 1)[0]
+    topic = f"load-{tag}"
+    ensure_topics(
+        b.kafka_bootstrap,
+        [topic, f"{topic}-dlq"],
+        partitions=6,
+        config={"message.timestamp.type": "LogAppendTime"},
+    )
+    config = write_source_config(
+        workdir / f"{tag}.json",
+        b,
+        name=f"load-{tag}",
+        root=root,
+        topic=topic,
+        **{
+            "tasks.max": tasks,
+            "routes.telemetry.value.format": value_format,
+            "mqtt.takeover.enabled": "false",
+        },
+    )
+    total = spec.devices * spec.messages_per_device
+    worker = WorkerProcess(config, workdir, f"worker-{tag}").start()
+    worker.wait_subscribed()
+    if backlog:  # queue everything on the broker while the worker is away, then time the drain
+        assert worker.stop() == 0
+        generate(spec)
+        worker = WorkerProcess(config, workdir, f"worker-{tag}-drain").start()
+        worker.wait_subscribed()
+    pids = worker.task_pids()
+    broker_pids = [p for p in (b.mqtt_pid, b.kafka_pid) if p]
+    cpu0 = [cpu_seconds(pids), *(cpu_seconds([p]) for p in broker_pids)]
+    t0 = time.monotonic()
+    if not backlog:
+        generate(spec)
+    while worker.totals().get("acked", 0) < total and time.monotonic() - t0 < 600:
+        time.sleep(0.05)
+    elapsed = time.monotonic() - t0
+    cpu1 = [cpu_seconds(pids), *(cpu_seconds([p]) for p in broker_pids)]
+    costs = {"bridge_us": 1e6 * (cpu1[0] - cpu0[0]) / total, "rss_mb": peak_rss_mb(pids)}
+    for name, before, after in zip(("mosquitto_us", "kafka_us"), cpu0[1:], cpu1[1:], strict=False):
+        costs[name] = 1e6 * (after - before) / total
+    worker.stop()
+    expected = dict.fromkeys(_device_ids(spec), spec.messages_per_device)
+    report = verify_topic(
+        b.kafka_bootstrap, topic, expected, timeout_s=300, idle_s=20, topic_template=spec.topic_template
+    )
+    return total / elapsed, report, costs
+
+
+def _device_ids(spec: LoadSpec) -> list[str]:
+    from mqtt_kafka_sync.sim.payload import device_ids  # noqa: PLC0415
+
+    return device_ids(spec.devices)
+
+
+def measure(
+    b: Brokers,
+    scenario: str,
+    label: str,
+    spec: LoadSpec,
+    workdir: Path,
+    *,
+    tasks: int = 1,
+    value_format: str = "bytes",
+    backlog: bool = False,
+    with_baseline: bool = True,
+) -> Row:
+    base = baseline(b, spec) if with_baseline else 0.0
+    rate, report, costs = bridge_run(
+        b, spec, workdir, tasks=tasks, value_format=value_format, backlog=backlog
+    )
+    lat = report.latency
+    return Row(
+        scenario,
+        label,
+        spec.rate,
+        spec.devices * spec.messages_per_device,
+        base,
+        rate,
+        report.lost,
+        report.duplicated,
+        report.out_of_order,
+        lat.p50_ms if lat else 0.0,
+        lat.p99_ms if lat else 0.0,
+        lat.p999_ms if lat else 0.0,
+        costs["bridge_us"],
+        costs.get("mosquitto_us", 0.0),
+        costs.get("kafka_us", 0.0),
+        costs["rss_mb"],
+    )
+
+
+def print_table(rows: list[Row]) -> None:
+    head = (
+        f"{'scenario':<11} {'label':<16} {'offered/s':>9} {'msgs':>7} {'base/s':>8} {'bridge/s':>8}"
+        f" {'ratio':>5}"
+        f" {'lost':>4} {'dup':>4} {'ooo':>4} {'p50ms':>7} {'p99ms':>7} {'p999ms':>7} {'us/msg':>6}"
+        f" {'mosq us':>7} {'kafka us':>8} {'rss MB':>6}"
+    )
+    print(head)
+    for r in rows:
+        print(
+            f"{r.scenario:<11} {r.label:<16} {r.offered:>9,.0f} {r.messages:>7,} {r.baseline_rate:>8,.0f}"
+            f" {r.bridge_rate:>8,.0f} {r.ratio:>5.2f} {r.lost:>4} {r.duplicated:>4} {r.out_of_order:>4}"
+            f" {r.p50_ms:>7.1f} {r.p99_ms:>7.1f} {r.p999_ms:>7.1f} {r.bridge_us_per_msg:>6.1f}"
+            f" {r.mosquitto_us_per_msg:>7.1f} {r.kafka_us_per_msg:>8.1f} {r.bridge_peak_rss_mb:>6.0f}"
+        )
+
+
+def scenarios(args: argparse.Namespace, b: Brokers, workdir: Path) -> list[Row]:
+    def spec(
+        devices: int = 1000, per_device: int | None = None, rate: float = 60_000, size: int = 256
+    ) -> LoadSpec:
+        per = per_device or max(1, args.messages // devices)
+        root = f"l{uuid.uuid4().hex[:6]}"
+        return LoadSpec(
+            b.mqtt_host,
+            b.mqtt_port,
+            f"{root}/plants/{{plant}}/devices/{{device}}/telemetry",
+            devices,
+            per,
+            rate,
+            payload_size=size,
+            processes=args.processes,
+        )
+
+    name, fmt = args.scenario, args.format
+    runs: dict[str, Any] = {
+        "smoke": lambda: [measure(b, name, "100 devices", spec(100, 20, 2000), workdir, with_baseline=False)],
+        "target": lambda: [
+            measure(b, name, f"qos1 256B {fmt}", spec(rate=args.rate or 60_000), workdir, value_format=fmt)
+        ],
+        "latency": lambda: [
+            measure(
+                b,
+                name,
+                f"{args.rate or 10_000:,.0f}/s offered",
+                spec(rate=args.rate or 10_000),
+                workdir,
+                value_format=fmt,
+                with_baseline=False,
+            )
+        ],
+        "drain": lambda: [
+            measure(
+                b,
+                name,
+                "backlog",
+                spec(rate=200_000),
+                workdir,
+                backlog=True,
+                value_format=fmt,
+                with_baseline=False,
+            )
+        ],
+        "payload": lambda: [measure(b, name, f"{n} B", spec(size=n), workdir) for n in (64, 256, 1024, 8192)],
+        "ladder": lambda: [
+            measure(
+                b,
+                name,
+                f"{r:,} /s",
+                spec(rate=r, per_device=max(1, r * 10 // 1000)),
+                workdir,
+                with_baseline=False,
+            )
+            for r in (5_000, 10_000, 20_000, 30_000, 40_000)
+        ],
+        "cardinality": lambda: [
+            measure(b, name, f"{d:,} devices", spec(d, max(1, args.messages // d)), workdir)
+            for d in (100, 10_000, 50_000)
+        ],
+        "tasks": lambda: [
+            measure(b, name, f"{t} task(s)", spec(), workdir, tasks=t, with_baseline=False) for t in (1, 2, 4)
+        ],
+    }
+    rows: list[Row] = runs[name]()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "scenario",
+        choices=["smoke", "target", "latency", "drain", "payload", "ladder", "cardinality", "tasks"],
+    )
+    parser.add_argument("--messages", type=int, default=300_000, help="messages per run (default 300,000)")
+    parser.add_argument("--rate", type=float, default=0.0, help="offered messages/s (scenario default)")
+    parser.add_argument("--format", default="bytes", choices=["bytes", "json"], help="route value.format")
+    parser.add_argument("--processes", type=int, default=2, help="generator processes (default 2)")
+    parser.add_argument("--bootstrap", default="", help="use this Kafka instead of the local stack")
+    parser.add_argument("--mqtt-uri", default="", help="use this MQTT broker instead of the local stack")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp, brokers(args) as b:
+        rows = scenarios(args, b, Path(tmp))
+    print_table(rows)
+    out = repo_root() / "loadtests" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"{args.scenario}-{int(time.time())}.json").write_text(
+        json.dumps([asdict(r) for r in rows], indent=2)
+    )
+    return 0 if all(r.lost == 0 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""The load harness, run tiny: it must count every message through (0 lost). No speed is asserted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loadtests.publisher import LoadSpec
+from loadtests.run import Brokers, measure
+
+pytestmark = pytest.mark.integration
+
+
+def test_smoke_scenario_loses_nothing(brokers: Any, tmp_path: Path) -> None:
+    b = Brokers(brokers.kafka_bootstrap, brokers.mqtt_uri, brokers.mqtt_host, brokers.mqtt_port)
+    spec = LoadSpec(
+        b.mqtt_host,
+        b.mqtt_port,
+        "smoke/plants/{plant}/devices/{device}/telemetry",
+        devices=100,
+        messages_per_device=20,
+        rate=2000,
+        processes=2,
+    )
+    row = measure(b, "smoke", "ci", spec, tmp_path)
+    print(
+        f"\n[load smoke] baseline {row.baseline_rate:,.0f}/s bridge {row.bridge_rate:,.0f}/s lost {row.lost}"
+        f" dup {row.duplicated} p99 {row.p99_ms:.1f} ms"
+    )
+    assert row.messages == 2000
+    assert row.lost == 0 and row.out_of_order == 0
+    assert row.baseline_rate > 0 and row.bridge_rate > 0
