@@ -26,6 +26,8 @@ from mqtt_kafka_sync.routing.router import Router
 logger = logging.getLogger(__name__)
 
 _QOS = (b"0", b"1", b"2")
+DELIVERY_POLL_INTERVAL = 0.002
+"""Seconds the network loop sleeps at most while Kafka deliveries are outstanding."""
 _RETAIN = (b"false", b"true")
 
 
@@ -52,8 +54,10 @@ class IngestPipeline:
         tracker: AckTracker,
         dlq_topic: str,
         on_stuck: Callable[[str], None],
+        owns_sink: bool = True,
     ) -> None:
         self._connector = connector
+        self._owns_sink = owns_sink
         self._router = router
         self._sink = sink
         self._tracker = tracker
@@ -67,6 +71,12 @@ class IngestPipeline:
 
     def on_disconnected(self, generation: int, reason: str) -> None:
         return None
+
+    def on_tick(self) -> float | None:
+        """Serve Kafka delivery reports on the network thread; wake again soon while any are due."""
+        if self._owns_sink:
+            self._sink.poll(0)
+        return DELIVERY_POLL_INTERVAL if self._tracker.in_flight or len(self._sink) else None
 
     def on_message(self, message: Publish, generation: int) -> None:
         self.stats.received += 1

@@ -73,6 +73,7 @@ class IngestTask:
             tracker=self.tracker,
             dlq_topic=config.dlq_topic,
             on_stuck=self._stuck,
+            owns_sink=self._own_sink,
         )
         handler: MessageHandler = self.pipeline if handler_wrapper is None else handler_wrapper(self.pipeline)
         settings = subscriber_settings(

@@ -63,6 +63,9 @@ class _MembershipHandler:
     def on_disconnected(self, generation: int, reason: str) -> None:
         self._pipeline.on_disconnected(generation, reason)
 
+    def on_tick(self) -> float | None:
+        return self._pipeline.on_tick()
+
 
 class IngestWorker:
     def __init__(self, config: SourceConnectorConfig, index: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,7 +26,8 @@ def producer_config(bootstrap: str, client_id: str, overrides: Mapping[str, str]
     config = {
         "bootstrap.servers": bootstrap,
         "client.id": client_id,
-        "linger.ms": "5",
+        "linger.ms": "10",
+        "batch.size": "262144",
         # 0 = never give up on a record locally: while Kafka is down the record waits, its MQTT ack
         # waits with it, and the broker's flow control keeps the rest of the backlog on the broker.
         "message.timeout.ms": "0",
@@ -40,15 +40,17 @@ def producer_config(bootstrap: str, client_id: str, overrides: Mapping[str, str]
 
 
 class KafkaSink:
-    """A producer plus a thread that polls it, so delivery callbacks run off the MQTT thread."""
+    """The producer of a task. Delivery reports run in whichever thread calls :meth:`poll`.
+
+    An ingest task polls from its MQTT network thread (``IngestPipeline.on_tick``): confluent-kafka
+    takes the GIL once per delivery report, and a separate poll thread made the two threads hand
+    the GIL back and forth for every message.
+    """
 
     def __init__(self, config: Mapping[str, str]) -> None:
         self._producer = Producer(
             dict(config), error_cb=self._on_error, logger=logging.getLogger("librdkafka")
         )
-        self._running = True
-        self._thread = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
-        self._thread.start()
         self.last_error: KafkaError | None = None
 
     def produce(
@@ -59,25 +61,22 @@ class KafkaSink:
                 self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
                 return
             except BufferError:
-                # Local queue full: wait for deliveries. Bounded by MQTT flow control, so rare.
+                # Local queue full: serve deliveries. Bounded by MQTT flow control, so rare.
                 self._producer.poll(0.05)
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve delivery reports (and errors); returns how many events were served."""
+        return int(self._producer.poll(timeout))
 
     def flush(self, timeout: float) -> int:
         """Wait for outstanding deliveries; returns how many are still outstanding."""
         return int(self._producer.flush(timeout))
 
     def close(self, timeout: float = 5.0) -> int:
-        remaining = self.flush(timeout)
-        self._running = False
-        self._thread.join(2.0)
-        return remaining
+        return self.flush(timeout)
 
     def __len__(self) -> int:
         return len(self._producer)
-
-    def _poll_loop(self) -> None:
-        while self._running:
-            self._producer.poll(0.1)
 
     def _on_error(self, err: KafkaError) -> None:
         self.last_error = err

@@ -75,6 +75,10 @@ class MessageHandler(Protocol):
 
     def on_disconnected(self, generation: int, reason: str) -> None: ...
 
+    def on_tick(self) -> float | None:
+        """Called on every turn of the network loop; returns how long the loop may sleep at most."""
+        ...
+
 
 class ConnectionLost(MqttError):
     retriable = True
@@ -106,6 +110,7 @@ class MqttSubscriber:
         self.session_present = False
         self._unsubscribed = threading.Event()
         self._thread: threading.Thread | None = None
+        self._thread_id = 0
         self._next_packet_id = 0
         self.give_up_on_takeover = False
         """When set, a broker DISCONNECT 'session taken over' ends the subscriber instead of reconnecting."""
@@ -139,7 +144,8 @@ class MqttSubscriber:
     def ack(self, items: Iterable[tuple[int, int, int]]) -> None:
         """Queue acknowledgements ``(generation, packet_id, qos)``, sent in the order given."""
         self._acks.extend(items)
-        self._wake()
+        if threading.get_ident() != self._thread_id:  # the network thread collects them anyway
+            self._wake()
 
     def pause(self) -> None:
         """Stop reading from the broker (flow control keeps the backlog on the broker)."""
@@ -195,6 +201,7 @@ class MqttSubscriber:
         return self._next_packet_id
 
     def _run(self) -> None:
+        self._thread_id = threading.get_ident()
         retrying = tenacity.Retrying(
             wait=tenacity.wait_exponential_jitter(initial=0.2, max=self.settings.reconnect_max_delay),
             retry=tenacity.retry_if_exception_type((OSError, MqttError)),
@@ -337,6 +344,9 @@ class MqttSubscriber:
                 if want != registered:
                     registered = _reregister(sel, sock, registered, want)
                 timeout = max(0.0, self._last_sent + s.keepalive / 2 - time.monotonic())
+                tick = self._handler.on_tick()
+                if tick is not None:
+                    timeout = min(timeout, tick)
                 for key, mask in sel.select(timeout):
                     if key.fileobj is self._wake_r:
                         self._drain_wake()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -28,6 +29,18 @@ def _die_with_parent() -> None:
             logger.debug("prctl(PR_SET_PDEATHSIG) unavailable")
 
 
+def _tune_gc() -> None:
+    """The hot path allocates many short-lived objects that reference counting frees (no cycles).
+
+    With the default generation-0 threshold (700 allocations) the cyclic collector ran thousands of
+    times a second and scanned every long-lived object each time: 28% of a task's CPU in a profile
+    of a backlog drain. Freezing what start-up built and collecting less often took the drain from
+    42,000 to 51,000 messages/s (loadtests, docs/benchmarks.md).
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 def task_main(
     config: SourceConnectorConfig,
     index: int,
@@ -44,6 +57,7 @@ def task_main(
     from mqtt_kafka_sync.ingest.worker import IngestWorker  # noqa: PLC0415 - keep the spawn import light
 
     worker = IngestWorker(config, index)
+    _tune_gc()
     worker.start()
     announced = False
     while not stop.wait(0.5):
