@@ -36,6 +36,7 @@ from mqtt_kafka_sync.sim.verify import VerifyReport, verify_topic
 from tests.integration.worker_process import WorkerProcess, write_source_config
 
 CLK = os.sysconf("SC_CLK_TCK")
+PRODUCER_OVERRIDES: dict[str, str] = {}
 
 
 @dataclass
@@ -356,9 +357,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=0.0, help="offered messages/s (scenario default)")
     parser.add_argument("--format", default="bytes", choices=["bytes", "json"], help="route value.format")
     parser.add_argument("--processes", type=int, default=2, help="generator processes (default 2)")
+    parser.add_argument("--producer", action="append", default=[], metavar="KEY=VALUE",
+                        help="librdkafka producer setting for the bridge (kafka.producer.KEY), repeatable")
     parser.add_argument("--bootstrap", default="", help="use this Kafka instead of the local stack")
     parser.add_argument("--mqtt-uri", default="", help="use this MQTT broker instead of the local stack")
     args = parser.parse_args(argv)
+    for item in args.producer:
+        key, _, value = item.partition("=")
+        PRODUCER_OVERRIDES[f"kafka.producer.{key}"] = value
     with tempfile.TemporaryDirectory() as tmp, brokers(args) as b:
         rows = scenarios(args, b, Path(tmp))
     print_table(rows)

@@ -26,7 +26,7 @@ def producer_config(bootstrap: str, client_id: str, overrides: Mapping[str, str]
     config = {
         "bootstrap.servers": bootstrap,
         "client.id": client_id,
-        "linger.ms": "10",
+        "linger.ms": "5",
         "batch.size": "262144",
         # 0 = never give up on a record locally: while Kafka is down the record waits, its MQTT ack
         # waits with it, and the broker's flow control keeps the rest of the backlog on the broker.

@@ -1,0 +1,109 @@
+"""The ingest pipeline with a fake Kafka sink: routing, dead letters, acks only after delivery."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mqtt_kafka_sync.config.model import RouteConfig
+from mqtt_kafka_sync.ingest.acks import AckTracker
+from mqtt_kafka_sync.ingest.pipeline import DELIVERY_POLL_INTERVAL, IngestPipeline
+from mqtt_kafka_sync.mqtt.packets import Publish
+from mqtt_kafka_sync.routing.router import Router
+
+
+class FakeSink:
+    """Holds produced records until ``poll`` delivers them, as librdkafka does."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes, bytes | None, list[tuple[str, Any]]]] = []
+        self._due: list[Callable[[Any, Any], None]] = []
+        self.refuse: set[str] = set()
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, headers: Any, on_delivery: Any) -> None:
+        self.records.append((topic, value, key, list(headers)))
+        self._due.append(lambda: on_delivery(_Err() if topic in self.refuse else None, _Rec(topic)))
+
+    def poll(self, timeout: float = 0.0) -> int:
+        due, self._due = self._due, []
+        for deliver in due:
+            deliver()
+        return len(due)
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+
+class _Rec:
+    def __init__(self, topic: str) -> None:
+        self._topic = topic
+
+    def topic(self) -> str:
+        return self._topic
+
+
+class _Err:
+    def retriable(self) -> bool:
+        return False
+
+    def code(self) -> int:
+        return 17
+
+    def str(self) -> str:
+        return "Broker: Message size too large"
+
+
+def _pipeline() -> tuple[IngestPipeline, FakeSink, list[list[tuple[int, int, int]]]]:
+    sink = FakeSink()
+    acks: list[list[tuple[int, int, int]]] = []
+    tracker = AckTracker(acks.append)
+    route = RouteConfig(
+        "t", "plants/{plant}/devices/{device}/telemetry", "telemetry", "{plant}.{device}", "json"
+    )
+    pipeline = IngestPipeline(
+        "c",
+        Router([route]),
+        sink=sink,
+        tracker=tracker,
+        dlq_topic="c-dlq",  # type: ignore[arg-type]
+        on_stuck=lambda reason: None,
+    )
+    return pipeline, sink, acks
+
+
+def _msg(topic: str, payload: bytes, packet_id: int, qos: int = 1) -> Publish:
+    return Publish(topic, payload, qos, False, False, packet_id, [("site", "a")])
+
+
+def test_acks_only_after_delivery_reports_served_on_tick() -> None:
+    pipeline, sink, acks = _pipeline()
+    pipeline.on_connected(1, False)
+    pipeline.on_message(_msg("plants/p1/devices/d1/telemetry", b'{"v": 1}', 10), 1)
+    pipeline.on_message(_msg("plants/p1/devices/d2/telemetry", b'{"v": 2}', 11, qos=2), 1)
+    assert acks == []
+    assert sink.records[0][:3] == ("telemetry", b'{"v":1}', b"p1.d1")
+    assert ("mqtt.topic", "plants/p1/devices/d1/telemetry") in sink.records[0][3]
+    assert ("site", "a") in sink.records[0][3]
+    assert pipeline.on_tick() is None  # delivered during this tick: nothing more is due
+    assert [a for batch in acks for a in batch] == [(1, 10, 1), (1, 11, 2)]
+
+
+def test_tick_asks_to_wake_again_while_deliveries_are_due() -> None:
+    pipeline, sink, _ = _pipeline()
+    pipeline.on_message(_msg("plants/p1/devices/d1/telemetry", b"{}", 1), 1)
+    sink.poll = lambda timeout=0.0: 0  # type: ignore[method-assign]  # Kafka has not answered yet
+    assert pipeline.on_tick() == DELIVERY_POLL_INTERVAL
+
+
+def test_bad_payload_and_refused_record_are_dead_lettered_then_acked() -> None:
+    pipeline, sink, acks = _pipeline()
+    sink.refuse.add("telemetry")
+    pipeline.on_message(_msg("plants/p1/devices/d1/telemetry", b"not json", 1), 1)
+    pipeline.on_message(_msg("plants/p1/devices/d1/telemetry", b'{"big": true}', 2), 1)
+    pipeline.on_tick()  # first delivery round: DLQ record of msg 1 ok, msg 2 refused -> re-sent to DLQ
+    pipeline.on_tick()
+    dlq = [r for r in sink.records if r[0] == "c-dlq"]
+    reasons = [dict(r[3])["dlq.reason"] for r in dlq]
+    assert reasons == ["bad-payload", "kafka-rejected"]
+    assert [a for batch in acks for a in batch] == [(1, 1, 1), (1, 2, 1)]
+    assert pipeline.stats.dead_lettered == 2
