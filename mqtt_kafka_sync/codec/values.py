@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable
 
 import orjson
@@ -36,21 +35,35 @@ def _no_constant(name: str) -> object:
     raise Rejected(f"not valid JSON: {name} is not a JSON value")
 
 
-_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+_BEYOND_64_BITS = 1.8e19  # orjson parses an integer literal beyond the 64-bit range as a float
+
+
+def _fits_64_bits(value: object) -> bool:
+    """False when a float is large enough to be an integer literal that orjson rounded."""
+    kind = type(value)
+    if kind is float:
+        return -_BEYOND_64_BITS < value < _BEYOND_64_BITS  # type: ignore[operator]
+    if kind is dict:
+        return all(map(_fits_64_bits, value.values()))  # type: ignore[attr-defined]
+    if kind is list:
+        return all(map(_fits_64_bits, value))  # type: ignore[call-overload]
+    return True
 
 
 def _json(payload: bytes) -> bytes:
     """Parse strictly (UTF-8, no NaN/Infinity) and re-encode compactly.
 
-    orjson is the fast path (several times faster than the standard library); whatever it refuses
-    goes through the standard parser, which accepts what orjson does not (integers beyond 64 bits,
-    lone surrogate escapes) and words the reason when the payload really is not JSON.
+    orjson is the fast path (several times faster than the standard library); whatever it refuses,
+    and any payload with a number it may have rounded, goes through the standard parser, which keeps
+    integers of any size and lone surrogate escapes and words the reason when the payload really is
+    not JSON.
     """
-    if _LONG_DIGITS.search(payload) is None:  # orjson turns integers beyond 64 bits into floats
-        try:
-            return orjson.dumps(orjson.loads(payload))
-        except (orjson.JSONDecodeError, orjson.JSONEncodeError):
-            pass
+    try:
+        value = orjson.loads(payload)
+        if _fits_64_bits(value):
+            return orjson.dumps(value)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, RecursionError):
+        pass
     return _json_stdlib(payload)
 
 

@@ -54,3 +54,14 @@ def test_json_rejects(payload: bytes, reason: str) -> None:
 
 def test_every_value_format_has_an_encoder() -> None:
     assert set(ENCODERS) == set(get_args(ValueFormat))
+
+
+def test_json_fast_path_keeps_integers_beyond_64_bits_and_large_floats() -> None:
+    payload = b'{"big": 123456789012345678901234567890, "small": 18446744073709551615, "f": 2.5e30}'
+    assert encode_value("json", payload, "t") == (
+        b'{"big":123456789012345678901234567890,"small":18446744073709551615,"f":2.5e+30}'
+    )
+    assert (
+        encode_value("json", b'{"a": [1, {"b": 1.50}], "c": "\\u00e9"}', "t")
+        == '{"a":[1,{"b":1.5}],"c":"é"}'.encode()
+    )
