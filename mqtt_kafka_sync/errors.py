@@ -5,11 +5,15 @@
     SyncError                       (retriable = False unless stated)
     ├── ConfigError                 a config file is wrong; carries every problem found
     ├── RoutingError                an MQTT message no route can place (goes to the DLQ)
-    ├── DecodeError                 a payload the route's value format rejects (goes to the DLQ)
+    ├── DecodeError                 a payload the route's value format rejects (goes to the DLQ);
+    │                               ``field`` names the schema field at fault, when there is one
     ├── MqttError                   the MQTT side failed
     │   ├── MqttConnectError        retriable: broker unreachable or refused us for now
     │   └── MqttProtocolError       the broker sent something we cannot accept
     ├── KafkaDeliveryError          a record Kafka would not take; carries topic, partition, offset
+    ├── SchemaRegistryError         the schema registry refused a schema or could not be reached
+    │                               (retriable when it did not answer)
+    ├── CommandError                a Kafka record the command relay will not publish (goes to the DLQ)
     └── StackError                  the local development stack could not start
 
 ``retriable`` tells a caller whether trying the same thing again later can succeed.
@@ -69,6 +73,11 @@ class RoutingError(MessageError):
 class DecodeError(MessageError):
     reason = "bad-payload"
 
+    def __init__(self, detail: str, *, mqtt_topic: str = "", field: str | None = None) -> None:
+        # The schema field the payload got wrong, dotted and indexed ("readings[3].value"), if any.
+        self.field = field
+        super().__init__(detail, mqtt_topic=mqtt_topic)
+
 
 class MqttError(SyncError):
     pass
@@ -97,6 +106,28 @@ class KafkaDeliveryError(SyncError):
         self.offset = offset
         self.retriable = retriable
         super().__init__(f"{detail} (topic {topic}, partition {partition}, offset {offset})")
+
+
+class CommandError(SyncError):
+    """A command record the relay dead-letters instead of publishing; ``reason`` is a stable code.
+
+    Reasons: ``no-route``, ``bad-key``, ``missing-header``, ``unsafe-placeholder``, ``bad-header``,
+    ``expired``, ``mqtt-rejected``. ``mqtt_topic`` is the rendered topic when there was one.
+    """
+
+    def __init__(self, reason: str, detail: str, *, mqtt_topic: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        self.mqtt_topic = mqtt_topic
+        super().__init__(f"{reason}: {detail}")
+
+
+class SchemaRegistryError(SyncError):
+    """The schema registry refused a schema (incompatible, unknown subject) or did not answer."""
+
+    def __init__(self, detail: str, *, retriable: bool = False) -> None:
+        self.retriable = retriable
+        super().__init__(detail)
 
 
 class StackError(SyncError):

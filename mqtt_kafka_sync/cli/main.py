@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mqtt_kafka_sync.cli import demo  # noqa: PLC0415 - subcommand modules register themselves
+    from mqtt_kafka_sync.cli import demo, tail  # noqa: PLC0415 - subcommand modules register themselves
     from mqtt_kafka_sync.devstack import commands as stack_commands  # noqa: PLC0415
     from mqtt_kafka_sync.sim import commands as sim_commands  # noqa: PLC0415
 
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     stack_commands.register(sub)
     sim_commands.register(sub)
     demo.register(sub)
+    tail.register(sub)
     return parser
 
 

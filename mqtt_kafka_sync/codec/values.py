@@ -1,7 +1,10 @@
 """Turn an MQTT payload into a Kafka record value, per route ``value.format``.
 
-One encoder per format in :data:`ENCODERS`; an encoder raises :class:`Rejected` with a short
-reason, which :func:`encode_value` turns into a :class:`~mqtt_kafka_sync.errors.DecodeError`.
+Each route has an :data:`Encoder`: ``bytes`` and ``json`` share the ones in :data:`ENCODERS`; an
+``avro`` route gets its own (:mod:`mqtt_kafka_sync.codec.avro`), built with its schema when the
+task starts. An encoder takes the payload and the record fields the route fills from the MQTT
+topic, and raises :class:`Rejected` with a short reason, which :func:`encode_value` turns into a
+:class:`~mqtt_kafka_sync.errors.DecodeError` (the message goes to the dead-letter topic).
 """
 
 from __future__ import annotations
@@ -9,18 +12,26 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 
+from mqtt_kafka_sync.codec.exceptions import Rejected
 from mqtt_kafka_sync.config.model import ValueFormat
 from mqtt_kafka_sync.errors import DecodeError
 
+if TYPE_CHECKING:
+    from mqtt_kafka_sync.config.model import RouteConfig
+    from mqtt_kafka_sync.routing.router import RouteMatch
 
-class Rejected(ValueError):
-    """A payload an encoder cannot accept; the message is the short reason."""
+__all__ = ["ENCODERS", "Encoder", "Fields", "Rejected", "encode_value", "make_encoder", "parse_json"]
+
+Fields = tuple[tuple[str, str], ...]
+"""``(record field, text)`` pairs a route renders from the MQTT topic (``value.fields.*``)."""
+Encoder = Callable[[bytes, Fields], bytes]
 
 
-def _bytes(payload: bytes) -> bytes:
+def _bytes(payload: bytes, fields: Fields) -> bytes:
     return payload
 
 
@@ -50,7 +61,7 @@ def _fits_64_bits(value: object) -> bool:
     return True
 
 
-def _json(payload: bytes) -> bytes:
+def _json(payload: bytes, fields: Fields) -> bytes:
     """Parse strictly (UTF-8, no NaN/Infinity) and re-encode compactly.
 
     orjson is the fast path (several times faster than the standard library); whatever it refuses,
@@ -68,8 +79,29 @@ def _json(payload: bytes) -> bytes:
 
 
 def _json_stdlib(payload: bytes) -> bytes:
+    value = _parse_stdlib(payload)
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     try:
-        value = json.loads(payload.decode("utf-8"), parse_float=_finite, parse_constant=_no_constant)
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800": keep it escaped
+        return json.dumps(value, separators=(",", ":")).encode("ascii")
+
+
+def parse_json(payload: bytes) -> object:
+    """The JSON value of ``payload``, parsed strictly (UTF-8, no NaN/Infinity); raises :class:`Rejected`.
+
+    orjson first; what it refuses goes through the standard parser, which words the reason. An
+    integer beyond 64 bits comes back as a float (no Avro integer type holds it anyway).
+    """
+    try:
+        return orjson.loads(payload)
+    except (orjson.JSONDecodeError, RecursionError):
+        return _parse_stdlib(payload)
+
+
+def _parse_stdlib(payload: bytes) -> object:
+    try:
+        return json.loads(payload.decode("utf-8"), parse_float=_finite, parse_constant=_no_constant)
     except UnicodeDecodeError as exc:
         raise Rejected(f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
@@ -80,19 +112,25 @@ def _json_stdlib(payload: bytes) -> bytes:
         raise
     except ValueError as exc:  # e.g. an integer longer than sys.get_int_max_str_digits()
         raise Rejected(f"not valid JSON: {exc}") from None
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+ENCODERS: dict[ValueFormat, Encoder] = {"bytes": _bytes, "json": _json}
+"""The encoders of the formats without per-route settings, shared by their routes."""
+
+
+def make_encoder(route: RouteConfig) -> Encoder:
+    """The encoder of ``route``; for ``avro`` this parses the schema and, with a registry, fetches or
+    registers it (raises :class:`~mqtt_kafka_sync.errors.SchemaRegistryError`)."""
+    if route.value_format != "avro":
+        return ENCODERS[route.value_format]
+    from mqtt_kafka_sync.codec.avro import avro_encoder  # noqa: PLC0415 - fastavro only when used
+
+    return avro_encoder(route)
+
+
+def encode_value(match: RouteMatch, payload: bytes, mqtt_topic: str) -> bytes:
+    """The Kafka record value for ``payload``; raises DecodeError when the route's format rejects it."""
     try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800": keep it escaped
-        return json.dumps(value, separators=(",", ":")).encode("ascii")
-
-
-ENCODERS: dict[ValueFormat, Callable[[bytes], bytes]] = {"bytes": _bytes, "json": _json}
-
-
-def encode_value(value_format: ValueFormat, payload: bytes, mqtt_topic: str) -> bytes:
-    """The Kafka record value for ``payload``; raises DecodeError when the format rejects it."""
-    try:
-        return ENCODERS[value_format](payload)
+        return match.encoder(payload, match.fields)
     except Rejected as exc:
-        raise DecodeError(str(exc), mqtt_topic=mqtt_topic) from None
+        raise DecodeError(str(exc), mqtt_topic=mqtt_topic, field=exc.field) from None

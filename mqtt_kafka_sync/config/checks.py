@@ -85,3 +85,14 @@ def route_pattern(text: str) -> TopicPattern:
     except PatternError as exc:
         fix = "e.g. plants/{plant}/devices/{device}/#"
         raise BadValue(f"{text!r} is not a valid pattern: {exc}", fix) from None
+
+
+def kafka_topic_or_pattern(text: str) -> str:
+    """A topic name, or a regular expression over topic names when it starts with ``^``."""
+    if not text.startswith("^"):
+        return kafka_topic(text)
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise BadValue(f"{text!r} is not a valid regular expression: {exc}", "e.g. ^commands-.*") from None
+    return text

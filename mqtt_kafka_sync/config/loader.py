@@ -12,27 +12,31 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from mqtt_kafka_sync.config.model import SOURCE_CONNECTOR_CLASS, SourceConnectorConfig
+from mqtt_kafka_sync.config.model import RELAY_CONNECTOR_CLASS, SOURCE_CONNECTOR_CLASS, ConnectorConfig
 from mqtt_kafka_sync.config.properties import PropertiesError, parse_properties
 from mqtt_kafka_sync.config.providers import ProviderError, resolve
+from mqtt_kafka_sync.config.relay import build_relay_connector
 from mqtt_kafka_sync.config.source import build_source_connector
 from mqtt_kafka_sync.errors import ConfigError, ConfigProblem
 
-Builder = Callable[[Mapping[str, str], str], tuple[SourceConnectorConfig | None, list[ConfigProblem]]]
-BUILDERS: dict[str, Builder] = {SOURCE_CONNECTOR_CLASS: build_source_connector}
-"""``connector.class`` -> builder; a command-relay connector adds its own entry here."""
+Builder = Callable[[Mapping[str, str], str], tuple[ConnectorConfig | None, list[ConfigProblem]]]
+BUILDERS: dict[str, Builder] = {
+    SOURCE_CONNECTOR_CLASS: build_source_connector,
+    RELAY_CONNECTOR_CLASS: build_relay_connector,
+}
+"""``connector.class`` -> builder."""
 
 FILE_KEY = "(file)"
 _SHAPE = 'a connector file is {"name": "...", "config": {"key": "value", ...}}'
 StrPath = str | PathLike[str]
 
 
-def load_connector(path: StrPath, env: Mapping[str, str]) -> SourceConnectorConfig:
+def load_connector(path: StrPath, env: Mapping[str, str]) -> ConnectorConfig:
     """One connector; raises :class:`ConfigError` listing every problem."""
     return load_connectors([path], env)[0]
 
 
-def load_connectors(paths: Iterable[StrPath], env: Mapping[str, str]) -> list[SourceConnectorConfig]:
+def load_connectors(paths: Iterable[StrPath], env: Mapping[str, str]) -> list[ConnectorConfig]:
     """Every connector, in order; raises one :class:`ConfigError` listing every problem in every file."""
     configs, problems = _load_all(paths, env)
     if problems:
@@ -47,8 +51,8 @@ def check_files(paths: Iterable[StrPath], env: Mapping[str, str]) -> list[Config
 
 def _load_all(
     paths: Iterable[StrPath], env: Mapping[str, str]
-) -> tuple[list[SourceConnectorConfig], list[ConfigProblem]]:
-    configs: list[SourceConnectorConfig] = []
+) -> tuple[list[ConnectorConfig], list[ConfigProblem]]:
+    configs: list[ConnectorConfig] = []
     problems: list[ConfigProblem] = []
     owners: dict[str, str] = {}
     for path in paths:
@@ -71,7 +75,7 @@ def _load_all(
     return configs, problems
 
 
-def _build(raw: Mapping[str, str], source: str) -> tuple[SourceConnectorConfig | None, list[ConfigProblem]]:
+def _build(raw: Mapping[str, str], source: str) -> tuple[ConnectorConfig | None, list[ConfigProblem]]:
     connector_class = raw.get("connector.class", "").strip()
     builder = BUILDERS.get(connector_class or SOURCE_CONNECTOR_CLASS)
     if builder is None:

@@ -7,11 +7,15 @@ checks every key against :mod:`mqtt_kafka_sync.config.spec`, and builds these ob
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-ValueFormat = Literal["bytes", "json"]
+if TYPE_CHECKING:
+    from mqtt_kafka_sync.config.avro import AvroValueConfig
+
+ValueFormat = Literal["bytes", "json", "avro"]
 
 SOURCE_CONNECTOR_CLASS = "mqtt_kafka_sync.MqttSourceConnector"
+RELAY_CONNECTOR_CLASS = "mqtt_kafka_sync.KafkaCommandRelayConnector"
 
 
 class Secret(str):
@@ -53,6 +57,8 @@ class RouteConfig:
     kafka_key: str | None
     """Template for the record key, e.g. ``{plant}.{device}``; ``None`` means the MQTT topic itself."""
     value_format: ValueFormat = "bytes"
+    value: AvroValueConfig | None = None
+    """``routes.<name>.value.*`` of an ``avro`` route: schema, topic-filled fields, registry."""
 
 
 @dataclass(frozen=True)
@@ -91,4 +97,56 @@ class SourceConnectorConfig:
         return tuple(f"$share/{self.mqtt_shared_group}/{t}" for t in self.mqtt_topics)
 
 
-ConnectorConfig = SourceConnectorConfig
+@dataclass(frozen=True)
+class RelayRouteConfig:
+    """``routes.<name>.*`` of a command relay: Kafka records of a topic -> MQTT commands."""
+
+    name: str
+    kafka_topic: str
+    """A topic name, or a regular expression over topic names when it starts with ``^``."""
+    kafka_key: str
+    """Template that parses the record key into placeholders, e.g. ``{plant}.{device}``."""
+    mqtt_topic: str
+    """Template over the key's placeholders and ``{header.<name>}``, e.g. ``plants/{plant}/commands``."""
+    mqtt_qos: int = 1
+    mqtt_retain: bool = False
+    message_expiry_seconds: int | None = None
+    """MQTT 5 message expiry, counted from the record's Kafka timestamp; None: commands never expire."""
+    response_topic: str | None = None
+    """Template for the MQTT 5 response topic a device answers on; None: no response topic."""
+    correlation_header: str | None = None
+    """Kafka header whose value becomes the MQTT 5 correlation data; by default ``topic/partition/offset``."""
+
+
+@dataclass(frozen=True)
+class RelayConnectorConfig:
+    """``connector.class=mqtt_kafka_sync.KafkaCommandRelayConnector``: Kafka -> MQTT commands."""
+
+    name: str
+    source: str
+    """The file this came from, for error messages."""
+    tasks_max: int
+    mqtt_server: MqttServer
+    mqtt_client_id: str
+    """Prefix; task ``i`` of one process connects as ``f"{mqtt_client_id}-{i}-<random>"``."""
+    routes: tuple[RelayRouteConfig, ...]
+    kafka_bootstrap_servers: str
+    kafka_group_id: str
+    dlq_topic: str
+    mqtt_username: str | None = None
+    mqtt_password: Secret | None = None
+    mqtt_keepalive_seconds: int = 30
+    mqtt_session_expiry_seconds: int = 3_600
+    mqtt_connect_timeout_seconds: float = 10.0
+    mqtt_max_inflight: int = 1_000
+    kafka_consumer_overrides: dict[str, str] = field(default_factory=dict, repr=False)
+    """``kafka.consumer.<librdkafka key>`` pass-through (never the keys the relay's guarantee needs)."""
+    kafka_producer_overrides: dict[str, str] = field(default_factory=dict, repr=False)
+    """``kafka.producer.<librdkafka key>`` for the dead-letter producer."""
+
+    def kafka_topics(self) -> tuple[str, ...]:
+        """What the consumer subscribes to: every route's topic or ``^`` pattern, once each."""
+        return tuple(dict.fromkeys(r.kafka_topic for r in self.routes))
+
+
+ConnectorConfig = SourceConnectorConfig | RelayConnectorConfig

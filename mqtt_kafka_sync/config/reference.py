@@ -55,7 +55,20 @@ the message to the dead-letter topic.
 
 `json` re-encodes numbers as doubles in their shortest form (`1.50` becomes `1.5`, `1E3` becomes
 `1000.0`); integers are kept exactly. Payloads with `NaN` or `Infinity` are rejected.
+
+`avro` checks the JSON payload against the route's schema (`value.schema`) and writes it as Avro,
+framed as the `value.converter.*` keys say; a payload that does not fit goes to the dead-letter
+topic with the field and the problem in `dlq.detail`. How JSON maps to Avro, both wire formats and
+how to read them from Java and Python: docs/formats.md.
 """
+
+
+_INTROS = {
+    "Value converter (Avro wire format)": """\
+Connector-wide settings of `avro` routes, named as for Kafka Connect's AvroConverter. Without
+`value.converter.schema.registry.url`, values use Avro single-object encoding and need no registry.
+""",
+}
 
 
 def render_reference() -> str:
@@ -65,10 +78,72 @@ def render_reference() -> str:
         parts.append(f"## {section}\n")
         if section == "Routes":
             parts.append(_ROUTES)
+        elif section in _INTROS:
+            parts.append(_INTROS[section])
         parts.extend(_key(k) for k in keys)
         if section == "Kafka":
             parts.append(_producer())
+    parts.append(_RELAY)
+    for section, keys in spec.RELAY_SECTIONS.items():
+        parts.append(f"## {section}\n")
+        if section == "Relay: Routes":
+            parts.append(_RELAY_ROUTES)
+        parts.extend(_key(k) for k in keys)
+        if section == "Relay: Kafka":
+            parts.append(_consumer())
     return "\n".join(parts)
+
+
+_RELAY = """\
+## Command relay (`mqtt_kafka_sync.KafkaCommandRelayConnector`)
+
+The sections above configure the MQTT source connector. A file with
+`connector.class=mqtt_kafka_sync.KafkaCommandRelayConnector` configures the command relay, which
+reads Kafka records and publishes them to MQTT as commands; it takes the keys below, and only
+those. How it works and what it guarantees: docs/relay.md.
+"""
+
+_RELAY_ROUTES = """\
+A relay route reads the records of one Kafka topic (or of every topic a `^` regular expression
+matches) and publishes each as an MQTT 5 command. The first route whose `kafka.topic` matches the
+record's topic wins.
+
+`kafka.key` is a template read backwards: literal text must appear in the record key as written,
+and each `{name}` takes the shortest text that lets the rest match, from the left (`{plant}.{device}`
+reads `a.b.c` as plant `a`, device `b.c`). Two placeholders need literal text between them. The
+default, `{key}`, takes the whole key.
+
+`mqtt.topic` and `mqtt.response.topic` may use the key's placeholders and `{header.<name>}`, the
+value of the record's Kafka header `<name>` (the last one when it repeats). Their literal text may
+not contain `+`, `#` or NUL, nor start with `$`. A value that is empty or contains `/`, `+`, `#`,
+NUL or another control character, or a topic that would start with `$`, is never published: the
+record goes to the dead-letter topic with `dlq.reason=unsafe-placeholder`.
+
+Every Kafka header becomes an MQTT 5 user property (a header that is not UTF-8 text sends the
+record to the dead-letter topic with `dlq.reason=bad-header`).
+"""
+
+
+def _consumer() -> str:
+    rows = "\n".join(f"| `{k}` | {why} |" for k, why in spec.CONSUMER_FORBIDDEN.items())
+    return f"""\
+### `kafka.consumer.<property>`
+
+Passed to the Kafka consumer (librdkafka) as `<property>`, e.g.
+`kafka.consumer.session.timeout.ms=10000` or `kafka.consumer.auto.offset.reset=latest`. The relay sets
+`auto.offset.reset=earliest` (a new group executes the commands already waiting; expiry keeps stale
+ones from running) and `auto.commit.interval.ms=1000`. Properties that carry the delivery guarantee
+cannot be set:
+
+| Property | Why |
+|---|---|
+{rows}
+
+### `kafka.producer.<property>`
+
+Passed to the producer that writes the dead-letter topic, with the same rules as for the source
+connector.
+"""
 
 
 def _key(key: KeySpec) -> str:

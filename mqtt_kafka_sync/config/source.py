@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from mqtt_kafka_sync.config import spec
+from mqtt_kafka_sync.config import avro, spec
 from mqtt_kafka_sync.config.checks import overlap_problem
 from mqtt_kafka_sync.config.keyspec import BadValue, KeySpec
 from mqtt_kafka_sync.config.model import RouteConfig, SourceConnectorConfig
@@ -62,7 +62,8 @@ def build_source_connector(
     listed: tuple[str, ...] = values["routes"] or ()
     for twice in dict.fromkeys(n for n in listed if listed.count(n) > 1):
         problems.add("routes", f"route {twice!r} is listed twice", "list each route once")
-    built = [_route(route, raw, problems) for route in dict.fromkeys(listed)]
+    registry = avro.registry_settings(values, problems)
+    built = [_route(route, raw, problems, registry) for route in dict.fromkeys(listed)]
     routes = [r for r in built if r is not None]
     overrides = _producer_overrides(raw, problems)
     _check_keys(raw, listed if values["routes"] else None, problems)
@@ -106,7 +107,9 @@ def build_source_connector(
     return config, []
 
 
-def _route(name: str, raw: Mapping[str, str], problems: _Problems) -> tuple[RouteConfig, TopicPattern] | None:
+def _route(
+    name: str, raw: Mapping[str, str], problems: _Problems, registry: avro.RegistrySettings | None
+) -> tuple[RouteConfig, TopicPattern] | None:
     got = {sfx: problems.value(s, raw, f"routes.{name}.{sfx}") for sfx, s in spec.ROUTE_KEYS.items()}
     pattern: TopicPattern | None = got["mqtt.topic"]
     if pattern is None:
@@ -126,7 +129,11 @@ def _route(name: str, raw: Mapping[str, str], problems: _Problems) -> tuple[Rout
             ok = False
     if not ok or got["kafka.topic"] is None or got["value.format"] is None:
         return None
-    return RouteConfig(name, pattern.text, got["kafka.topic"], got["kafka.key"], got["value.format"]), pattern
+    value = avro.route_value(name, got, pattern=pattern, raw=raw, problems=problems, registry=registry)
+    if got["value.format"] == "avro" and value is None:
+        return None
+    route = RouteConfig(name, pattern.text, got["kafka.topic"], got["kafka.key"], got["value.format"], value)
+    return route, pattern
 
 
 def _topics(
@@ -172,8 +179,11 @@ def _check_keys(raw: Mapping[str, str], listed: tuple[str, ...] | None, problems
     """Unknown keys (with the closest known key) and route keys for routes not listed in ``routes``."""
     known = [s.key for s in spec.SOURCE_KEYS]
     known += [f"routes.{n}.{sfx}" for n in listed or () for sfx in spec.ROUTE_KEYS]
+    field_prefixes = tuple(f"routes.{n}.{avro.FIELDS_PREFIX}" for n in listed or ())
     for key in raw:
         if key in known or key.startswith(spec.PRODUCER_PREFIX):
+            continue
+        if key.startswith(field_prefixes) and not key.endswith("."):
             continue
         parts = key.split(".", 2)
         if _route_of(key) is not None:
@@ -189,7 +199,9 @@ def _check_keys(raw: Mapping[str, str], listed: tuple[str, ...] | None, problems
 def _route_of(key: str) -> str | None:
     """The route name in a ``routes.<route>.<route key>`` key."""
     parts = key.split(".", 2)
-    return parts[1] if len(parts) == 3 and parts[0] == "routes" and parts[2] in spec.ROUTE_KEYS else None
+    if len(parts) != 3 or parts[0] != "routes":
+        return None
+    return parts[1] if parts[2] in spec.ROUTE_KEYS or parts[2].startswith(avro.FIELDS_PREFIX) else None
 
 
 def _as_producer_key(key: str) -> list[str]:

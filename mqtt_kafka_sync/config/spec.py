@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import get_args
 
-from mqtt_kafka_sync.config import checks
+from mqtt_kafka_sync.config import avro, checks
 from mqtt_kafka_sync.config.keyspec import KeySpec
-from mqtt_kafka_sync.config.model import SOURCE_CONNECTOR_CLASS, ValueFormat
+from mqtt_kafka_sync.config.model import RELAY_CONNECTOR_CLASS, SOURCE_CONNECTOR_CLASS, ValueFormat
 
 _NAME = r"[A-Za-z0-9_.-]+"
 _NAME_DOC = "letters, digits, '_', '.' and '-'"
@@ -26,10 +26,11 @@ CONNECTOR_KEYS = (
     KeySpec(
         "connector.class",
         "enum",
-        "What this connector does. `mqtt_kafka_sync.MqttSourceConnector` copies MQTT messages into Kafka.",
+        "What this connector does. `mqtt_kafka_sync.MqttSourceConnector` copies MQTT messages into Kafka; "
+        "`mqtt_kafka_sync.KafkaCommandRelayConnector` publishes Kafka records to MQTT as commands.",
         SOURCE_CONNECTOR_CLASS,
         required=True,
-        choices=(SOURCE_CONNECTOR_CLASS,),
+        choices=(SOURCE_CONNECTOR_CLASS, RELAY_CONNECTOR_CLASS),
     ),
     KeySpec(
         "tasks.max",
@@ -204,11 +205,13 @@ ROUTE_KEYS = {
     "value.format": KeySpec(
         "routes.<route>.value.format",
         "enum",
-        "`bytes` copies the payload as it is; `json` requires UTF-8 JSON and re-encodes it compactly.",
+        "`bytes` copies the payload as it is; `json` requires UTF-8 JSON and re-encodes it compactly; "
+        "`avro` requires UTF-8 JSON that fits `value.schema` and writes it as Avro (see docs/formats.md).",
         "json",
         default="bytes",
         choices=get_args(ValueFormat),
     ),
+    **avro.AVRO_ROUTE_KEYS,
 }
 
 ERRORS_KEYS = (
@@ -223,12 +226,17 @@ ERRORS_KEYS = (
     ),
 )
 
-SOURCE_KEYS = (*CONNECTOR_KEYS, *MQTT_KEYS, *KAFKA_KEYS, ROUTES_KEY, *ERRORS_KEYS)
+ROUTE_FIELD_KEY = avro.FIELD_KEY
+"""``routes.<route>.value.fields.<field>``: a route key with a name part of its own."""
+CONVERTER_KEYS = avro.CONVERTER_KEYS
+
+SOURCE_KEYS = (*CONNECTOR_KEYS, *MQTT_KEYS, *KAFKA_KEYS, ROUTES_KEY, *CONVERTER_KEYS, *ERRORS_KEYS)
 SOURCE_SECTIONS = {
     "Connector": CONNECTOR_KEYS,
     "MQTT": MQTT_KEYS,
     "Kafka": KAFKA_KEYS,
-    "Routes": (ROUTES_KEY, *ROUTE_KEYS.values()),
+    "Routes": (ROUTES_KEY, *ROUTE_KEYS.values(), ROUTE_FIELD_KEY),
+    "Value converter (Avro wire format)": CONVERTER_KEYS,
     "Errors": ERRORS_KEYS,
 }
 
@@ -243,3 +251,198 @@ PRODUCER_FORBIDDEN = {
 }
 PRODUCER_LIMITED = ("max.in.flight.requests.per.connection", "max.in.flight")
 """Allowed up to :data:`MAX_IN_FLIGHT`: more breaks ordering under the idempotent producer."""
+
+# -- Command relay (connector.class=mqtt_kafka_sync.KafkaCommandRelayConnector) ------------------
+
+RELAY_CONNECTOR_KEYS = (
+    CONNECTOR_KEYS[0],
+    CONNECTOR_KEYS[1],
+    KeySpec(
+        "tasks.max",
+        "int",
+        "Relay tasks per process; each is one member of the consumer group and one MQTT connection.",
+        "2",
+        default="1",
+        minimum=1,
+    ),
+)
+
+RELAY_MQTT_KEYS = (
+    MQTT_KEYS[0],
+    KeySpec(
+        "mqtt.client.id",
+        "str",
+        "Client id prefix; task `i` connects as `<prefix>-<i>-<random>`. The random part is new for "
+        "every process: a relay's MQTT session only has to outlive reconnects of that process "
+        "(offsets not yet stored are published again after a restart), and two workers started from "
+        "one file never take each other's session.",
+        "mks-commands",
+        default_doc="the connector `name`",
+        pattern=_NAME,
+        pattern_doc=_NAME_DOC,
+    ),
+    *(k for k in MQTT_KEYS if k.key in ("mqtt.username", "mqtt.password", "mqtt.keepalive.interval.seconds")),
+    KeySpec(
+        "mqtt.session.expiry.interval.seconds",
+        "int",
+        "How long the broker keeps a task's session after the connection drops, so QoS 1/2 publishes "
+        "in flight complete after a reconnect. Cover your longest broker restart or network outage. "
+        "A task that stops cleanly ends its session.",
+        "3600",
+        default="3600",
+        minimum=1,
+        maximum=4_294_967_295,
+    ),
+    *(k for k in MQTT_KEYS if k.key == "mqtt.connect.timeout.seconds"),
+    KeySpec(
+        "mqtt.max.inflight.messages",
+        "int",
+        "Most QoS 1/2 publishes a task has sent and the broker not yet acknowledged; the broker's "
+        "Receive Maximum (from CONNACK) lowers it. Bounds memory and the commands published twice "
+        "after a crash.",
+        "1000",
+        default="1000",
+        minimum=1,
+        maximum=65535,
+    ),
+)
+
+RELAY_KAFKA_KEYS = (
+    KAFKA_KEYS[0],
+    KeySpec(
+        "kafka.group.id",
+        "str",
+        "Consumer group. Relay workers with the same group share the command partitions "
+        "(cooperative-sticky rebalancing); the group's committed offsets are where a restarted "
+        "worker resumes.",
+        "mks-commands",
+        default_doc="the connector `name`",
+        pattern=_NAME,
+        pattern_doc=_NAME_DOC,
+    ),
+)
+
+RELAY_ROUTES_KEY = KeySpec(
+    "routes",
+    "list",
+    "Comma-separated route names, tried in this order: the first route whose `kafka.topic` matches "
+    "a record's topic wins. Each route is set with `routes.<route>.*` keys.",
+    "commands",
+    required=True,
+    pattern=r"[A-Za-z0-9_-]+",
+    pattern_doc="letters, digits, '_' and '-'",
+)
+
+RELAY_ROUTE_KEYS = {
+    "kafka.topic": KeySpec(
+        "routes.<route>.kafka.topic",
+        "str",
+        "The Kafka topic to read commands from, or a regular expression over topic names when it "
+        "starts with `^` (topics created later are picked up on the consumer's next metadata refresh).",
+        "device-commands",
+        required=True,
+        check=checks.kafka_topic_or_pattern,
+    ),
+    "kafka.key": KeySpec(
+        "routes.<route>.kafka.key",
+        "str",
+        "Template that parses the record key into placeholders: `{plant}.{device}` reads the key "
+        "`p01.d0001` as plant `p01` and device `d0001`. A record whose key does not fit goes to the "
+        "dead-letter topic.",
+        "{plant}.{device}",
+        default="{key}",
+    ),
+    "mqtt.topic": KeySpec(
+        "routes.<route>.mqtt.topic",
+        "str",
+        "MQTT topic template over the key's placeholders and `{header.<name>}` (a Kafka header's "
+        "value). Commands are only ever published to topics of this shape.",
+        "plants/{plant}/devices/{device}/commands",
+        required=True,
+    ),
+    "mqtt.qos": KeySpec(
+        "routes.<route>.mqtt.qos",
+        "int",
+        "Publish QoS. The record's offset is stored for commit once the broker acknowledged the "
+        "publish: PUBACK for 1, PUBCOMP for 2.",
+        "1",
+        default="1",
+        minimum=1,
+        maximum=2,
+    ),
+    "mqtt.retain": KeySpec(
+        "routes.<route>.mqtt.retain",
+        "bool",
+        "Publish with the retain flag, so a device that subscribes later gets the last command. A "
+        "record with a null value then clears the retained command.",
+        "false",
+        default="false",
+    ),
+    "mqtt.message.expiry.seconds": KeySpec(
+        "routes.<route>.mqtt.message.expiry.seconds",
+        "int",
+        "Lifetime of a command, counted from its Kafka timestamp. Published commands carry the rest "
+        "of it as MQTT 5 message expiry, so the broker discards them instead of delivering them late; "
+        "records already older go to the dead-letter topic with reason `expired`.",
+        "300",
+        default_doc="none: commands never expire",
+        minimum=1,
+        maximum=4_294_967_295,
+    ),
+    "mqtt.response.topic": KeySpec(
+        "routes.<route>.mqtt.response.topic",
+        "str",
+        "MQTT 5 response topic template (same placeholders as `mqtt.topic`): where the device "
+        "should publish its answer.",
+        "plants/{plant}/devices/{device}/commands/response",
+        default_doc="none: no response topic is set",
+    ),
+    "mqtt.correlation.header": KeySpec(
+        "routes.<route>.mqtt.correlation.header",
+        "str",
+        "Kafka header whose value becomes the MQTT 5 correlation data. Without it, or when a record "
+        "lacks the header, the correlation data is `<topic>/<partition>/<offset>` of the record.",
+        "correlation-id",
+        default_doc="none: `<topic>/<partition>/<offset>`",
+        pattern=r"[A-Za-z0-9_.-]+",
+        pattern_doc="letters, digits, '_', '.' and '-'",
+    ),
+}
+
+RELAY_ERRORS_KEYS = (
+    KeySpec(
+        "errors.deadletterqueue.topic.name",
+        "str",
+        "Kafka topic for records that are not published: key not fitting the route, unsafe "
+        "placeholder value, missing header, expired, refused by the MQTT broker. The record keeps "
+        "its key, value and headers; `dlq.*` headers say why.",
+        "example-commands-dlq",
+        default_doc="`<name>-dlq`",
+        check=checks.kafka_topic,
+    ),
+)
+
+RELAY_KEYS = (
+    *RELAY_CONNECTOR_KEYS,
+    *RELAY_MQTT_KEYS,
+    *RELAY_KAFKA_KEYS,
+    RELAY_ROUTES_KEY,
+    *RELAY_ERRORS_KEYS,
+)
+RELAY_SECTIONS = {
+    "Relay: Connector": RELAY_CONNECTOR_KEYS,
+    "Relay: MQTT": RELAY_MQTT_KEYS,
+    "Relay: Kafka": RELAY_KAFKA_KEYS,
+    "Relay: Routes": (RELAY_ROUTES_KEY, *RELAY_ROUTE_KEYS.values()),
+    "Relay: Errors": RELAY_ERRORS_KEYS,
+}
+
+CONSUMER_PREFIX = "kafka.consumer."
+CONSUMER_FORBIDDEN = {
+    "enable.auto.offset.store": "offsets are stored only after the MQTT broker acknowledged the command",
+    "enable.auto.commit": "stored offsets are committed periodically; set auto.commit.interval.ms instead",
+    "partition.assignment.strategy": "the relay rebalances cooperatively (cooperative-sticky)",
+    "group.protocol": "the relay uses the classic group protocol with cooperative-sticky assignment",
+    "group.id": "set kafka.group.id instead",
+    "bootstrap.servers": "set kafka.bootstrap.servers instead",
+}

@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError
 from mqtt_kafka_sync.codec.values import encode_value
 from mqtt_kafka_sync.errors import MessageError
 from mqtt_kafka_sync.ingest.acks import AckTracker, Pending
+from mqtt_kafka_sync.ingest.pacing import PacedAcks
 from mqtt_kafka_sync.kafka.producer import Headers, KafkaSink
 from mqtt_kafka_sync.mqtt.packets import Publish
 from mqtt_kafka_sync.routing.router import Router
@@ -55,9 +56,11 @@ class IngestPipeline:
         dlq_topic: str,
         on_stuck: Callable[[str], None],
         owns_sink: bool = True,
+        pacer: PacedAcks | None = None,
     ) -> None:
         self._connector = connector
         self._owns_sink = owns_sink
+        self._pacer = pacer
         self._router = router
         self._sink = sink
         self._tracker = tracker
@@ -68,6 +71,8 @@ class IngestPipeline:
     # -- MessageHandler -------------------------------------------------------------------------
     def on_connected(self, generation: int, session_present: bool) -> None:
         self._tracker.reset()
+        if self._pacer is not None:
+            self._pacer.reset()
 
     def on_disconnected(self, generation: int, reason: str) -> None:
         return None
@@ -76,7 +81,12 @@ class IngestPipeline:
         """Serve Kafka delivery reports on the network thread; wake again soon while any are due."""
         if self._owns_sink:
             self._sink.poll(0)
-        return DELIVERY_POLL_INTERVAL if self._tracker.in_flight or len(self._sink) else None
+        wait = DELIVERY_POLL_INTERVAL if self._tracker.in_flight or len(self._sink) else None
+        if self._pacer is not None:
+            paced = self._pacer.flush()
+            if paced is not None:
+                wait = paced if wait is None else min(wait, paced)
+        return wait
 
     def on_message(self, message: Publish, generation: int) -> None:
         self.stats.received += 1
@@ -98,7 +108,7 @@ class IngestPipeline:
         """Route, encode and produce one message (again, after a retriable delivery failure)."""
         try:
             match = self._router.route(message.topic)
-            value = encode_value(match.value_format, message.payload, message.topic)
+            value = encode_value(match, message.payload, message.topic)
         except MessageError as exc:
             self._dead_letter(
                 message.topic, message.payload, headers, pending, reason=exc.reason, detail=exc.detail

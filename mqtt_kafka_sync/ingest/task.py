@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from mqtt_kafka_sync.config.model import SourceConnectorConfig
 from mqtt_kafka_sync.ingest.acks import AckTracker
+from mqtt_kafka_sync.ingest.pacing import AckThrottle, PacedAcks
 from mqtt_kafka_sync.ingest.pipeline import IngestPipeline
 from mqtt_kafka_sync.kafka.producer import KafkaSink, producer_config
 from mqtt_kafka_sync.mqtt.packets import Will
@@ -58,6 +59,7 @@ class IngestTask:
         subscribe: bool = True,
         control_filters: tuple[str, ...] = (),
         handler_wrapper: HandlerWrapper | None = None,
+        throttle: AckThrottle | None = None,
     ) -> None:
         self.config = config
         self.client_id = client_id or config.task_client_id(index)
@@ -65,7 +67,8 @@ class IngestTask:
         self.sink = sink or KafkaSink(
             producer_config(config.kafka_bootstrap_servers, self.client_id, config.kafka_producer_overrides)
         )
-        self.tracker = AckTracker(send=self._send_acks)
+        self.pacer = PacedAcks(throttle, self._send_acks) if throttle is not None else None
+        self.tracker = AckTracker(send=self.pacer.push if self.pacer is not None else self._send_acks)
         self.pipeline = IngestPipeline(
             config.name,
             Router(config.routes),
@@ -74,6 +77,7 @@ class IngestTask:
             dlq_topic=config.dlq_topic,
             on_stuck=self._stuck,
             owns_sink=self._own_sink,
+            pacer=self.pacer,
         )
         handler: MessageHandler = self.pipeline if handler_wrapper is None else handler_wrapper(self.pipeline)
         settings = subscriber_settings(
@@ -101,6 +105,8 @@ class IngestTask:
         if self._own_sink:
             self.sink.flush(max(0.0, deadline - time.monotonic()))
         drained = self.tracker.wait_idle(max(0.0, deadline - time.monotonic()))
+        if self.pacer is not None:  # confirmed by Kafka: acknowledge now, whatever the pace
+            self.pacer.release_all()
         if not drained:
             logger.warning(
                 "%s: %d messages not confirmed by Kafka at shutdown; the broker will redeliver them",

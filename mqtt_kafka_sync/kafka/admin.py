@@ -30,7 +30,8 @@ def ensure_topics(
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(t, partitions, replication, config=dict(config or {})) for t in wanted], operation_timeout=timeout
+        [NewTopic(t, partitions, replication, config=dict(config or {})) for t in wanted],
+        operation_timeout=timeout,
     )
     created = []
     for topic, future in futures.items():

@@ -1,7 +1,9 @@
 """Where an MQTT message goes in Kafka: the first route whose pattern matches its topic wins.
 
 ``Router.route()`` runs once per message; results (and misses) are cached per MQTT topic in a
-bounded LRU, so a fleet of a few thousand devices costs one dict lookup per message.
+bounded LRU, so a fleet of a few thousand devices costs one dict lookup per message. A match carries
+its route's value encoder (built once, when the router is) and the record fields the route fills
+from the topic (``value.fields.*``), rendered once per topic.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from mqtt_kafka_sync.codec.values import ENCODERS, Encoder, Fields, make_encoder
 from mqtt_kafka_sync.config.model import RouteConfig, ValueFormat
 from mqtt_kafka_sync.errors import RoutingError
 from mqtt_kafka_sync.routing.pattern import TopicPattern, compile_pattern, merge_filters
@@ -36,12 +39,26 @@ def topic_template_problem(template: Template) -> str | None:
     return f"Kafka topic names cannot contain {''.join(bad)!r} ({KAFKA_TOPIC_RULE})" if bad else None
 
 
+def _no_encoder(payload: bytes, fields: Fields) -> bytes:
+    raise AssertionError("replaced in RouteMatch.__post_init__")
+
+
 @dataclass(frozen=True, slots=True)
 class RouteMatch:
     route_name: str
     kafka_topic: str
     key: bytes
     value_format: ValueFormat
+    fields: Fields = ()
+    """``(record field, text)`` rendered from the MQTT topic by the route's ``value.fields.*``."""
+    encoder: Encoder = field(default=_no_encoder, compare=False, repr=False)
+    """The route's encoder; by default the shared one of ``value_format`` (not for ``avro``)."""
+
+    def __post_init__(self) -> None:
+        if self.encoder is _no_encoder:
+            if self.value_format not in ENCODERS:
+                raise ValueError(f"a {self.value_format} match needs its route's encoder")
+            object.__setattr__(self, "encoder", ENCODERS[self.value_format])
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,16 +68,33 @@ class _Route:
     topic: Template
     key: Template | None
     value_format: ValueFormat
+    fields: tuple[tuple[str, Template], ...]
+    encoder: Encoder
 
 
 def _compile(route: RouteConfig) -> _Route:
     pattern = compile_pattern(route.mqtt_topic)
     key = compile_template(route.kafka_key, pattern) if route.kafka_key is not None else None
-    return _Route(route.name, pattern, compile_template(route.kafka_topic, pattern), key, route.value_format)
+    fields = tuple(
+        (name, compile_template(text, pattern)) for name, text in (route.value.fields if route.value else ())
+    )
+    return _Route(
+        route.name,
+        pattern,
+        compile_template(route.kafka_topic, pattern),
+        key,
+        route.value_format,
+        fields,
+        make_encoder(route),
+    )
 
 
 class Router:
-    """Routes MQTT topics to Kafka topics and keys; ``routes`` come from a validated config."""
+    """Routes MQTT topics to Kafka topics and keys; ``routes`` come from a validated config.
+
+    Building one builds every route's encoder: an ``avro`` route with a schema registry registers or
+    fetches its schema then (raises :class:`~mqtt_kafka_sync.errors.SchemaRegistryError`).
+    """
 
     def __init__(self, routes: Sequence[RouteConfig], cache_size: int = 65_536) -> None:
         self._routes = tuple(_compile(r) for r in routes)
@@ -95,5 +129,8 @@ class Router:
             if problem is not None:
                 return f"route {route.name!r} renders {problem}"
             key = route.key.render(values) if route.key is not None else mqtt_topic
-            return RouteMatch(route.name, kafka_topic, key.encode(), route.value_format)
+            fields = tuple((name, template.render(values)) for name, template in route.fields)
+            return RouteMatch(
+                route.name, kafka_topic, key.encode(), route.value_format, fields, route.encoder
+            )
         return f"no route matches (tried {self._tried})"

@@ -21,7 +21,7 @@ from multiprocessing.sharedctypes import SynchronizedArray
 from pathlib import Path
 from types import FrameType
 
-from mqtt_kafka_sync.config.model import SourceConnectorConfig
+from mqtt_kafka_sync.config.model import ConnectorConfig
 from mqtt_kafka_sync.runtime.task_process import STAT_FIELDS, task_main
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ _ctx = multiprocessing.get_context("spawn")
 
 @dataclass
 class TaskSlot:
-    config: SourceConnectorConfig
+    config: ConnectorConfig
     index: int
     stats: SynchronizedArray[int]
     process: multiprocessing.context.SpawnProcess | None = None
@@ -47,7 +47,7 @@ class TaskSlot:
 class Supervisor:
     def __init__(
         self,
-        configs: Sequence[SourceConnectorConfig],
+        configs: Sequence[ConnectorConfig],
         *,
         drain_timeout: float = 30.0,
         log_level: int = logging.WARNING,

@@ -10,8 +10,9 @@ import signal
 import sys
 import threading
 from multiprocessing.sharedctypes import SynchronizedArray
+from typing import Protocol
 
-from mqtt_kafka_sync.config.model import SourceConnectorConfig
+from mqtt_kafka_sync.config.model import ConnectorConfig, RelayConnectorConfig
 from mqtt_kafka_sync.runtime.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -41,8 +42,29 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+class Worker(Protocol):
+    """What a task runs: an ingest or a relay worker."""
+
+    def start(self) -> None: ...
+    def snapshot(self) -> dict[str, int]: ...
+    def drain(self, timeout: float) -> bool: ...
+
+
+def _worker(config: ConnectorConfig, index: int) -> tuple[Worker, str]:
+    """The worker for ``config``'s connector class, and what it reads from, for the log."""
+    # Imported here: keep the spawn import light.
+    if isinstance(config, RelayConnectorConfig):
+        from mqtt_kafka_sync.relay.worker import RelayWorker  # noqa: PLC0415
+
+        topics = ", ".join(config.kafka_topics())
+        return RelayWorker(config, index, exit_on_crash=True), f"{topics} (group {config.kafka_group_id})"
+    from mqtt_kafka_sync.ingest.worker import IngestWorker  # noqa: PLC0415
+
+    return IngestWorker(config, index), ", ".join(config.shared_filters())
+
+
 def task_main(
-    config: SourceConnectorConfig,
+    config: ConnectorConfig,
     index: int,
     stats: SynchronizedArray[int],
     log_level: int,
@@ -54,9 +76,7 @@ def task_main(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
-    from mqtt_kafka_sync.ingest.worker import IngestWorker  # noqa: PLC0415 - keep the spawn import light
-
-    worker = IngestWorker(config, index)
+    worker, reads = _worker(config, index)
     _tune_gc()
     worker.start()
     announced = False
@@ -69,7 +89,7 @@ def task_main(
                 config.name,
                 index,
                 os.getpid(),
-                ", ".join(config.shared_filters()),
+                reads,
             )
             announced = True
         if os.getppid() == 1:

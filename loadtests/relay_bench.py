@@ -1,0 +1,176 @@
+"""Command relay throughput: Kafka backlog -> MQTT publishes acknowledged by the broker, per QoS.
+
+    python -m loadtests.relay_bench                     # 50,000 commands, 1,000 devices, QoS 1 and 2
+    python -m loadtests.relay_bench --commands 100000 --qos 1
+    python -m loadtests.relay_bench --bootstrap HOST:PORT --mqtt-uri tcp://HOST:PORT
+
+For each QoS: a fresh 6-partition command topic is filled with ``--commands`` commands (keys
+``p01.d0001``..., simulator payloads of ``--payload-size`` bytes), then one relay task drains it, as
+a task process runs it (its own thread; the garbage collector tuned the same way). The figure is
+commands from the first record read to the last offset stored, per second: every command in it was
+acknowledged by the broker (PUBACK, or PUBCOMP for QoS 2) before its offset was stored. A
+subscriber in a child process (``<root>/#`` at the same QoS, standing in for the devices) counts
+what the broker delivered, so the run also shows nothing was lost.
+
+Brokers: the local stack under ``.stack-load/`` on ports the OS picks (started and stopped here), or
+``--bootstrap`` and ``--mqtt-uri``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import multiprocessing.synchronize
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from loadtests.run import brokers
+from mqtt_kafka_sync.config.loader import load_connector
+from mqtt_kafka_sync.config.model import RelayConnectorConfig
+from mqtt_kafka_sync.kafka.admin import ensure_topics
+from mqtt_kafka_sync.relay.worker import RelayWorker
+from mqtt_kafka_sync.runtime.task_process import _tune_gc
+from mqtt_kafka_sync.sim.command_devices import produce_commands
+from mqtt_kafka_sync.sim.payload import device_ids
+
+PARTITIONS = 6
+
+
+def _count(host: str, port: int, topic_filter: str, qos: int, count: Any, ready: Any, stop: Any) -> None:
+    """Child process: count every message on ``topic_filter``."""
+    from paho.mqtt.client import Client  # noqa: PLC0415
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: PLC0415
+
+    client = Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-{uuid.uuid4().hex[:8]}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    client.max_inflight_messages_set(1000)
+
+    def on_message(*_: object) -> None:
+        count.value += 1
+
+    client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos=qos)
+    client.on_subscribe = lambda *_: ready.set()
+    client.on_message = on_message
+    client.connect(host, port)
+    client.loop_start()
+    stop.wait()
+    client.disconnect()
+    client.loop_stop()
+
+
+def run_one(
+    args: argparse.Namespace, bootstrap: str, mqtt_host: str, mqtt_port: int, qos: int
+) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:8]
+    topic, root = f"bench-commands-{tag}", f"bench{tag}"
+    ensure_topics(bootstrap, [topic, f"{topic}-dlq"], partitions=PARTITIONS)
+    devices = device_ids(args.devices)
+    per_device = max(1, args.commands // len(devices))
+    total = per_device * len(devices)
+    began = time.monotonic()
+    produce_commands(bootstrap, topic, devices, per_device, payload_size=args.payload_size)
+    print(f"  qos {qos}: {total:,} commands in Kafka ({time.monotonic() - began:.1f}s)", file=sys.stderr)
+
+    ctx = multiprocessing.get_context("spawn")
+    count, ready, stop = ctx.Value("q", 0, lock=False), ctx.Event(), ctx.Event()
+    counter = ctx.Process(
+        target=_count, args=(mqtt_host, mqtt_port, f"{root}/#", qos, count, ready, stop), daemon=True
+    )
+    counter.start()
+    if not ready.wait(30):
+        raise SystemExit("the counting subscriber did not subscribe")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "relay.json"
+        settings = {
+            "connector.class": "mqtt_kafka_sync.KafkaCommandRelayConnector",
+            "mqtt.server.uri": f"tcp://{mqtt_host}:{mqtt_port}",
+            "kafka.bootstrap.servers": bootstrap,
+            "routes": "cmd",
+            "routes.cmd.kafka.topic": topic,
+            "routes.cmd.kafka.key": "{plant}.{device}",
+            "routes.cmd.mqtt.topic": f"{root}/plants/{{plant}}/devices/{{device}}/commands",
+            "routes.cmd.mqtt.qos": str(qos),
+            "errors.deadletterqueue.topic.name": f"{topic}-dlq",
+        }
+        path.write_text(json.dumps({"name": f"bench-{tag}", "config": settings}))
+        config = load_connector(path, os.environ)
+    assert isinstance(config, RelayConnectorConfig)
+    worker = RelayWorker(config, 0)
+    _tune_gc()
+    worker.start()
+    first = last = 0.0
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        snap = worker.snapshot()
+        now = time.monotonic()
+        if not first and snap["received"]:
+            first = now
+        if snap["acked"] >= total:
+            last = now
+            break
+        time.sleep(0.005)
+    snap = worker.snapshot()
+    worker.drain(10)
+    delivered_deadline = time.monotonic() + 10
+    while count.value < total and time.monotonic() < delivered_deadline:
+        time.sleep(0.05)
+    stop.set()
+    counter.join(10)
+    stats = worker.task.stats
+    elapsed = (last or time.monotonic()) - first
+    return {
+        "qos": qos,
+        "commands": total,
+        "payload_bytes": args.payload_size,
+        "devices": len(devices),
+        "acked": snap["acked"],
+        "seconds": round(elapsed, 2),
+        "commands_per_s": round(snap["acked"] / elapsed) if elapsed > 0 else 0,
+        "delivered_to_subscriber": count.value,
+        "dead_lettered": stats.dead_lettered,
+        "republished": stats.republished,
+        "complete": bool(last),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--commands", type=int, default=50_000)
+    parser.add_argument("--devices", type=int, default=1_000)
+    parser.add_argument("--payload-size", type=int, default=120)
+    parser.add_argument("--qos", type=int, nargs="+", choices=(1, 2), default=[1, 2])
+    parser.add_argument("--timeout", type=float, default=300.0, help="per QoS (default %(default)s s)")
+    parser.add_argument("--bootstrap", help="Kafka of your own (with --mqtt-uri)")
+    parser.add_argument("--mqtt-uri", help="MQTT broker of your own, tcp://host:port")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("librdkafka").setLevel(logging.ERROR)
+    results = []
+    with brokers(args) as found:
+        for qos in args.qos:
+            results.append(run_one(args, found.kafka_bootstrap, found.mqtt_host, found.mqtt_port, qos))
+    print(f"{'QoS':>3} {'commands':>9} {'seconds':>8} {'commands/s':>11} {'delivered':>10} {'dlq':>4}")
+    for r in results:
+        print(
+            f"{r['qos']:>3} {r['commands']:>9,} {r['seconds']:>8.2f} {r['commands_per_s']:>11,} "
+            f"{r['delivered_to_subscriber']:>10,} {r['dead_lettered']:>4}"
+        )
+    print(json.dumps(results))
+    return 0 if all(r["complete"] and r["delivered_to_subscriber"] >= r["commands"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Messages the relay will not publish go to the dead-letter topic, with the reason in headers.
+
+The dead-letter record keeps the command's key, value and headers and adds ``dlq.reason`` (a
+:class:`~mqtt_kafka_sync.errors.CommandError` reason), ``dlq.detail``, ``dlq.connector``,
+``kafka.topic``, ``kafka.partition``, ``kafka.offset`` and, when one was rendered, ``mqtt.topic``.
+The relay thread serves the producer's delivery reports (:meth:`DeadLetters.poll`); each becomes a
+:class:`DeadLettered` event, and only then may the record's offset be stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, Message
+
+from mqtt_kafka_sync.errors import CommandError
+from mqtt_kafka_sync.kafka.producer import DeliveryCallback, Headers
+from mqtt_kafka_sync.relay.offsets import Pending
+from mqtt_kafka_sync.relay.routes import kafka_headers
+
+logger = logging.getLogger(__name__)
+
+LOG_EVERY_S = 60.0
+
+
+class Sink(Protocol):
+    """:class:`mqtt_kafka_sync.kafka.producer.KafkaSink`, as the relay uses it."""
+
+    def produce(
+        self, topic: str, value: bytes, key: bytes | None, headers: Headers, on_delivery: DeliveryCallback
+    ) -> None: ...
+
+    def poll(self, timeout: float = 0.0) -> int: ...
+
+    def close(self, timeout: float = 5.0) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: Message
+    pending: Pending
+    error: CommandError
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLettered:
+    """The dead-letter topic's answer for ``letter``: ``error`` None when Kafka has it."""
+
+    letter: DeadLetter
+    error: KafkaError | None
+
+
+class DeadLetters:
+    def __init__(self, sink: Sink, topic: str, connector: str, events: queue.SimpleQueue[object]) -> None:
+        self.topic = topic
+        self._sink = sink
+        self._connector = connector
+        self._events = events
+        self._logged: dict[str, tuple[float, int]] = {}
+
+    def send(self, letter: DeadLetter) -> None:
+        record, error = letter.record, letter.error
+        self._log(letter)
+        headers: Headers = [
+            *kafka_headers(record),
+            ("dlq.reason", error.reason),
+            ("dlq.detail", error.detail),
+            ("dlq.connector", self._connector),
+            ("kafka.topic", record.topic() or ""),
+            ("kafka.partition", str(record.partition())),
+            ("kafka.offset", str(record.offset())),
+        ]
+        if error.mqtt_topic:
+            headers.append(("mqtt.topic", error.mqtt_topic))
+        self._sink.produce(
+            self.topic, record.value() or b"", record.key(), headers, _Report(self._events, letter)
+        )
+
+    def poll(self) -> None:
+        """Serve delivery reports that arrived; never blocks."""
+        self._sink.poll(0.0)
+
+    def close(self, timeout: float) -> int:
+        """Flush the producer; returns the records still unconfirmed."""
+        return self._sink.close(timeout)
+
+    def _log(self, letter: DeadLetter) -> None:
+        """One line per reason and minute, naming the record; the rest are counted in that line."""
+        reason = letter.error.reason
+        now = time.monotonic()
+        last, suppressed = self._logged.get(reason, (-LOG_EVERY_S, 0))
+        if now - last < LOG_EVERY_S:
+            self._logged[reason] = (last, suppressed + 1)
+            return
+        self._logged[reason] = (now, 0)
+        record = letter.record
+        logger.warning(
+            "dead-lettering %s [%s] offset %s to %s: %s%s",
+            record.topic(),
+            record.partition(),
+            record.offset(),
+            self.topic,
+            letter.error,
+            f" ({suppressed} more with this reason in the last minute)" if suppressed else "",
+        )
+
+
+class _Report:
+    __slots__ = ("_events", "_letter")
+
+    def __init__(self, events: queue.SimpleQueue[object], letter: DeadLetter) -> None:
+        self._events = events
+        self._letter = letter
+
+    def __call__(self, err: KafkaError | None, record: Any) -> None:
+        self._events.put(DeadLettered(self._letter, err))

@@ -1,0 +1,210 @@
+"""Where a Kafka record becomes an MQTT command: route it, parse its key, render and check its topic.
+
+:meth:`CommandRouter.command` runs once per record on the relay thread and never touches the
+network. Anything that must not be published raises :class:`CommandError` with a stable reason, and
+the relay dead-letters the record:
+
+``no-route``            no route's ``kafka.topic`` matches the record's topic
+``bad-key``             no key, a key that is not UTF-8, or one the route's key template does not fit
+``missing-header``      a ``{header.<name>}`` placeholder whose header the record lacks
+``unsafe-placeholder``  a value that would change the topic's shape (empty, ``/``, ``+``, ``#``, NUL, ...)
+``bad-header``          a header that cannot be an MQTT 5 user property (not UTF-8, or NUL)
+``expired``             older than the route's ``mqtt.message.expiry.seconds`` by its Kafka timestamp
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
+
+from mqtt_kafka_sync.config.model import RelayRouteConfig
+from mqtt_kafka_sync.errors import CommandError
+from mqtt_kafka_sync.routing.command_topic import (
+    HEADER_PREFIX,
+    CommandTopic,
+    compile_command_topic,
+    unsafe_value,
+)
+from mqtt_kafka_sync.routing.key_template import KeyTemplate, compile_key_template
+
+KafkaHeaders = list[tuple[str, bytes | None]]
+
+
+def kafka_headers(record: Message) -> KafkaHeaders:
+    """The record's headers as (name, bytes or None) pairs, in order."""
+    headers = record.headers()
+    if not headers:
+        return []
+    items = headers.items() if isinstance(headers, dict) else headers
+    return [(name, value.encode() if isinstance(value, str) else value) for name, value in items]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One MQTT 5 PUBLISH to make."""
+
+    route: str
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    user_properties: tuple[tuple[str, str], ...]
+    correlation_data: bytes
+    response_topic: str | None
+    expiry_seconds: int | None
+    """Message Expiry Interval, already reduced by the record's age; None: never expires."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    config: RelayRouteConfig
+    topic_regex: re.Pattern[str] | None
+    key: KeyTemplate
+    mqtt_topic: CommandTopic
+    response_topic: CommandTopic | None
+    names: frozenset[str]
+    """Key placeholders the topic templates use."""
+    headers: frozenset[str]
+
+
+def _compile(route: RelayRouteConfig) -> _Route:
+    key = compile_key_template(route.kafka_key)
+    topic = compile_command_topic(route.mqtt_topic, key.names)
+    response = compile_command_topic(route.response_topic, key.names) if route.response_topic else None
+    regex = re.compile(route.kafka_topic) if route.kafka_topic.startswith("^") else None
+    used = [topic] if response is None else [topic, response]
+    names = frozenset().union(*(t.names for t in used))
+    headers = frozenset().union(*(t.headers for t in used))
+    return _Route(route, regex, key, topic, response, names, headers)
+
+
+class CommandRouter:
+    """Turns records into commands; ``routes`` come from a validated config."""
+
+    def __init__(self, routes: Sequence[RelayRouteConfig]) -> None:
+        self._routes = tuple(_compile(r) for r in routes)
+        self._by_topic: dict[str, _Route | None] = {}
+
+    def command(self, record: Message, now: float) -> Command:
+        """The command for ``record`` (``now``: epoch seconds); raises :class:`CommandError`."""
+        topic = record.topic() or ""
+        route = self._route(topic)
+        if route is None:
+            tried = ", ".join(r.config.name for r in self._routes)
+            raise CommandError("no-route", f"no route reads topic {topic!r} (tried {tried})")
+        headers = kafka_headers(record)
+        keys = _key_values(route, record.key())
+        values = {name: keys[name] for name in route.names}
+        for name in route.headers:
+            values[HEADER_PREFIX + name] = _header_value(headers, name)
+        for name, value in values.items():
+            if (why := unsafe_value(value)) is not None:
+                raise CommandError("unsafe-placeholder", f"placeholder {{{name}}} {why}: {value!r}")
+        mqtt_topic = _render(route.mqtt_topic, values)
+        response = _render(route.response_topic, values) if route.response_topic is not None else None
+        config = route.config
+        return Command(
+            route=config.name,
+            topic=mqtt_topic,
+            payload=record.value() or b"",
+            qos=config.mqtt_qos,
+            retain=config.mqtt_retain,
+            user_properties=_user_properties(headers),
+            correlation_data=_correlation(config, record, headers),
+            response_topic=response,
+            expiry_seconds=_expiry(config, record, now, mqtt_topic),
+        )
+
+    def _route(self, topic: str) -> _Route | None:
+        try:
+            return self._by_topic[topic]
+        except KeyError:
+            found = next((r for r in self._routes if _reads(r, topic)), None)
+            self._by_topic[topic] = found
+            return found
+
+
+def _reads(route: _Route, topic: str) -> bool:
+    if route.topic_regex is not None:
+        return route.topic_regex.fullmatch(topic) is not None
+    return route.config.kafka_topic == topic
+
+
+def _key_values(route: _Route, raw: bytes | None) -> dict[str, str]:
+    if raw is None:
+        raise CommandError("bad-key", f"the record has no key; route {route.config.name!r} needs one")
+    try:
+        key = raw.decode()
+    except UnicodeDecodeError:
+        raise CommandError("bad-key", f"the key is not UTF-8 text: {raw[:64]!r}") from None
+    values = route.key.parse(key)
+    if values is None:
+        raise CommandError(
+            "bad-key",
+            f"key {key!r} does not fit the template {route.key.text!r} of route {route.config.name!r}",
+        )
+    return values
+
+
+def _header_value(headers: KafkaHeaders, name: str) -> str:
+    for header, value in reversed(headers):
+        if header == name:
+            if value is None:
+                return ""
+            try:
+                return value.decode()
+            except UnicodeDecodeError:
+                raise CommandError(
+                    "bad-header", f"header {name!r} is not UTF-8 text: {value[:64]!r}"
+                ) from None
+    raise CommandError("missing-header", f"the record has no header {name!r}")
+
+
+def _render(template: CommandTopic, values: dict[str, str]) -> str:
+    topic = template.render(values)
+    if topic.startswith("$"):
+        raise CommandError("unsafe-placeholder", f"topic {topic!r} would start with '$' (broker topics)")
+    return topic
+
+
+def _user_properties(headers: KafkaHeaders) -> tuple[tuple[str, str], ...]:
+    properties = []
+    for name, value in headers:
+        try:
+            text = "" if value is None else value.decode()
+        except UnicodeDecodeError:
+            raise CommandError(
+                "bad-header", f"header {name!r} is not UTF-8 text, so it cannot be an MQTT user property"
+            ) from None
+        if "\0" in name or "\0" in text:
+            raise CommandError("bad-header", f"header {name!r} contains NUL, which MQTT strings cannot")
+        properties.append((name, text))
+    return tuple(properties)
+
+
+def _correlation(config: RelayRouteConfig, record: Message, headers: KafkaHeaders) -> bytes:
+    if config.correlation_header is not None:
+        for name, value in reversed(headers):
+            if name == config.correlation_header and value:
+                return value
+    return f"{record.topic()}/{record.partition()}/{record.offset()}".encode()
+
+
+def _expiry(config: RelayRouteConfig, record: Message, now: float, mqtt_topic: str) -> int | None:
+    lifetime = config.message_expiry_seconds
+    if lifetime is None:
+        return None
+    kind, millis = record.timestamp()
+    age = 0.0 if kind == TIMESTAMP_NOT_AVAILABLE else max(0.0, now - millis / 1000)
+    left = lifetime - age
+    if left <= 0:
+        raise CommandError(
+            "expired",
+            f"written {age:.1f}s ago, and route {config.name!r} lets commands live {lifetime}s",
+            mqtt_topic=mqtt_topic,
+        )
+    return max(1, math.ceil(left))

@@ -1,0 +1,478 @@
+"""One relay task: Kafka records in, MQTT commands out, offsets stored as the broker acknowledges.
+
+Everything here runs on one thread, the relay thread, in :meth:`RelayTask.step`: serve the
+dead-letter producer's delivery reports, take the events queued for it (paho's acknowledgements and
+connection changes from paho's network thread, dead-letter reports), publish buffered records while
+the in-flight window has room, decide whether the partitions should be paused, and read more
+records. Rebalance callbacks run inside ``consume``, on this thread too, so no state is shared
+between threads except the event queue.
+
+Order: records are published in the order Kafka hands them over, which is offset order per
+partition, on one MQTT connection. The broker keeps that order per topic, so commands to one device
+(one key, one partition) arrive in the order they were written. After a reconnect no new command is
+published until paho re-sent every unacknowledged one and the broker acknowledged it, so a new
+command cannot overtake an older one that is being sent again.
+
+Flow control, with hysteresis: the partitions are paused while the broker is unreachable, while
+more than :data:`BUFFER_HIGH` records wait for the window, or while :data:`UNSTORED_HIGH` records
+wait for an earlier offset to finish; they resume once the broker is back, every re-sent command is
+acknowledged, at most :data:`BUFFER_LOW` records wait and the unstored records are down to half.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from confluent_kafka import Message
+
+from mqtt_kafka_sync.errors import CommandError
+from mqtt_kafka_sync.relay.dead_letter import DeadLetter, DeadLettered, DeadLetters
+from mqtt_kafka_sync.relay.offsets import OffsetTracker, Pending
+from mqtt_kafka_sync.relay.offsets import TopicPartition as TP
+from mqtt_kafka_sync.relay.publisher import Acked, Connected, Disconnected, Refused
+from mqtt_kafka_sync.relay.routes import Command, CommandRouter
+
+logger = logging.getLogger(__name__)
+
+BATCH = 500
+BUFFER_HIGH = 5_000
+BUFFER_LOW = 2_000
+UNSTORED_HIGH = 20_000
+"""Records finished or not whose offsets cannot be stored yet (an earlier one is stuck, e.g. the
+dead-letter topic refuses it): above this the partitions pause, so memory stays bounded."""
+WAIT_S = 0.1
+REVOKE_WAIT_S = 5.0
+DLQ_RETRY_S = 5.0
+MAX_REPUBLISH = 2
+_PACKET_ID_NOT_FOUND = 0x92
+_SESSION_TAKEN_OVER = 0x8E
+
+
+class Consumer(Protocol):
+    """:class:`mqtt_kafka_sync.relay.consumer.CommandConsumer`, as the task uses it."""
+
+    assigned: set[TP]
+    paused: set[TP]
+
+    def subscribe(self) -> None: ...
+    def consume(self, limit: int, timeout: float) -> list[Message]: ...
+    def member_id(self) -> str | None: ...
+    def pause(self, tps: set[TP]) -> None: ...
+    def resume(self, tps: set[TP]) -> None: ...
+    def store(self, tp: TP, offset: int) -> None: ...
+    def flush_stores(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class Publisher(Protocol):
+    """:class:`mqtt_kafka_sync.relay.publisher.MqttPublisher`, as the task uses it."""
+
+    def start(self) -> None: ...
+    def connected(self) -> bool: ...
+    def publish(self, command: Command) -> int: ...
+    def stop(self, *, end_session: bool) -> None: ...
+
+
+ConsumerFactory = Callable[
+    [Callable[[set[TP]], None], Callable[[set[TP]], None], Callable[[set[TP]], None]], Consumer
+]
+"""Builds the consumer from the task's (on_assigned, on_revoked, on_lost) callbacks."""
+
+
+@dataclass
+class RelayStats:
+    """Counters of one task; written by the relay thread, read by any."""
+
+    received: int = 0
+    """Messages taken from Kafka."""
+    published: int = 0
+    """PUBLISH packets handed to paho, re-publishes included."""
+    delivered: int = 0
+    """Commands the broker acknowledged (PUBACK / PUBCOMP)."""
+    dead_lettered: int = 0
+    """Messages the dead-letter topic confirmed."""
+    republished: int = 0
+    dropped_on_revoke: int = 0
+    """Messages read but not yet published when their partition was revoked (the next owner reads them)."""
+    outages: int = 0
+    dlq_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class _InFlight:
+    __slots__ = ("attempts", "command", "pending", "record")
+
+    def __init__(self, record: Message, pending: Pending, command: Command) -> None:
+        self.record = record
+        self.pending = pending
+        self.command = command
+        self.attempts = 1
+
+
+class RelayTask:
+    def __init__(
+        self,
+        name: str,
+        router: CommandRouter,
+        *,
+        consumer: ConsumerFactory,
+        publisher: Publisher,
+        dead_letters: DeadLetters,
+        events: queue.SimpleQueue[object],
+        max_inflight: int,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.stats = RelayStats()
+        self.tracker = OffsetTracker()
+        self._router = router
+        self._consumer = consumer(self._assigned, self._revoked, self._lost)
+        self._publisher = publisher
+        self._dead_letters = dead_letters
+        self._events = events
+        self._max_inflight = max_inflight
+        self._window = max_inflight
+        self._clock = clock
+        self._monotonic = monotonic
+        self._buffer: deque[Message] = deque()
+        self._in_flight: dict[int, _InFlight] = {}
+        self._retries: deque[tuple[float, DeadLetter]] = deque()
+        self._online = False
+        self._resync = False
+        self._limits: Connected | None = None
+        self._ever_connected = False
+        self._member = False
+        self._pause_reason = ""
+        self._outage_since: float | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._publisher.start()
+        self._consumer.subscribe()
+
+    @property
+    def ready(self) -> bool:
+        """In the group and connected to the broker at least once: what ``subscribed`` reports."""
+        return self._member and self._ever_connected
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    @property
+    def assigned(self) -> set[TP]:
+        return self._consumer.assigned
+
+    def step(self) -> None:
+        """One round: events, publishing, flow control, reading."""
+        can_publish = bool(self._buffer) and self._can_publish()
+        waiting = bool(self._in_flight) or bool(self._buffer)
+        self._handle_events(0.0 if can_publish or not waiting else WAIT_S)
+        self._retry_dead_letters()
+        self._publish()
+        self._flow_control()
+        idle = not self._buffer and not self._in_flight
+        for record in self._consumer.consume(BATCH, WAIT_S if idle else 0.0):
+            self._buffer.append(record)
+            self.stats.received += 1
+        if not self._member and self._consumer.member_id() is not None:
+            self._member = True
+
+    def drain(self, timeout: float) -> bool:
+        """Stop reading, wait up to ``timeout`` for in-flight commands, commit, leave the group,
+        end the MQTT session. Returns False when some were not acknowledged in time: their offsets
+        are not committed, so whoever reads the partition next publishes them again."""
+        deadline = self._monotonic() + timeout
+        self._buffer.clear()
+        while self.tracker.unfinished() and self._monotonic() < deadline:
+            if not self._online and not self._dead_letters_pending():
+                break  # nothing can be acknowledged while the broker is away
+            self._handle_events(WAIT_S)
+            self._retry_dead_letters()
+        unfinished = self.tracker.unfinished()
+        if unfinished:
+            logger.warning(
+                "%s: %d commands not acknowledged at shutdown; they will be published again",
+                self.name,
+                unfinished,
+            )
+        self._consumer.flush_stores()
+        self._consumer.close()
+        self._publisher.stop(end_session=True)
+        self._dead_letters.close(max(1.0, deadline - self._monotonic()))
+        return unfinished == 0
+
+    # -- events -----------------------------------------------------------------------------------
+    def _handle_events(self, timeout: float) -> None:
+        self._dead_letters.poll()
+        try:
+            event = self._events.get(timeout=timeout) if timeout > 0 else self._events.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._handle(event)
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                break
+        self._consumer.flush_stores()
+        if self._resync and self._online and not self._in_flight:
+            self._resync = False
+
+    def _handle(self, event: object) -> None:
+        if isinstance(event, Acked):
+            self._acked(event)
+        elif isinstance(event, DeadLettered):
+            self._dead_lettered(event)
+        elif isinstance(event, Connected):
+            self._connected(event)
+        elif isinstance(event, Disconnected):
+            self._disconnected(event)
+        elif isinstance(event, Refused):
+            self._refused(event)
+
+    def _acked(self, event: Acked) -> None:
+        entry = self._in_flight.pop(event.mid, None)
+        if entry is None:
+            logger.debug("acknowledgement for unknown packet id %d", event.mid)
+            return
+        if event.reason_code < 0x80:
+            self.stats.delivered += 1
+            self._finish(entry.pending)
+            return
+        record, command = entry.record, entry.command
+        if event.reason_code == _PACKET_ID_NOT_FOUND and entry.attempts <= MAX_REPUBLISH:
+            # PUBCOMP 0x92: the broker lost the QoS 2 exchange (its session ended while we were
+            # away), so it may never have released the message: publish it again.
+            logger.warning(
+                "%s [%s] offset %s: broker answered %s for %s; publishing it again",
+                record.topic(),
+                record.partition(),
+                record.offset(),
+                event.reason,
+                command.topic,
+            )
+            try:
+                mid = self._publisher.publish(command)
+            except CommandError as exc:
+                self._dead_letter(record, entry.pending, exc)
+                return
+            entry.attempts += 1
+            self._in_flight[mid] = entry
+            self.stats.published += 1
+            self.stats.republished += 1
+            return
+        detail = f"the broker answered {event.reason} (0x{event.reason_code:02X})"
+        self._dead_letter(
+            record, entry.pending, CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
+        )
+
+    def _dead_lettered(self, event: DeadLettered) -> None:
+        letter = event.letter
+        if event.error is None:
+            self.stats.dead_lettered += 1
+            reason = letter.error.reason
+            self.stats.dlq_by_reason[reason] = self.stats.dlq_by_reason.get(reason, 0) + 1
+            self._finish(letter.pending)
+            return
+        record = letter.record
+        logger.error(
+            "dead-letter topic %s refused %s [%s] offset %s (%s); trying again in %.0fs, its offset stays "
+            "uncommitted",
+            self._dead_letters.topic,
+            record.topic(),
+            record.partition(),
+            record.offset(),
+            event.error.str(),
+            DLQ_RETRY_S,
+        )
+        self._retries.append((self._monotonic() + DLQ_RETRY_S, letter))
+
+    def _connected(self, event: Connected) -> None:
+        self._online = True
+        self._limits = event
+        self._window = max(1, min(self._max_inflight, event.receive_maximum))
+        if self._in_flight:
+            self._resync = True
+        if not self._ever_connected:
+            self._ever_connected = True
+            logger.info("%s: connected to the MQTT broker (window %d)", self.name, self._window)
+        elif self._outage_since is not None:
+            logger.warning(
+                "%s: MQTT broker reachable again after %.1fs (session %s); sending %d commands again",
+                self.name,
+                self._monotonic() - self._outage_since,
+                "resumed" if event.session_present else "NOT resumed",
+                len(self._in_flight),
+            )
+        self._outage_since = None
+
+    def _disconnected(self, event: Disconnected) -> None:
+        was_online = self._online
+        self._online = False
+        self._resync = bool(self._in_flight)
+        if event.reason_code == _SESSION_TAKEN_OVER:
+            logger.error(
+                "%s: another MQTT client connected with this task's client id; give every relay its own "
+                "mqtt.client.id",
+                self.name,
+            )
+        if was_online:
+            self._outage_started(f"connection lost ({event.reason})")
+
+    def _refused(self, event: Refused) -> None:
+        if self._outage_since is None:
+            self._outage_started(f"cannot connect: {event.reason}")
+
+    def _outage_started(self, why: str) -> None:
+        self._outage_since = self._monotonic()
+        self.stats.outages += 1
+        logger.warning(
+            "%s: MQTT broker unavailable (%s); pausing %d partitions, %d commands in flight",
+            self.name,
+            why,
+            len(self._consumer.assigned),
+            len(self._in_flight),
+        )
+
+    # -- publishing ---------------------------------------------------------------------------
+    def _can_publish(self) -> bool:
+        return (
+            self._online
+            and not self._resync
+            and len(self._in_flight) < self._window
+            and self._publisher.connected()
+        )
+
+    def _publish(self) -> None:
+        buffer, tracker = self._buffer, self.tracker
+        while buffer and self._can_publish():
+            record = buffer.popleft()
+            tp = (record.topic() or "", record.partition() or 0)
+            if not tracker.assigned(tp):
+                continue  # revoked after it was read; the next owner reads it again
+            pending = tracker.add(tp, record.offset() or 0)
+            try:
+                command = self._router.command(record, self._clock())
+                self._check_limits(command)
+                mid = self._publisher.publish(command)
+            except CommandError as exc:
+                self._dead_letter(record, pending, exc)
+                continue
+            if mid in self._in_flight:
+                logger.error("paho reused packet id %d while it was in flight", mid)
+            self._in_flight[mid] = _InFlight(record, pending, command)
+            self.stats.published += 1
+
+    def _check_limits(self, command: Command) -> None:
+        limits = self._limits
+        if limits is None:
+            return
+        if command.qos > limits.maximum_qos:
+            detail = f"the broker's maximum QoS is {limits.maximum_qos}, the route's {command.qos}"
+            raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
+        if command.retain and not limits.retain_available:
+            detail = f"the broker does not keep retained messages; route {command.route!r} retains"
+            raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
+        if (
+            limits.maximum_packet_size is not None
+            and (size := packet_size(command)) > limits.maximum_packet_size
+        ):
+            detail = (
+                f"the PUBLISH would be {size} bytes; the broker takes at most {limits.maximum_packet_size}"
+            )
+            raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
+
+    def _dead_letter(self, record: Message, pending: Pending, error: CommandError) -> None:
+        self._dead_letters.send(DeadLetter(record, pending, error))
+
+    def _retry_dead_letters(self) -> None:
+        now = self._monotonic()
+        while self._retries and self._retries[0][0] <= now:
+            letter = self._retries.popleft()[1]
+            if self.tracker.assigned(letter.pending.tp):
+                self._dead_letters.send(letter)
+
+    def _dead_letters_pending(self) -> bool:
+        return bool(self._retries) or self.tracker.unfinished() > len(self._in_flight)
+
+    def _finish(self, pending: Pending) -> None:
+        offset = self.tracker.finish(pending)
+        if offset is not None:
+            self._consumer.store(pending.tp, offset)
+
+    # -- flow control -------------------------------------------------------------------------
+    def _flow_control(self) -> None:
+        consumer = self._consumer
+        if not self._online:
+            want = "mqtt-down"
+        elif len(self._buffer) >= BUFFER_HIGH:
+            want = "backlog"
+        elif self.tracker.unfinished() >= UNSTORED_HIGH:
+            want = "offsets-stuck"
+        elif self._pause_reason and (
+            self._resync or len(self._buffer) > BUFFER_LOW or self.tracker.unfinished() > UNSTORED_HIGH // 2
+        ):
+            want = self._pause_reason
+        else:
+            want = ""
+        if want:
+            consumer.pause(consumer.assigned)
+            if want != self._pause_reason:
+                logger.debug("%s: paused %d partitions (%s)", self.name, len(consumer.paused), want)
+            self._pause_reason = want
+        elif self._pause_reason:
+            count = len(consumer.paused)
+            consumer.resume(set(consumer.paused))
+            outage = self._pause_reason == "mqtt-down" and self.stats.outages > 0
+            log = logger.info if outage else logger.debug
+            log("%s: resumed %d partitions (%s over)", self.name, count, self._pause_reason)
+            self._pause_reason = ""
+
+    # -- rebalance callbacks (inside consume) -------------------------------------------------
+    def _assigned(self, tps: set[TP]) -> None:
+        for tp in tps:
+            self.tracker.assign(tp)
+        if self._pause_reason:
+            self._consumer.pause(tps)
+
+    def _revoked(self, tps: set[TP]) -> None:
+        self._drop_buffered(tps)
+        deadline = self._monotonic() + REVOKE_WAIT_S
+        while self.tracker.unfinished(tps) and self._online and self._monotonic() < deadline:
+            self._handle_events(0.05)
+        left = 0
+        for tp in tps:
+            left += self.tracker.revoke(tp)
+        if left:
+            logger.warning(
+                "%s: %d commands of revoked partitions not acknowledged yet; the next owner publishes "
+                "them again",
+                self.name,
+                left,
+            )
+
+    def _lost(self, tps: set[TP]) -> None:
+        self._drop_buffered(tps)
+        for tp in tps:
+            self.tracker.revoke(tp)
+
+    def _drop_buffered(self, tps: set[TP]) -> None:
+        before = len(self._buffer)
+        self._buffer = deque(r for r in self._buffer if (r.topic(), r.partition()) not in tps)
+        self.stats.dropped_on_revoke += before - len(self._buffer)
+
+
+def packet_size(command: Command) -> int:
+    """The PUBLISH packet's size in bytes, at most 4 bytes over (variable-length integers)."""
+    props = 5 + 3 + len(command.correlation_data)  # expiry interval, correlation data
+    if command.response_topic is not None:
+        props += 3 + len(command.response_topic.encode())
+    props += sum(5 + len(k.encode()) + len(v.encode()) for k, v in command.user_properties)
+    return 5 + 2 + len(command.topic.encode()) + 2 + 4 + props + len(command.payload)

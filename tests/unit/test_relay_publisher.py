@@ -1,0 +1,62 @@
+"""The relay's own encoding of PUBLISH properties reads back, with paho's decoder, as what was meant."""
+
+from __future__ import annotations
+
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from mqtt_kafka_sync.relay.publisher import PackedProperties
+from mqtt_kafka_sync.relay.routes import Command
+
+
+def _command(**changes: object) -> Command:
+    fields: dict[str, object] = {
+        "route": "cmd",
+        "topic": "plants/p01/devices/d0001/commands",
+        "payload": b"{}",
+        "qos": 1,
+        "retain": False,
+        "user_properties": (("site", "plant-a"), ("site", "again"), ("empty", ""), ("ünï", "cødé")),
+        "correlation_data": b"commands/3/42",
+        "response_topic": "plants/p01/devices/d0001/commands/response",
+        "expiry_seconds": 300,
+    }
+    fields.update(changes)
+    return Command(**fields)  # type: ignore[arg-type]
+
+
+def _decode(packed: bytes) -> Properties:
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    decoded, length = props.unpack(packed)  # type: ignore[no-untyped-call]
+    assert length == len(packed)
+    return decoded  # type: ignore[no-any-return]
+
+
+def test_every_property_reads_back() -> None:
+    props = _decode(PackedProperties(_command()).pack())
+    assert props.MessageExpiryInterval == 300
+    assert props.ResponseTopic == "plants/p01/devices/d0001/commands/response"
+    assert props.CorrelationData == b"commands/3/42"
+    assert props.UserProperty == [("site", "plant-a"), ("site", "again"), ("empty", ""), ("ünï", "cødé")]
+
+
+def test_only_what_is_set_is_sent() -> None:
+    props = _decode(
+        PackedProperties(_command(user_properties=(), response_topic=None, expiry_seconds=None)).pack()
+    )
+    assert props.CorrelationData == b"commands/3/42"
+    assert not hasattr(props, "MessageExpiryInterval") and not hasattr(props, "ResponseTopic")
+    assert not hasattr(props, "UserProperty")
+
+
+@pytest.mark.parametrize("size", [0, 100, 127, 128, 16_383, 16_384, 60_000])
+def test_property_lengths_use_variable_byte_integers(size: int) -> None:
+    command = _command(user_properties=(("pad", "x" * size),), response_topic=None, expiry_seconds=None)
+    packed = PackedProperties(command).pack()
+    assert _decode(packed).UserProperty == [("pad", "x" * size)]
+
+
+def test_a_property_longer_than_mqtt_allows_is_refused() -> None:
+    with pytest.raises(ValueError, match="65,535"):
+        PackedProperties(_command(correlation_data=b"x" * 70_000))
