@@ -92,6 +92,9 @@ class IngestTask:
         self.subscriber.reconnect(reason)
 
     def start(self) -> None:
+        if self._own_sink:
+            static = [r.kafka_topic for r in self.config.routes if "{" not in r.kafka_topic]
+            self.sink.warm_up([*dict.fromkeys(static), self.config.dlq_topic])
         self.subscriber.start()
 
     def drain(self, timeout: float, *, session_expiry: int | None = None) -> bool:

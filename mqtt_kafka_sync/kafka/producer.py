@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,19 @@ class KafkaSink:
             except BufferError:
                 # Local queue full: serve deliveries. Bounded by MQTT flow control, so rare.
                 self._producer.poll(0.05)
+
+    def warm_up(self, topics: list[str], timeout: float = 5.0) -> None:
+        """Fetch metadata for ``topics`` now, so the first records do not wait for it.
+
+        Without this the first messages after start-up waited ~80 ms for metadata and the
+        idempotent producer id. Kafka being down is not an error here: records wait as usual.
+        """
+        for topic in topics:
+            try:
+                self._producer.list_topics(topic, timeout=timeout)
+            except KafkaException as exc:
+                logger.debug("metadata for %s not available yet: %s", topic, exc)
+                return
 
     def poll(self, timeout: float = 0.0) -> int:
         """Serve delivery reports (and errors); returns how many events were served."""

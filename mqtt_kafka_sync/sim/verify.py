@@ -217,8 +217,14 @@ class _Device:
 class Analyzer:
     """Incremental :func:`analyze`: :meth:`add` records, watch :attr:`missing`, then :meth:`report`."""
 
-    def __init__(self, expected: Mapping[str, int], topic_template: str = TELEMETRY_TOPIC_TEMPLATE) -> None:
+    def __init__(
+        self,
+        expected: Mapping[str, int],
+        topic_template: str = TELEMETRY_TOPIC_TEMPLATE,
+        latency_warmup_s: float = 0.0,
+    ) -> None:
         self._template = topic_template
+        self._warmup_s = latency_warmup_s
         self._devices = {device: _Device(last) for device, last in expected.items()}
         self._expected_total = sum(expected.values())
         self._topics: dict[str, str | None] = {}
@@ -227,8 +233,15 @@ class Analyzer:
         self._unparseable = 0
         self._key_errors = 0
         self._header_errors = 0
-        self._latencies_ms: list[float] = []
+        self._latencies_ms: list[tuple[float, float]] = []  # (send ts, latency ms)
         self._examples: list[str] = []
+
+    def _steady_latencies(self) -> list[float]:
+        """Latencies of messages sent after the first ``latency_warmup_s`` seconds of the run."""
+        if not self._latencies_ms:
+            return []
+        start = min(ts for ts, _ in self._latencies_ms) + self._warmup_s
+        return [lat for ts, lat in self._latencies_ms if ts >= start]
 
     @property
     def missing(self) -> int:
@@ -260,7 +273,7 @@ class Analyzer:
             self._example(f"{where}: {device_id} seq {seq} after seq {device.max_first}")
         device.max_first = max(device.max_first, seq)
         if record.timestamp_ms is not None:
-            self._latencies_ms.append(record.timestamp_ms - ts * 1000.0)
+            self._latencies_ms.append((ts, record.timestamp_ms - ts * 1000.0))
 
     def _check_key(self, record: Record, device_id: str, where: str) -> None:
         key = None if record.key is None else record.key.decode(errors="replace")
@@ -308,7 +321,7 @@ class Analyzer:
             key_errors=self._key_errors,
             header_errors=self._header_errors,
             partition_splits=len(splits),
-            latency=Latency.of(self._latencies_ms),
+            latency=Latency.of(self._steady_latencies()),
             devices=devices,
             examples=tuple(examples + self._examples),
             ended_by=ended_by,
@@ -403,13 +416,16 @@ def verify_topic(
     *,
     topic_template: str = TELEMETRY_TOPIC_TEMPLATE,
     since_ms: int | None = None,
+    latency_warmup_s: float = 0.0,
 ) -> VerifyReport:
     """Read ``topic`` from the beginning until every expected (device, seq) was seen, ``timeout_s``
     passed, or nothing new arrived for ``idle_s``; then :func:`analyze` what was read.
 
     ``since_ms`` (epoch ms) starts each partition at its first record with a timestamp at or after
-    it instead, for topics that hold earlier runs (the demo's long-lived stack)."""
-    analyzer = Analyzer(expected, topic_template)
+    it instead, for topics that hold earlier runs (the demo's long-lived stack).
+    ``latency_warmup_s`` leaves the first seconds of sends out of the latency percentiles (start-up
+    of the generator and connections), never out of the delivery counts."""
+    analyzer = Analyzer(expected, topic_template, latency_warmup_s)
     start = time.monotonic()
     deadline, last_new = start + timeout_s, start
     consumer = _consumer(bootstrap)
