@@ -43,8 +43,9 @@ from mqtt_kafka_sync.sim.payload import device_ids
 PARTITIONS = 6
 
 
-def _count(host: str, port: int, topic_filter: str, qos: int, count: Any, ready: Any, stop: Any) -> None:
-    """Child process: count every message on ``topic_filter``."""
+def _count(subscription: tuple[str, int, str, int], count: Any, ready: Any, stop: Any) -> None:
+    """Child process: subscribe (host, port, filter, QoS) and count every message."""
+    host, port, topic_filter, qos = subscription
     from paho.mqtt.client import Client  # noqa: PLC0415
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: PLC0415
 
@@ -68,6 +69,12 @@ def _count(host: str, port: int, topic_filter: str, qos: int, count: Any, ready:
     client.loop_stop()
 
 
+def _cpu() -> float:
+    """CPU seconds of this process (the relay task's threads and librdkafka's), user + system."""
+    times = os.times()
+    return times.user + times.system
+
+
 def run_one(
     args: argparse.Namespace, bootstrap: str, mqtt_host: str, mqtt_port: int, qos: int
 ) -> dict[str, Any]:
@@ -84,7 +91,7 @@ def run_one(
     ctx = multiprocessing.get_context("spawn")
     count, ready, stop = ctx.Value("q", 0, lock=False), ctx.Event(), ctx.Event()
     counter = ctx.Process(
-        target=_count, args=(mqtt_host, mqtt_port, f"{root}/#", qos, count, ready, stop), daemon=True
+        target=_count, args=((mqtt_host, mqtt_port, f"{root}/#", qos), count, ready, stop), daemon=True
     )
     counter.start()
     if not ready.wait(30):
@@ -110,14 +117,15 @@ def run_one(
     _tune_gc()
     worker.start()
     first = last = 0.0
+    cpu_first = cpu_last = 0.0
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         snap = worker.snapshot()
         now = time.monotonic()
         if not first and snap["received"]:
-            first = now
+            first, cpu_first = now, _cpu()
         if snap["acked"] >= total:
-            last = now
+            last, cpu_last = now, _cpu()
             break
         time.sleep(0.005)
     snap = worker.snapshot()
@@ -137,6 +145,7 @@ def run_one(
         "acked": snap["acked"],
         "seconds": round(elapsed, 2),
         "commands_per_s": round(snap["acked"] / elapsed) if elapsed > 0 else 0,
+        "relay_cpu_cores": round((cpu_last - cpu_first) / elapsed, 2) if last and elapsed > 0 else None,
         "delivered_to_subscriber": count.value,
         "dead_lettered": stats.dead_lettered,
         "republished": stats.republished,
@@ -158,15 +167,18 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("librdkafka").setLevel(logging.ERROR)
-    results = []
     with brokers(args) as found:
-        for qos in args.qos:
-            results.append(run_one(args, found.kafka_bootstrap, found.mqtt_host, found.mqtt_port, qos))
-    print(f"{'QoS':>3} {'commands':>9} {'seconds':>8} {'commands/s':>11} {'delivered':>10} {'dlq':>4}")
+        results = [
+            run_one(args, found.kafka_bootstrap, found.mqtt_host, found.mqtt_port, q) for q in args.qos
+        ]
+    print(
+        f"{'QoS':>3} {'commands':>9} {'seconds':>8} {'commands/s':>11} {'relay CPU':>9} "
+        f"{'delivered':>10} {'dlq':>4}"
+    )
     for r in results:
         print(
             f"{r['qos']:>3} {r['commands']:>9,} {r['seconds']:>8.2f} {r['commands_per_s']:>11,} "
-            f"{r['delivered_to_subscriber']:>10,} {r['dead_lettered']:>4}"
+            f"{r['relay_cpu_cores'] or 0:>9.2f} {r['delivered_to_subscriber']:>10,} {r['dead_lettered']:>4}"
         )
     print(json.dumps(results))
     return 0 if all(r["complete"] and r["delivered_to_subscriber"] >= r["commands"] for r in results) else 1

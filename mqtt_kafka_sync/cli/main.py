@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     from mqtt_kafka_sync.cli import demo, tail  # noqa: PLC0415 - subcommand modules register themselves
     from mqtt_kafka_sync.devstack import commands as stack_commands  # noqa: PLC0415
+    from mqtt_kafka_sync.replay import cli as replay_commands  # noqa: PLC0415
     from mqtt_kafka_sync.sim import commands as sim_commands  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="mqtt-kafka-sync", description=__doc__)
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim_commands.register(sub)
     demo.register(sub)
     tail.register(sub)
+    replay_commands.register(sub)
     return parser
 
 

@@ -62,6 +62,31 @@ class RouteConfig:
 
 
 @dataclass(frozen=True)
+class ThrottleConfig:
+    """``throttle.*``: pace MQTT acknowledgements by the lag of named consumer groups (docs/replay.md).
+
+    Rates and the step are for the whole connector; its tasks share them evenly.
+    """
+
+    groups: tuple[str, ...]
+    """Consumer groups whose lag, on the topics the routes write, steers the rate."""
+    lag_high: int
+    """Records behind (a group's total) above which the rate halves every interval."""
+    lag_low: int
+    """Records behind below which the rate grows by ``step_max`` every interval."""
+    rate_min: float
+    """Floor, records/s: live traffic always gets this much."""
+    rate_max: float
+    """Cap, records/s."""
+    step_max: float
+    """Most the rate may rise in one interval, records/s (the additive increase)."""
+    interval_seconds: float
+    """Seconds between lag reads."""
+    mode: Literal["enforce", "observe"] = "enforce"
+    """``observe``: compute and expose the rate, but never hold an acknowledgement back."""
+
+
+@dataclass(frozen=True)
 class SourceConnectorConfig:
     """``connector.class=mqtt_kafka_sync.MqttSourceConnector``: MQTT -> Kafka ingest."""
 
@@ -89,6 +114,8 @@ class SourceConnectorConfig:
     mqtt_takeover_delay_seconds: int = 10
     kafka_producer_overrides: dict[str, str] = field(default_factory=dict, repr=False)
     """``kafka.producer.<librdkafka key>`` pass-through (never the delivery-guarantee keys)."""
+    throttle: ThrottleConfig | None = None
+    """``throttle.*``: pace MQTT acknowledgements by consumer lag; None when no group is named."""
 
     def task_client_id(self, index: int) -> str:
         return f"{self.mqtt_client_id}-{index}"

@@ -68,6 +68,12 @@ _INTROS = {
 Connector-wide settings of `avro` routes, named as for Kafka Connect's AvroConverter. Without
 `value.converter.schema.registry.url`, values use Avro single-object encoding and need no registry.
 """,
+    "Throttle (consumer lag)": """\
+Optional. When consumers of the ingested topics fall behind (a site's gateways flushing hours of
+backlog at once), the tasks acknowledge MQTT messages more slowly, so the broker keeps the backlog
+and sends it at a pace the consumers can take. Nothing is dropped. How the rate is chosen and how to
+pick each value: docs/replay.md.
+""",
 }
 
 
@@ -132,8 +138,8 @@ def _consumer() -> str:
 Passed to the Kafka consumer (librdkafka) as `<property>`, e.g.
 `kafka.consumer.session.timeout.ms=10000` or `kafka.consumer.auto.offset.reset=latest`. The relay sets
 `auto.offset.reset=earliest` (a new group executes the commands already waiting; expiry keeps stale
-ones from running) and `auto.commit.interval.ms=1000`. Properties that carry the delivery guarantee
-cannot be set:
+ones from running) and `auto.commit.interval.ms=250` (commands acknowledged since the last commit
+are published again after a crash). Properties that carry the delivery guarantee cannot be set:
 
 | Property | Why |
 |---|---|

@@ -14,6 +14,7 @@ from mqtt_kafka_sync.config import avro, spec
 from mqtt_kafka_sync.config.checks import overlap_problem
 from mqtt_kafka_sync.config.keyspec import BadValue, KeySpec
 from mqtt_kafka_sync.config.model import RouteConfig, SourceConnectorConfig
+from mqtt_kafka_sync.config.throttle import throttle_config
 from mqtt_kafka_sync.errors import ConfigProblem
 from mqtt_kafka_sync.routing.pattern import TopicPattern, merge_filters, overlaps
 from mqtt_kafka_sync.routing.router import kafka_topic_problem, topic_template_problem
@@ -80,6 +81,7 @@ def build_source_connector(
             "errors.deadletterqueue.topic.name", f"{dlq!r} is also a route's topic", "use its own topic"
         )
     topics = _topics(values["mqtt.topics"], routes, problems)
+    throttle = throttle_config(values, raw, problems)
     if problems or name is None:
         return None, list(problems)
     config = SourceConnectorConfig(
@@ -103,6 +105,7 @@ def build_source_connector(
         mqtt_takeover_enabled=values["mqtt.takeover.enabled"],
         mqtt_takeover_delay_seconds=values["mqtt.takeover.delay.seconds"],
         kafka_producer_overrides=overrides,
+        throttle=throttle,
     )
     return config, []
 

@@ -9,6 +9,7 @@ from typing import get_args
 from mqtt_kafka_sync.config import avro, checks
 from mqtt_kafka_sync.config.keyspec import KeySpec
 from mqtt_kafka_sync.config.model import RELAY_CONNECTOR_CLASS, SOURCE_CONNECTOR_CLASS, ValueFormat
+from mqtt_kafka_sync.config.throttle import THROTTLE_KEYS
 
 _NAME = r"[A-Za-z0-9_.-]+"
 _NAME_DOC = "letters, digits, '_', '.' and '-'"
@@ -230,7 +231,15 @@ ROUTE_FIELD_KEY = avro.FIELD_KEY
 """``routes.<route>.value.fields.<field>``: a route key with a name part of its own."""
 CONVERTER_KEYS = avro.CONVERTER_KEYS
 
-SOURCE_KEYS = (*CONNECTOR_KEYS, *MQTT_KEYS, *KAFKA_KEYS, ROUTES_KEY, *CONVERTER_KEYS, *ERRORS_KEYS)
+SOURCE_KEYS = (
+    *CONNECTOR_KEYS,
+    *MQTT_KEYS,
+    *KAFKA_KEYS,
+    ROUTES_KEY,
+    *CONVERTER_KEYS,
+    *ERRORS_KEYS,
+    *THROTTLE_KEYS,
+)
 SOURCE_SECTIONS = {
     "Connector": CONNECTOR_KEYS,
     "MQTT": MQTT_KEYS,
@@ -238,6 +247,7 @@ SOURCE_SECTIONS = {
     "Routes": (ROUTES_KEY, *ROUTE_KEYS.values(), ROUTE_FIELD_KEY),
     "Value converter (Avro wire format)": CONVERTER_KEYS,
     "Errors": ERRORS_KEYS,
+    "Throttle (consumer lag)": THROTTLE_KEYS,
 }
 
 PRODUCER_PREFIX = "kafka.producer."
@@ -337,8 +347,10 @@ RELAY_ROUTE_KEYS = {
     "kafka.topic": KeySpec(
         "routes.<route>.kafka.topic",
         "str",
-        "The Kafka topic to read commands from, or a regular expression over topic names when it "
-        "starts with `^` (topics created later are picked up on the consumer's next metadata refresh).",
+        "The Kafka topic to read commands from, or, starting with `^`, a regular expression over topic "
+        "names, matched as Kafka clients match subscriptions: from the start of the name, and to its "
+        "end only with a final `$`. Topics created later are picked up on the consumer's next "
+        "metadata refresh.",
         "device-commands",
         required=True,
         check=checks.kafka_topic_or_pattern,

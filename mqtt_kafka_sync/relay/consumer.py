@@ -43,7 +43,8 @@ def consumer_config(config: RelayConnectorConfig, client_id: str) -> dict[str, s
         "client.id": client_id,
         # A new group reads commands already waiting; expiry keeps old ones from being executed.
         "auto.offset.reset": "earliest",
-        "auto.commit.interval.ms": "1000",
+        # Commands acknowledged since the last commit are published again after a crash: keep it short.
+        "auto.commit.interval.ms": "250",
         "enable.partition.eof": "false",
         "queued.max.messages.kbytes": "16384",  # prefetch per partition: bounds memory
     }

@@ -129,8 +129,8 @@ class CommandRouter:
 
 
 def _reads(route: _Route, topic: str) -> bool:
-    if route.topic_regex is not None:
-        return route.topic_regex.fullmatch(topic) is not None
+    if route.topic_regex is not None:  # as librdkafka matches a subscription: anchored by the '^' only
+        return route.topic_regex.search(topic) is not None
     return route.config.kafka_topic == topic
 
 

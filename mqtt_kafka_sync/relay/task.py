@@ -49,6 +49,8 @@ dead-letter topic refuses it): above this the partitions pause, so memory stays 
 WAIT_S = 0.1
 REVOKE_WAIT_S = 5.0
 DLQ_RETRY_S = 5.0
+STALL_S = 60.0
+"""Connected, commands in flight, no acknowledgement for this long: logged at ERROR (again every STALL_S)."""
 MAX_REPUBLISH = 2
 _PACKET_ID_NOT_FOUND = 0x92
 _SESSION_TAKEN_OVER = 0x8E
@@ -150,6 +152,7 @@ class RelayTask:
         self._member = False
         self._pause_reason = ""
         self._outage_since: float | None = None
+        self._last_progress = monotonic()
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -161,24 +164,20 @@ class RelayTask:
         """In the group and connected to the broker at least once: what ``subscribed`` reports."""
         return self._member and self._ever_connected
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
-    @property
-    def assigned(self) -> set[TP]:
-        return self._consumer.assigned
-
     def step(self) -> None:
         """One round: events, publishing, flow control, reading."""
-        can_publish = bool(self._buffer) and self._can_publish()
-        waiting = bool(self._in_flight) or bool(self._buffer)
-        self._handle_events(0.0 if can_publish or not waiting else WAIT_S)
+        # Block where the next piece of work comes from: nowhere while there is something to
+        # publish, in consume() while the window has room, on the event queue while it is full or
+        # the broker is away.
+        room = self._can_publish()
+        wait_for_events = 0.0 if room else WAIT_S
+        wait_for_records = WAIT_S if room and not self._buffer else 0.0
+        self._handle_events(wait_for_events)
         self._retry_dead_letters()
         self._publish()
         self._flow_control()
-        idle = not self._buffer and not self._in_flight
-        for record in self._consumer.consume(BATCH, WAIT_S if idle else 0.0):
+        self._check_stall()
+        for record in self._consumer.consume(BATCH, wait_for_records):
             self._buffer.append(record)
             self.stats.received += 1
         if not self._member and self._consumer.member_id() is not None:
@@ -238,6 +237,7 @@ class RelayTask:
             self._refused(event)
 
     def _acked(self, event: Acked) -> None:
+        self._last_progress = self._monotonic()
         entry = self._in_flight.pop(event.mid, None)
         if entry is None:
             logger.debug("acknowledgement for unknown packet id %d", event.mid)
@@ -369,6 +369,26 @@ class RelayTask:
                 logger.error("paho reused packet id %d while it was in flight", mid)
             self._in_flight[mid] = _InFlight(record, pending, command)
             self.stats.published += 1
+
+    def _check_stall(self) -> None:
+        if not self._in_flight or not self._online:
+            self._last_progress = self._monotonic()
+            return
+        if self._monotonic() - self._last_progress < STALL_S:
+            return
+        oldest = next(iter(self._in_flight.values()))
+        logger.error(
+            "%s: connected, yet none of %d commands in flight was acknowledged for %.0fs (oldest %s [%s] "
+            "offset %s to %s); their offsets stay unstored",
+            self.name,
+            len(self._in_flight),
+            STALL_S,
+            oldest.record.topic(),
+            oldest.record.partition(),
+            oldest.record.offset(),
+            oldest.command.topic,
+        )
+        self._last_progress = self._monotonic()
 
     def _check_limits(self, command: Command) -> None:
         limits = self._limits

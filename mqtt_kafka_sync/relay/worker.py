@@ -24,7 +24,6 @@ from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.kafka.producer import KafkaSink, producer_config
 from mqtt_kafka_sync.relay.consumer import CommandConsumer, PartitionsCallback, consumer_config
 from mqtt_kafka_sync.relay.dead_letter import DeadLetters
-from mqtt_kafka_sync.relay.offsets import TopicPartition
 from mqtt_kafka_sync.relay.publisher import MqttPublisher, PublisherSettings
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.relay.task import RelayTask
@@ -92,9 +91,6 @@ class RelayWorker:
             "acked": self.task.tracker.finished,
             "subscribed": int(self.task.ready),
         }
-
-    def assignment(self) -> set[TopicPartition]:
-        return set(self.task.assigned)
 
     def drain(self, timeout: float) -> bool:
         """Stop, wait up to ``timeout`` for in-flight commands, commit, disconnect; True when every

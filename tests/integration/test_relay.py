@@ -271,13 +271,16 @@ def test_mqtt_broker_down_for_20_seconds_pauses_without_leaving_the_group_and_lo
         members_before = scenario.members()
         assert len(members_before) == 1, members_before
         brokers.stop_mqtt()
-        outage_start = time.monotonic()
-        time.sleep(15)
-        members_during = scenario.members()
-        acked_during = worker.totals()["acked"]
-        time.sleep(max(0.0, 20 - (time.monotonic() - outage_start)))
-        assert worker.totals()["acked"] == acked_during, "offsets stored while the broker was down"
-        brokers.start_mqtt()
+        try:
+            outage_start = time.monotonic()
+            time.sleep(15)
+            members_during = scenario.members()
+            acked_during = worker.totals()["acked"]
+            time.sleep(max(0.0, 20 - (time.monotonic() - outage_start)))
+            acked_after = worker.totals()["acked"]
+        finally:
+            brokers.start_mqtt()
+        assert acked_after == acked_during, "offsets stored while the broker was down"
         expected = producer.wait(60)
         report = fleet.wait_complete(expected, timeout=120)
         members_after = scenario.members()
@@ -327,7 +330,9 @@ def test_two_relays_share_the_partitions_and_the_survivor_takes_over_a_killed_on
         assert report.lost == 0 and report.out_of_order == 0 and report.foreign == 0, report.summary()
         assert a_before["produced"] > 0 and worker_b.totals()["produced"] > 0
     finally:
-        worker_b.stop()
+        for worker in (worker_a, worker_b):
+            if worker.alive():
+                worker.stop()
         fleet.stop()
 
 

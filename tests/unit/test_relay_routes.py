@@ -206,7 +206,11 @@ def test_routes_by_topic_first_match_wins_and_patterns() -> None:
     assert router.command(_record(topic="commands-eu"), NOW).route == "exact"
     assert router.command(_record(topic="commands-us"), NOW).route == "any"
     assert _reason(router, _record(topic="other")) == "no-route"
-    assert _reason(router, _record(topic="xcommands-us")) == "no-route"  # patterns match the whole name
+    assert _reason(router, _record(topic="xcommands-us")) == "no-route"
+    prefix = CommandRouter([replace(ROUTE, kafka_topic="^commands-")])  # librdkafka: not anchored at the end
+    assert prefix.command(_record(topic="commands-us-east"), NOW).route == "cmd"
+    whole = CommandRouter([replace(ROUTE, kafka_topic="^commands-[a-z]+$")])
+    assert _reason(whole, _record(topic="commands-us-east")) == "no-route"
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ window, pausing with hysteresis, reconnects, revocations, dead letters and drain
 from __future__ import annotations
 
 import queue
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
@@ -134,6 +135,7 @@ class FakeSink:
 
 class Harness:
     def __init__(self, route: RelayRouteConfig = ROUTE, max_inflight: int = 100) -> None:
+        self.skew = 0.0  # added to the monotonic clock, to make time pass
         self.events: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.publisher = FakePublisher()
         self.sink = FakeSink()
@@ -152,6 +154,7 @@ class Harness:
             events=self.events,
             max_inflight=max_inflight,
             clock=lambda: NOW,
+            monotonic=lambda: time.monotonic() + self.skew,
         )
         assert self.consumer is not None
         self.kafka = self.consumer
@@ -390,6 +393,25 @@ def test_drain_gives_up_on_unacknowledged_commands() -> None:
     h.steps()
     assert not h.task.drain(0.05)
     assert h.kafka.stored == {} and h.kafka.closed
+
+
+def test_commands_never_acknowledged_on_a_live_connection_are_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = Harness()
+    h.connect()
+    h.kafka.assign(P0)
+    h.feed(P0)
+    h.steps()
+    h.skew += task_module.STALL_S - 1
+    h.steps()
+    assert "none of 1 commands in flight" not in caplog.text
+    h.skew += 2
+    h.steps()
+    assert (
+        "none of 1 commands in flight was acknowledged for 60s (oldest commands [0] offset 0" in caplog.text
+    )
+    assert h.kafka.stored == {}
 
 
 def test_command_error_reasons_are_stable() -> None:

@@ -1,0 +1,10 @@
+"""Replay and the lag-driven throttle: Kafka -> Kafka backfills, paced by consumer lag.
+
+- ``lag.py``: consumer lag of named groups through the admin API (records and age).
+- ``controller.py``: the rate controller (AIMD with hysteresis over lag) and the token bucket.
+- ``throttle.py``: :class:`~mqtt_kafka_sync.replay.throttle.AckThrottle`, what the ingest and the
+  replay ask before letting records through, and the thread that steers it by lag.
+- ``plan.py``, ``checkpoint.py``, ``target.py``, ``copier.py``: ``mqtt-kafka-sync replay``:
+  which offsets to copy, the resumable checkpoint, where records go, the copy loop.
+- ``cli.py``: the ``replay`` and ``lag`` commands.
+"""

@@ -1,0 +1,118 @@
+"""Where replayed records go. Today a Kafka topic; the extension point for MQTT is :class:`Target`.
+
+A target takes records in source order and reports each one's fate exactly once, through the
+callback given with it. :class:`KafkaTarget` writes with the idempotent producer (``acks=all``,
+murmur2 partitioning as Java clients), so retries neither duplicate nor reorder records within a
+target partition.
+
+Replaying into MQTT through the command relay's routes (``relay/routes.py`` renders the topic from
+the record key and headers, ``relay/publisher.py`` publishes QoS 1/2 and confirms on
+PUBACK/PUBCOMP) would be a second implementation of :class:`Target`: ``send`` routes and publishes,
+``done`` runs on the broker's acknowledgement, and a route miss reports an error. Nothing else in
+the replay changes: the checkpoint, the throttle and the progress only see ``send`` and ``done``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from mqtt_kafka_sync.kafka.producer import producer_config
+from mqtt_kafka_sync.replay.exceptions import ReplayError
+
+Headers = list[tuple[str, bytes | str | None]]
+Done = Callable[[str | None], None]
+"""Called once per record: None when the target has it, else why it does not."""
+
+DELIVERY_TIMEOUT_MS = 300_000
+"""A record the target has not confirmed within 5 minutes stops the replay (the checkpoint stays
+before it, so running again resumes there)."""
+
+
+class Target(Protocol):
+    def send(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        headers: Headers,
+        timestamp_ms: int | None,
+        partition: int,
+        done: Done,
+    ) -> None:
+        """Queue one record; ``partition`` is its source partition. Must not block for long."""
+        ...
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Serve confirmations (``done`` callbacks run here)."""
+        ...
+
+    def flush(self, timeout: float) -> int:
+        """Wait for confirmations; returns how many records are still unconfirmed."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class KafkaTarget:
+    """A Kafka topic. ``same_partitions``: write each record to its source partition's number;
+    otherwise the producer picks the partition from the key (records without a key: any)."""
+
+    def __init__(self, bootstrap: str, topic: str, *, same_partitions: bool, client_id: str) -> None:
+        overrides = {"message.timeout.ms": str(DELIVERY_TIMEOUT_MS), "linger.ms": "20"}
+        self._producer = Producer(
+            producer_config(bootstrap, client_id, overrides), logger=logging.getLogger("librdkafka")
+        )
+        self.topic = topic
+        self._same = same_partitions
+
+    def send(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        headers: Headers,
+        timestamp_ms: int | None,
+        partition: int,
+        done: Done,
+    ) -> None:
+        kwargs: dict[str, Any] = {
+            "key": key,
+            "value": value,
+            "headers": headers,
+            "on_delivery": _Report(done),
+        }
+        if timestamp_ms is not None:
+            kwargs["timestamp"] = timestamp_ms
+        if self._same:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                self._producer.produce(self.topic, **kwargs)
+                return
+            except BufferError:
+                self._producer.poll(0.05)  # local queue full: let deliveries drain it
+            except KafkaException as exc:
+                raise ReplayError(f"cannot produce to {self.topic}: {exc.args[0]}") from exc
+
+    def poll(self, timeout: float = 0.0) -> None:
+        self._producer.poll(timeout)
+
+    def flush(self, timeout: float) -> int:
+        return int(self._producer.flush(timeout))
+
+    def close(self) -> None:
+        self._producer.flush(1.0)
+
+
+class _Report:
+    __slots__ = ("_done",)
+
+    def __init__(self, done: Done) -> None:
+        self._done = done
+
+    def __call__(self, err: KafkaError | None, _record: Any) -> None:
+        self._done(None if err is None else err.str())

@@ -1,0 +1,254 @@
+"""The throttle a data path asks before letting records through, and the thread that steers it by lag.
+
+How the ingest uses it (``ingest/pacing.py`` holds the acknowledgements it may not send yet)::
+
+    throttle, loop = ingest_throttle(config, tasks=config.tasks_max)   # None when throttling is off
+    task = IngestTask(config, index, throttle=throttle)
+    loop.start()           # samples lag every throttle.lag.interval.seconds, sets the rate
+    ...                    # network thread: m = throttle.allow(k, now); send the first m acks, keep
+                           # the rest in order; wake again after throttle.next_allowed_in(now)
+    loop.stop()            # at drain
+
+:class:`LagThrottle` implements :class:`AckThrottle`; both calls are O(1), allocate nothing and take
+one short lock, so the MQTT network thread can call them for every batch of acknowledgements.
+``rate``, ``last_lag``, ``mode`` and ``last_decision`` are there for metrics to read.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import string
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from mqtt_kafka_sync.config.model import RouteConfig, SourceConnectorConfig, ThrottleConfig
+from mqtt_kafka_sync.replay.controller import (
+    ControllerSettings,
+    Decision,
+    Mode,
+    RateController,
+    TokenBucket,
+)
+from mqtt_kafka_sync.replay.exceptions import LagReadError
+from mqtt_kafka_sync.replay.lag import LagReader
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class AckThrottle(Protocol):
+    """How many records may go now; what ``ingest/pacing.py`` and the replay loop ask.
+
+    ``now`` is monotonic seconds (``time.monotonic()``), passed in so callers that already read the
+    clock do not read it twice and tests can drive time.
+    """
+
+    def allow(self, n: int, now: float) -> int:
+        """Take up to ``n`` permits at ``now``; returns how many were granted (0 to ``n``).
+
+        Release exactly that many (the first ones, in order) and keep the rest for later.
+        """
+        ...
+
+    def next_allowed_in(self, now: float) -> float | None:
+        """Seconds until the next permit, or ``None`` when one is available now (or nothing limits)."""
+        ...
+
+
+def controller_settings(config: ThrottleConfig) -> ControllerSettings:
+    return ControllerSettings(
+        lag_high=config.lag_high,
+        lag_low=config.lag_low,
+        rate_min=config.rate_min,
+        rate_max=config.rate_max,
+        step=config.step_max,
+        interval=config.interval_seconds,
+        mode=config.mode,
+    )
+
+
+class LagThrottle:
+    """A token bucket whose rate a :class:`RateController` sets from the lag it is given.
+
+    In ``observe`` mode :meth:`allow` grants everything and :meth:`next_allowed_in` is always
+    ``None``; the controller still runs on what actually went through, so ``rate`` and
+    ``last_decision`` show what ``enforce`` would have done.
+    """
+
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        *,
+        clock: Clock = time.monotonic,
+        initial_rate: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.mode: Mode = settings.mode
+        self.controller = RateController(settings, initial_rate=initial_rate)
+        self.bucket = TokenBucket(self.controller.rate, clock=clock)
+        self._clock = clock
+        self._observed = 0  # observe mode: everything let through (one writer: the caller of allow)
+        self.last_decision: Decision | None = None
+
+    # -- AckThrottle (hot path) -----------------------------------------------------------------
+    def allow(self, n: int, now: float) -> int:
+        if self.mode == "observe":
+            self._observed += n
+            return n
+        return self.bucket.try_take(n, now)
+
+    def next_allowed_in(self, now: float) -> float | None:
+        if self.mode == "observe":
+            return None
+        wait = self.bucket.wait_time(1, now)
+        return wait if wait > 0 else None
+
+    # -- read by metrics ------------------------------------------------------------------------
+    @property
+    def rate(self) -> float:
+        """The permitted rate, records/s (in observe mode: what enforce would permit)."""
+        return self.controller.rate
+
+    @property
+    def last_lag(self) -> int | None:
+        return self.last_decision.lag if self.last_decision is not None else None
+
+    @property
+    def admitted(self) -> int:
+        """Records let through so far."""
+        return self._observed if self.mode == "observe" else self.bucket.taken
+
+    # -- steering (the loop's thread) -----------------------------------------------------------
+    def update(self, lag: int | None, now: float | None = None) -> Decision:
+        """One controller step with the lag just read (None: could not be read)."""
+        now = self._clock() if now is None else now
+        decision = self.controller.step(now, lag, self.admitted)
+        if self.mode == "enforce" and decision.rate != decision.rate_before:
+            self.bucket.set_rate(decision.rate, now)
+        self.last_decision = decision
+        return decision
+
+
+LagSource = Callable[[], int | None]
+"""Reads the lag the controller acts on now; may raise :class:`LagReadError`."""
+
+
+class ThrottleLoop:
+    """A daemon thread: every ``interval`` seconds, read the lag and step the throttle.
+
+    A lag that cannot be read holds the rate (logged once when it starts failing and once when it
+    recovers); the floor keeps traffic moving meanwhile.
+    """
+
+    def __init__(
+        self,
+        throttle: LagThrottle,
+        read_lag: LagSource,
+        interval: float,
+        *,
+        on_decision: Callable[[Decision], None] | None = None,
+        close: Callable[[], None] | None = None,
+        name: str = "throttle",
+    ) -> None:
+        self.throttle = throttle
+        self._read_lag = read_lag
+        self._interval = interval
+        self._on_decision = on_decision
+        self._close = close
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._failing = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        if self._close is not None:
+            self._close()
+            self._close = None
+
+    def sample_once(self) -> Decision:
+        """Read the lag and step the throttle once (what the thread does every interval)."""
+        try:
+            lag = self._read_lag()
+        except LagReadError as exc:
+            if not self._failing:
+                logger.warning("throttle: cannot read consumer lag (%s); holding the rate", exc)
+            self._failing = True
+            lag = None
+        else:
+            if self._failing:
+                logger.info("throttle: consumer lag readable again")
+            self._failing = False
+        decision = self.throttle.update(lag)
+        if self._on_decision is not None:
+            self._on_decision(decision)
+        return decision
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.sample_once()
+
+
+def topic_matcher(templates: Iterable[str]) -> Callable[[str], bool]:
+    """Whether a Kafka topic is one of ``templates`` could render (``site-{site}`` -> ``site-.+``).
+
+    The ingest only watches lag on topics it writes: throttling cannot shrink lag elsewhere.
+    """
+    parts = []
+    for text in templates:
+        pieces = []
+        for literal, name, _spec, _conv in string.Formatter().parse(text):
+            pieces.append(re.escape(literal))
+            if name is not None:
+                pieces.append(".+")
+        parts.append("".join(pieces))
+    regex = re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
+    return lambda topic: regex is not None and regex.fullmatch(topic) is not None
+
+
+def route_topics(routes: Iterable[RouteConfig]) -> Callable[[str], bool]:
+    return topic_matcher(r.kafka_topic for r in routes)
+
+
+def ingest_throttle(
+    config: SourceConnectorConfig, *, tasks: int = 1, clock: Clock = time.monotonic
+) -> tuple[LagThrottle, ThrottleLoop] | None:
+    """The throttle of one ingest task and its loop (not started); None when throttling is off.
+
+    ``tasks``: how many tasks share the connector's rates (``tasks.max``); each gets an even share
+    of ``throttle.rate.min``, ``throttle.rate.max`` and ``throttle.step.max``. Lag is read for the
+    ``throttle.lag.groups`` on the topics the connector's routes write.
+    """
+    cfg = config.throttle
+    if cfg is None:
+        return None
+    settings = controller_settings(cfg).share(1.0 / tasks)
+    throttle = LagThrottle(settings, clock=clock)
+    reader = LagReader(config.kafka_bootstrap_servers, cfg.groups, topics=route_topics(config.routes))
+    loop = ThrottleLoop(
+        throttle, reader.read_lag, cfg.interval_seconds, close=reader.close, name=f"throttle-{config.name}"
+    )
+    return throttle, loop
+
+
+class FixedRateThrottle:
+    """An :class:`AckThrottle` at a constant rate (the replay's ``--rate-max`` without lag groups)."""
+
+    def __init__(self, rate: float, *, clock: Clock = time.monotonic) -> None:
+        self.bucket = TokenBucket(rate, clock=clock)
+        self.rate = rate
+
+    def allow(self, n: int, now: float) -> int:
+        return self.bucket.try_take(n, now)
+
+    def next_allowed_in(self, now: float) -> float | None:
+        wait = self.bucket.wait_time(1, now)
+        return wait if wait > 0 else None

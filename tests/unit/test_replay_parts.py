@@ -1,0 +1,104 @@
+"""Replay pieces without Kafka: range options, the checkpoint file, in-order confirmations, output."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from mqtt_kafka_sync.replay.checkpoint import Checkpoint, Confirmations, load_checkpoint, save_checkpoint
+from mqtt_kafka_sync.replay.cli import ProgressLine, format_lag_table
+from mqtt_kafka_sync.replay.copier import Progress
+from mqtt_kafka_sync.replay.exceptions import ReplayError
+from mqtt_kafka_sync.replay.lag import GroupLag, LagSample, LagSnapshot
+from mqtt_kafka_sync.replay.plan import PartitionRange, RangeSpec, ReplayPlan, parse_offsets, parse_time
+
+
+def test_offsets_for_every_partition_or_one() -> None:
+    assert parse_offsets(["100", "2:250"], "--from-offset") == {None: 100, 2: 250}
+    with pytest.raises(ReplayError, match="PARTITION:OFFSET"):
+        parse_offsets(["x:1"], "--from-offset")
+    with pytest.raises(ReplayError, match="never negative"):
+        parse_offsets(["-5"], "--to-offset")
+    with pytest.raises(ReplayError, match="twice for partition 1"):
+        parse_offsets(["1:5", "1:6"], "--to-offset")
+
+
+def test_times_are_iso_8601_and_utc_without_a_zone() -> None:
+    assert parse_time("2026-11-20T06:00:00Z", "--from-time").timestamp() == 1_795_154_400
+    assert parse_time("2026-11-20T06:00:00", "--from-time").timestamp() == 1_795_154_400
+    assert parse_time("2026-11-20T07:00:00+01:00", "--from-time").timestamp() == 1_795_154_400
+    with pytest.raises(ReplayError, match="not an ISO-8601 time"):
+        parse_time("yesterday", "--from-time")
+
+
+def _checkpoint() -> Checkpoint:
+    spec = RangeSpec("src", "dst", from_offsets=("10",))
+    plan = ReplayPlan("src", "dst", (PartitionRange(0, 10, 110), PartitionRange(1, 10, 20)), 2, True)
+    return Checkpoint.fresh(spec, plan)
+
+
+def test_checkpoint_round_trips_and_is_replaced_whole(tmp_path: Path) -> None:
+    path = tmp_path / "cp.json"
+    assert load_checkpoint(path) is None
+    cp = _checkpoint()
+    assert (cp.done, cp.may_repeat, cp.plan.total) == (0, 0, 110)
+    cp.next[0], cp.produced_below[0] = 60, 90
+    save_checkpoint(path, cp)
+    again = load_checkpoint(path)
+    assert again is not None
+    assert again.to_json() == cp.to_json()
+    assert (again.done, again.may_repeat) == (50, 30)
+    assert not list(tmp_path.glob("*.tmp"))
+    path.write_text("{not json")
+    with pytest.raises(ReplayError, match="not a replay checkpoint"):
+        load_checkpoint(path)
+    path.write_text(json.dumps({"version": 99}))
+    with pytest.raises(ReplayError, match="unknown checkpoint version"):
+        load_checkpoint(path)
+
+
+def test_confirmations_advance_only_over_a_confirmed_prefix() -> None:
+    confirmations = Confirmations({0: 10, 1: 0})
+    tokens = [confirmations.sent(0, offset) for offset in (10, 11, 13)]  # 12: a gap (compaction)
+    confirmations.confirmed(0, tokens[2])
+    confirmations.confirmed(0, tokens[1])
+    assert confirmations.next_offsets()[0] == 10  # 10 still unconfirmed
+    confirmations.confirmed(0, tokens[0])
+    assert confirmations.next_offsets() == {0: 14, 1: 0}
+    assert confirmations.in_flight == 0
+    confirmations.skip_to(1, 5)
+    assert confirmations.next_offsets()[1] == 5
+
+
+def test_lag_table_lists_partitions_totals_and_groups_without_commits() -> None:
+    snapshot = LagSnapshot(
+        0.0,
+        (
+            GroupLag(
+                "historian",
+                (
+                    LagSample("historian", "telemetry", 0, 1200, 1000, 200, 3.25),
+                    LagSample("historian", "telemetry", 1, 50, None, None, None),
+                    LagSample("historian", "telemetry", 2, 7000, 7000, 0, 0.0),
+                ),
+            ),
+            GroupLag("nobody", ()),
+        ),
+    )
+    assert snapshot.lag() == 200
+    lines = format_lag_table(snapshot).splitlines()
+    assert lines[0].split() == ["GROUP", "TOPIC", "PARTITION", "END", "COMMITTED", "LAG", "TIME", "LAG"]
+    assert lines[1].split() == ["historian", "telemetry", "0", "1,200", "1,000", "200", "3.2s"]
+    assert lines[2].split() == ["historian", "telemetry", "1", "50", "-", "-", "-"]
+    assert lines[4].split() == ["historian", "(total)", "200", "3.2s"]
+    assert lines[5] == "nobody: no committed offsets (unknown group, or nothing committed yet)"
+
+
+def test_progress_line_shows_done_total_rate_and_eta() -> None:
+    out = io.StringIO()
+    line = ProgressLine(out)
+    line.progress(Progress(done=2500, total=10_000, rate=500.0, elapsed=5.0))
+    assert out.getvalue() == "replay 2,500/10,000 (25.0%)  500 rec/s  ETA 0:00:15\n"
