@@ -308,7 +308,10 @@ def test_example_files_json_and_properties_are_the_same_connector() -> None:
     from_properties = load_connector(REPO / "connectors/example-telemetry.properties", {})
     assert dataclasses.replace(from_json, source="") == dataclasses.replace(from_properties, source="")
     assert from_json.name == "example-telemetry"
-    assert from_json.mqtt_topics == ("plants/#",)
+    assert from_json.mqtt_topics == (
+        "plants/+/devices/+/telemetry",
+        "plants/+/devices/+/status",
+    )  # from the routes
     assert from_json.dlq_topic == "example-telemetry-dlq"
     assert [r.name for r in from_json.routes] == ["telemetry", "status"]
 
