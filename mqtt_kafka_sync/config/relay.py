@@ -7,26 +7,24 @@ idempotent producer).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import replace
 
 from mqtt_kafka_sync.config import spec
+from mqtt_kafka_sync.config.keycheck import Problems, check_keys, client_overrides, route_of
 from mqtt_kafka_sync.config.model import RelayConnectorConfig, RelayRouteConfig
-from mqtt_kafka_sync.config.source import _nearest, _Problems, _producer_overrides
+from mqtt_kafka_sync.config.source import producer_overrides
 from mqtt_kafka_sync.errors import ConfigProblem
 from mqtt_kafka_sync.routing.command_topic import CommandTopicError, compile_command_topic
 from mqtt_kafka_sync.routing.key_template import KeyTemplateError, compile_key_template
 from mqtt_kafka_sync.routing.router import kafka_topic_problem
-
-_DOCS = "see docs/config-reference.md for every key"
 
 
 def build_relay_connector(
     raw: Mapping[str, str], source: str
 ) -> tuple[RelayConnectorConfig | None, list[ConfigProblem]]:
     """The config, or None and every problem found."""
-    problems = _Problems(source)
+    problems = Problems(source)
     mentioned = ",".join(dict.fromkeys(r for k in raw if (r := _route_of(k)) is not None))
     routes_key = replace(spec.RELAY_ROUTES_KEY, example=mentioned or spec.RELAY_ROUTES_KEY.example)
     values = {
@@ -38,7 +36,7 @@ def build_relay_connector(
     built = [_route(route, raw, problems) for route in dict.fromkeys(listed)]
     routes = [r for r in built if r is not None]
     consumer = _consumer_overrides(raw, problems)
-    producer = _producer_overrides(raw, problems)
+    producer = producer_overrides(raw, problems)
     _check_keys(raw, listed if values["routes"] else None, problems)
     name: str | None = values["name"]
     dlq: str | None = values["errors.deadletterqueue.topic.name"]
@@ -78,7 +76,7 @@ def build_relay_connector(
     return config, []
 
 
-def _route(name: str, raw: Mapping[str, str], problems: _Problems) -> RelayRouteConfig | None:
+def _route(name: str, raw: Mapping[str, str], problems: Problems) -> RelayRouteConfig | None:
     got = {sfx: problems.value(s, raw, f"routes.{name}.{sfx}") for sfx, s in spec.RELAY_ROUTE_KEYS.items()}
     ok = all(got[sfx] is not None for sfx in ("kafka.topic", "kafka.key", "mqtt.topic", "mqtt.qos"))
     key_names: tuple[str, ...] = ()
@@ -111,49 +109,28 @@ def _route(name: str, raw: Mapping[str, str], problems: _Problems) -> RelayRoute
     )
 
 
-def _consumer_overrides(raw: Mapping[str, str], problems: _Problems) -> dict[str, str]:
-    overrides: dict[str, str] = {}
-    for key, text in raw.items():
-        prop = key.removeprefix(spec.CONSUMER_PREFIX)
-        if prop == key or not text.strip():
-            continue
-        if prop in spec.CONSUMER_FORBIDDEN:
-            problems.add(key, f"{prop} cannot be set: {spec.CONSUMER_FORBIDDEN[prop]}", f"remove {key}")
-        elif not prop:
-            problems.add(key, "names no consumer property", "e.g. kafka.consumer.session.timeout.ms=10000")
-        else:
-            overrides[prop] = text.strip()
-    return overrides
-
-
-def _check_keys(raw: Mapping[str, str], listed: tuple[str, ...] | None, problems: _Problems) -> None:
-    """Unknown keys (with the closest known key) and route keys for routes not listed in ``routes``."""
-    known = [s.key for s in spec.RELAY_KEYS]
-    known += [f"routes.{n}.{sfx}" for n in listed or () for sfx in spec.RELAY_ROUTE_KEYS]
-    for key in raw:
-        if key in known or key.startswith((spec.CONSUMER_PREFIX, spec.PRODUCER_PREFIX)):
-            continue
-        if (route := _route_of(key)) is not None:
-            if listed is not None:
-                fix = f"add it to routes, or remove {key}"
-                problems.add(key, f"route {route!r} is not listed in routes{_nearest(route, listed)}", fix)
-            continue
-        problems.add(key, f"unknown key {key!r}{_nearest(key, [*known, *_as_client_key(key)])}", _DOCS)
-
-
-def _route_of(key: str) -> str | None:
-    """The route name in a ``routes.<route>.<route key>`` key."""
-    parts = key.split(".", 2)
-    return (
-        parts[1] if len(parts) == 3 and parts[0] == "routes" and parts[2] in spec.RELAY_ROUTE_KEYS else None
+def _consumer_overrides(raw: Mapping[str, str], problems: Problems) -> dict[str, str]:
+    return client_overrides(
+        raw,
+        spec.CONSUMER_PREFIX,
+        spec.CONSUMER_FORBIDDEN,
+        problems,
+        example="kafka.consumer.session.timeout.ms=10000",
     )
 
 
-def _as_client_key(key: str) -> list[str]:
-    """``kafka.consumr.x`` -> ``kafka.consumer.x``, so a misspelt prefix gets a useful suggestion."""
-    parts = key.split(".", 2)
-    if len(parts) < 3:
-        return []
-    prefixes = [spec.CONSUMER_PREFIX, spec.PRODUCER_PREFIX]
-    near = difflib.get_close_matches(f"{parts[0]}.{parts[1]}.", prefixes, n=1)
-    return [near[0] + parts[2]] if near else []
+def _check_keys(raw: Mapping[str, str], listed: tuple[str, ...] | None, problems: Problems) -> None:
+    known = [s.key for s in spec.RELAY_KEYS]
+    known += [f"routes.{n}.{sfx}" for n in listed or () for sfx in spec.RELAY_ROUTE_KEYS]
+    check_keys(
+        raw,
+        known=known,
+        listed=listed,
+        routes=_route_of,
+        client_prefixes=(spec.CONSUMER_PREFIX, spec.PRODUCER_PREFIX),
+        problems=problems,
+    )
+
+
+def _route_of(key: str) -> str | None:
+    return route_of(key, spec.RELAY_ROUTE_KEYS)

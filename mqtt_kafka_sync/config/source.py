@@ -5,14 +5,12 @@ Values arrive as text with providers already resolved. An empty value counts as 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
 
 from mqtt_kafka_sync.config import avro, spec
 from mqtt_kafka_sync.config.checks import overlap_problem
-from mqtt_kafka_sync.config.keyspec import BadValue, KeySpec
+from mqtt_kafka_sync.config.keycheck import Problems, check_keys, client_overrides, route_of
 from mqtt_kafka_sync.config.model import RouteConfig, SourceConnectorConfig
 from mqtt_kafka_sync.config.throttle import throttle_config
 from mqtt_kafka_sync.errors import ConfigProblem
@@ -20,43 +18,14 @@ from mqtt_kafka_sync.routing.pattern import TopicPattern, merge_filters, overlap
 from mqtt_kafka_sync.routing.router import kafka_topic_problem, topic_template_problem
 from mqtt_kafka_sync.routing.template import TemplateError, compile_template
 
-_DOCS = "see docs/config-reference.md for every key"
 _IN_FLIGHT_ALLOWED = frozenset(str(n) for n in range(1, spec.MAX_IN_FLIGHT + 1))
-
-
-class _Problems(list[ConfigProblem]):
-    """The problems found in one file, and the key lookup that records them."""
-
-    def __init__(self, source: str) -> None:
-        super().__init__()
-        self.source = source
-
-    def add(self, key: str, problem: str, fix: str = "") -> None:
-        self.append(ConfigProblem(self.source, key, problem, fix))
-
-    def value(self, key_spec: KeySpec, raw: Mapping[str, str], key: str = "") -> Any:
-        """The typed value of ``key`` (default: the spec's key), its default, or None after a problem."""
-        key = key or key_spec.key
-        text = raw.get(key)
-        if text is None or not text.strip():
-            if key_spec.default is None:
-                if key_spec.required:
-                    state = "is required" if text is None else "is required but empty"
-                    self.add(key, state, f"set it, e.g. {key}={key_spec.example}")
-                return None
-            text = key_spec.default
-        try:
-            return key_spec.parse(text)
-        except BadValue as exc:
-            self.add(key, exc.problem, exc.fix)
-            return None
 
 
 def build_source_connector(
     raw: Mapping[str, str], source: str
 ) -> tuple[SourceConnectorConfig | None, list[ConfigProblem]]:
     """The config, or None and every problem found."""
-    problems = _Problems(source)
+    problems = Problems(source)
     mentioned = ",".join(dict.fromkeys(r for k in raw if (r := _route_of(k)) is not None))
     routes_key = replace(spec.ROUTES_KEY, example=mentioned or spec.ROUTES_KEY.example)
     values = {s.key: problems.value(routes_key if s is spec.ROUTES_KEY else s, raw) for s in spec.SOURCE_KEYS}
@@ -66,7 +35,7 @@ def build_source_connector(
     registry = avro.registry_settings(values, problems)
     built = [_route(route, raw, problems, registry) for route in dict.fromkeys(listed)]
     routes = [r for r in built if r is not None]
-    overrides = _producer_overrides(raw, problems)
+    overrides = producer_overrides(raw, problems)
     _check_keys(raw, listed if values["routes"] else None, problems)
     name: str | None = values["name"]
     dlq: str | None = values["errors.deadletterqueue.topic.name"]
@@ -111,7 +80,7 @@ def build_source_connector(
 
 
 def _route(
-    name: str, raw: Mapping[str, str], problems: _Problems, registry: avro.RegistrySettings | None
+    name: str, raw: Mapping[str, str], problems: Problems, registry: avro.RegistrySettings | None
 ) -> tuple[RouteConfig, TopicPattern] | None:
     got = {sfx: problems.value(s, raw, f"routes.{name}.{sfx}") for sfx, s in spec.ROUTE_KEYS.items()}
     pattern: TopicPattern | None = got["mqtt.topic"]
@@ -140,7 +109,7 @@ def _route(
 
 
 def _topics(
-    given: tuple[str, ...] | None, routes: list[tuple[RouteConfig, TopicPattern]], problems: _Problems
+    given: tuple[str, ...] | None, routes: list[tuple[RouteConfig, TopicPattern]], problems: Problems
 ) -> tuple[str, ...]:
     """The filters to subscribe: as given (each route must be reachable) or derived from the routes."""
     if given is None:
@@ -160,61 +129,39 @@ def _topics(
     return given
 
 
-def _producer_overrides(raw: Mapping[str, str], problems: _Problems) -> dict[str, str]:
-    overrides: dict[str, str] = {}
-    for key, text in raw.items():
-        prop = key.removeprefix(spec.PRODUCER_PREFIX)
-        if prop == key or not text.strip():
-            continue
-        if prop in spec.PRODUCER_FORBIDDEN:
-            problems.add(key, f"{prop} cannot be set: {spec.PRODUCER_FORBIDDEN[prop]}", f"remove {key}")
-        elif prop in spec.PRODUCER_LIMITED and text.strip() not in _IN_FLIGHT_ALLOWED:
+def producer_overrides(raw: Mapping[str, str], problems: Problems) -> dict[str, str]:
+    """``kafka.producer.*`` pass-through, refusing what would break the idempotent producer's order."""
+
+    def refuse(prop: str, value: str) -> tuple[str, str] | None:
+        if prop in spec.PRODUCER_LIMITED and value not in _IN_FLIGHT_ALLOWED:
             why = f"above {spec.MAX_IN_FLIGHT} the idempotent producer cannot keep order"
-            problems.add(key, f"{text.strip()!r} is not allowed: {why}", f"use 1 to {spec.MAX_IN_FLIGHT}")
-        elif not prop:
-            problems.add(key, "names no producer property", "e.g. kafka.producer.linger.ms=5")
-        else:
-            overrides[prop] = text.strip()
-    return overrides
+            return f"{value!r} is not allowed: {why}", f"use 1 to {spec.MAX_IN_FLIGHT}"
+        return None
+
+    return client_overrides(
+        raw,
+        spec.PRODUCER_PREFIX,
+        spec.PRODUCER_FORBIDDEN,
+        problems,
+        example="kafka.producer.linger.ms=5",
+        refuse=refuse,
+    )
 
 
-def _check_keys(raw: Mapping[str, str], listed: tuple[str, ...] | None, problems: _Problems) -> None:
-    """Unknown keys (with the closest known key) and route keys for routes not listed in ``routes``."""
+def _check_keys(raw: Mapping[str, str], listed: tuple[str, ...] | None, problems: Problems) -> None:
     known = [s.key for s in spec.SOURCE_KEYS]
     known += [f"routes.{n}.{sfx}" for n in listed or () for sfx in spec.ROUTE_KEYS]
     field_prefixes = tuple(f"routes.{n}.{avro.FIELDS_PREFIX}" for n in listed or ())
-    for key in raw:
-        if key in known or key.startswith(spec.PRODUCER_PREFIX):
-            continue
-        if key.startswith(field_prefixes) and not key.endswith("."):
-            continue
-        parts = key.split(".", 2)
-        if _route_of(key) is not None:
-            if listed is not None:
-                fix = f"add it to routes, or remove {key}"
-                problems.add(
-                    key, f"route {parts[1]!r} is not listed in routes{_nearest(parts[1], listed)}", fix
-                )
-            continue
-        problems.add(key, f"unknown key {key!r}{_nearest(key, [*known, *_as_producer_key(key)])}", _DOCS)
+    check_keys(
+        raw,
+        known=known,
+        listed=listed,
+        routes=_route_of,
+        client_prefixes=(spec.PRODUCER_PREFIX,),
+        problems=problems,
+        allowed=lambda key: key.startswith(field_prefixes) and not key.endswith("."),
+    )
 
 
 def _route_of(key: str) -> str | None:
-    """The route name in a ``routes.<route>.<route key>`` key."""
-    parts = key.split(".", 2)
-    if len(parts) != 3 or parts[0] != "routes":
-        return None
-    return parts[1] if parts[2] in spec.ROUTE_KEYS or parts[2].startswith(avro.FIELDS_PREFIX) else None
-
-
-def _as_producer_key(key: str) -> list[str]:
-    """``kafka.produser.x`` -> ``kafka.producer.x``, so a misspelt prefix gets a useful suggestion."""
-    parts = key.split(".", 2)
-    if len(parts) == 3 and difflib.get_close_matches(f"{parts[0]}.{parts[1]}.", [spec.PRODUCER_PREFIX]):
-        return [spec.PRODUCER_PREFIX + parts[2]]
-    return []
-
-
-def _nearest(word: str, candidates: list[str] | tuple[str, ...]) -> str:
-    near = difflib.get_close_matches(word, candidates, n=1)
-    return f" (did you mean {near[0]!r}?)" if near else ""
+    return route_of(key, spec.ROUTE_KEYS, (avro.FIELDS_PREFIX,))
