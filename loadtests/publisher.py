@@ -72,7 +72,7 @@ def _run_slice(
     window = 65535
     connack = None
     while connack is None:
-        for packet in reader.feed(sock.recv(65536)):
+        for packet in reader.feed_all(sock.recv(65536)):
             if isinstance(packet, p.Ack) and packet.kind == p.CONNACK:
                 connack = packet
     window = int(connack.properties.get(p.PROP_RECEIVE_MAXIMUM, 65535))  # type: ignore[call-overload]
@@ -107,7 +107,7 @@ def _run_slice(
             sock.setblocking(False)
         try:
             data = sock.recv(1 << 20)
-            for packet in reader.feed(data):
+            for packet in reader.feed_all(data):
                 if isinstance(packet, p.Ack) and packet.kind == p.PUBACK:
                     acked += 1
         except BlockingIOError:

@@ -108,7 +108,7 @@ class SourceConnectorConfig:
     mqtt_password: Secret | None = None
     mqtt_keepalive_seconds: int = 30
     mqtt_session_expiry_seconds: int = 86_400
-    mqtt_receive_maximum: int = 1_000
+    mqtt_receive_maximum: int = 4_000
     mqtt_connect_timeout_seconds: float = 10.0
     mqtt_takeover_enabled: bool = True
     mqtt_takeover_delay_seconds: int = 10

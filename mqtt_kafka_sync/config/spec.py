@@ -112,9 +112,10 @@ MQTT_KEYS = (
     KeySpec(
         "mqtt.receive.maximum",
         "int",
-        "Most unacknowledged QoS 1/2 messages the broker may send a task at once; bounds the task's memory.",
-        "1000",
-        default="1000",
+        "Most unacknowledged QoS 1/2 messages a task takes at once (announced to the broker as Receive "
+        "Maximum and enforced by the task); bounds its memory, about 1.5 KB per 256 B message.",
+        "4000",
+        default="4000",
         minimum=1,
         maximum=65535,
     ),

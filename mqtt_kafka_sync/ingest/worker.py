@@ -22,6 +22,7 @@ from mqtt_kafka_sync.ingest.takeover import (
 )
 from mqtt_kafka_sync.ingest.task import IngestTask
 from mqtt_kafka_sync.mqtt.packets import Publish, Will
+from mqtt_kafka_sync.replay.throttle import LagThrottle, ThrottleLoop, ingest_throttle
 
 logger = logging.getLogger(__name__)
 
@@ -85,12 +86,18 @@ class IngestWorker:
                 retain=True,
             )
             control = (membership_filter(group),)
+        throttled = ingest_throttle(config, tasks=config.tasks_max)
+        self.throttle: LagThrottle | None = None
+        self._throttle_loop: ThrottleLoop | None = None
+        if throttled is not None:
+            self.throttle, self._throttle_loop = throttled
         self.task = IngestTask(
             config,
             index,
             will=will,
             control_filters=control,
             handler_wrapper=lambda pipeline: _MembershipHandler(self, pipeline),
+            throttle=self.throttle,
         )
         self._adoptions: dict[str, tuple[Adoption, IngestTask]] = {}
         self._retired = dict.fromkeys(COUNTERS, 0)
@@ -107,6 +114,8 @@ class IngestWorker:
 
     def start(self) -> None:
         self.task.start()
+        if self._throttle_loop is not None:
+            self._throttle_loop.start()
         if self.membership is not None:
             self._watcher.start()
 
@@ -123,6 +132,8 @@ class IngestWorker:
 
     def drain(self, timeout: float) -> bool:
         self._stop.set()
+        if self._throttle_loop is not None:
+            self._throttle_loop.stop(timeout=2.0)
         self.announce(STOPPED)
         with self._lock:
             adoptions = list(self._adoptions.values())

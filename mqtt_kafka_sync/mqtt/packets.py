@@ -260,21 +260,37 @@ def _read_str(data: bytes, pos: int) -> tuple[str, int]:
 
 
 class PacketReader:
-    """Incremental parser: feed received bytes, iterate over the complete packets in them."""
+    """Incremental parser: :meth:`feed` received bytes, then take complete packets from :meth:`packets`.
+
+    ``packets`` may be left early (flow control): what was not taken stays buffered, in order, for
+    the next call.
+    """
 
     def __init__(self, max_packet_size: int = 268_435_455) -> None:
-        self._rest = b""
+        self._buf = b""
+        self._pos = 0
         self._max = max_packet_size
+        self.stopped_early = False
+        """True when the last :meth:`packets` was left with complete packets still buffered."""
 
-    def feed(self, chunk: bytes) -> Iterator[Packet]:
-        data = self._rest + chunk if self._rest else chunk
-        self._rest = b""
-        pos, size = 0, len(data)
-        while size - pos >= 2:
+    def feed(self, chunk: bytes) -> None:
+        self._buf = self._buf[self._pos :] + chunk if self._pos < len(self._buf) else chunk
+        self._pos = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    def packets(self) -> Iterator[Packet]:
+        data = self._buf
+        size = len(data)
+        self.stopped_early = True
+        while size - self._pos >= 2:
+            pos = self._pos
             length, shift, hdr = 0, 0, pos + 1
             while True:
                 if hdr >= size:
-                    self._rest = data[pos:]
+                    self.stopped_early = False
                     return
                 byte = data[hdr]
                 hdr += 1
@@ -289,10 +305,14 @@ class PacketReader:
             end = hdr + length
             if end > size:
                 break
-            first = data[pos]
-            pos = end
-            yield _decode(first, data, hdr, end)
-        self._rest = data[pos:]
+            self._pos = end
+            yield _decode(data[pos], data, hdr, end)
+        self.stopped_early = False
+
+    def feed_all(self, chunk: bytes) -> list[Packet]:
+        """:meth:`feed`, then every complete packet (for callers without flow control)."""
+        self.feed(chunk)
+        return list(self.packets())
 
 
 def _decode(first: int, data: bytes, start: int, end: int) -> Packet:

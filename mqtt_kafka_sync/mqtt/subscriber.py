@@ -116,6 +116,8 @@ class MqttSubscriber:
         """When set, a broker DISCONNECT 'session taken over' ends the subscriber instead of reconnecting."""
         self.taken_over = False
         self.acks_dropped = 0
+        self._unacked = 0
+        """QoS 1/2 messages of this connection not yet acknowledged (network thread only)."""
         self._last_sent = 0.0
         self._ping_sent_at: float | None = None
         self._reader = p.PacketReader()
@@ -282,7 +284,7 @@ class MqttSubscriber:
                 data = sock.recv(65536)
                 if not data:
                     raise MqttConnectError("broker closed the connection before CONNACK")
-                for packet in reader.feed(data):
+                for packet in reader.feed_all(data):
                     if connack is None and isinstance(packet, p.Ack) and packet.kind == p.CONNACK:
                         connack = packet
                     else:
@@ -299,6 +301,7 @@ class MqttSubscriber:
         self._reader, self._backlog = reader, pending
         self._generation += 1
         self._acks.clear()  # acks of the previous connection must never reach this one
+        self._unacked = 0
         self.session_present = connack.session_present
         self._handler.on_connected(self._generation, connack.session_present)
         wanted = [(f, s.qos) for f in s.filters] + [(f, 0) for f in s.control_filters]
@@ -326,13 +329,17 @@ class MqttSubscriber:
             while True:
                 # Flush first: what is queued must not wait for the next event.
                 self._collect_outgoing(gen, out)
+                window_open = self._unacked < s.receive_maximum
+                if window_open and not self._paused and self._reader.stopped_early:
+                    self._take_packets(gen, out)  # what the window held back before
+                    self._collect_outgoing(gen, out)
                 if self._stopping.is_set():
                     out += p.encode_disconnect(0, self._disconnect_expiry)
                     sock.setblocking(True)
                     sock.settimeout(5.0)
                     sock.sendall(out)
                     return
-                self._keepalive(out)
+                self._keepalive(out, reading=not self._paused and self._unacked < s.receive_maximum)
                 if out:
                     try:
                         sent = sock.send(out)
@@ -340,13 +347,21 @@ class MqttSubscriber:
                         sent = 0
                     del out[:sent]
                     self._last_sent = time.monotonic()
-                want = (0 if self._paused else selectors.EVENT_READ) | (selectors.EVENT_WRITE if out else 0)
+                # Our own flow control: Mosquitto 2.0 re-opens a whole Receive Maximum window on every
+                # PUBACK, so stop reading once that many messages are unacknowledged (TCP back-pressure
+                # keeps the rest on the broker).
+                reading = (
+                    not self._paused and self._unacked < s.receive_maximum and not self._reader.stopped_early
+                )
+                want = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if out else 0)
                 if want != registered:
                     registered = _reregister(sel, sock, registered, want)
                 timeout = max(0.0, self._last_sent + s.keepalive / 2 - time.monotonic())
                 tick = self._handler.on_tick()
                 if tick is not None:
                     timeout = min(timeout, tick)
+                if self._acks or self._control:  # queued by on_tick itself: no wake-up byte for those
+                    timeout = 0.0
                 for key, mask in sel.select(timeout):
                     if key.fileobj is self._wake_r:
                         self._drain_wake()
@@ -367,11 +382,19 @@ class MqttSubscriber:
         data = sock.recv(262_144)
         if not data:
             raise ConnectionLost("broker closed the connection")
-        for packet in self._reader.feed(data):
+        self._reader.feed(data)
+        self._take_packets(gen, out)
+
+    def _take_packets(self, gen: int, out: bytearray) -> None:
+        """Dispatch buffered packets until the window is full; the rest waits, in order."""
+        window = self.settings.receive_maximum
+        for packet in self._reader.packets():
             if isinstance(packet, p.Ack) and packet.kind == p.PINGRESP:
                 self._ping_sent_at = None
             else:
                 self._dispatch(packet, gen, out)
+            if self._unacked >= window:
+                break
 
     def _collect_outgoing(self, gen: int, out: bytearray) -> None:
         acks = self._acks
@@ -381,16 +404,17 @@ class MqttSubscriber:
                 self.acks_dropped += 1
             elif qos:
                 out += p.encode_ack(p.PUBACK if qos == 1 else p.PUBREC, packet_id)
+                self._unacked -= 1
         while self._control:
             out += self._control.popleft()
         if self._reconnect_reason is not None:
             reason, self._reconnect_reason = self._reconnect_reason, None
             raise ConnectionLost(f"reconnect requested: {reason}", RECONNECT_REQUESTED)
 
-    def _keepalive(self, out: bytearray) -> None:
+    def _keepalive(self, out: bytearray, *, reading: bool) -> None:
         now = time.monotonic()
         keepalive = self.settings.keepalive
-        if self._ping_sent_at is not None and not self._paused and now - self._ping_sent_at > keepalive:
+        if self._ping_sent_at is not None and reading and now - self._ping_sent_at > keepalive:
             raise ConnectionLost("no PINGRESP within the keepalive interval")
         if now - self._last_sent >= keepalive / 2:
             out += p.PINGREQ_PACKET
@@ -399,6 +423,8 @@ class MqttSubscriber:
 
     def _dispatch(self, packet: p.Packet, gen: int, out: bytearray) -> None:
         if isinstance(packet, p.Publish):
+            if packet.qos:
+                self._unacked += 1
             self._handler.on_message(packet, gen)
             return
         kind = packet.kind

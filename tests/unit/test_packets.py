@@ -35,7 +35,7 @@ def test_publish_decodes_in_every_split(qos: int, payload: bytes, user: list[tup
     wire = _publish_with_props("plants/p1/devices/d1/telemetry", payload, qos, 4242, user) + b"\xd0\x00"
     for split in (1, 2, 3, 7, len(wire) // 2, len(wire) - 1):
         reader = p.PacketReader()
-        got = list(reader.feed(wire[:split])) + list(reader.feed(wire[split:]))
+        got = reader.feed_all(wire[:split]) + reader.feed_all(wire[split:])
         publish, pingresp = got
         assert isinstance(pingresp, p.Ack) and pingresp.kind == p.PINGRESP
         assert isinstance(publish, p.Publish)
@@ -62,7 +62,7 @@ def test_acks_and_connack() -> None:
         + b"\x90\x05\x00\x09\x00\x01\x9e"  # SUBACK id 9: granted QoS 1, refused 0x9e
         + b"\xe0\x02\x8e\x00"  # DISCONNECT: session taken over
     )
-    connack, pubrel, suback, disconnect = reader.feed(wire)
+    connack, pubrel, suback, disconnect = reader.feed_all(wire)
     assert isinstance(connack, p.Ack) and connack.session_present and connack.reason_codes == (0,)
     assert connack.properties[p.PROP_RECEIVE_MAXIMUM] == 20
     assert isinstance(pubrel, p.Ack) and (pubrel.kind, pubrel.packet_id) == (p.PUBREL, 7)
@@ -90,8 +90,24 @@ def test_encoders_produce_expected_bytes() -> None:
 
 def test_malformed_input_is_a_protocol_error() -> None:
     with pytest.raises(MqttProtocolError):
-        list(p.PacketReader().feed(b"\x30\xff\xff\xff\xff\x01"))
+        p.PacketReader().feed_all(b"\x30\xff\xff\xff\xff\x01")
     with pytest.raises(MqttProtocolError):
-        list(p.PacketReader().feed(b"\x10\x00"))  # CONNECT is never sent to a client
+        p.PacketReader().feed_all(b"\x10\x00")  # CONNECT is never sent to a client
     with pytest.raises(MqttProtocolError):
-        list(p.PacketReader(max_packet_size=10).feed(b"\x30\x20" + b"\x00" * 32))
+        p.PacketReader(max_packet_size=10).feed_all(b"\x30\x20" + b"\x00" * 32)
+
+
+def test_packets_left_early_stay_buffered_in_order() -> None:
+    wire = b"".join(p.encode_publish(f"t/{i}", b"x", qos=1, retain=False, packet_id=i) for i in range(1, 6))
+    reader = p.PacketReader()
+    reader.feed(wire[:-3])  # the last packet is incomplete
+    taken = []
+    for packet in reader.packets():
+        taken.append(packet)
+        if len(taken) == 2:
+            break
+    assert reader.stopped_early
+    reader.feed(wire[-3:])
+    rest = list(reader.packets())
+    assert not reader.stopped_early and reader.buffered == 0
+    assert [pk.packet_id for pk in taken + rest if isinstance(pk, p.Publish)] == [1, 2, 3, 4, 5]
