@@ -205,7 +205,7 @@ class MqttSubscriber:
     def _run(self) -> None:
         self._thread_id = threading.get_ident()
         retrying = tenacity.Retrying(
-            wait=tenacity.wait_exponential_jitter(initial=0.2, max=self.settings.reconnect_max_delay),
+            wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=self.settings.reconnect_max_delay),
             retry=tenacity.retry_if_exception_type((OSError, MqttError)),
             stop=lambda _state: self._stopping.is_set(),
             sleep=self._interruptible_sleep,
