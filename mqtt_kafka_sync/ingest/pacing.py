@@ -18,14 +18,20 @@ Acks = list[tuple[int, int, int]]
 
 
 class AckThrottle(Protocol):
-    """Decides how many acknowledgements may be released (implemented by the replay controller)."""
+    """How many acknowledgements (or replayed records) may go now; implemented in ``replay/throttle.py``.
+
+    ``now`` is monotonic seconds, passed in so callers that already read the clock do not read it
+    twice and tests can drive time. Both calls must be O(1) and allocation-free: the ingest calls
+    them on its MQTT network thread.
+    """
 
     def allow(self, n: int, now: float) -> int:
-        """Take up to ``n`` permits at ``now`` (monotonic seconds); returns how many were granted."""
+        """Take up to ``n`` permits; returns how many were granted (0 to ``n``): release exactly that
+        many, the first ones in order, and keep the rest for later."""
         ...
 
     def next_allowed_in(self, now: float) -> float | None:
-        """Seconds until the next permit, or ``None`` when one is available now."""
+        """Seconds until the next permit, or ``None`` when one is available now (or nothing limits)."""
         ...
 
 

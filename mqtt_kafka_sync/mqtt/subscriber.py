@@ -329,10 +329,7 @@ class MqttSubscriber:
             while True:
                 # Flush first: what is queued must not wait for the next event.
                 self._collect_outgoing(gen, out)
-                window_open = self._unacked < s.receive_maximum
-                if window_open and not self._paused and self._reader.stopped_early:
-                    self._take_packets(gen, out)  # what the window held back before
-                    self._collect_outgoing(gen, out)
+                self._resume_window(gen, out)
                 if self._stopping.is_set():
                     out += p.encode_disconnect(0, self._disconnect_expiry)
                     sock.setblocking(True)
@@ -384,6 +381,12 @@ class MqttSubscriber:
             raise ConnectionLost("broker closed the connection")
         self._reader.feed(data)
         self._take_packets(gen, out)
+
+    def _resume_window(self, gen: int, out: bytearray) -> None:
+        """Once acknowledgements opened the window again, dispatch what it held back before."""
+        if self._reader.stopped_early and not self._paused and self._unacked < self.settings.receive_maximum:
+            self._take_packets(gen, out)
+            self._collect_outgoing(gen, out)
 
     def _take_packets(self, gen: int, out: bytearray) -> None:
         """Dispatch buffered packets until the window is full; the rest waits, in order."""

@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from mqtt_kafka_sync.config.throttle import STEP_DIVISOR
+from mqtt_kafka_sync.ingest.pacing import AckThrottle
 from mqtt_kafka_sync.kafka.admin import ensure_topics
 from mqtt_kafka_sync.replay.checkpoint import Checkpoint, load_checkpoint
 from mqtt_kafka_sync.replay.controller import ControllerSettings, Decision
@@ -32,7 +33,7 @@ from mqtt_kafka_sync.replay.exceptions import ReplayError
 from mqtt_kafka_sync.replay.lag import LagReader, LagSnapshot, describe_partitions
 from mqtt_kafka_sync.replay.plan import RangeSpec, make_plan
 from mqtt_kafka_sync.replay.target import KafkaTarget
-from mqtt_kafka_sync.replay.throttle import AckThrottle, FixedRateThrottle, LagThrottle, ThrottleLoop
+from mqtt_kafka_sync.replay.throttle import FixedRateThrottle, LagThrottle, ThrottleLoop
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 
@@ -439,7 +440,8 @@ def _register_lag(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     lag = subparsers.add_parser(
         "lag",
         help="print the lag of consumer groups: per partition, in records and in time",
-        description="For each group: every partition of the topics it has committed offsets on, with "
+        description="For each group: every partition of the topics it has committed offsets on or is "
+        "assigned, with "
         "the log end offset, the committed offset, the lag (end - committed) and the age of the "
         "oldest unconsumed record (read from that record's timestamp). '-' where there is no "
         "commit. Lag is as fresh as the group's last commit.",
@@ -457,7 +459,12 @@ def _register_lag(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
 def cmd_lag(args: argparse.Namespace) -> int:
     topics = set(args.topic)
-    reader = LagReader(args.bootstrap, args.group, topics=(lambda t: t in topics) if topics else None)
+    reader = LagReader(
+        args.bootstrap,
+        args.group,
+        topics=(lambda t: t in topics) if topics else None,
+        track_uncommitted=False,
+    )
     try:
         snapshot = reader.read(time_lag=not args.no_time_lag)
     finally:

@@ -48,6 +48,9 @@ TREND_SAMPLES = 5
 consumers' commit interval weighs ``1/N`` in it."""
 BURST_SECONDS = 0.1
 """The bucket holds at most this many seconds of permits (and at least one)."""
+_EPSILON = 1e-9
+"""Permits short of a whole one by less than this count as whole: a caller that sleeps exactly
+:meth:`TokenBucket.wait_time` must find its permit, whatever the rounding of the refill."""
 
 
 @dataclass(frozen=True)
@@ -195,8 +198,8 @@ class TokenBucket:
             return 0
         with self._lock:
             self._refill(self._clock() if now is None else now)
-            granted = min(n, int(self._tokens))
-            self._tokens -= granted
+            granted = min(n, int(self._tokens + _EPSILON))
+            self._tokens = max(0.0, self._tokens - granted)
             self.taken += granted
             return granted
 
@@ -205,7 +208,7 @@ class TokenBucket:
         with self._lock:
             self._refill(self._clock() if now is None else now)
             missing = min(float(n), self._capacity) - self._tokens
-            return missing / self._rate if missing > 0 else 0.0
+            return missing / self._rate if missing > _EPSILON else 0.0
 
     def set_rate(self, rate: float, now: float | None = None) -> None:
         """From ``now`` on, ``rate`` permits per second; what was saved beyond the new burst is dropped."""

@@ -23,10 +23,10 @@ from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, TopicPartition
 
+from mqtt_kafka_sync.ingest.pacing import AckThrottle
 from mqtt_kafka_sync.replay.checkpoint import Checkpoint, Confirmations, save_checkpoint
 from mqtt_kafka_sync.replay.exceptions import ReplayError
 from mqtt_kafka_sync.replay.target import Target
-from mqtt_kafka_sync.replay.throttle import AckThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,7 @@ class Copier:
         self._sent = 0
         self._rate = 0.0
         self._done_at_start = checkpoint.done
+        self._sent_below = dict(checkpoint.next)  # per partition: one past the highest offset sent
 
     def run(self) -> ReplayResult:
         started = self._clock()
@@ -152,6 +153,11 @@ class Copier:
             save_checkpoint(self._path, self.checkpoint)
         else:
             self._save()
+            if remaining == 0:  # every send has its answer: only what went beyond `next` may repeat
+                for partition, sent_below in self._sent_below.items():
+                    nxt = self.checkpoint.next[partition]
+                    self.checkpoint.produced_below[partition] = max(nxt, sent_below)
+                save_checkpoint(self._path, self.checkpoint)
         self._report(self._clock() - started, finished=True)
         if self._failure is not None:
             raise ReplayError(self._failure)
@@ -235,6 +241,7 @@ class Copier:
         headers.append((REPLAY_HEADER, f"{self._source}/{partition}/{offset}"))
         kind, stamp = message.timestamp()
         token = self._confirmations.sent(partition, offset)
+        self._sent_below[partition] = offset + 1
         self._target.send(
             message.key(),
             message.value(),

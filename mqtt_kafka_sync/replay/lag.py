@@ -2,8 +2,8 @@
 
 Per partition: ``lag = end - committed``, where ``end`` is the log end offset (high watermark,
 ``list_offsets`` with ``OffsetSpec.latest()``) and ``committed`` the group's committed offset
-(``list_consumer_group_offsets``). One read costs one request per group, one metadata request per
-topic and one ``list_offsets`` for every partition; the throttle reads every
+(``list_consumer_group_offsets``). One read costs two requests per group (offsets, description), one
+``describe_topics`` and one ``list_offsets`` for every partition; the throttle reads every
 ``throttle.lag.interval.seconds``, never per message.
 
 What it can and cannot tell:
@@ -11,10 +11,13 @@ What it can and cannot tell:
 - The lag is as fresh as the group's commits. A consumer committing every 5 s (the Java and
   librdkafka default for auto commit) looks up to 5 s of consumption further behind than it is.
   It never looks less behind: the committed offset never runs ahead of what was consumed.
-- A partition the group has never committed has no lag (``committed``/``lag`` are None), as
-  ``kafka-consumer-groups.sh`` shows ``-``: where it will start depends on its
-  ``auto.offset.reset``, which the admin API cannot see. Partitions of topics the group has no
-  commit on at all are not listed.
+- Partitions are those of every topic the group has committed on or its members are assigned now
+  (``describe_consumer_groups``). A partition without a commit has no lag from Kafka's point of
+  view (``kafka-consumer-groups.sh`` shows ``-``): where that consumer starts depends on its
+  ``auto.offset.reset``, which the admin API cannot see. A reader that reads repeatedly (the
+  throttle) counts, for such a partition, the records appended since it first saw it without a
+  commit: a lower bound, and exactly what the throttle's own writes add. A one-off read
+  (``mqtt-kafka-sync lag``) shows None.
 - With transactional producers, ``end`` includes records of open transactions that a
   ``read_committed`` consumer cannot read yet.
 - Time lag (the age of the oldest unconsumed record) needs the record's timestamp, and
@@ -66,7 +69,8 @@ class LagSample:
     committed: int | None
     """The group's committed offset; None when it never committed this partition."""
     lag: int | None
-    """``end - committed`` (never negative); None without a commit."""
+    """``end - committed`` (never negative). Without a commit: the records appended since this
+    reader first saw the partition (a lower bound), or None for a one-off read."""
     time_lag_s: float | None = None
     """Age of the oldest unconsumed record, seconds: 0.0 without lag, None when not read."""
 
@@ -80,7 +84,7 @@ class GroupLag:
 
     @property
     def total(self) -> int:
-        """Records behind, summed over the partitions with a commit: what the throttle compares."""
+        """Records behind, summed over the partitions with a lag: what the throttle compares."""
         return sum(s.lag for s in self.partitions if s.lag is not None)
 
     @property
@@ -100,8 +104,8 @@ class GroupLag:
 
     @property
     def known(self) -> bool:
-        """Whether any partition has a committed offset, so :attr:`total` means something."""
-        return any(s.committed is not None for s in self.partitions)
+        """Whether any partition has a lag, so :attr:`total` means something."""
+        return any(s.lag is not None for s in self.partitions)
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,7 @@ class LagReader:
         topics: TopicFilter | None = None,
         timeout: float = 10.0,
         config: dict[str, str] | None = None,
+        track_uncommitted: bool = True,
     ) -> None:
         if not groups:
             raise ValueError("name at least one consumer group")
@@ -139,6 +144,9 @@ class LagReader:
         self._topics = topics
         self._timeout = timeout
         self._config = dict(config or {})
+        self._track = track_uncommitted
+        self._baselines: dict[tuple[str, str, int], int] = {}
+        """(group, topic, partition) without a commit -> its end offset when first seen so."""
         self._admin: AdminClient | None = AdminClient(
             {**self._config, "bootstrap.servers": bootstrap}, logger=logging.getLogger("librdkafka")
         )
@@ -153,21 +161,28 @@ class LagReader:
             raise LagReadError("the lag reader is closed")
         try:
             committed = {g: self._committed(admin, g) for g in self.groups}
-            topics = sorted({t for offsets in committed.values() for t, _ in offsets})
-            partitions = describe_partitions(admin, topics, self._timeout)
+            watched = {g: {t for t, _ in committed[g]} | self._assigned(admin, g) for g in self.groups}
+            partitions = describe_partitions(admin, set().union(*watched.values()), self._timeout)
             ends = self._ends(admin, [(t, p) for t in partitions for p in partitions[t]])
         except KafkaException as exc:
             raise LagReadError(f"consumer lag of {', '.join(self.groups)}: {exc.args[0]}") from exc
         groups = []
         for group in self.groups:
-            mine = committed[group]
             samples = []
-            for topic in sorted({t for t, _ in mine}):
+            for topic in sorted(watched[group]):
                 for partition in partitions.get(topic, ()):  # a deleted topic has none
                     end = ends[(topic, partition)]
-                    offset = mine.get((topic, partition))
-                    lag = None if offset is None else max(0, end - offset)
-                    samples.append(LagSample(group, topic, partition, end, offset, lag))
+                    offset = committed[group].get((topic, partition))
+                    samples.append(
+                        LagSample(
+                            group,
+                            topic,
+                            partition,
+                            end,
+                            offset,
+                            self._lag(group, topic, partition, end, offset),
+                        )
+                    )
             groups.append(GroupLag(group, tuple(samples)))
         snapshot = LagSnapshot(time.time(), tuple(groups))
         if time_lag:
@@ -179,6 +194,29 @@ class LagReader:
         return self.read().lag()
 
     # -- internals --------------------------------------------------------------------------------
+    def _lag(self, group: str, topic: str, partition: int, end: int, committed: int | None) -> int | None:
+        key = (group, topic, partition)
+        if committed is not None:
+            self._baselines.pop(key, None)
+            return max(0, end - committed)
+        if not self._track:
+            return None
+        return max(0, end - self._baselines.setdefault(key, end))
+
+    def _assigned(self, admin: AdminClient, group: str) -> set[str]:
+        """Topics the group's members are assigned now (empty when it cannot be described)."""
+        try:
+            result = admin.describe_consumer_groups([group], request_timeout=self._timeout)[group].result()
+        except KafkaException:
+            return set()  # e.g. a group of another protocol: its commits are still read
+        return {
+            tp.topic
+            for member in result.members
+            if member.assignment is not None
+            for tp in member.assignment.topic_partitions
+            if self._topics is None or self._topics(tp.topic)
+        }
+
     def _committed(self, admin: AdminClient, group: str) -> dict[tuple[str, int], int]:
         request = [ConsumerGroupTopicPartitions(group)]
         result = admin.list_consumer_group_offsets(request, request_timeout=self._timeout)[group].result()

@@ -22,7 +22,6 @@ import string
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
 from mqtt_kafka_sync.config.model import RouteConfig, SourceConnectorConfig, ThrottleConfig
 from mqtt_kafka_sync.replay.controller import (
@@ -38,25 +37,6 @@ from mqtt_kafka_sync.replay.lag import LagReader
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-
-
-class AckThrottle(Protocol):
-    """How many records may go now; what ``ingest/pacing.py`` and the replay loop ask.
-
-    ``now`` is monotonic seconds (``time.monotonic()``), passed in so callers that already read the
-    clock do not read it twice and tests can drive time.
-    """
-
-    def allow(self, n: int, now: float) -> int:
-        """Take up to ``n`` permits at ``now``; returns how many were granted (0 to ``n``).
-
-        Release exactly that many (the first ones, in order) and keep the rest for later.
-        """
-        ...
-
-    def next_allowed_in(self, now: float) -> float | None:
-        """Seconds until the next permit, or ``None`` when one is available now (or nothing limits)."""
-        ...
 
 
 def controller_settings(config: ThrottleConfig) -> ControllerSettings:
@@ -194,7 +174,10 @@ class ThrottleLoop:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            self.sample_once()
+            try:
+                self.sample_once()
+            except Exception:  # a dead steering thread would freeze the rate silently
+                logger.exception("throttle: lag sample failed; holding the rate")
 
 
 def topic_matcher(templates: Iterable[str]) -> Callable[[str], bool]:

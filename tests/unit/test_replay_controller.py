@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from mqtt_kafka_sync.ingest.pacing import AckThrottle
 from mqtt_kafka_sync.replay.controller import (
     TREND_SAMPLES,
     ControllerSettings,
     RateController,
     TokenBucket,
 )
-from mqtt_kafka_sync.replay.throttle import AckThrottle, FixedRateThrottle, LagThrottle
+from mqtt_kafka_sync.replay.throttle import FixedRateThrottle, LagThrottle
 
 DT = 0.01
 
@@ -308,3 +309,22 @@ def test_several_tasks_sharing_a_connector_stay_within_the_single_controller_cei
                 next_sample[k] += 1.0
                 buckets[k].set_rate(c.step(now, int(end - consumed), buckets[k].taken).rate, now)
     assert max_lag <= 6000 + 800 * 1.0 + nu * 0.1
+
+
+def test_the_ingest_pacing_stage_releases_acks_at_the_throttles_rate_in_order() -> None:
+    from mqtt_kafka_sync.ingest.pacing import PacedAcks  # noqa: PLC0415 - the consumer of the interface
+
+    clock = Clock()
+    throttle = LagThrottle(settings(high=1000, low=500, step=100, rate_min=200, rate_max=200), clock=clock)
+    sent: list[list[tuple[int, int, int]]] = []
+    paced = PacedAcks(throttle, sent.append, clock=clock)
+    paced.push([(1, pid, 1) for pid in range(1, 1001)])
+    waits = []
+    while paced.held and clock.now < 10:
+        wait = paced.flush()
+        waits.append(wait)
+        clock.now += wait if wait is not None else 0.001
+    released = [pid for batch in sent for _g, pid, _q in batch]
+    assert released == list(range(1, 1001))
+    assert clock.now == pytest.approx(1000 / 200, rel=0.02)  # 200/s, however the loop wakes
+    assert all(w is None or 0 < w <= 0.1 for w in waits)

@@ -102,3 +102,40 @@ def test_progress_line_shows_done_total_rate_and_eta() -> None:
     line = ProgressLine(out)
     line.progress(Progress(done=2500, total=10_000, rate=500.0, elapsed=5.0))
     assert out.getvalue() == "replay 2,500/10,000 (25.0%)  500 rec/s  ETA 0:00:15\n"
+
+
+def test_a_partition_without_a_commit_counts_what_was_appended_since_it_was_first_seen() -> None:
+    from mqtt_kafka_sync.replay.lag import LagReader  # noqa: PLC0415
+
+    reader = LagReader("127.0.0.1:1", ["g"])  # never connects: only the bookkeeping is used
+    one_off = LagReader("127.0.0.1:1", ["g"], track_uncommitted=False)
+    try:
+        assert reader._lag("g", "t", 0, 500, None) == 0  # first seen at 500
+        assert reader._lag("g", "t", 0, 800, None) == 300
+        assert reader._lag("g", "t", 0, 900, 850) == 50  # committed now: the real lag
+        assert reader._lag("g", "t", 0, 950, None) == 0  # a new baseline if the commit goes away
+        assert one_off._lag("g", "t", 0, 800, None) is None
+    finally:
+        reader.close()
+        one_off.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--target", "a"], "--target is --source: the replay would read its own output"),
+        (["--target", "b", "--lag-high", "5"], "--lag-high needs --throttle-group"),
+        (["--target", "b", "--throttle-group", "g"], "--throttle-group needs --lag-high"),
+        (
+            ["--target", "b", "--throttle-group", "g", "--lag-high", "10", "--lag-low", "10"],
+            "throttle settings: need 0 <= lag_low < lag_high",
+        ),
+    ],
+)
+def test_replay_refuses_bad_options_before_connecting(
+    extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mqtt_kafka_sync.cli.main import main  # noqa: PLC0415
+
+    assert main(["replay", "--bootstrap", "127.0.0.1:1", "--source", "a", *extra]) == 1
+    assert message in capsys.readouterr().err
