@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs from Debian's packages: Mosquitto (broker and C clients),
-# a JDK 17 and Maven (Kafka's and Avro's jars come from Maven Central through mvn). Safe to run again.
+# a JDK 17 and Maven (Kafka's and Avro's jars come from Maven Central through mvn), and Prometheus
+# (with promtool: the observability tests scrape a worker and check the alert rules). Safe to run again.
 set -euo pipefail
 
 missing=()
@@ -10,6 +11,7 @@ command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 # javac: tests/integration/test_avro_java.py compiles the docs' Java reader against Avro's jars.
 command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -22,5 +24,9 @@ echo "installing system packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian starts the packaged broker as a service on port 1883; the project runs its own.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
+# Debian starts the packaged broker as a service on port 1883, and Prometheus on 9090 (plus its
+# node exporter, when recommended packages come along); the project runs its own.
+for service in mosquitto prometheus prometheus-node-exporter; do
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now "$service" >/dev/null 2>&1 || true; fi
+  if command -v service >/dev/null 2>&1; then service "$service" stop >/dev/null 2>&1 || true; fi
+done

@@ -6,10 +6,14 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mqtt_kafka_sync.errors import ConfigError, SyncError
+
+if TYPE_CHECKING:
+    from mqtt_kafka_sync.telemetry.exporter import TelemetrySettings
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write per-task counters and liveness as JSON to PATH every second",
     )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9464,
+        metavar="PORT",
+        help="serve /metrics (Prometheus), /healthz and /readyz on PORT (default 9464; 0: off)",
+    )
+    run.add_argument(
+        "--metrics-host",
+        default="0.0.0.0",
+        metavar="HOST",
+        help="address the metrics port listens on (default 0.0.0.0; 127.0.0.1 for this machine only)",
+    )
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check config files without connecting; lists every problem")
@@ -70,12 +87,40 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def telemetry_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> TelemetrySettings | None:
+    """``--metrics-*`` and the standard OpenTelemetry variables: the one place they are read.
+
+    ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` is used as given; ``OTEL_EXPORTER_OTLP_ENDPOINT`` gets
+    ``/v1/metrics`` appended (the OTLP/HTTP convention); ``OTEL_METRIC_EXPORT_INTERVAL`` is in ms.
+    """
+    from mqtt_kafka_sync.telemetry.exporter import TelemetrySettings  # noqa: PLC0415
+
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or None
+    if endpoint is None and (base := environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
+        endpoint = base.rstrip("/") + "/v1/metrics"
+    if not args.metrics_port and endpoint is None:
+        return None
+    interval = environ.get("OTEL_METRIC_EXPORT_INTERVAL", "60000")
+    try:
+        interval_s = float(interval) / 1000
+    except ValueError:
+        raise SyncError(f"OTEL_METRIC_EXPORT_INTERVAL={interval!r} is not a number of milliseconds") from None
+    return TelemetrySettings(
+        host=args.metrics_host, port=args.metrics_port, otlp_endpoint=endpoint, otlp_interval_s=interval_s
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from mqtt_kafka_sync.config.loader import load_connectors  # noqa: PLC0415
     from mqtt_kafka_sync.runtime.supervisor import Supervisor  # noqa: PLC0415
 
     configs = load_connectors(args.configs, os.environ)
-    supervisor = Supervisor(configs, drain_timeout=args.drain_timeout, log_level=logging.getLogger().level)
+    supervisor = Supervisor(
+        configs,
+        drain_timeout=args.drain_timeout,
+        log_level=logging.getLogger().level,
+        telemetry=telemetry_settings(args, os.environ),
+    )
     status_file: Path | None = args.status_file
     if status_file is None:
         return supervisor.run()

@@ -6,12 +6,54 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 logger = logging.getLogger(__name__)
 
 Headers = list[tuple[str, str | bytes | None]]
 DeliveryCallback = Callable[[KafkaError | None, Any], None]
+
+STATISTICS_INTERVAL_MS = "1000"
+"""How often librdkafka reports its state (served by poll): our Kafka connection flag comes from it."""
+
+
+class ConnectionState:
+    """Whether a librdkafka client has a broker connection up, from its statistics and errors.
+
+    ``stats_cb`` and ``error_cb`` of the client call :meth:`on_stats` and :meth:`on_error` (on the
+    thread that polls it); :attr:`errors` counts errors. :attr:`up` turns false at once on "all
+    brokers down" (the client logs that itself) and follows the statistics otherwise, with one log
+    line per change: the first connection at INFO, a loss and a recovery at WARNING.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.up = False
+        self.errors = 0
+        self._ever_up = False
+
+    def on_stats(self, stats_json: str) -> None:
+        try:
+            brokers = orjson.loads(stats_json).get("brokers") or {}
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        self._set(any(isinstance(b, dict) and b.get("state") == "UP" for b in brokers.values()))
+
+    def on_error(self, err: KafkaError) -> None:
+        self.errors += 1
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.up = False
+
+    def _set(self, up: bool) -> None:
+        if up and not self.up:
+            log = logger.warning if self._ever_up else logger.info
+            log("%s: connected to Kafka", self.what)
+            self._ever_up = True
+        elif self.up and not up:
+            logger.warning("%s: no Kafka broker connection up", self.what)
+        self.up = up
+
 
 # These settings carry the delivery guarantee; the config loader refuses overrides of them.
 GUARANTEE_SETTINGS: Mapping[str, str] = {
@@ -33,6 +75,7 @@ def producer_config(bootstrap: str, client_id: str, overrides: Mapping[str, str]
         "message.timeout.ms": "0",
         "queue.buffering.max.messages": "200000",
         "socket.nagle.disable": "true",
+        "statistics.interval.ms": STATISTICS_INTERVAL_MS,
     }
     config.update(overrides)
     config.update(GUARANTEE_SETTINGS)
@@ -45,13 +88,29 @@ class KafkaSink:
     An ingest task polls from its MQTT network thread (``IngestPipeline.on_tick``): confluent-kafka
     takes the GIL once per delivery report, and a separate poll thread made the two threads hand
     the GIL back and forth for every message.
+
+    For metrics and readiness: :attr:`kafka_up` says whether a broker connection is up (from
+    librdkafka's statistics every ``statistics.interval.ms``, and false at once when it reports all
+    brokers down); :attr:`errors` counts the errors librdkafka reported.
     """
 
     def __init__(self, config: Mapping[str, str]) -> None:
+        self.connection = ConnectionState(f"kafka producer {config.get('client.id', '')}".rstrip())
         self._producer = Producer(
-            dict(config), error_cb=self._on_error, logger=logging.getLogger("librdkafka")
+            dict(config),
+            error_cb=self._on_error,
+            stats_cb=self.connection.on_stats,
+            logger=logging.getLogger("librdkafka"),
         )
         self.last_error: KafkaError | None = None
+
+    @property
+    def kafka_up(self) -> bool:
+        return self.connection.up
+
+    @property
+    def errors(self) -> int:
+        return self.connection.errors
 
     def produce(
         self, topic: str, value: bytes, key: bytes | None, headers: Headers, on_delivery: DeliveryCallback
@@ -93,6 +152,7 @@ class KafkaSink:
 
     def _on_error(self, err: KafkaError) -> None:
         self.last_error = err
+        self.connection.on_error(err)
         if err.fatal():
             logger.error("kafka producer fatal error: %s", err)
         elif err.code() == KafkaError._ALL_BROKERS_DOWN:

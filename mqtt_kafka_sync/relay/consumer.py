@@ -16,12 +16,15 @@ prefetched for a partition; it fetches again from the next offset the relay has 
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
+from mqtt_kafka_sync.kafka.producer import STATISTICS_INTERVAL_MS, ConnectionState
 from mqtt_kafka_sync.relay.offsets import TopicPartition as TP
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,8 @@ GUARANTEE_SETTINGS: Mapping[str, str] = {
 """The config loader refuses overrides of these (and of ``group.id``, ``group.protocol``)."""
 
 PartitionsCallback = Callable[[set[TP]], None]
+LOG_EVERY_S = 60.0
+_NUMBERS = re.compile(r"\d+")
 
 
 def consumer_config(config: RelayConnectorConfig, client_id: str) -> dict[str, str]:
@@ -47,6 +52,7 @@ def consumer_config(config: RelayConnectorConfig, client_id: str) -> dict[str, s
         "auto.commit.interval.ms": "250",
         "enable.partition.eof": "false",
         "queued.max.messages.kbytes": "16384",  # prefetch per partition: bounds memory
+        "statistics.interval.ms": STATISTICS_INTERVAL_MS,  # the Kafka connection flag of the metrics
     }
     settings.update(config.kafka_consumer_overrides)
     settings.update(GUARANTEE_SETTINGS)
@@ -74,11 +80,15 @@ class CommandConsumer:
         on_revoked: PartitionsCallback,
         on_lost: PartitionsCallback,
     ) -> None:
+        self._group = settings["group.id"]
+        self.connection = ConnectionState(f"kafka consumer (group {self._group})")
         self._consumer = Consumer(
-            dict(settings), error_cb=self._on_error, logger=logging.getLogger("librdkafka")
+            dict(settings),
+            error_cb=self._on_error,
+            stats_cb=self.connection.on_stats,
+            logger=logging.getLogger("librdkafka"),
         )
         self._topics = topics
-        self._group = settings["group.id"]
         self._on_assigned = on_assigned
         self._on_revoked = on_revoked
         self._on_lost = on_lost
@@ -87,7 +97,7 @@ class CommandConsumer:
         self.rebalances = 0
         self._to_store: dict[TP, int] = {}
         self._stored: dict[TP, int] = {}
-        self._last_error = ""
+        self._logged: dict[str, float] = {}
 
     def subscribe(self) -> None:
         self._consumer.subscribe(
@@ -104,11 +114,22 @@ class CommandConsumer:
             elif err.fatal():
                 raise KafkaException(err)
             else:
+                self.connection.errors += 1
                 self._log_error(f"{msg.topic()} [{msg.partition()}]: {err.str()}")
         return records
 
     def member_id(self) -> str | None:
         return self._consumer.memberid() or None
+
+    @property
+    def kafka_up(self) -> bool:
+        """A broker connection is up (librdkafka's statistics, every ``statistics.interval.ms``)."""
+        return self.connection.up
+
+    @property
+    def errors(self) -> int:
+        """Errors librdkafka reported, for metrics."""
+        return self.connection.errors
 
     # -- pausing --------------------------------------------------------------------------------
     def pause(self, tps: set[TP]) -> None:
@@ -194,12 +215,19 @@ class CommandConsumer:
             self._to_store.pop(tp, None)
 
     def _on_error(self, err: KafkaError) -> None:
+        self.connection.on_error(err)
         if err.fatal():
             logger.error("kafka consumer fatal error: %s", err)
         else:
             self._log_error(err.str())
 
     def _log_error(self, text: str) -> None:
-        if text != self._last_error:  # librdkafka repeats errors while a condition lasts
+        # librdkafka repeats errors while a condition lasts, with other numbers ("after 1ms") and
+        # alternating between brokers: one line per kind of error and minute.
+        kind = _NUMBERS.sub("#", text)
+        now = time.monotonic()
+        if now - self._logged.get(kind, -LOG_EVERY_S) >= LOG_EVERY_S:
+            if len(self._logged) > 100:
+                self._logged.clear()
+            self._logged[kind] = now
             logger.warning("kafka consumer (group %s): %s", self._group, text)
-            self._last_error = text

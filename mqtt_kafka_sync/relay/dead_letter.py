@@ -30,6 +30,9 @@ LOG_EVERY_S = 60.0
 class Sink(Protocol):
     """:class:`mqtt_kafka_sync.kafka.producer.KafkaSink`, as the relay uses it."""
 
+    @property
+    def errors(self) -> int: ...
+
     def produce(
         self, topic: str, value: bytes, key: bytes | None, headers: Headers, on_delivery: DeliveryCallback
     ) -> None: ...
@@ -79,6 +82,11 @@ class DeadLetters:
         self._sink.produce(
             self.topic, record.value() or b"", record.key(), headers, _Report(self._events, letter)
         )
+
+    @property
+    def errors(self) -> int:
+        """Errors the dead-letter producer's librdkafka reported (for metrics)."""
+        return self._sink.errors
 
     def poll(self) -> None:
         """Serve delivery reports that arrived; never blocks."""

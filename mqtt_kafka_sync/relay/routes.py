@@ -119,6 +119,11 @@ class CommandRouter:
             expiry_seconds=_expiry(config, record, now, mqtt_topic),
         )
 
+    def route_name(self, topic: str) -> str | None:
+        """The name of the route that reads ``topic``, None when none does (cached per topic)."""
+        route = self._route(topic)
+        return route.config.name if route is not None else None
+
     def _route(self, topic: str) -> _Route | None:
         try:
             return self._by_topic[topic]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -37,8 +37,13 @@ from mqtt_kafka_sync.relay.offsets import OffsetTracker, Pending
 from mqtt_kafka_sync.relay.offsets import TopicPartition as TP
 from mqtt_kafka_sync.relay.publisher import Acked, Connected, Disconnected, Refused
 from mqtt_kafka_sync.relay.routes import Command, CommandRouter
+from mqtt_kafka_sync.telemetry.catalog import UNROUTED
+from mqtt_kafka_sync.telemetry.counters import RouteCounters
+from mqtt_kafka_sync.telemetry.logfilter import per_record_logger
 
 logger = logging.getLogger(__name__)
+record_logger = per_record_logger(__name__)
+"""Lines about one record that can repeat for many: one per kind and minute."""
 
 BATCH = 500
 BUFFER_HIGH = 5_000
@@ -61,6 +66,11 @@ class Consumer(Protocol):
 
     assigned: set[TP]
     paused: set[TP]
+
+    @property
+    def kafka_up(self) -> bool: ...
+    @property
+    def errors(self) -> int: ...
 
     def subscribe(self) -> None: ...
     def consume(self, limit: int, timeout: float) -> list[Message]: ...
@@ -104,6 +114,13 @@ class RelayStats:
     """Messages read but not yet published when their partition was revoked (the next owner reads them)."""
     outages: int = 0
     dlq_by_reason: dict[str, int] = field(default_factory=dict)
+    dead_letter_refused: int = 0
+    """Dead-letter records Kafka refused (tried again every ``DLQ_RETRY_S``)."""
+    stalls: int = 0
+    """Times no in-flight command was acknowledged for ``STALL_S`` while connected."""
+    routes: defaultdict[str, RouteCounters] = field(default_factory=lambda: defaultdict(RouteCounters))
+    """Records routed (received) and commands acknowledged (delivered), by route name;
+    :data:`~mqtt_kafka_sync.telemetry.catalog.UNROUTED` for records no route reads."""
 
 
 class _InFlight:
@@ -153,6 +170,8 @@ class RelayTask:
         self._pause_reason = ""
         self._outage_since: float | None = None
         self._last_progress = monotonic()
+        self.in_group = False
+        """In the consumer group now (checked every step), for metrics and readiness."""
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -163,6 +182,25 @@ class RelayTask:
     def ready(self) -> bool:
         """In the group and connected to the broker at least once: what ``subscribed`` reports."""
         return self._member and self._ever_connected
+
+    # -- read by metrics (any thread; plain reads of what the relay thread writes) --------------
+    @property
+    def mqtt_connected(self) -> bool:
+        return self._online
+
+    @property
+    def kafka_connected(self) -> bool:
+        return self._consumer.kafka_up
+
+    @property
+    def kafka_errors(self) -> int:
+        """Errors librdkafka reported to the consumer and the dead-letter producer."""
+        return self._consumer.errors + self._dead_letters.errors
+
+    @property
+    def buffered(self) -> int:
+        """Records read, not yet published."""
+        return len(self._buffer)
 
     def step(self) -> None:
         """One round: events, publishing, flow control, reading."""
@@ -180,7 +218,8 @@ class RelayTask:
         for record in self._consumer.consume(BATCH, wait_for_records):
             self._buffer.append(record)
             self.stats.received += 1
-        if not self._member and self._consumer.member_id() is not None:
+        self.in_group = self._consumer.member_id() is not None
+        if self.in_group:
             self._member = True
 
     def drain(self, timeout: float) -> bool:
@@ -244,13 +283,16 @@ class RelayTask:
             return
         if event.reason_code < 0x80:
             self.stats.delivered += 1
+            route = self.stats.routes[entry.command.route]
+            route.delivered += 1
+            route.delivered_bytes += len(entry.command.payload)
             self._finish(entry.pending)
             return
         record, command = entry.record, entry.command
         if event.reason_code == _PACKET_ID_NOT_FOUND and entry.attempts <= MAX_REPUBLISH:
             # PUBCOMP 0x92: the broker lost the QoS 2 exchange (its session ended while we were
             # away), so it may never have released the message: publish it again.
-            logger.warning(
+            record_logger.warning(
                 "%s [%s] offset %s: broker answered %s for %s; publishing it again",
                 record.topic(),
                 record.partition(),
@@ -282,7 +324,8 @@ class RelayTask:
             self._finish(letter.pending)
             return
         record = letter.record
-        logger.error(
+        self.stats.dead_letter_refused += 1
+        record_logger.error(
             "dead-letter topic %s refused %s [%s] offset %s (%s); trying again in %.0fs, its offset stays "
             "uncommitted",
             self._dead_letters.topic,
@@ -358,6 +401,9 @@ class RelayTask:
             if not tracker.assigned(tp):
                 continue  # revoked after it was read; the next owner reads it again
             pending = tracker.add(tp, record.offset() or 0)
+            route = self.stats.routes[self._router.route_name(tp[0]) or UNROUTED]
+            route.received += 1
+            route.received_bytes += len(record)
             try:
                 command = self._router.command(record, self._clock())
                 self._check_limits(command)
@@ -366,7 +412,7 @@ class RelayTask:
                 self._dead_letter(record, pending, exc)
                 continue
             if mid in self._in_flight:
-                logger.error("paho reused packet id %d while it was in flight", mid)
+                record_logger.error("paho reused packet id %d while it was in flight", mid)
             self._in_flight[mid] = _InFlight(record, pending, command)
             self.stats.published += 1
 
@@ -377,6 +423,7 @@ class RelayTask:
         if self._monotonic() - self._last_progress < STALL_S:
             return
         oldest = next(iter(self._in_flight.values()))
+        self.stats.stalls += 1
         logger.error(
             "%s: connected, yet none of %d commands in flight was acknowledged for %.0fs (oldest %s [%s] "
             "offset %s to %s); their offsets stay unstored",

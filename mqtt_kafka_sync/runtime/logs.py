@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from mqtt_kafka_sync.telemetry.logfilter import RepeatFilter
+
 
 def configure_logging(level: int) -> None:
     logging.basicConfig(
@@ -13,4 +15,8 @@ def configure_logging(level: int) -> None:
         format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
         force=True,
     )
-    logging.getLogger("librdkafka").setLevel(max(level, logging.WARNING))
+    librdkafka = logging.getLogger("librdkafka")
+    librdkafka.setLevel(max(level, logging.WARNING))
+    for old in [f for f in librdkafka.filters if isinstance(f, RepeatFilter)]:
+        librdkafka.removeFilter(old)
+    librdkafka.addFilter(RepeatFilter())

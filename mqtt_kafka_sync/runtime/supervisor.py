@@ -4,10 +4,15 @@ A task process that dies is started again with the same MQTT client id, so it re
 persistent session and the broker re-sends what it had not acknowledged. On SIGINT/SIGTERM the
 supervisor asks each task to drain (stop taking messages, let Kafka confirm what is in flight, ack
 it) and exits 0 once they have.
+
+Each task slot has two shared-memory arrays its process writes every 0.5 s: the counters of
+``--status-file`` and the metrics block (``telemetry/shared.py``). With telemetry settings the
+supervisor serves them on one port (``/metrics``, ``/healthz``, ``/readyz``) and exports OTLP.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import multiprocessing
@@ -22,7 +27,11 @@ from pathlib import Path
 from types import FrameType
 
 from mqtt_kafka_sync.config.model import ConnectorConfig
+from mqtt_kafka_sync.runtime.logs import configure_logging
 from mqtt_kafka_sync.runtime.task_process import STAT_FIELDS, task_main
+from mqtt_kafka_sync.telemetry.exporter import TelemetrySettings
+from mqtt_kafka_sync.telemetry.service import TelemetryService
+from mqtt_kafka_sync.telemetry.shared import TaskMetrics, TaskSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +43,11 @@ class TaskSlot:
     config: ConnectorConfig
     index: int
     stats: SynchronizedArray[int]
+    metrics: TaskMetrics
     process: multiprocessing.context.SpawnProcess | None = None
     restarts: int = 0
+    """Consecutive restarts (the backoff); reset after a minute alive."""
+    restarts_total: int = 0
     next_start: float = 0.0
     started_at: float = field(default_factory=time.monotonic)
 
@@ -51,13 +63,23 @@ class Supervisor:
         *,
         drain_timeout: float = 30.0,
         log_level: int = logging.WARNING,
+        telemetry: TelemetrySettings | None = None,
     ) -> None:
         self.slots = [
-            TaskSlot(c, i, _ctx.Array("q", len(STAT_FIELDS))) for c in configs for i in range(c.tasks_max)
+            TaskSlot(c, i, _ctx.Array("q", len(STAT_FIELDS)), TaskMetrics(c, i, _ctx))
+            for c in configs
+            for i in range(c.tasks_max)
         ]
         self._drain_timeout = drain_timeout
         self._log_level = log_level
         self._stop = threading.Event()
+        self.telemetry = (
+            TelemetryService(
+                telemetry, configs, self.snapshots, functools.partial(configure_logging, log_level)
+            )
+            if telemetry is not None
+            else None
+        )
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -85,6 +107,13 @@ class Supervisor:
             tasks.append(entry)
         return {"tasks": tasks, "totals": self.totals()}
 
+    def snapshots(self) -> list[TaskSnapshot]:
+        """Every task's metrics block now, with its liveness (what the telemetry exports)."""
+        return [
+            slot.metrics.snapshot(slot.process is not None and slot.process.is_alive(), slot.restarts_total)
+            for slot in self.slots
+        ]
+
     def write_status(self, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(self.status()))
@@ -97,7 +126,13 @@ class Supervisor:
         *,
         handle_signals: bool = True,
     ) -> int:
-        """Run until SIGINT/SIGTERM (or :meth:`request_stop`), then drain every task; returns 0."""
+        """Run until SIGINT/SIGTERM (or :meth:`request_stop`), then drain every task; returns 0.
+
+        Raises :class:`~mqtt_kafka_sync.telemetry.exceptions.TelemetryError` before starting any
+        task when the metrics port cannot be bound.
+        """
+        if self.telemetry is not None:
+            self.telemetry.start()
         signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
         previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
         try:
@@ -108,10 +143,14 @@ class Supervisor:
                     on_tick(self)
                     next_tick += tick
                 self._stop.wait(0.2)
+            if self.telemetry is not None:
+                self.telemetry.stopping = True  # /readyz: 503 while draining
             return self._drain_all()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self.telemetry is not None:
+                self.telemetry.stop()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stop.set()
@@ -130,9 +169,11 @@ class Supervisor:
                     "%s exited with code %s; starting it again in %.1fs", slot.label, proc.exitcode, delay
                 )
                 slot.restarts += 1
+                slot.restarts_total += 1
                 slot.next_start = now + delay
                 slot.process = None
                 proc.close()
+                slot.metrics.retire()
             if now >= slot.next_start:
                 self._start(slot)
 
@@ -141,7 +182,13 @@ class Supervisor:
             target=task_main,
             name=slot.label,
             daemon=False,
-            args=(slot.config, slot.index, slot.stats, self._log_level, self._drain_timeout),
+            args=(slot.config, slot.index),
+            kwargs={
+                "stats": slot.stats,
+                "metrics": slot.metrics.block,
+                "log_level": self._log_level,
+                "drain_timeout": self._drain_timeout,
+            },
         )
         slot.process.start()
         slot.started_at = time.monotonic()

@@ -1,4 +1,8 @@
-"""The body of one task process: build the task, run it until SIGTERM, drain, exit."""
+"""The body of one task process: build the task, run it until SIGTERM, drain, exit.
+
+Every 0.5 s its main thread copies the worker's counters into the supervisor's shared arrays: the
+status counters, and the metrics block through :class:`~mqtt_kafka_sync.telemetry.probe.Probe`.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from typing import Protocol
 
 from mqtt_kafka_sync.config.model import ConnectorConfig, RelayConnectorConfig
 from mqtt_kafka_sync.runtime.logs import configure_logging
+from mqtt_kafka_sync.telemetry import registry
+from mqtt_kafka_sync.telemetry.probe import Probe
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +72,9 @@ def _worker(config: ConnectorConfig, index: int) -> tuple[Worker, str]:
 def task_main(
     config: ConnectorConfig,
     index: int,
+    *,
     stats: SynchronizedArray[int],
+    metrics: SynchronizedArray[float],
     log_level: int,
     drain_timeout: float,
 ) -> None:
@@ -76,13 +84,16 @@ def task_main(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
+    registry.enable()
     worker, reads = _worker(config, index)
+    probe = Probe(config, worker, metrics)
     _tune_gc()
     worker.start()
     announced = False
     while not stop.wait(0.5):
         snapshot = worker.snapshot()
         stats[:] = [snapshot[name] for name in STAT_FIELDS]
+        probe.write()
         if snapshot["subscribed"] and not announced:
             logger.info(
                 "%s task %d (pid %d) subscribed to %s",
@@ -97,3 +108,4 @@ def task_main(
     worker.drain(drain_timeout)
     snapshot = worker.snapshot()
     stats[:] = [snapshot[name] for name in STAT_FIELDS]
+    probe.write()

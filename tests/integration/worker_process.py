@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,8 +48,13 @@ def write_source_config(
 
 
 class WorkerProcess:
-    def __init__(self, config: Path, workdir: Path, label: str = "worker") -> None:
-        self.config = config
+    def __init__(
+        self, config: Path | Sequence[Path], workdir: Path, label: str = "worker", *, metrics_port: int = 0
+    ) -> None:
+        """``config``: one connector file or several; ``metrics_port``: ``run --metrics-port`` (0: off)."""
+        self.configs = [config] if isinstance(config, Path) else list(config)
+        self.config = self.configs[0]
+        self.metrics_port = metrics_port
         self.status_file = workdir / f"{label}.status.json"
         self.log_file = workdir / f"{label}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -65,7 +71,11 @@ class WorkerProcess:
                     "--log-level",
                     "INFO",
                     "run",
-                    str(self.config),
+                    *(str(c) for c in self.configs),
+                    "--metrics-port",
+                    str(self.metrics_port),
+                    "--metrics-host",
+                    "127.0.0.1",
                     "--status-file",
                     str(self.status_file),
                     "--drain-timeout",
@@ -88,7 +98,9 @@ class WorkerProcess:
     def wait_subscribed(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.proc is not None and self.proc.poll() is None, f"worker exited early:\n{self.log()}"
+            assert self.proc is not None
+            code = self.proc.poll()
+            assert code is None, f"worker exited early (exit code {code}):\n{self.log()}"
             tasks = self.status().get("tasks", [])
             if tasks and all(t["subscribed"] for t in tasks):
                 return

@@ -41,6 +41,8 @@ class FakeConsumer:
         self.stored: dict[TopicPartition, int] = {}
         self.closed = False
         self.subscribed = False
+        self.kafka_up = True
+        self.errors = 0
 
     def subscribe(self) -> None:
         self.subscribed = True
@@ -118,6 +120,7 @@ class FakeSink:
         self.produced: list[tuple[str, bytes, bytes | None, Any]] = []
         self._reports: list[Callable[[KafkaError | None, Any], None]] = []
         self.failing = False
+        self.errors = 0
 
     def produce(self, topic: str, value: bytes, key: bytes | None, headers: Any, on_delivery: Any) -> None:
         self.produced.append((topic, value, key, dict(headers)))

@@ -1,0 +1,55 @@
+"""A log filter for lines that repeat per message or per reconnect attempt: one per kind per minute.
+
+Normal operation logs nothing, and a failure logs a line when it starts; but some failures happen to
+every message (a topic refusing records) or to every reconnect attempt (librdkafka, several times a
+second per broker). Loggers of such lines get a :class:`RepeatFilter`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+
+_NUMBERS = re.compile(r"\d+")
+
+
+class RepeatFilter(logging.Filter):
+    """Lets one line of a kind through per ``interval`` seconds; the next says how many were held back.
+
+    librdkafka logs a failed connection on every reconnect attempt, several times a second per
+    broker while Kafka is away: without this a Kafka restart writes thousands of lines. Lines of
+    one kind differ only in numbers ("after 0ms", "after 1ms"), so digits are ignored when comparing.
+    """
+
+    MAX_KINDS = 1000
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._interval = interval
+        self._clock = clock
+        self._seen: dict[tuple[int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        key = (record.levelno, _NUMBERS.sub("#", message))
+        now = self._clock()
+        last, held = self._seen.get(key, (-self._interval, 0))
+        if now - last < self._interval:
+            self._seen[key] = (last, held + 1)
+            return False
+        if len(self._seen) >= self.MAX_KINDS:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        if held:
+            record.msg, record.args = f"{message} ({held} similar lines held back)", ()
+        return True
+
+
+def per_record_logger(name: str) -> logging.Logger:
+    """``<name>.records``: the logger for lines written per message or record, filtered."""
+    log = logging.getLogger(f"{name}.records")
+    if not any(isinstance(f, RepeatFilter) for f in log.filters):
+        log.addFilter(RepeatFilter())
+    return log

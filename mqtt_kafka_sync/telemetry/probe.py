@@ -1,0 +1,223 @@
+"""Task side of the metrics: read the worker's counters and state into the task's shared block.
+
+The task process's stats loop (``runtime/task_process.py``) calls :meth:`Probe.write` every 0.5 s.
+It reads what the data paths already keep (plain attributes written by their own threads) and
+writes one array of doubles under the block's lock: the hot path never sees the metrics at all,
+beyond the counters it increments. NaN marks a gauge that has no value (no throttle attached).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from multiprocessing.sharedctypes import SynchronizedArray
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mqtt_kafka_sync.config.model import ConnectorConfig, RelayConnectorConfig
+from mqtt_kafka_sync.telemetry import catalog as c
+from mqtt_kafka_sync.telemetry import registry
+from mqtt_kafka_sync.telemetry.counters import Buckets, RouteCounters
+from mqtt_kafka_sync.telemetry.layout import Layout
+
+if TYPE_CHECKING:
+    from mqtt_kafka_sync.ingest.worker import IngestWorker
+    from mqtt_kafka_sync.relay.worker import RelayWorker
+
+logger = logging.getLogger(__name__)
+
+THROTTLED_SAMPLES = 2
+UNTHROTTLED_SAMPLES = 10
+"""Stats-loop samples (0.5 s) with acknowledgements held back / none held before logging a change."""
+
+
+class ThrottleView(Protocol):
+    """What metrics read of a lag throttle (``replay/throttle.py``: ``LagThrottle``).
+
+    The hook: an ingest worker with ``throttle.lag.groups`` keeps its throttle as ``worker.throttle``.
+    """
+
+    @property
+    def rate(self) -> float: ...
+    @property
+    def last_lag(self) -> int | None: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def last_decision(self) -> Any: ...
+
+
+class Probe:
+    def __init__(self, config: ConnectorConfig, worker: object, block: SynchronizedArray[float]) -> None:
+        self.layout = Layout(config)
+        self.config = config
+        self._block = block
+        self._fill: Callable[[list[float]], None]
+        if isinstance(config, RelayConnectorConfig):
+            self._fill = _RelayReader(self.layout, worker).fill
+        else:
+            self._fill = _IngestReader(self.layout, config.name, worker).fill
+
+    def values(self) -> list[float]:
+        out = [0.0] * self.layout.size
+        self._fill(out)
+        out[Layout.HEARTBEAT] = time.monotonic()
+        return out
+
+    def write(self) -> None:
+        self._block[:] = self.values()  # under the block's lock
+
+
+class _Common:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+
+    def routes(self, out: list[float], routes: dict[str, RouteCounters]) -> None:
+        # The layout puts a route's four series side by side: received, bytes, delivered, bytes.
+        layout = self.layout
+        for name, r in routes.items():
+            try:
+                base = layout.offset(c.RECEIVED_MESSAGES, route=name)
+            except KeyError:  # not a route of the config: cannot happen, and never fatal
+                base = layout.offset(c.RECEIVED_MESSAGES, route=c.UNROUTED)
+            out[base] += r.received
+            out[base + 1] += r.received_bytes
+            out[base + 2] += r.delivered
+            out[base + 3] += r.delivered_bytes
+
+    def reasons(self, out: list[float], by_reason: dict[str, int]) -> None:
+        for reason, count in by_reason.items():
+            try:
+                offset = self.layout.offset(c.DEAD_LETTERS, reason=reason)
+            except KeyError:
+                offset = self.layout.offset(c.DEAD_LETTERS, reason=c.OTHER)
+            out[offset] += count
+
+    def put(self, out: list[float], metric: c.MetricDef, value: float, **labels: str) -> None:
+        out[self.layout.offset(metric, **labels)] = value
+
+    def histogram(self, out: list[float], metric: c.MetricDef, buckets: Buckets) -> None:
+        offset = self.layout.offset(metric)
+        counts = list(buckets.counts)
+        for i, n in enumerate(counts):
+            out[offset + i] += n
+        out[offset + len(counts)] += buckets.sum
+
+
+class _IngestReader(_Common):
+    def __init__(self, layout: Layout, connector: str, worker: object) -> None:
+        super().__init__(layout)
+        self.connector = connector
+        self.worker: IngestWorker = worker  # type: ignore[assignment]
+        self._warned = False
+        self._throttled = False
+        self._held_samples = 0
+        self._free_samples = 0
+
+    def fill(self, out: list[float]) -> None:
+        task = self.worker.task
+        retried = refused = awaiting = 0
+        for tracked in registry.ingest_pipelines(self.connector):
+            stats = tracked.stats
+            self.routes(out, stats.routes.copy())
+            self.reasons(out, stats.dlq_by_reason.copy())
+            retried += stats.retried
+            refused += stats.dead_letter_refused
+            self.histogram(out, c.KAFKA_DELIVERY_LATENCY, stats.delivery_latency)
+            self.histogram(out, c.END_TO_END_LATENCY, tracked.end_to_end)
+            tracker = tracked.tracker()
+            if tracker is not None:
+                awaiting += tracker.in_flight
+        self.put(out, c.ERRORS, retried, reason="kafka-retried")
+        self.put(out, c.ERRORS, refused, reason="dead-letter-refused")
+        self.put(out, c.ERRORS, task.sink.errors, reason="kafka-client")
+        subscriber = task.subscriber
+        self.put(out, c.MQTT_CONNECTED, float(subscriber.wait_connected(0)))
+        self.put(out, c.SUBSCRIBED, float(subscriber.subscribed))
+        self.put(out, c.KAFKA_CONNECTED, float(task.sink.kafka_up))
+        self.put(out, c.MQTT_RECONNECTS, subscriber.reconnects)
+        self.put(out, c.IN_FLIGHT, awaiting, stage="awaiting-kafka")
+        held = task.pacer.held if task.pacer is not None else 0
+        self.put(out, c.IN_FLIGHT, held, stage="held-by-throttle")
+        if self.layout.throttled:
+            throttle: ThrottleView | None = getattr(self.worker, "throttle", None)
+            self.throttle(out, throttle)
+            self._log_throttled(held, throttle)
+
+    def _log_throttled(self, held: int, throttle: ThrottleView | None) -> None:
+        """One line when the throttle starts holding acknowledgements back (1 s running), one when
+        it has let everything go for 5 s."""
+        if held:
+            self._held_samples, self._free_samples = self._held_samples + 1, 0
+        else:
+            self._held_samples, self._free_samples = 0, self._free_samples + 1
+        if not self._throttled and self._held_samples >= THROTTLED_SAMPLES:
+            self._throttled = True
+            rate = throttle.rate if throttle is not None else math.nan
+            lag = throttle.last_lag if throttle is not None else None
+            logger.warning(
+                "%s: throttled by consumer lag %s: acknowledging %.0f messages/s, %d held back",
+                self.connector,
+                lag,
+                rate,
+                held,
+            )
+        elif self._throttled and self._free_samples >= UNTHROTTLED_SAMPLES:
+            self._throttled = False
+            logger.warning("%s: no longer throttled", self.connector)
+
+    def throttle(self, out: list[float], throttle: ThrottleView | None) -> None:
+        if throttle is None:
+            if not self._warned:
+                logger.warning(
+                    "%s: throttle.lag.groups is set but the worker exposes no throttle; "
+                    "throttle metrics stay empty",
+                    self.connector,
+                )
+                self._warned = True
+            for series in self.layout.series:
+                if series.metric.name.startswith(c.PREFIX + "throttle_"):
+                    out[series.offset] = math.nan
+            return
+        lag = throttle.last_lag
+        decision = throttle.last_decision
+        action = getattr(decision, "action", None)
+        self.put(out, c.THROTTLE_RATE, throttle.rate)
+        self.put(out, c.THROTTLE_LAG, math.nan if lag is None else lag)
+        self.put(out, c.THROTTLE_ENFORCING, float(throttle.mode == "enforce"))
+        for name in c.THROTTLE_ACTIONS:
+            value = math.nan if action is None else float(action == name)
+            self.put(out, c.THROTTLE_DECISION, value, action=name)
+
+
+class _RelayReader(_Common):
+    def __init__(self, layout: Layout, worker: object) -> None:
+        super().__init__(layout)
+        self.worker: RelayWorker = worker  # type: ignore[assignment]
+
+    def fill(self, out: list[float]) -> None:
+        task = self.worker.task
+        stats = task.stats
+        self.routes(out, stats.routes.copy())
+        self.reasons(out, stats.dlq_by_reason.copy())
+        self.put(out, c.ERRORS, stats.dead_letter_refused, reason="dead-letter-refused")
+        self.put(out, c.ERRORS, stats.republished, reason="mqtt-republished")
+        self.put(out, c.ERRORS, stats.stalls, reason="mqtt-stalled")
+        self.put(out, c.ERRORS, task.kafka_errors, reason="kafka-client")
+        self.put(out, c.MQTT_CONNECTED, float(task.mqtt_connected))
+        self.put(out, c.SUBSCRIBED, float(task.in_group))
+        self.put(out, c.KAFKA_CONNECTED, float(task.kafka_connected))
+        self.put(out, c.MQTT_RECONNECTS, stats.outages)
+        self.put(out, c.IN_FLIGHT, task.buffered, stage="buffered")
+        self.put(out, c.IN_FLIGHT, _unfinished(task.tracker.unfinished), stage="awaiting-ack")
+
+
+def _unfinished(read: Callable[[], int]) -> float:
+    """The relay thread may change its partitions while we count (a rebalance): try again."""
+    for _ in range(3):
+        try:
+            return float(read())
+        except RuntimeError:
+            continue
+    return math.nan

@@ -1,0 +1,90 @@
+"""What ``mqtt-kafka-sync run`` adds to the supervisor: the metrics port, OTLP export, lag reads.
+
+The supervisor owns the task slots; it gives this service a function returning their snapshots.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from mqtt_kafka_sync.config.model import ConnectorConfig
+from mqtt_kafka_sync.telemetry.exporter import Exporter, TelemetrySettings
+from mqtt_kafka_sync.telemetry.http import MetricsServer
+from mqtt_kafka_sync.telemetry.lag import LagPoint, LagPoller
+from mqtt_kafka_sync.telemetry.shared import TaskSnapshot
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_TTL_S = 0.25
+"""One scrape runs a callback per metric; they share one copy of the blocks."""
+
+
+class TelemetryService:
+    def __init__(
+        self,
+        settings: TelemetrySettings,
+        configs: Sequence[ConnectorConfig],
+        snapshots: Callable[[], list[TaskSnapshot]],
+        child_setup: Callable[[], None],
+    ) -> None:
+        """``child_setup``: run first in the lag reader process (logging); must be picklable."""
+        self.settings = settings
+        self._read = snapshots
+        self._cache: tuple[float, list[TaskSnapshot]] = (-1.0, [])
+        self._lock = threading.Lock()
+        self.stopping = False
+        self.lag = LagPoller(configs, settings.lag_interval_s, child_setup)
+        self.exporter = Exporter(self, settings)
+        self.server: MetricsServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Bind the port (raises TelemetryError when taken), then serve and read lag in the background."""
+        if self.settings.port:
+            self.server = MetricsServer(
+                self.settings.host, self.settings.port, self.exporter.scrape, self.readiness
+            )
+            self._thread = threading.Thread(
+                target=self.server.serve_forever, name="metrics-http", daemon=True
+            )
+            self._thread.start()
+            logger.info("metrics on http://%s:%d/metrics", self.settings.host, self.server.port)
+        self.lag.start()
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        self.lag.stop()
+        self.exporter.shutdown()
+
+    # -- Source ---------------------------------------------------------------------------------
+    def snapshots(self) -> list[TaskSnapshot]:
+        with self._lock:
+            at, cached = self._cache
+            now = time.monotonic()
+            if now - at > SNAPSHOT_TTL_S:
+                cached = self._read()
+                self._cache = (now, cached)
+            return cached
+
+    def lag_points(self) -> list[LagPoint]:
+        return self.lag.points()
+
+    # -- /readyz --------------------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, str]:
+        if self.stopping:
+            return False, "stopping\n"
+        lines = []
+        now = time.monotonic()
+        for snap in self._read():
+            problems = snap.problems(now)
+            if problems:
+                lines.append(f"{snap.name}: {', '.join(problems)}")
+        if lines:
+            return False, "not ready:\n" + "\n".join(lines) + "\n"
+        return True, "ready\n"

@@ -1,0 +1,85 @@
+"""Supervisor side of a task's shared-memory block: read it, judge readiness, survive restarts.
+
+The block (``multiprocessing.Array('d')`` with its lock) is created here, handed to the task process
+at start, and written by the task's :class:`~mqtt_kafka_sync.telemetry.probe.Probe` every 0.5 s.
+When a task process dies, :meth:`TaskMetrics.retire` adds its counters and histograms to a base kept
+here and zeroes the block, so the next process of the slot starts from zero and the totals the
+supervisor exports never go down (what a crashed task counted in its last half second is lost).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from multiprocessing.context import SpawnContext
+from multiprocessing.sharedctypes import SynchronizedArray
+
+from mqtt_kafka_sync.config.model import ConnectorConfig
+from mqtt_kafka_sync.telemetry import catalog as c
+from mqtt_kafka_sync.telemetry.layout import Layout
+
+STALE_S = 5.0
+"""A task whose block is older than this (its stats loop stuck) is not ready."""
+
+
+@dataclass(frozen=True)
+class TaskSnapshot:
+    """One task at one moment, as metrics and /readyz see it."""
+
+    name: str
+    """``<connector>/task-<i>``"""
+    labels: dict[str, str]
+    layout: Layout
+    values: list[float]
+    alive: bool
+    restarts: int
+
+    def value(self, metric: c.MetricDef, **labels: str) -> float:
+        return self.values[self.layout.offset(metric, **labels)]
+
+    def problems(self, now: float | None = None) -> list[str]:
+        """Why this task is not ready; empty when it is."""
+        if not self.alive:
+            return ["process not running"]
+        now = time.monotonic() if now is None else now
+        if now - self.values[Layout.HEARTBEAT] > STALE_S:
+            return ["not reporting (starting, or stuck)"]
+        found = []
+        if self.value(c.MQTT_CONNECTED) != 1:
+            found.append("MQTT not connected")
+        elif self.value(c.SUBSCRIBED) != 1:
+            found.append("not in its consumer group" if self.layout.relay else "MQTT not subscribed")
+        if self.value(c.KAFKA_CONNECTED) != 1:
+            found.append("no Kafka broker connection")
+        return found
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems()
+
+
+class TaskMetrics:
+    def __init__(self, config: ConnectorConfig, index: int, ctx: SpawnContext) -> None:
+        self.layout = Layout(config)
+        self.block: SynchronizedArray[float] = ctx.Array("d", self.layout.size)
+        self.name = f"{config.name}/task-{index}"
+        self.labels = {"connector": config.name, "task": str(index)}
+        self._mask = self.layout.cumulative_mask()
+        self._base = [0.0] * self.layout.size
+
+    def read(self) -> list[float]:
+        current = self.block[:]
+        return [b + v if m else v for b, v, m in zip(self._base, current, self._mask, strict=True)]
+
+    def retire(self) -> None:
+        """The task process is gone: keep what it counted, clear its gauges and heartbeat."""
+        with self.block.get_lock():
+            current = self.block[:]
+            self.block[:] = [0.0] * self.layout.size
+        for i, (value, cumulative) in enumerate(zip(current, self._mask, strict=True)):
+            if cumulative and not math.isnan(value):
+                self._base[i] += value
+
+    def snapshot(self, alive: bool, restarts: int) -> TaskSnapshot:
+        return TaskSnapshot(self.name, self.labels, self.layout, self.read(), alive, restarts)
