@@ -336,7 +336,12 @@ class MqttSubscriber:
                     sock.settimeout(5.0)
                     sock.sendall(out)
                     return
-                self._keepalive(out, reading=not self._paused and self._unacked < s.receive_maximum)
+                # Our own flow control: Mosquitto 2.0 re-opens a whole Receive Maximum window on every
+                # PUBACK, so stop reading once that many messages are unacknowledged (TCP back-pressure
+                # keeps the rest on the broker). After _resume_window, held-back packets remain only
+                # when the window is full, so this also covers them.
+                reading = self._window_open()
+                self._keepalive(out, reading=reading)
                 if out:
                     try:
                         sent = sock.send(out)
@@ -344,12 +349,6 @@ class MqttSubscriber:
                         sent = 0
                     del out[:sent]
                     self._last_sent = time.monotonic()
-                # Our own flow control: Mosquitto 2.0 re-opens a whole Receive Maximum window on every
-                # PUBACK, so stop reading once that many messages are unacknowledged (TCP back-pressure
-                # keeps the rest on the broker).
-                reading = (
-                    not self._paused and self._unacked < s.receive_maximum and not self._reader.stopped_early
-                )
                 want = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if out else 0)
                 if want != registered:
                     registered = _reregister(sel, sock, registered, want)
@@ -382,9 +381,13 @@ class MqttSubscriber:
         self._reader.feed(data)
         self._take_packets(gen, out)
 
+    def _window_open(self) -> bool:
+        """Whether to take more messages: not paused, fewer than Receive Maximum unacknowledged."""
+        return not self._paused and self._unacked < self.settings.receive_maximum
+
     def _resume_window(self, gen: int, out: bytearray) -> None:
         """Once acknowledgements opened the window again, dispatch what it held back before."""
-        if self._reader.stopped_early and not self._paused and self._unacked < self.settings.receive_maximum:
+        if self._reader.stopped_early and self._window_open():
             self._take_packets(gen, out)
             self._collect_outgoing(gen, out)
 
