@@ -26,10 +26,9 @@ from typing import Any
 from loadtests.publisher import LoadSpec, generate
 from loadtests.run import Brokers, brokers
 from mqtt_kafka_sync.kafka.admin import ensure_topics
-from mqtt_kafka_sync.replay.lag import LagReader
 from mqtt_kafka_sync.sim.payload import device_ids
 from mqtt_kafka_sync.sim.verify import verify_topic
-from tests.integration.paced_consumer import PacedConsumer
+from tests.integration.paced_consumer import LagProbe, PacedConsumer
 from tests.integration.worker_process import WorkerProcess, write_source_config
 
 DEVICES = 1000
@@ -84,14 +83,14 @@ def burst(b: Brokers, args: argparse.Namespace, workdir: Path, *, throttled: boo
     print(f"[{'throttled' if throttled else 'unthrottled'}] queueing {total:,} messages on the broker...")
     generate(spec)
     reader = PacedConsumer(b.kafka_bootstrap, topic, group, args.consumer_rate, commit_ms=args.commit_ms)
-    lag = LagReader(b.kafka_bootstrap, [group], topics=lambda t: t == topic)
+    lag = LagProbe(b.kafka_bootstrap, group, topic)
     curve = Curve("throttled" if throttled else "unthrottled")
     worker = WorkerProcess(config, workdir, f"drain-{tag}").start()
     try:
         start = time.monotonic()
         while time.monotonic() - start < args.timeout:
             acked = worker.totals().get("acked", 0)
-            curve.points.append((time.monotonic() - start, lag.read_lag() or 0, acked))
+            curve.points.append((time.monotonic() - start, lag.read(), acked))
             if acked >= total and curve.drained_at is None:
                 curve.drained_at = time.monotonic() - start
             if curve.drained_at is not None and reader.consumed >= total:

@@ -4,6 +4,7 @@
     python -m loadtests.run latency --rate 10000
     python -m loadtests.run drain --messages 300000
     python -m loadtests.run payload | ladder | cardinality | tasks
+    python -m loadtests.run outage --outage 60  # RSS while Kafka is down for 60 s under 5,000/s
     python -m loadtests.run smoke             # tiny, for CI: asserts 0 lost, no speed claims
 
 Brokers: the local stack under ``.stack-load/`` on ports the OS picks (started and stopped here),
@@ -20,6 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -49,6 +51,8 @@ class Brokers:
     mqtt_port: int
     kafka_pid: int | None = None
     mqtt_pid: int | None = None
+    stack: LocalStack | None = None
+    """The local stack when this run started it (the outage scenario stops and starts its Kafka)."""
 
 
 @contextmanager
@@ -73,6 +77,7 @@ def brokers(args: argparse.Namespace) -> Iterator[Brokers]:
             stack.mqtt_port,
             stack.kafka.process.pid,
             stack.mosquitto.process.pid,
+            stack,
         )
     finally:
         stack.down()
@@ -89,16 +94,25 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def peak_rss_mb(pids: list[int]) -> float:
-    peak = 0
+def _status_kb(pids: list[int], field_name: str) -> list[int]:
+    values = []
     for pid in pids:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]))
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
         except FileNotFoundError:
             continue
-    return peak / 1024
+        values.extend(int(line.split()[1]) for line in lines if line.startswith(field_name))
+    return values
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    """The largest peak resident set (VmHWM) among ``pids``."""
+    return max(_status_kb(pids, "VmHWM:"), default=0) / 1024
+
+
+def rss_mb(pids: list[int]) -> float:
+    """The largest current resident set (VmRSS) among ``pids``."""
+    return max(_status_kb(pids, "VmRSS:"), default=0) / 1024
 
 
 @dataclass
@@ -184,6 +198,7 @@ def bridge_run(
             "tasks.max": tasks,
             "routes.telemetry.value.format": value_format,
             "mqtt.takeover.enabled": "false",
+            **PRODUCER_OVERRIDES,
         },
     )
     total = spec.devices * spec.messages_per_device
@@ -219,6 +234,74 @@ def bridge_run(
         latency_warmup_s=LATENCY_WARMUP_S,
     )
     return total / elapsed, report, costs
+
+
+def outage_run(b: Brokers, spec: LoadSpec, workdir: Path, *, outage_s: float, lead_s: float = 10.0) -> Row:
+    """Steady load through a Kafka outage: Kafka stops ``lead_s`` after the load starts and comes back
+    ``outage_s`` later. Prints the task's resident memory every 5 s; the row's RSS is the peak."""
+    if b.stack is None:
+        raise SystemExit("the outage scenario stops Kafka: it needs the local stack (no --bootstrap)")
+    tag = uuid.uuid4().hex[:6]
+    topic = f"load-{tag}"
+    ensure_topics(b.kafka_bootstrap, [topic, f"{topic}-dlq"], partitions=6)
+    root = spec.topic_template.split("/", 1)[0]
+    config = write_source_config(
+        workdir / f"{tag}.json",
+        b,
+        name=f"load-{tag}",
+        root=root,
+        topic=topic,
+        **{"mqtt.takeover.enabled": "false", **PRODUCER_OVERRIDES},
+    )
+    total = spec.devices * spec.messages_per_device
+    worker = WorkerProcess(config, workdir, f"worker-{tag}").start()
+    worker.wait_subscribed()
+    pids = worker.task_pids()
+    load = threading.Thread(target=generate, args=(spec,), daemon=True)
+    t0 = time.monotonic()
+    load.start()
+    curve: list[tuple[float, float, int, str]] = []
+    kafka = "up"
+    next_sample = 0.0
+    while worker.totals().get("acked", 0) < total and time.monotonic() - t0 < lead_s + outage_s + 600:
+        now = time.monotonic() - t0
+        if kafka == "up" and now >= lead_s:
+            b.stack.kafka.stop()
+            kafka = "down"
+        elif kafka == "down" and now >= lead_s + outage_s:
+            b.stack.kafka.start()
+            kafka = "up"
+        if now >= next_sample:
+            curve.append((now, rss_mb(pids), worker.totals().get("acked", 0), kafka))
+            next_sample += 5.0
+        time.sleep(0.2)
+    elapsed = time.monotonic() - t0
+    load.join(600)
+    worker.stop()
+    print(f"\n[outage] Kafka stopped at {lead_s:.0f} s for {outage_s:.0f} s; task RSS (MB) and acked:")
+    for t, mb, acked, state in curve:
+        print(f"  {t:6.1f} s  {mb:6.1f} MB  {acked:>9,}  kafka {state}")
+    report = verify_topic(
+        b.kafka_bootstrap,
+        topic,
+        dict.fromkeys(_device_ids(spec), spec.messages_per_device),
+        timeout_s=300,
+        idle_s=20,
+        topic_template=spec.topic_template,
+    )
+    during = [mb for t, mb, _a, state in curve if state == "down"]
+    return Row(
+        "outage",
+        f"kafka down {outage_s:.0f} s",
+        spec.rate,
+        total,
+        bridge_rate=total / elapsed,
+        lost=report.lost,
+        duplicated=report.duplicated,
+        out_of_order=report.out_of_order,
+        bridge_peak_rss_mb=peak_rss_mb(pids),
+        extra={"rss_mb_during_outage_max": max(during, default=0.0), "curve": curve},
+    )
 
 
 def _device_ids(spec: LoadSpec) -> list[str]:
@@ -327,7 +410,11 @@ def scenarios(args: argparse.Namespace, b: Brokers, workdir: Path) -> list[Row]:
                 with_baseline=False,
             )
         ],
-        "payload": lambda: [measure(b, name, f"{n} B", spec(size=n), workdir) for n in (64, 256, 1024, 8192)],
+        "payload": lambda: [
+            # the same bytes per step from 1 KB on: 8 KB messages go 1/8 as many
+            measure(b, name, f"{n} B", spec(size=n, per_device=_per_device(args, n)), workdir)
+            for n in (64, 256, 1024, 8192)
+        ],
         "ladder": lambda: [
             measure(
                 b,
@@ -343,12 +430,33 @@ def scenarios(args: argparse.Namespace, b: Brokers, workdir: Path) -> list[Row]:
             measure(b, name, f"{d:,} devices", spec(d, max(1, args.messages // d)), workdir)
             for d in (100, 10_000, 50_000)
         ],
+        "outage": lambda: [
+            outage_run(
+                b,
+                spec(
+                    rate=args.rate or 5_000,
+                    per_device=round((args.rate or 5_000) * (args.outage + 40) / 1000),
+                ),
+                workdir,
+                outage_s=args.outage,
+            )
+        ],
         "tasks": lambda: [
             measure(b, name, f"{t} task(s)", spec(), workdir, tasks=t, with_baseline=False) for t in (1, 2, 4)
         ],
     }
     rows: list[Row] = runs[name]()
     return rows
+
+
+SCENARIOS = ("smoke", "target", "latency", "drain", "payload", "ladder", "cardinality", "tasks", "outage")
+
+
+def _per_device(args: argparse.Namespace, size: int) -> int:
+    """Messages per device (of 1,000) for a payload step: ``--messages`` up to 1 KB, then fewer."""
+    return (
+        max(1, args.messages * min(1, 1024 / size) // 1000) if size > 1024 else max(1, args.messages // 1000)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -359,7 +467,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "scenario",
-        choices=["smoke", "target", "latency", "drain", "payload", "ladder", "cardinality", "tasks"],
+        choices=[
+            "smoke",
+            "target",
+            "latency",
+            "drain",
+            "payload",
+            "ladder",
+            "cardinality",
+            "tasks",
+            "outage",
+        ],
+    )
+    parser.add_argument(
+        "--outage", type=float, default=60.0, help="outage scenario: seconds Kafka stays down (default 60)"
     )
     parser.add_argument("--messages", type=int, default=300_000, help="messages per run (default 300,000)")
     parser.add_argument("--rate", type=float, default=0.0, help="offered messages/s (scenario default)")

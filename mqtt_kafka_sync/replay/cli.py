@@ -31,9 +31,10 @@ from mqtt_kafka_sync.replay.controller import ControllerSettings, Decision
 from mqtt_kafka_sync.replay.copier import Copier, Progress, ReplayResult, replay_consumer
 from mqtt_kafka_sync.replay.exceptions import ReplayError
 from mqtt_kafka_sync.replay.lag import LagReader, LagSnapshot, describe_partitions
+from mqtt_kafka_sync.replay.lag_process import IsolatedLagReader
 from mqtt_kafka_sync.replay.plan import RangeSpec, make_plan
 from mqtt_kafka_sync.replay.target import KafkaTarget
-from mqtt_kafka_sync.replay.throttle import FixedRateThrottle, LagThrottle, ThrottleLoop
+from mqtt_kafka_sync.replay.throttle import FixedRateThrottle, LagThrottle, ThrottleLoop, TopicTemplates
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 
@@ -293,8 +294,8 @@ def _run(
     line = ProgressLine(sys.stderr)
     if settings is not None:
         lag_throttle = LagThrottle(settings)
-        reader = LagReader(
-            target_bootstrap, args.throttle_group, topics=lambda t: t == checkpoint.plan.target
+        reader = IsolatedLagReader(
+            target_bootstrap, args.throttle_group, topics=TopicTemplates([checkpoint.plan.target])
         )
         loop = ThrottleLoop(
             lag_throttle, reader.read_lag, settings.interval, on_decision=line.decision, close=reader.close

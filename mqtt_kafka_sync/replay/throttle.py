@@ -32,7 +32,7 @@ from mqtt_kafka_sync.replay.controller import (
     TokenBucket,
 )
 from mqtt_kafka_sync.replay.exceptions import LagReadError
-from mqtt_kafka_sync.replay.lag import LagReader
+from mqtt_kafka_sync.replay.lag_process import IsolatedLagReader
 
 logger = logging.getLogger(__name__)
 
@@ -180,25 +180,31 @@ class ThrottleLoop:
                 logger.exception("throttle: lag sample failed; holding the rate")
 
 
-def topic_matcher(templates: Iterable[str]) -> Callable[[str], bool]:
+class TopicTemplates:
     """Whether a Kafka topic is one of ``templates`` could render (``site-{site}`` -> ``site-.+``).
 
-    The ingest only watches lag on topics it writes: throttling cannot shrink lag elsewhere.
+    A template without placeholders is a plain topic name. The ingest only watches lag on topics it
+    writes: throttling cannot shrink lag elsewhere. Picklable, so a lag reader process can take it.
     """
-    parts = []
-    for text in templates:
-        pieces = []
-        for literal, name, _spec, _conv in string.Formatter().parse(text):
-            pieces.append(re.escape(literal))
-            if name is not None:
-                pieces.append(".+")
-        parts.append("".join(pieces))
-    regex = re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
-    return lambda topic: regex is not None and regex.fullmatch(topic) is not None
+
+    def __init__(self, templates: Iterable[str]) -> None:
+        self.templates = tuple(templates)
+        parts = []
+        for text in self.templates:
+            pieces = []
+            for literal, name, _spec, _conv in string.Formatter().parse(text):
+                pieces.append(re.escape(literal))
+                if name is not None:
+                    pieces.append(".+")
+            parts.append("".join(pieces))
+        self._regex = re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
+
+    def __call__(self, topic: str) -> bool:
+        return self._regex is not None and self._regex.fullmatch(topic) is not None
 
 
-def route_topics(routes: Iterable[RouteConfig]) -> Callable[[str], bool]:
-    return topic_matcher(r.kafka_topic for r in routes)
+def route_topics(routes: Iterable[RouteConfig]) -> TopicTemplates:
+    return TopicTemplates(r.kafka_topic for r in routes)
 
 
 def ingest_throttle(
@@ -208,14 +214,20 @@ def ingest_throttle(
 
     ``tasks``: how many tasks share the connector's rates (``tasks.max``); each gets an even share
     of ``throttle.rate.min``, ``throttle.rate.max`` and ``throttle.step.max``. Lag is read for the
-    ``throttle.lag.groups`` on the topics the connector's routes write.
+    ``throttle.lag.groups`` on the topics the connector's routes write, by a reader in a child
+    process (``lag_process.py`` says why).
     """
     cfg = config.throttle
     if cfg is None:
         return None
     settings = controller_settings(cfg).share(1.0 / tasks)
     throttle = LagThrottle(settings, clock=clock)
-    reader = LagReader(config.kafka_bootstrap_servers, cfg.groups, topics=route_topics(config.routes))
+    reader = IsolatedLagReader(
+        config.kafka_bootstrap_servers,
+        cfg.groups,
+        topics=route_topics(config.routes),
+        name=f"lag-reader-{config.name}",
+    )
     loop = ThrottleLoop(
         throttle, reader.read_lag, cfg.interval_seconds, close=reader.close, name=f"throttle-{config.name}"
     )

@@ -8,6 +8,10 @@ import time
 
 from confluent_kafka import Consumer
 
+from mqtt_kafka_sync.replay.exceptions import LagReadError
+from mqtt_kafka_sync.replay.lag_process import IsolatedLagReader
+from mqtt_kafka_sync.replay.throttle import TopicTemplates
+
 
 class PacedConsumer:
     """Joins ``group``, reads ``topic`` at ``rate`` records/s in a thread, auto-commits every
@@ -45,3 +49,25 @@ class PacedConsumer:
         self._stop.set()
         self._thread.join(10)
         self._consumer.close()
+
+
+class LagProbe:
+    """The measuring side's lag of ``group`` on ``topic``, read as the worker reads it: in a child
+    process (a fresh broker can crash librdkafka's admin client, librdkafka#5040). A failed read
+    (e.g. "coordinator load in progress" right after a broker start) repeats the last value and is
+    counted in :attr:`failed`."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+        self._reader = IsolatedLagReader(bootstrap, [group], topics=TopicTemplates([topic]))
+        self.reads = self.failed = self.last = 0
+
+    def read(self) -> int:
+        self.reads += 1
+        try:
+            self.last = self._reader.read_lag() or 0
+        except LagReadError:
+            self.failed += 1
+        return self.last
+
+    def close(self) -> None:
+        self._reader.close()

@@ -1,0 +1,198 @@
+"""A :class:`~mqtt_kafka_sync.replay.lag.LagReader` in a child process: the throttle's lag source.
+
+librdkafka's admin client can crash the process it runs in: a NULL dereference when
+ListConsumerGroupOffsets meets NOT_COORDINATOR, e.g. for a group whose coordinator is still loading
+right after a broker start (librdkafka#5040, seen here with librdkafka 2.16). Reading lag inside an
+ingest task or a replay would let that crash take the data path with it. So the reads run in a
+child process of their own, one request at a time over a pipe::
+
+    reader = IsolatedLagReader(bootstrap, ["historian"], topics=TopicTemplates(["site-{site}"]))
+    lag = reader.read_lag()    # asks the child; raises LagReadError when it cannot answer
+    reader.close()
+
+A child that died (signal, exit) or does not answer in time is reported as a :class:`LagReadError`
+naming its exit code, and the next read starts a new one: the throttle holds its rate in between,
+exactly as when Kafka does not answer. A new child forgets the baselines the old one kept for
+partitions without a commit (see ``lag.py``): those count from the new child's first read.
+The child exits when its parent does (its end of the pipe closes, or it is a daemon process
+cleaned up at the parent's exit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import signal
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnProcess
+
+from mqtt_kafka_sync.replay.exceptions import LagReadError
+from mqtt_kafka_sync.replay.lag import LagReader, TopicFilter
+from mqtt_kafka_sync.runtime.logs import configure_logging
+
+logger = logging.getLogger(__name__)
+_ctx = multiprocessing.get_context("spawn")
+
+START_GRACE_S = 30.0
+"""Added to the first answer's deadline: a spawned child imports Python and confluent-kafka first."""
+
+
+def _signal_name(code: int | None) -> str:
+    if code is None or code >= 0:
+        return f"exit code {code}"
+    try:
+        return f"signal {signal.Signals(-code).name}"
+    except ValueError:
+        return f"signal {-code}"
+
+
+@dataclass(frozen=True)
+class _ReaderSpec:
+    """What the child builds its :class:`LagReader` from (pickled to it)."""
+
+    bootstrap: str
+    groups: tuple[str, ...]
+    topics: TopicFilter | None
+    timeout: float
+    log_level: int
+
+
+def _serve(conn: Connection, spec: _ReaderSpec) -> None:
+    """The child: answer each request with ``("lag", int | None)`` or ``("error", text)``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent
+    configure_logging(spec.log_level)
+    reader = LagReader(spec.bootstrap, spec.groups, topics=spec.topics, timeout=spec.timeout)
+    try:
+        while True:
+            try:
+                if conn.recv() is None:
+                    return
+            except (EOFError, OSError):  # the parent is gone
+                return
+            try:
+                answer: tuple[str, int | str | None] = ("lag", reader.read_lag())
+            except LagReadError as exc:
+                answer = ("error", str(exc))
+            try:
+                conn.send(answer)
+            except OSError:
+                return
+    finally:
+        reader.close()
+
+
+class IsolatedLagReader:
+    """``read_lag`` of a :class:`LagReader` that lives in a child process (started on first use).
+
+    ``topics`` must be picklable (e.g. :class:`~mqtt_kafka_sync.replay.throttle.TopicTemplates`),
+    since the child builds its reader from it. Safe to call from several threads (one at a time).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        groups: Sequence[str],
+        *,
+        topics: TopicFilter | None = None,
+        timeout: float = 10.0,
+        name: str = "lag-reader",
+    ) -> None:
+        if not groups:
+            raise ValueError("name at least one consumer group")
+        self.bootstrap = bootstrap
+        self.groups = tuple(dict.fromkeys(groups))
+        self._topics = topics
+        self._timeout = timeout
+        self._name = name
+        self._lock = threading.Lock()
+        self._process: SpawnProcess | None = None
+        self._conn: Connection | None = None
+        self._closed = False
+        self.started = 0
+        """Children started so far (more than one: after a crash or a hang)."""
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid while one runs."""
+        return self._process.pid if self._process is not None else None
+
+    def read_lag(self) -> int | None:
+        """The largest group total now (see :meth:`LagReader.read_lag`); raises :class:`LagReadError`
+        when Kafka does not answer, or the child died or hung (a new one answers the next call)."""
+        with self._lock:
+            if self._closed:
+                raise LagReadError("the lag reader is closed")
+            conn = self._conn
+            fresh = conn is None
+            if conn is None:
+                conn = self._start()
+            # A read makes about five admin requests, each bounded by the timeout.
+            deadline = 5 * self._timeout + (START_GRACE_S if fresh else 0.0)
+            try:
+                conn.send(True)
+                if not conn.poll(deadline):
+                    self._discard(kill=True)
+                    raise LagReadError(
+                        f"lag reader process gave no answer in {deadline:.0f}s; starting a new one"
+                    )
+                kind, value = conn.recv()
+            except (EOFError, OSError):
+                code = self._discard(kill=False)
+                raise LagReadError(
+                    f"lag reader process died ({_signal_name(code)}); starting a new one"
+                ) from None
+        if kind == "error":
+            raise LagReadError(str(value))
+        return value if isinstance(value, int) else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                with contextlib.suppress(OSError):
+                    self._conn.send(None)
+            self._discard(kill=False, wait=2.0)
+
+    # -- internals --------------------------------------------------------------------------------
+    def _start(self) -> Connection:
+        parent, child = _ctx.Pipe(duplex=True)
+        process = _ctx.Process(
+            target=_serve,
+            args=(
+                child,
+                _ReaderSpec(
+                    self.bootstrap,
+                    self.groups,
+                    self._topics,
+                    self._timeout,
+                    logging.getLogger().getEffectiveLevel(),
+                ),
+            ),
+            name=self._name,
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        self.started += 1
+        self._process, self._conn = process, parent
+        return parent
+
+    def _discard(self, *, kill: bool, wait: float = 5.0) -> int | None:
+        """Forget the child (killing it if asked); its exit code if it ended."""
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if conn is not None:
+            conn.close()
+        if process is None:
+            return None
+        if kill and process.is_alive():
+            process.kill()
+        process.join(wait)
+        if process.is_alive():
+            process.kill()
+            process.join(wait)
+        return process.exitcode
