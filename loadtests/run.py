@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +62,11 @@ def brokers(args: argparse.Namespace) -> Iterator[Brokers]:
         host, port = args.mqtt_uri.split("://")[1].rsplit(":", 1)
         yield Brokers(args.bootstrap, args.mqtt_uri, host, int(port))
         return
-    stack = LocalStack(
-        repo_root() / ".stack-load",
-        kafka_port=0,
-        controller_port=0,
-        mqtt_port=0,
-        libs_dir=repo_root() / ".stack" / "kafka" / "libs",
-    )
+    # A fresh Kafka and Mosquitto every run: topics of earlier runs slow a broker's start and
+    # restart (hundreds of partitions to load) and add background work to what is measured.
+    root = repo_root() / ".stack-load"
+    shutil.rmtree(root, ignore_errors=True)
+    stack = LocalStack.ephemeral(root, libs_dir=repo_root() / ".stack" / "kafka" / "libs")
     stack.up()
     try:
         yield Brokers(
@@ -177,8 +176,13 @@ def bridge_run(
     tasks: int = 1,
     value_format: str = "bytes",
     backlog: bool = False,
+    warmup_s: float = 0.0,
 ) -> tuple[float, VerifyReport, dict[str, float]]:
-    """Run the real ``mqtt-kafka-sync run`` against ``spec``'s load; returns (msg/s, report, costs)."""
+    """Run the real ``mqtt-kafka-sync run`` against ``spec``'s load; returns (msg/s, report, costs).
+
+    ``warmup_s``: first offer the same load for that long through the same worker, topic and
+    brokers (JIT-compiling Kafka's request path, filling caches), then measure; the report only
+    reads records Kafka appended after the warm-up."""
     tag = uuid.uuid4().hex[:6]
     root = spec.topic_template.split("/", 1)[0]
     topic = f"load-{tag}"
@@ -209,13 +213,23 @@ def bridge_run(
         generate(spec)
         worker = WorkerProcess(config, workdir, f"worker-{tag}-drain").start()
         worker.wait_subscribed()
+    warm = 0
+    since_ms: int | None = None
+    if warmup_s > 0 and not backlog:
+        per_device = max(1, round(spec.rate * warmup_s / spec.devices))
+        warm = per_device * spec.devices
+        generate(replace(spec, messages_per_device=per_device))
+        while worker.totals().get("acked", 0) < warm:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        since_ms = int(time.time() * 1000)
     pids = worker.task_pids()
     broker_pids = [p for p in (b.mqtt_pid, b.kafka_pid) if p]
     cpu0 = [cpu_seconds(pids), *(cpu_seconds([p]) for p in broker_pids)]
     t0 = time.monotonic()
     if not backlog:
         generate(spec)
-    while worker.totals().get("acked", 0) < total and time.monotonic() - t0 < 600:
+    while worker.totals().get("acked", 0) < warm + total and time.monotonic() - t0 < 600:
         time.sleep(0.05)
     elapsed = time.monotonic() - t0
     cpu1 = [cpu_seconds(pids), *(cpu_seconds([p]) for p in broker_pids)]
@@ -231,6 +245,7 @@ def bridge_run(
         timeout_s=300,
         idle_s=20,
         topic_template=spec.topic_template,
+        since_ms=since_ms,
         latency_warmup_s=LATENCY_WARMUP_S,
     )
     return total / elapsed, report, costs
@@ -321,10 +336,11 @@ def measure(
     value_format: str = "bytes",
     backlog: bool = False,
     with_baseline: bool = True,
+    warmup_s: float = 0.0,
 ) -> Row:
     base = baseline(b, spec) if with_baseline else 0.0
     rate, report, costs = bridge_run(
-        b, spec, workdir, tasks=tasks, value_format=value_format, backlog=backlog
+        b, spec, workdir, tasks=tasks, value_format=value_format, backlog=backlog, warmup_s=warmup_s
     )
     lat = report.latency
     return Row(
@@ -396,6 +412,7 @@ def scenarios(args: argparse.Namespace, b: Brokers, workdir: Path) -> list[Row]:
                 workdir,
                 value_format=fmt,
                 with_baseline=False,
+                warmup_s=args.warmup,
             )
         ],
         "drain": lambda: [
@@ -454,9 +471,8 @@ SCENARIOS = ("smoke", "target", "latency", "drain", "payload", "ladder", "cardin
 
 def _per_device(args: argparse.Namespace, size: int) -> int:
     """Messages per device (of 1,000) for a payload step: ``--messages`` up to 1 KB, then fewer."""
-    return (
-        max(1, args.messages * min(1, 1024 / size) // 1000) if size > 1024 else max(1, args.messages // 1000)
-    )
+    per: int = args.messages // 1000
+    return max(1, per * 1024 // size if size > 1024 else per)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -467,17 +483,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "scenario",
-        choices=[
-            "smoke",
-            "target",
-            "latency",
-            "drain",
-            "payload",
-            "ladder",
-            "cardinality",
-            "tasks",
-            "outage",
-        ],
+        choices=SCENARIOS,
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="latency scenario: offer the same load this long before measuring (default 0)",
     )
     parser.add_argument(
         "--outage", type=float, default=60.0, help="outage scenario: seconds Kafka stays down (default 60)"

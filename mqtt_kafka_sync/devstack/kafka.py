@@ -120,6 +120,7 @@ class KafkaProcess:
         return [
             java,
             *JVM_OPTIONS,
+            f"-Xlog:gc:file={self.logs_dir / 'gc.log'}:uptime:filecount=2,filesize=10M",
             f"-Dkafka.logs.dir={self.logs_dir}",
             f"-Dlog4j2.configurationFile={compose_file('kafka', 'log4j2.yaml')}",
             "-cp",
