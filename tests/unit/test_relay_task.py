@@ -16,6 +16,7 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, Message
 from mqtt_kafka_sync.config.model import RelayRouteConfig
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.relay import task as task_module
+from mqtt_kafka_sync.relay import window as window_module
 from mqtt_kafka_sync.relay.dead_letter import DeadLetters
 from mqtt_kafka_sync.relay.offsets import TopicPartition
 from mqtt_kafka_sync.relay.publisher import Acked, Connected, Disconnected
@@ -406,7 +407,7 @@ def test_commands_never_acknowledged_on_a_live_connection_are_reported(
     h.kafka.assign(P0)
     h.feed(P0)
     h.steps()
-    h.skew += task_module.STALL_S - 1
+    h.skew += window_module.STALL_S - 1
     h.steps()
     assert "none of 1 commands in flight" not in caplog.text
     h.skew += 2
