@@ -84,6 +84,7 @@ def _register_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     )
     replay.add_argument(
         "--bootstrap",
+        metavar="SERVERS",
         help="Kafka of --source (default: with --to-mqtt the connector's kafka.bootstrap.servers, "
         f"else $KAFKA_BOOTSTRAP_SERVERS or {DEFAULT_BOOTSTRAP})",
     )
@@ -150,8 +151,8 @@ def _register_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         action="append",
         default=[],
         metavar="TOPIC",
-        help="topic whose lag counts (repeatable; default --target; required with --to-mqtt, e.g. the "
-        "topic the devices' answers are ingested into)",
+        help="topic whose lag counts (repeatable; default --target; with --to-mqtt name them, e.g. "
+        "the topic the devices' answers are ingested into)",
     )
     throttle.add_argument(
         "--lag-high", type=int, metavar="N", help="high mark, records (required with a group)"
