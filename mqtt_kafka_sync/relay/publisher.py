@@ -73,6 +73,19 @@ class Acked:
 MqttEvent = Connected | Refused | Disconnected | Acked
 
 
+def take_events(events: queue.SimpleQueue[object], timeout: float) -> list[object]:
+    """Every event queued now, waiting up to ``timeout`` seconds for the first; [] when none came."""
+    try:
+        taken = [events.get(timeout=timeout) if timeout > 0 else events.get_nowait()]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            taken.append(events.get_nowait())
+        except queue.Empty:
+            return taken
+
+
 @dataclass(frozen=True)
 class PublisherSettings:
     host: str

@@ -36,6 +36,7 @@ from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.relay.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.relay.offsets import OffsetTracker, Pending
 from mqtt_kafka_sync.relay.offsets import TopicPartition as TP
+from mqtt_kafka_sync.relay.publisher import take_events
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.relay.window import Answer, Publisher, PublishWindow
 from mqtt_kafka_sync.telemetry.catalog import UNROUTED
@@ -220,16 +221,11 @@ class RelayTask:
     # -- events -----------------------------------------------------------------------------------
     def _handle_events(self, timeout: float) -> None:
         self._dead_letters.poll()
-        try:
-            event = self._events.get(timeout=timeout) if timeout > 0 else self._events.get_nowait()
-        except queue.Empty:
+        events = take_events(self._events, timeout)
+        if not events:
             return
-        while True:
+        for event in events:
             self._handle(event)
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                break
         self._consumer.flush_stores()
         self._window.settle()
 

@@ -58,7 +58,7 @@ from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.producer import KafkaSink, producer_config
 from mqtt_kafka_sync.relay.dead_letter import DeadLetter, DeadLettered, DeadLetters
-from mqtt_kafka_sync.relay.publisher import MqttPublisher, PublisherSettings, Refused
+from mqtt_kafka_sync.relay.publisher import MqttPublisher, PublisherSettings, Refused, take_events
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.relay.window import Answer, Publisher, PublishWindow
 from mqtt_kafka_sync.replay.exceptions import ReplayError
@@ -231,19 +231,13 @@ class MqttTarget:
 
     def _take_events(self, timeout: float) -> None:
         self._dead_letters.poll()
-        try:
-            event = self._events.get(timeout=timeout) if timeout > 0 else self._events.get_nowait()
-        except queue.Empty:
-            return
-        while not self._failed:
+        for event in take_events(self._events, timeout):
+            if self._failed:
+                return
             if isinstance(event, DeadLettered):
                 self._dead_lettered(event)
             elif (answer := self._window.handle(event)) is not None:
                 self._answered(answer)
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                break
         self._window.settle()
 
     def _answered(self, answer: Answer[Done]) -> None:
