@@ -11,6 +11,7 @@ topic, order per device, and, after kill -9 and a resume, missing and duplicated
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -378,3 +379,41 @@ def test_unreachable_longer_than_the_stall_timeout_stops_and_the_same_command_re
     finally:
         subscriber.close()
         proxy.close()
+
+
+def test_ctrl_c_stops_after_the_last_acknowledgement_and_the_resume_repeats_nothing(
+    brokers: Any, tmp_path: Path
+) -> None:
+    scenario = ReplayScenario(brokers, tmp_path)
+    scenario.numbered(1, 60)  # 3,000 commands
+    originals = scenario.originals()
+    subscriber = Subscriber(brokers, f"{scenario.root}/#")
+    try:
+        first = subprocess.Popen(
+            scenario.command("--checkpoint", "cp.json", "--rate-max", "500"),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while subscriber.count() < 500:
+                assert first.poll() is None and time.monotonic() < deadline, "the replay published nothing"
+                time.sleep(0.1)
+            first.send_signal(signal.SIGINT)
+            out, _ = first.communicate(timeout=30)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait(10)
+        assert first.returncode == 130, out
+        assert re.search(r"stopped at [\d,]+ of 3,000; run the same command again to resume", out), out
+        resumed = scenario.replay("--checkpoint", "cp.json")
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert re.search(r"resuming: [\d,]+ done; up to 0 records", resumed.stdout), resumed.stdout
+        messages = subscriber.wait(len(originals))
+        copies = _check_messages(scenario, messages, originals)
+        assert set(copies) == set(originals) and len(messages) == len(originals), "repeated or missing"
+    finally:
+        subscriber.close()
