@@ -4,7 +4,8 @@ The dead-letter record keeps the command's key, value and headers and adds ``dlq
 :class:`~mqtt_kafka_sync.errors.CommandError` reason), ``dlq.detail``, ``dlq.connector``,
 ``kafka.topic``, ``kafka.partition``, ``kafka.offset`` and, when one was rendered, ``mqtt.topic``.
 The relay thread serves the producer's delivery reports (:meth:`DeadLetters.poll`); each becomes a
-:class:`DeadLettered` event, and only then may the record's offset be stored.
+:class:`DeadLettered` event, and only then may the record's offset be stored. The replay's MQTT
+target dead-letters through the same class, and confirms the record to its checkpoint then.
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ import logging
 import queue
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from confluent_kafka import KafkaError, Message
 
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.producer import DeliveryCallback, Headers
-from mqtt_kafka_sync.relay.offsets import Pending
 from mqtt_kafka_sync.relay.routes import kafka_headers
 
 logger = logging.getLogger(__name__)
 
 LOG_EVERY_S = 60.0
+
+P = TypeVar("P")
+"""What the sender needs back with the answer (the relay: the record's place in its offset tracker)."""
 
 
 class Sink(Protocol):
@@ -43,9 +46,9 @@ class Sink(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(Generic[P]):
     record: Message
-    pending: Pending
+    pending: P
     error: CommandError
 
 
@@ -53,7 +56,7 @@ class DeadLetter:
 class DeadLettered:
     """The dead-letter topic's answer for ``letter``: ``error`` None when Kafka has it."""
 
-    letter: DeadLetter
+    letter: DeadLetter[Any]
     error: KafkaError | None
 
 
@@ -65,7 +68,7 @@ class DeadLetters:
         self._events = events
         self._logged: dict[str, tuple[float, int]] = {}
 
-    def send(self, letter: DeadLetter) -> None:
+    def send(self, letter: DeadLetter[Any]) -> None:
         record, error = letter.record, letter.error
         self._log(letter)
         headers: Headers = [
@@ -96,7 +99,7 @@ class DeadLetters:
         """Flush the producer; returns the records still unconfirmed."""
         return self._sink.close(timeout)
 
-    def _log(self, letter: DeadLetter) -> None:
+    def _log(self, letter: DeadLetter[Any]) -> None:
         """One line per reason and minute, naming the record; the rest are counted in that line."""
         reason = letter.error.reason
         now = time.monotonic()
@@ -120,7 +123,7 @@ class DeadLetters:
 class _Report:
     __slots__ = ("_events", "_letter")
 
-    def __init__(self, events: queue.SimpleQueue[object], letter: DeadLetter) -> None:
+    def __init__(self, events: queue.SimpleQueue[object], letter: DeadLetter[Any]) -> None:
         self._events = events
         self._letter = letter
 

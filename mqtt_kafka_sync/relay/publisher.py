@@ -19,7 +19,7 @@ import queue
 import socket
 import struct
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, Client, ConnectFlags, DisconnectFlags
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -29,6 +29,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.relay.routes import Command
+
+if TYPE_CHECKING:
+    from mqtt_kafka_sync.config.model import RelayConnectorConfig
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,19 @@ class Acked:
 MqttEvent = Connected | Refused | Disconnected | Acked
 
 
+def take_events(events: queue.SimpleQueue[object], timeout: float) -> list[object]:
+    """Every event queued now, waiting up to ``timeout`` seconds for the first; [] when none came."""
+    try:
+        taken = [events.get(timeout=timeout) if timeout > 0 else events.get_nowait()]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            taken.append(events.get_nowait())
+        except queue.Empty:
+            return taken
+
+
 @dataclass(frozen=True)
 class PublisherSettings:
     host: str
@@ -80,6 +96,21 @@ class PublisherSettings:
     max_inflight: int = 1000
     username: str | None = None
     password: str | None = None
+
+    @classmethod
+    def of(cls, config: RelayConnectorConfig, client_id: str) -> PublisherSettings:
+        """The connection a relay connector's ``mqtt.*`` keys describe, as ``client_id``."""
+        password = config.mqtt_password.reveal() if config.mqtt_password is not None else None
+        return cls(
+            host=config.mqtt_server.host,
+            port=config.mqtt_server.port,
+            client_id=client_id,
+            keepalive=config.mqtt_keepalive_seconds,
+            session_expiry=config.mqtt_session_expiry_seconds,
+            max_inflight=config.mqtt_max_inflight,
+            username=config.mqtt_username,
+            password=password,
+        )
 
 
 def _properties(packet_type: int) -> Properties:

@@ -9,9 +9,10 @@ between threads except the event queue.
 
 Order: records are published in the order Kafka hands them over, which is offset order per
 partition, on one MQTT connection. The broker keeps that order per topic, so commands to one device
-(one key, one partition) arrive in the order they were written. After a reconnect no new command is
-published until paho re-sent every unacknowledged one and the broker acknowledged it, so a new
-command cannot overtake an older one that is being sent again.
+(one key, one partition) arrive in the order they were written. The in-flight window
+(:mod:`~mqtt_kafka_sync.relay.window`) decides when a command may go out: after a reconnect no new
+command is published until paho re-sent every unacknowledged one and the broker acknowledged it, so
+a new command cannot overtake an older one that is being sent again.
 
 Flow control, with hysteresis: the partitions are paused while the broker is unreachable, while
 more than :data:`BUFFER_HIGH` records wait for the window, or while :data:`UNSTORED_HIGH` records
@@ -35,8 +36,9 @@ from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.relay.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.relay.offsets import OffsetTracker, Pending
 from mqtt_kafka_sync.relay.offsets import TopicPartition as TP
-from mqtt_kafka_sync.relay.publisher import Acked, Connected, Disconnected, Refused
-from mqtt_kafka_sync.relay.routes import Command, CommandRouter
+from mqtt_kafka_sync.relay.publisher import take_events
+from mqtt_kafka_sync.relay.routes import CommandRouter
+from mqtt_kafka_sync.relay.window import Answer, Publisher, PublishWindow
 from mqtt_kafka_sync.telemetry.catalog import UNROUTED
 from mqtt_kafka_sync.telemetry.counters import RouteCounters
 from mqtt_kafka_sync.telemetry.logfilter import per_record_logger
@@ -54,11 +56,6 @@ dead-letter topic refuses it): above this the partitions pause, so memory stays 
 WAIT_S = 0.1
 REVOKE_WAIT_S = 5.0
 DLQ_RETRY_S = 5.0
-STALL_S = 60.0
-"""Connected, commands in flight, no acknowledgement for this long: logged at ERROR (again every STALL_S)."""
-MAX_REPUBLISH = 2
-_PACKET_ID_NOT_FOUND = 0x92
-_SESSION_TAKEN_OVER = 0x8E
 
 
 class Consumer(Protocol):
@@ -80,15 +77,6 @@ class Consumer(Protocol):
     def store(self, tp: TP, offset: int) -> None: ...
     def flush_stores(self) -> None: ...
     def close(self) -> None: ...
-
-
-class Publisher(Protocol):
-    """:class:`mqtt_kafka_sync.relay.publisher.MqttPublisher`, as the task uses it."""
-
-    def start(self) -> None: ...
-    def connected(self) -> bool: ...
-    def publish(self, command: Command) -> int: ...
-    def stop(self, *, end_session: bool) -> None: ...
 
 
 ConsumerFactory = Callable[
@@ -123,16 +111,6 @@ class RelayStats:
     :data:`~mqtt_kafka_sync.telemetry.catalog.UNROUTED` for records no route reads."""
 
 
-class _InFlight:
-    __slots__ = ("attempts", "command", "pending", "record")
-
-    def __init__(self, record: Message, pending: Pending, command: Command) -> None:
-        self.record = record
-        self.pending = pending
-        self.command = command
-        self.attempts = 1
-
-
 class RelayTask:
     def __init__(
         self,
@@ -155,21 +133,15 @@ class RelayTask:
         self._publisher = publisher
         self._dead_letters = dead_letters
         self._events = events
-        self._max_inflight = max_inflight
-        self._window = max_inflight
+        self._window: PublishWindow[Pending] = PublishWindow(
+            name, publisher, max_inflight, self.stats, monotonic=monotonic
+        )
         self._clock = clock
         self._monotonic = monotonic
         self._buffer: deque[Message] = deque()
-        self._in_flight: dict[int, _InFlight] = {}
-        self._retries: deque[tuple[float, DeadLetter]] = deque()
-        self._online = False
-        self._resync = False
-        self._limits: Connected | None = None
-        self._ever_connected = False
+        self._retries: deque[tuple[float, DeadLetter[Pending]]] = deque()
         self._member = False
         self._pause_reason = ""
-        self._outage_since: float | None = None
-        self._last_progress = monotonic()
         self.in_group = False
         """In the consumer group now (checked every step), for metrics and readiness."""
 
@@ -181,12 +153,12 @@ class RelayTask:
     @property
     def ready(self) -> bool:
         """In the group and connected to the broker at least once: what ``subscribed`` reports."""
-        return self._member and self._ever_connected
+        return self._member and self._window.ever_connected
 
     # -- read by metrics (any thread; plain reads of what the relay thread writes) --------------
     @property
     def mqtt_connected(self) -> bool:
-        return self._online
+        return self._window.online
 
     @property
     def kafka_connected(self) -> bool:
@@ -207,14 +179,14 @@ class RelayTask:
         # Block where the next piece of work comes from: nowhere while there is something to
         # publish, in consume() while the window has room, on the event queue while it is full or
         # the broker is away.
-        room = self._can_publish()
+        room = self._window.can_publish()
         wait_for_events = 0.0 if room else WAIT_S
         wait_for_records = WAIT_S if room and not self._buffer else 0.0
         self._handle_events(wait_for_events)
         self._retry_dead_letters()
         self._publish()
         self._flow_control()
-        self._check_stall()
+        self._window.check_stall()
         for record in self._consumer.consume(BATCH, wait_for_records):
             self._buffer.append(record)
             self.stats.received += 1
@@ -229,7 +201,7 @@ class RelayTask:
         deadline = self._monotonic() + timeout
         self._buffer.clear()
         while self.tracker.unfinished() and self._monotonic() < deadline:
-            if not self._online and not self._dead_letters_pending():
+            if not self._window.online and not self._dead_letters_pending():
                 break  # nothing can be acknowledged while the broker is away
             self._handle_events(WAIT_S)
             self._retry_dead_letters()
@@ -249,71 +221,30 @@ class RelayTask:
     # -- events -----------------------------------------------------------------------------------
     def _handle_events(self, timeout: float) -> None:
         self._dead_letters.poll()
-        try:
-            event = self._events.get(timeout=timeout) if timeout > 0 else self._events.get_nowait()
-        except queue.Empty:
+        events = take_events(self._events, timeout)
+        if not events:
             return
-        while True:
+        for event in events:
             self._handle(event)
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                break
         self._consumer.flush_stores()
-        if self._resync and self._online and not self._in_flight:
-            self._resync = False
+        self._window.settle()
 
     def _handle(self, event: object) -> None:
-        if isinstance(event, Acked):
-            self._acked(event)
-        elif isinstance(event, DeadLettered):
+        if isinstance(event, DeadLettered):
             self._dead_lettered(event)
-        elif isinstance(event, Connected):
-            self._connected(event)
-        elif isinstance(event, Disconnected):
-            self._disconnected(event)
-        elif isinstance(event, Refused):
-            self._refused(event)
+        elif (answer := self._window.handle(event)) is not None:
+            self._answered(answer)
 
-    def _acked(self, event: Acked) -> None:
-        self._last_progress = self._monotonic()
-        entry = self._in_flight.pop(event.mid, None)
-        if entry is None:
-            logger.debug("acknowledgement for unknown packet id %d", event.mid)
+    def _answered(self, answer: Answer[Pending]) -> None:
+        flight = answer.flight
+        if answer.error is not None:
+            self._dead_letter(flight.record, flight.pending, answer.error)
             return
-        if event.reason_code < 0x80:
-            self.stats.delivered += 1
-            route = self.stats.routes[entry.command.route]
-            route.delivered += 1
-            route.delivered_bytes += len(entry.command.payload)
-            self._finish(entry.pending)
-            return
-        record, command = entry.record, entry.command
-        if event.reason_code == _PACKET_ID_NOT_FOUND and entry.attempts <= MAX_REPUBLISH:
-            # PUBCOMP 0x92: the broker lost the QoS 2 exchange (its session ended while we were
-            # away), so it may never have released the message: publish it again.
-            record_logger.warning(
-                "%s [%s] offset %s: broker answered %s for %s; publishing it again",
-                record.topic(),
-                record.partition(),
-                record.offset(),
-                event.reason,
-                command.topic,
-            )
-            try:
-                mid = self._publisher.publish(command)
-            except CommandError as exc:
-                self._dead_letter(record, entry.pending, exc)
-                return
-            entry.attempts += 1
-            self._in_flight[mid] = entry
-            self.stats.published += 1
-            self.stats.republished += 1
-            return
-        detail = f"the broker answered {event.reason} (0x{event.reason_code:02X})"
-        self._dead_letter(
-            record, entry.pending, CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
-        )
+        self.stats.delivered += 1
+        route = self.stats.routes[flight.command.route]
+        route.delivered += 1
+        route.delivered_bytes += len(flight.command.payload)
+        self._finish(flight.pending)
 
     def _dead_lettered(self, event: DeadLettered) -> None:
         letter = event.letter
@@ -337,65 +268,10 @@ class RelayTask:
         )
         self._retries.append((self._monotonic() + DLQ_RETRY_S, letter))
 
-    def _connected(self, event: Connected) -> None:
-        self._online = True
-        self._limits = event
-        self._window = max(1, min(self._max_inflight, event.receive_maximum))
-        if self._in_flight:
-            self._resync = True
-        if not self._ever_connected:
-            self._ever_connected = True
-            logger.info("%s: connected to the MQTT broker (window %d)", self.name, self._window)
-        elif self._outage_since is not None:
-            logger.warning(
-                "%s: MQTT broker reachable again after %.1fs (session %s); sending %d commands again",
-                self.name,
-                self._monotonic() - self._outage_since,
-                "resumed" if event.session_present else "NOT resumed",
-                len(self._in_flight),
-            )
-        self._outage_since = None
-
-    def _disconnected(self, event: Disconnected) -> None:
-        was_online = self._online
-        self._online = False
-        self._resync = bool(self._in_flight)
-        if event.reason_code == _SESSION_TAKEN_OVER:
-            logger.error(
-                "%s: another MQTT client connected with this task's client id; give every relay its own "
-                "mqtt.client.id",
-                self.name,
-            )
-        if was_online:
-            self._outage_started(f"connection lost ({event.reason})")
-
-    def _refused(self, event: Refused) -> None:
-        if self._outage_since is None:
-            self._outage_started(f"cannot connect: {event.reason}")
-
-    def _outage_started(self, why: str) -> None:
-        self._outage_since = self._monotonic()
-        self.stats.outages += 1
-        logger.warning(
-            "%s: MQTT broker unavailable (%s); pausing %d partitions, %d commands in flight",
-            self.name,
-            why,
-            len(self._consumer.assigned),
-            len(self._in_flight),
-        )
-
     # -- publishing ---------------------------------------------------------------------------
-    def _can_publish(self) -> bool:
-        return (
-            self._online
-            and not self._resync
-            and len(self._in_flight) < self._window
-            and self._publisher.connected()
-        )
-
     def _publish(self) -> None:
-        buffer, tracker = self._buffer, self.tracker
-        while buffer and self._can_publish():
+        buffer, tracker, window = self._buffer, self.tracker, self._window
+        while buffer and window.can_publish():
             record = buffer.popleft()
             tp = (record.topic() or "", record.partition() or 0)
             if not tracker.assigned(tp):
@@ -405,56 +281,9 @@ class RelayTask:
             route.received += 1
             route.received_bytes += len(record)
             try:
-                command = self._router.command(record, self._clock())
-                self._check_limits(command)
-                mid = self._publisher.publish(command)
+                window.publish(record, self._router.command(record, self._clock()), pending)
             except CommandError as exc:
                 self._dead_letter(record, pending, exc)
-                continue
-            if mid in self._in_flight:
-                record_logger.error("paho reused packet id %d while it was in flight", mid)
-            self._in_flight[mid] = _InFlight(record, pending, command)
-            self.stats.published += 1
-
-    def _check_stall(self) -> None:
-        if not self._in_flight or not self._online:
-            self._last_progress = self._monotonic()
-            return
-        if self._monotonic() - self._last_progress < STALL_S:
-            return
-        oldest = next(iter(self._in_flight.values()))
-        self.stats.stalls += 1
-        logger.error(
-            "%s: connected, yet none of %d commands in flight was acknowledged for %.0fs (oldest %s [%s] "
-            "offset %s to %s); their offsets stay unstored",
-            self.name,
-            len(self._in_flight),
-            STALL_S,
-            oldest.record.topic(),
-            oldest.record.partition(),
-            oldest.record.offset(),
-            oldest.command.topic,
-        )
-        self._last_progress = self._monotonic()
-
-    def _check_limits(self, command: Command) -> None:
-        limits = self._limits
-        if limits is None:
-            return
-        if command.qos > limits.maximum_qos:
-            detail = f"the broker's maximum QoS is {limits.maximum_qos}, the route's {command.qos}"
-            raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
-        if command.retain and not limits.retain_available:
-            detail = f"the broker does not keep retained messages; route {command.route!r} retains"
-            raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
-        if (
-            limits.maximum_packet_size is not None
-            and (size := packet_size(command)) > limits.maximum_packet_size
-        ):
-            detail = (
-                f"the PUBLISH would be {size} bytes; the broker takes at most {limits.maximum_packet_size}"
-            )
-            raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
 
     def _dead_letter(self, record: Message, pending: Pending, error: CommandError) -> None:
         self._dead_letters.send(DeadLetter(record, pending, error))
@@ -467,7 +296,7 @@ class RelayTask:
                 self._dead_letters.send(letter)
 
     def _dead_letters_pending(self) -> bool:
-        return bool(self._retries) or self.tracker.unfinished() > len(self._in_flight)
+        return bool(self._retries) or self.tracker.unfinished() > len(self._window.in_flight)
 
     def _finish(self, pending: Pending) -> None:
         offset = self.tracker.finish(pending)
@@ -477,14 +306,16 @@ class RelayTask:
     # -- flow control -------------------------------------------------------------------------
     def _flow_control(self) -> None:
         consumer = self._consumer
-        if not self._online:
+        if not self._window.online:
             want = "mqtt-down"
         elif len(self._buffer) >= BUFFER_HIGH:
             want = "backlog"
         elif self.tracker.unfinished() >= UNSTORED_HIGH:
             want = "offsets-stuck"
         elif self._pause_reason and (
-            self._resync or len(self._buffer) > BUFFER_LOW or self.tracker.unfinished() > UNSTORED_HIGH // 2
+            self._window.resending
+            or len(self._buffer) > BUFFER_LOW
+            or self.tracker.unfinished() > UNSTORED_HIGH // 2
         ):
             want = self._pause_reason
         else:
@@ -512,7 +343,7 @@ class RelayTask:
     def _revoked(self, tps: set[TP]) -> None:
         self._drop_buffered(tps)
         deadline = self._monotonic() + REVOKE_WAIT_S
-        while self.tracker.unfinished(tps) and self._online and self._monotonic() < deadline:
+        while self.tracker.unfinished(tps) and self._window.online and self._monotonic() < deadline:
             self._handle_events(0.05)
         left = 0
         for tp in tps:
@@ -534,12 +365,3 @@ class RelayTask:
         before = len(self._buffer)
         self._buffer = deque(r for r in self._buffer if (r.topic(), r.partition()) not in tps)
         self.stats.dropped_on_revoke += before - len(self._buffer)
-
-
-def packet_size(command: Command) -> int:
-    """The PUBLISH packet's size in bytes, at most 4 bytes over (variable-length integers)."""
-    props = 5 + 3 + len(command.correlation_data)  # expiry interval, correlation data
-    if command.response_topic is not None:
-        props += 3 + len(command.response_topic.encode())
-    props += sum(5 + len(k.encode()) + len(v.encode()) for k, v in command.user_properties)
-    return 5 + 2 + len(command.topic.encode()) + 2 + 4 + props + len(command.payload)

@@ -39,17 +39,7 @@ class RelayWorker:
         self.config = config
         self.client_id = f"{config.mqtt_client_id}-{index}-{secrets.token_hex(4)}"
         events: queue.SimpleQueue[object] = queue.SimpleQueue()
-        password = config.mqtt_password.reveal() if config.mqtt_password is not None else None
-        settings = PublisherSettings(
-            host=config.mqtt_server.host,
-            port=config.mqtt_server.port,
-            client_id=self.client_id,
-            keepalive=config.mqtt_keepalive_seconds,
-            session_expiry=config.mqtt_session_expiry_seconds,
-            max_inflight=config.mqtt_max_inflight,
-            username=config.mqtt_username,
-            password=password,
-        )
+        settings = PublisherSettings.of(config, self.client_id)
         sink = KafkaSink(
             producer_config(config.kafka_bootstrap_servers, self.client_id, config.kafka_producer_overrides)
         )

@@ -63,6 +63,7 @@ class Checkpoint:
             "plan": {
                 "source": plan.source,
                 "target": plan.target,
+                "target_kind": plan.target_kind,
                 "target_partitions": plan.target_partitions,
                 "same_partitions": plan.same_partitions,
                 "ranges": {str(r.partition): [r.start, r.end] for r in plan.ranges},
@@ -78,6 +79,7 @@ class Checkpoint:
         if doc.get("version") != VERSION:
             raise ValueError(f"unknown checkpoint version {doc.get('version')!r}")
         p = doc["plan"]
+        spec = RangeSpec.from_json(doc["spec"])
         ranges = tuple(
             PartitionRange(int(k), int(v[0]), int(v[1]))
             for k, v in sorted(p["ranges"].items(), key=lambda kv: int(kv[0]))
@@ -89,9 +91,12 @@ class Checkpoint:
             target_partitions=int(p["target_partitions"]),
             same_partitions=bool(p["same_partitions"]),
             notes=tuple(p.get("notes", ())),
+            target_kind=spec.target_kind,
         )
+        if p.get("target_kind", "kafka") != spec.target_kind:
+            raise ValueError("the plan and the spec name different kinds of target")
         return cls(
-            spec=RangeSpec.from_json(doc["spec"]),
+            spec=spec,
             plan=plan,
             next={int(k): int(v) for k, v in doc["next"].items()},
             produced_below={int(k): int(v) for k, v in doc["produced_below"].items()},

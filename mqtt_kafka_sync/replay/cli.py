@@ -1,5 +1,6 @@
-"""``mqtt-kafka-sync replay`` (backfill a Kafka topic range, paced by consumer lag) and
-``mqtt-kafka-sync lag`` (the lag table of consumer groups).
+"""``mqtt-kafka-sync replay`` (backfill a Kafka topic range into a topic or, through a command relay
+connector's routes, into MQTT, paced by consumer lag) and ``mqtt-kafka-sync lag`` (the lag table of
+consumer groups).
 
 The main CLI calls :func:`register` with its subparsers; the chosen handler is ``args.func`` and
 returns the exit code.
@@ -23,6 +24,7 @@ from typing import TextIO
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.config.throttle import STEP_DIVISOR
 from mqtt_kafka_sync.ingest.pacing import AckThrottle
 from mqtt_kafka_sync.kafka.admin import ensure_topics
@@ -32,9 +34,11 @@ from mqtt_kafka_sync.replay.copier import Copier, Progress, ReplayResult, replay
 from mqtt_kafka_sync.replay.exceptions import ReplayError
 from mqtt_kafka_sync.replay.lag import LagReader, LagSnapshot, describe_partitions
 from mqtt_kafka_sync.replay.lag_process import IsolatedLagReader
+from mqtt_kafka_sync.replay.mqtt_target import STALL_TIMEOUT_S, MqttTarget, mqtt_target
 from mqtt_kafka_sync.replay.plan import RangeSpec, make_plan
-from mqtt_kafka_sync.replay.target import KafkaTarget
+from mqtt_kafka_sync.replay.target import KafkaTarget, Target
 from mqtt_kafka_sync.replay.throttle import FixedRateThrottle, LagThrottle, ThrottleLoop, TopicTemplates
+from mqtt_kafka_sync.replay.to_mqtt import dead_letter_summary, describe, load_relay_connector, source_route
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 
@@ -55,25 +59,39 @@ def _bootstrap_default() -> str:
 def _register_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay = subparsers.add_parser(
         "replay",
-        help="copy a range of a Kafka topic into another topic, paced by consumer lag, resumable",
-        description="Copies the records of --source in the given range to --target, in order per "
-        "partition, keeping keys, values, headers and timestamps and adding the header "
-        "replay.source=<topic>/<partition>/<offset>. Ranges are half-open: --to-offset and --to-time "
-        "are not included. Without a start, a partition's range starts at its oldest record; without "
-        "an end, at its end when the replay is planned. Progress goes to a checkpoint file: after "
-        "Ctrl-C, a crash or kill -9, the same command resumes where the target's confirmations ended "
-        "(records produced after the last checkpoint may be written twice; the resume says how many "
-        "at most). With --throttle-group, the rate follows the named groups' lag on --target "
-        "(docs/replay.md).",
+        help="copy a range of a Kafka topic into another topic or into MQTT, paced by consumer lag, "
+        "resumable",
+        description="Copies the records of --source in the given range, in order per partition, to the "
+        "topic --target (keeping keys, values, headers and timestamps), or publishes them to MQTT "
+        "through the routes of the command relay connector --to-mqtt, as the relay would (records it "
+        "would not publish go to its dead-letter topic). Every copy carries "
+        "replay.source=<topic>/<partition>/<offset> (a header; in MQTT a user property). Ranges are "
+        "half-open: --to-offset and --to-time are not included. Without a start, a partition's range "
+        "starts at its oldest record; without an end, at its end when the replay is planned. Progress "
+        "goes to a checkpoint file: after Ctrl-C, a crash or kill -9, the same command resumes where "
+        "the target's confirmations ended (records sent after the last checkpoint may be sent twice; "
+        "the resume says how many at most). With --throttle-group, the rate follows the named groups' "
+        "lag on --target or --throttle-topic (docs/replay.md).",
     )
     replay.add_argument("--source", required=True, metavar="TOPIC", help="topic to read")
-    replay.add_argument("--target", required=True, metavar="TOPIC", help="topic to write")
+    where = replay.add_mutually_exclusive_group(required=True)
+    where.add_argument("--target", metavar="TOPIC", help="Kafka topic to write")
+    where.add_argument(
+        "--to-mqtt",
+        type=Path,
+        metavar="CONNECTOR_FILE",
+        help="publish to MQTT through this command relay connector (.json or .properties): its route "
+        "for --source, broker, credentials, QoS and dead-letter topic",
+    )
     replay.add_argument(
         "--bootstrap",
-        default=_bootstrap_default(),
-        help="Kafka of both topics (default $KAFKA_BOOTSTRAP_SERVERS or %(default)s)",
+        metavar="SERVERS",
+        help="Kafka of --source (default: with --to-mqtt the connector's kafka.bootstrap.servers, "
+        f"else $KAFKA_BOOTSTRAP_SERVERS or {DEFAULT_BOOTSTRAP})",
     )
-    replay.add_argument("--target-bootstrap", metavar="SERVERS", help="Kafka of --target, if another one")
+    replay.add_argument(
+        "--target-bootstrap", metavar="SERVERS", help="Kafka of --target, if not that of --source"
+    )
     replay.add_argument(
         "--partition", type=int, action="append", default=[], metavar="P", help="only these (repeatable)"
     )
@@ -97,7 +115,8 @@ def _register_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "--checkpoint",
         type=Path,
         metavar="PATH",
-        help="checkpoint file (default ./replay-<source>-<target>.checkpoint.json); resumed when it exists",
+        help="checkpoint file (default ./replay-<source>-<target>.checkpoint.json, with --to-mqtt "
+        "./replay-<source>-mqtt-<connector>.checkpoint.json); resumed when it exists",
     )
     replay.add_argument("--dry-run", action="store_true", help="print the plan, copy nothing, write nothing")
     replay.add_argument(
@@ -105,13 +124,36 @@ def _register_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         action="store_true",
         help="create --target with the source's partition count if missing",
     )
-    throttle = replay.add_argument_group("throttle (by consumer lag on --target)")
+    mqtt = replay.add_argument_group("into MQTT (with --to-mqtt)")
+    mqtt.add_argument(
+        "--expiry-from",
+        choices=("written", "replayed"),
+        help="a route's mqtt.message.expiry.seconds counts from when each record was written to Kafka, "
+        "as in the relay, so older ones are dead-lettered as expired (written, the default), or from "
+        "when it is published (replayed)",
+    )
+    mqtt.add_argument(
+        "--stall-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop (exit 1, run again to resume) when the broker confirmed nothing for this long, e.g. "
+        f"while it is unreachable (default {STALL_TIMEOUT_S:g})",
+    )
+    throttle = replay.add_argument_group("throttle (by consumer lag)")
     throttle.add_argument(
         "--throttle-group",
         action="append",
         default=[],
         metavar="GROUP",
         help="consumer group to watch (repeatable)",
+    )
+    throttle.add_argument(
+        "--throttle-topic",
+        action="append",
+        default=[],
+        metavar="TOPIC",
+        help="topic whose lag counts (repeatable; default --target; with --to-mqtt name them, e.g. "
+        "the topic the devices' answers are ingested into)",
     )
     throttle.add_argument(
         "--lag-high", type=int, metavar="N", help="high mark, records (required with a group)"
@@ -154,36 +196,41 @@ def _register_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    relay = load_relay_connector(args.to_mqtt) if args.to_mqtt is not None else None
+    _check_target_options(args, relay)
+    bootstrap: str = args.bootstrap or (relay.kafka_bootstrap_servers if relay else _bootstrap_default())
     spec = RangeSpec(
         source=args.source,
-        target=args.target,
+        target=args.target if relay is None else relay.name,
         partitions=tuple(sorted(set(args.partition))),
         from_offsets=tuple(args.from_offset),
         to_offsets=tuple(args.to_offset),
         from_time=args.from_time,
         to_time=args.to_time,
+        target_kind="kafka" if relay is None else "mqtt",
     )
-    target_bootstrap: str = args.target_bootstrap or args.bootstrap
-    if spec.source == spec.target and target_bootstrap == args.bootstrap:
+    target_bootstrap: str = args.target_bootstrap or bootstrap
+    if relay is None and spec.source == spec.target and target_bootstrap == bootstrap:
         raise ReplayError("--target is --source: the replay would read its own output")
     settings = _controller_settings(args)
-    path: Path = args.checkpoint or Path(f"replay-{spec.source}-{spec.target}.checkpoint.json")
+    path: Path = args.checkpoint or _default_checkpoint(spec)
     client_id = f"mqtt-kafka-sync-replay-{uuid.uuid4().hex[:12]}"
-    consumer = replay_consumer(args.bootstrap, client_id)
+    consumer = replay_consumer(bootstrap, client_id)
     try:
-        checkpoint = _checkpoint(args, spec, path, consumer, target_bootstrap)
+        source = _partitions(bootstrap, spec.source)
+        if not source:
+            raise ReplayError(f"topic {spec.source} does not exist at {bootstrap}")
+        target_partitions, where = _check_target(args, spec, relay, len(source), target_bootstrap)
+        checkpoint = _checkpoint(spec, path, consumer, source, target_partitions)
         if checkpoint is None:
             return 0
-        _print_plan(
-            checkpoint, path, settings, args, resuming=checkpoint.done > 0 or checkpoint.may_repeat > 0
-        )
+        resuming = checkpoint.done > 0 or checkpoint.may_repeat > 0
+        _print_plan(checkpoint, path, settings, args, where, resuming=resuming)
         if args.dry_run:
             return 0
-        target = KafkaTarget(
-            target_bootstrap,
-            spec.target,
-            same_partitions=checkpoint.plan.same_partitions,
-            client_id=client_id,
+        stop = threading.Event()
+        target = _open_target(
+            args, relay, checkpoint, target_bootstrap=target_bootstrap, client_id=client_id, stop=stop
         )
         try:
             result = _run(
@@ -193,20 +240,63 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 consumer=consumer,
                 target=target,
                 settings=settings,
-                target_bootstrap=target_bootstrap,
+                stop=stop,
+                lag_bootstrap=target_bootstrap,
             )
+        except ReplayError:
+            if note := _dead_letter_note(target):
+                print(note.removeprefix("; "), file=sys.stderr)
+            raise
         finally:
             target.close()
     finally:
         consumer.close()
+    note = _dead_letter_note(target)
     if not result.complete:
         print(
-            f"stopped at {result.done:,} of {result.total:,}; run the same command again to resume",
+            f"stopped at {result.done:,} of {result.total:,}{note}; run the same command again to resume",
             file=sys.stderr,
         )
         return 130
-    print(f"replayed {result.total:,} offsets of {spec.source} into {spec.target} ({result.sent:,} sent)")
+    label = checkpoint.plan.target_label
+    print(f"replayed {result.total:,} offsets of {spec.source} into {label} ({result.sent:,} sent{note})")
     return 0
+
+
+def _check_target_options(args: argparse.Namespace, relay: RelayConnectorConfig | None) -> None:
+    """Options that only make sense with the other kind of target."""
+    if relay is None:
+        for option in ("expiry_from", "stall_timeout"):
+            if getattr(args, option) is not None:
+                raise ReplayError(f"--{option.replace('_', '-')} is for --to-mqtt")
+        return
+    if args.target_bootstrap is not None:
+        raise ReplayError(
+            "--target-bootstrap is for --target; with --to-mqtt dead letters go to the connector's "
+            "kafka.bootstrap.servers"
+        )
+    if args.create_target:
+        raise ReplayError("--create-target is for --target (a Kafka topic)")
+    if args.throttle_group and not args.throttle_topic:
+        raise ReplayError(
+            "with --to-mqtt, --throttle-group needs --throttle-topic: the topics whose lag the replay "
+            "drives, e.g. the one the devices' answers are ingested into"
+        )
+    if args.stall_timeout is not None and args.stall_timeout <= 0:
+        raise ReplayError("--stall-timeout must be above 0 seconds")
+
+
+def _default_checkpoint(spec: RangeSpec) -> Path:
+    if spec.target_kind == "mqtt":
+        return Path(f"replay-{spec.source}-mqtt-{spec.target}.checkpoint.json")
+    return Path(f"replay-{spec.source}-{spec.target}.checkpoint.json")
+
+
+def _dead_letter_note(target: Target) -> str:
+    """``; N dead-lettered to <topic> (...)`` after an MQTT replay that dead-lettered records."""
+    if isinstance(target, MqttTarget) and target.stats.dead_lettered:
+        return "; " + dead_letter_summary(target.stats, target.dead_letter_topic)
+    return ""
 
 
 def _controller_settings(args: argparse.Namespace) -> ControllerSettings | None:
@@ -214,6 +304,8 @@ def _controller_settings(args: argparse.Namespace) -> ControllerSettings | None:
         for option in ("lag_high", "lag_low", "step_max"):
             if getattr(args, option) is not None:
                 raise ReplayError(f"--{option.replace('_', '-')} needs --throttle-group")
+        if args.throttle_topic:
+            raise ReplayError("--throttle-topic needs --throttle-group")
         return None
     if args.lag_high is None:
         raise ReplayError("--throttle-group needs --lag-high, the lag (records) to stay under")
@@ -233,23 +325,70 @@ def _controller_settings(args: argparse.Namespace) -> ControllerSettings | None:
         raise ReplayError(f"throttle settings: {exc}") from None
 
 
+def _check_target(
+    args: argparse.Namespace,
+    spec: RangeSpec,
+    relay: RelayConnectorConfig | None,
+    source_partitions: int,
+    target_bootstrap: str,
+) -> tuple[int, list[str]]:
+    """The target's partition count (0 for MQTT) and the plan's lines about it; raises
+    :class:`ReplayError` when the target cannot take the replay."""
+    if relay is not None:
+        where = describe(relay, source_route(relay, spec.source), args.expiry_from or "written")
+        if not _partitions(relay.kafka_bootstrap_servers, relay.dlq_topic):
+            raise ReplayError(
+                f"dead-letter topic {relay.dlq_topic} of {relay.name} does not exist at "
+                f"{relay.kafka_bootstrap_servers}: create it, records the relay would not publish go there"
+            )
+        return 0, where
+    target = len(_partitions(target_bootstrap, spec.target))
+    if target:
+        return target, []
+    if not args.create_target:
+        raise ReplayError(f"topic {spec.target} does not exist; create it, or pass --create-target")
+    if args.dry_run:
+        print(f"would create {spec.target} with {source_partitions} partitions, as {spec.source} has")
+    else:
+        ensure_topics(target_bootstrap, [spec.target], partitions=source_partitions)
+        print(f"created {spec.target} with {source_partitions} partitions, as {spec.source} has")
+    return source_partitions, []
+
+
+def _open_target(
+    args: argparse.Namespace,
+    relay: RelayConnectorConfig | None,
+    checkpoint: Checkpoint,
+    *,
+    target_bootstrap: str,
+    client_id: str,
+    stop: threading.Event,
+) -> KafkaTarget | MqttTarget:
+    """The target, ready to send (for MQTT: once the broker accepted the connection)."""
+    plan = checkpoint.plan
+    if relay is None:
+        return KafkaTarget(
+            target_bootstrap, plan.target, same_partitions=plan.same_partitions, client_id=client_id
+        )
+    target = mqtt_target(
+        relay,
+        plan.source,
+        expiry_from=args.expiry_from or "written",
+        stall_timeout=args.stall_timeout or STALL_TIMEOUT_S,
+        stop=stop,
+    )
+    try:
+        target.connect(relay.mqtt_connect_timeout_seconds)
+    except BaseException:
+        target.close()
+        raise
+    return target
+
+
 def _checkpoint(
-    args: argparse.Namespace, spec: RangeSpec, path: Path, consumer: Consumer, target_bootstrap: str
+    spec: RangeSpec, path: Path, consumer: Consumer, source: list[int], target: int
 ) -> Checkpoint | None:
     """The checkpoint to run from (resumed or fresh); None when there is nothing to do."""
-    source = _partitions(args.bootstrap, spec.source)
-    if not source:
-        raise ReplayError(f"topic {spec.source} does not exist at {args.bootstrap}")
-    target = len(_partitions(target_bootstrap, spec.target))
-    if not target:
-        if not args.create_target:
-            raise ReplayError(f"topic {spec.target} does not exist; create it, or pass --create-target")
-        target = len(source)
-        if args.dry_run:
-            print(f"would create {spec.target} with {target} partitions, as {spec.source} has")
-        else:
-            ensure_topics(target_bootstrap, [spec.target], partitions=target)
-            print(f"created {spec.target} with {target} partitions, as {spec.source} has")
     existing = load_checkpoint(path)
     if existing is None:
         plan = make_plan(consumer, spec, source_partitions=source, target_partitions=target)
@@ -262,7 +401,7 @@ def _checkpoint(
     if existing.complete:
         print(f"checkpoint {path}: this replay is already complete; nothing to do")
         return None
-    if target != existing.plan.target_partitions:
+    if spec.target_kind == "kafka" and target != existing.plan.target_partitions:
         raise ReplayError(
             f"{spec.target} had {existing.plan.target_partitions} partitions when the replay started "
             f"and has {target} now: keys would land elsewhere; start over with a new checkpoint"
@@ -285,9 +424,10 @@ def _run(
     checkpoint: Checkpoint,
     path: Path,
     consumer: Consumer,
-    target: KafkaTarget,
+    target: Target,
     settings: ControllerSettings | None,
-    target_bootstrap: str,
+    stop: threading.Event,
+    lag_bootstrap: str,
 ) -> ReplayResult:
     throttle: AckThrottle | None = None
     loop: ThrottleLoop | None = None
@@ -295,7 +435,7 @@ def _run(
     if settings is not None:
         lag_throttle = LagThrottle(settings)
         reader = IsolatedLagReader(
-            target_bootstrap, args.throttle_group, topics=TopicTemplates([checkpoint.plan.target])
+            lag_bootstrap, args.throttle_group, topics=TopicTemplates(_watched_topics(args, checkpoint))
         )
         loop = ThrottleLoop(
             lag_throttle, reader.read_lag, settings.interval, on_decision=line.decision, close=reader.close
@@ -303,7 +443,6 @@ def _run(
         throttle = lag_throttle
     elif args.rate_max is not None:
         throttle = FixedRateThrottle(args.rate_max)
-    stop = threading.Event()
     copier = Copier(
         checkpoint,
         path,
@@ -313,6 +452,7 @@ def _run(
         stop=stop,
         on_progress=line.progress,
         progress_interval=args.progress_interval,
+        final_wait=(args.stall_timeout or STALL_TIMEOUT_S) if isinstance(target, MqttTarget) else 30.0,
     )
     with _stop_on_signals(stop):
         if loop is not None:
@@ -322,6 +462,11 @@ def _run(
         finally:
             if loop is not None:
                 loop.stop()
+
+
+def _watched_topics(args: argparse.Namespace, checkpoint: Checkpoint) -> frozenset[str]:
+    """The topics whose lag the throttle reads: ``--throttle-topic``, else the target topic."""
+    return frozenset(args.throttle_topic or [checkpoint.plan.target])
 
 
 @contextmanager
@@ -378,18 +523,27 @@ def _print_plan(
     path: Path,
     settings: ControllerSettings | None,
     args: argparse.Namespace,
+    where: list[str],
     *,
     resuming: bool,
 ) -> None:
+    """``where``: lines about the target beyond its name (the MQTT route, broker, dead letters)."""
     plan = checkpoint.plan
-    if plan.same_partitions:
-        mapping = f"same partition numbers ({plan.target_partitions} partitions)"
-    else:
-        mapping = (
-            f"partition by key, murmur2 as Java ({len(plan.ranges)} source -> {plan.target_partitions} "
-            "target partitions; records without a key go to any partition)"
+    if plan.target_kind == "mqtt":
+        print(f"replay {plan.source} -> MQTT through relay connector {plan.target} ({args.to_mqtt})")
+    elif plan.same_partitions:
+        print(
+            f"replay {plan.source} -> {plan.target}: same partition numbers ({plan.target_partitions} "
+            "partitions)"
         )
-    print(f"replay {plan.source} -> {plan.target}: {mapping}")
+    else:
+        print(
+            f"replay {plan.source} -> {plan.target}: partition by key, murmur2 as Java ({len(plan.ranges)} "
+            f"source -> {plan.target_partitions} target partitions; records without a key go to any "
+            "partition)"
+        )
+    for text in where:
+        print(text)
     print(f"  {'partition':>9}  {'from':>12}  {'to (excl.)':>12}  {'offsets':>12}  {'done':>12}")
     for r in plan.ranges:
         done = checkpoint.next[r.partition] - r.start
@@ -399,13 +553,14 @@ def _print_plan(
         print(f"  note: {note}")
     print(
         "  offsets count records; on compacted or transactional topics some offsets hold none, "
-        "so fewer records may be copied"
+        "so fewer records may be sent"
         if plan.total
         else "  nothing to copy"
     )
     if settings is not None:
+        watched = ", ".join(sorted(_watched_topics(args, checkpoint)))
         print(
-            f"  throttle ({settings.mode}): lag of {', '.join(args.throttle_group)} on {plan.target} between "
+            f"  throttle ({settings.mode}): lag of {', '.join(args.throttle_group)} on {watched} between "
             f"{settings.lag_low:,} and {settings.lag_high:,}; {settings.rate_min:,.0f} to "
             f"{settings.rate_max:,.0f} records/s, rising {settings.step:,.0f}/s per {settings.interval:g}s"
         )
@@ -414,14 +569,15 @@ def _print_plan(
     print(f"  checkpoint: {path}")
     if resuming:
         print(
-            f"  resuming: {checkpoint.done:,} done; up to {checkpoint.may_repeat:,} records produced after "
-            "the last checkpoint may be written again"
+            f"  resuming: {checkpoint.done:,} done; up to {checkpoint.may_repeat:,} records sent after "
+            "the last checkpoint may be sent again"
         )
     sys.stdout.flush()
 
 
 def _spec_text(spec: RangeSpec) -> str:
-    parts = [f"{spec.source} -> {spec.target}"]
+    target = spec.target if spec.target_kind == "kafka" else f"MQTT via {spec.target}"
+    parts = [f"{spec.source} -> {target}"]
     for name, value in (
         ("partitions", ",".join(map(str, spec.partitions))),
         ("from-offset", " ".join(spec.from_offsets)),

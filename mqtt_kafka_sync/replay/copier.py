@@ -96,8 +96,10 @@ class Copier:
         on_progress: Callable[[Progress], None] | None = None,
         progress_interval: float = 1.0,
         checkpoint_interval: float = 1.0,
+        final_wait: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``final_wait``: seconds to wait for the last confirmations once every record was sent."""
         self.checkpoint = checkpoint
         self._path = path
         self._consumer = consumer
@@ -107,6 +109,7 @@ class Copier:
         self._on_progress = on_progress
         self._progress_interval = progress_interval
         self._checkpoint_interval = checkpoint_interval
+        self._final_wait = final_wait
         self._clock = clock
         plan = checkpoint.plan
         self._source = plan.source
@@ -144,7 +147,7 @@ class Copier:
                 done_at_last, last_progress = done, now
                 self._report(now - started, finished=False)
         complete = not open_partitions and self._failure is None
-        remaining = self._target.flush(30.0 if complete else 10.0)
+        remaining = self._target.flush(self._final_wait if complete else 10.0)
         self._target.poll(0)
         if complete and remaining == 0 and self._failure is None:
             self.checkpoint.next = {p: self._ends[p] for p in self._ends}
@@ -163,7 +166,7 @@ class Copier:
             raise ReplayError(self._failure)
         if complete and remaining:
             raise ReplayError(
-                f"{remaining} records not confirmed by {plan.target} in time; run again to resume"
+                f"{remaining} records not confirmed by {plan.target_label} in time; run again to resume"
             )
         return ReplayResult(
             self.checkpoint.complete, self.checkpoint.done, plan.total, self._sent, self._clock() - started
@@ -248,6 +251,7 @@ class Copier:
             headers=headers,
             timestamp_ms=stamp if kind != TIMESTAMP_NOT_AVAILABLE else None,
             partition=partition,
+            offset=offset,
             done=_Confirm(self, partition, offset, token),
         )
         self._sent += 1
@@ -256,10 +260,10 @@ class Copier:
         if error is None:
             self._confirmations.confirmed(partition, token)
         elif self._failure is None:
-            target = self.checkpoint.plan.target
+            target = self.checkpoint.plan.target_label
             self._failure = (
-                f"{target} refused the record from {self._source} partition {partition} offset {offset}: "
-                f"{error}; the checkpoint stays before it, so running again resumes there"
+                f"{target} did not take the record from {self._source} partition {partition} offset "
+                f"{offset}: {error}; the checkpoint stays before it, so running again resumes there"
             )
             logger.error("%s", self._failure)
 

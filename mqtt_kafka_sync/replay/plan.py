@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
@@ -21,6 +21,9 @@ from mqtt_kafka_sync.replay.exceptions import ReplayError
 AllPartitions = None
 OffsetBounds = Mapping[int | None, int]
 """Partition (None: every partition) -> offset."""
+TargetKind = Literal["kafka", "mqtt"]
+"""``kafka``: ``target`` is a topic; ``mqtt``: ``target`` is the name of the relay connector whose
+routes, broker and dead-letter topic the replay publishes through."""
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,13 @@ class RangeSpec:
     to_offsets: tuple[str, ...] = ()
     from_time: str | None = None
     to_time: str | None = None
+    target_kind: TargetKind = "kafka"
 
     def as_json(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "target": self.target,
+            "target_kind": self.target_kind,
             "partitions": list(self.partitions),
             "from_offsets": list(self.from_offsets),
             "to_offsets": list(self.to_offsets),
@@ -57,6 +62,7 @@ class RangeSpec:
             to_offsets=tuple(str(o) for o in doc["to_offsets"]),
             from_time=doc["from_time"],
             to_time=doc["to_time"],
+            target_kind=_target_kind(doc.get("target_kind", "kafka")),  # older checkpoints: Kafka
         )
 
 
@@ -85,10 +91,16 @@ class ReplayPlan:
     partition count); False: the producer picks by key (murmur2, as Java)."""
     notes: tuple[str, ...] = field(default=())
     """Bounds that were clamped, times resolved: what the user should know about the plan."""
+    target_kind: TargetKind = "kafka"
 
     @property
     def total(self) -> int:
         return sum(r.span for r in self.ranges)
+
+    @property
+    def target_label(self) -> str:
+        """The target as messages name it: the topic, or ``MQTT (connector <name>)``."""
+        return self.target if self.target_kind == "kafka" else f"MQTT (connector {self.target})"
 
 
 def parse_offsets(items: Sequence[str], option: str) -> dict[int | None, int]:
@@ -171,8 +183,10 @@ def make_plan(
         notes.append(f"--from-time is {from_time.isoformat()}")
     if to_time is not None:
         notes.append(f"--to-time is {to_time.isoformat()}")
-    same = target_partitions == len(existing)
-    return ReplayPlan(spec.source, spec.target, tuple(ranges), target_partitions, same, tuple(notes))
+    same = spec.target_kind == "kafka" and target_partitions == len(existing)
+    return ReplayPlan(
+        spec.source, spec.target, tuple(ranges), target_partitions, same, tuple(notes), spec.target_kind
+    )
 
 
 def _bound(
@@ -196,6 +210,14 @@ def _bound(
     if found.error is not None:
         raise ReplayError(f"{topic} partition {partition}: cannot find offsets by time: {found.error}")
     return found.offset if found.offset >= 0 else high  # -1: no record at or after that time
+
+
+def _target_kind(value: object) -> TargetKind:
+    if value == "kafka":
+        return "kafka"
+    if value == "mqtt":
+        return "mqtt"
+    raise ValueError(f"unknown target kind {value!r}")
 
 
 def _partition_text(partition: int | None) -> str:

@@ -1,15 +1,15 @@
-"""Where replayed records go. Today a Kafka topic; the extension point for MQTT is :class:`Target`.
+"""Where replayed records go: a :class:`Target`.
 
 A target takes records in source order and reports each one's fate exactly once, through the
-callback given with it. :class:`KafkaTarget` writes with the idempotent producer (``acks=all``,
-murmur2 partitioning as Java clients), so retries neither duplicate nor reorder records within a
-target partition.
+callback given with it. The checkpoint, the throttle and the progress only see ``send`` and
+``done``. Two targets:
 
-Replaying into MQTT through the command relay's routes (``relay/routes.py`` renders the topic from
-the record key and headers, ``relay/publisher.py`` publishes QoS 1/2 and confirms on
-PUBACK/PUBCOMP) would be a second implementation of :class:`Target`: ``send`` routes and publishes,
-``done`` runs on the broker's acknowledgement, and a route miss reports an error. Nothing else in
-the replay changes: the checkpoint, the throttle and the progress only see ``send`` and ``done``.
+- :class:`KafkaTarget`, a Kafka topic, written with the idempotent producer (``acks=all``, murmur2
+  partitioning as Java clients), so retries neither duplicate nor reorder records within a target
+  partition;
+- :class:`~mqtt_kafka_sync.replay.mqtt_target.MqttTarget`, MQTT through a command relay
+  connector's routes: ``send`` routes the record and publishes it QoS 1/2, ``done`` runs on the
+  broker's PUBACK/PUBCOMP, or once the dead-letter topic has a record the relay would not publish.
 """
 
 from __future__ import annotations
@@ -41,9 +41,11 @@ class Target(Protocol):
         headers: Headers,
         timestamp_ms: int | None,
         partition: int,
+        offset: int,
         done: Done,
     ) -> None:
-        """Queue one record; ``partition`` is its source partition. Must not block for long."""
+        """Queue one record; ``partition`` and ``offset`` are where it is in the source. Blocks only
+        while the target cannot take more (serving confirmations meanwhile)."""
         ...
 
     def poll(self, timeout: float = 0.0) -> None:
@@ -77,6 +79,7 @@ class KafkaTarget:
         headers: Headers,
         timestamp_ms: int | None,
         partition: int,
+        offset: int,
         done: Done,
     ) -> None:
         kwargs: dict[str, Any] = {

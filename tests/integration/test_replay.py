@@ -7,10 +7,7 @@ is by content: the exact set of records copied, their keys and headers, order pe
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +22,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from mqtt_kafka_sync.kafka.admin import ensure_topics
 from mqtt_kafka_sync.sim.verify import Record, read_topic
 from tests.integration.paced_consumer import LagProbe, PacedConsumer
+from tests.integration.replay_process import kill_9_once_confirmed
 from tests.murmur2 import java_partition
 
 pytestmark = pytest.mark.integration
@@ -188,22 +186,7 @@ def test_resume_after_kill_9_leaves_no_gap_and_reports_what_may_repeat(brokers: 
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    try:
-        deadline = time.monotonic() + 30
-        done_at_kill = 0
-        while time.monotonic() < deadline and done_at_kill < 8000:
-            assert first.poll() is None, (tmp_path / "first.log").read_text()
-            if checkpoint.exists():
-                doc = json.loads(checkpoint.read_text())
-                done_at_kill = sum(doc["next"][p] - doc["plan"]["ranges"][p][0] for p in doc["next"])
-            time.sleep(0.1)
-        assert done_at_kill >= 8000, "the first replay made no progress"
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(10)
+    done_at_kill = kill_9_once_confirmed(first, checkpoint, 8000, tmp_path / "first.log", timeout=30)
 
     resumed = _replay(*args, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

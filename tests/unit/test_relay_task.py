@@ -8,19 +8,20 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import pytest
-from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, Message
+from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
 from mqtt_kafka_sync.config.model import RelayRouteConfig
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.relay import task as task_module
+from mqtt_kafka_sync.relay import window as window_module
 from mqtt_kafka_sync.relay.dead_letter import DeadLetters
 from mqtt_kafka_sync.relay.offsets import TopicPartition
 from mqtt_kafka_sync.relay.publisher import Acked, Connected, Disconnected
-from mqtt_kafka_sync.relay.routes import Command, CommandRouter
+from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.relay.task import RelayTask
+from tests.unit.relay_fakes import FakePublisher, FakeSink
 
 NOW = 1_800_000_000.0
 TOPIC = "commands"
@@ -86,54 +87,6 @@ class FakeConsumer:
         self.on_revoked(set(tps))
         self.assigned -= set(tps)
         self.paused -= set(tps)
-
-
-class FakePublisher:
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, Command]] = []
-        self.is_connected = True
-        self.stopped: bool | None = None
-        self._mid = 0
-
-    def start(self) -> None:
-        pass
-
-    def connected(self) -> bool:
-        return self.is_connected
-
-    def publish(self, command: Command) -> int:
-        self._mid += 1
-        self.sent.append((self._mid, command))
-        return self._mid
-
-    def stop(self, *, end_session: bool) -> None:
-        self.stopped = end_session
-
-    def seqs(self) -> list[str]:
-        return [c.payload.decode() for _, c in self.sent]
-
-
-class FakeSink:
-    """Records dead letters; :meth:`poll` confirms them (or fails them while ``failing``)."""
-
-    def __init__(self) -> None:
-        self.produced: list[tuple[str, bytes, bytes | None, Any]] = []
-        self._reports: list[Callable[[KafkaError | None, Any], None]] = []
-        self.failing = False
-        self.errors = 0
-
-    def produce(self, topic: str, value: bytes, key: bytes | None, headers: Any, on_delivery: Any) -> None:
-        self.produced.append((topic, value, key, dict(headers)))
-        self._reports.append(on_delivery)
-
-    def poll(self, timeout: float = 0.0) -> int:
-        reports, self._reports = self._reports, []
-        for report in reports:
-            report(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED) if self.failing else None, None)
-        return len(reports)
-
-    def close(self, timeout: float = 5.0) -> int:
-        return 0
 
 
 class Harness:
@@ -406,7 +359,7 @@ def test_commands_never_acknowledged_on_a_live_connection_are_reported(
     h.kafka.assign(P0)
     h.feed(P0)
     h.steps()
-    h.skew += task_module.STALL_S - 1
+    h.skew += window_module.STALL_S - 1
     h.steps()
     assert "none of 1 commands in flight" not in caplog.text
     h.skew += 2

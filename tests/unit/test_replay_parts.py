@@ -1,9 +1,11 @@
-"""Replay pieces without Kafka: range options, the checkpoint file, in-order confirmations, output."""
+"""Replay pieces without Kafka: range options, the checkpoint file, in-order confirmations, output,
+the options and plan of a replay into MQTT."""
 
 from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ from mqtt_kafka_sync.replay.copier import Progress
 from mqtt_kafka_sync.replay.exceptions import ReplayError
 from mqtt_kafka_sync.replay.lag import GroupLag, LagSample, LagSnapshot
 from mqtt_kafka_sync.replay.plan import PartitionRange, RangeSpec, ReplayPlan, parse_offsets, parse_time
+from mqtt_kafka_sync.replay.to_mqtt import describe, source_route
+from tests.unit.telemetry_fakes import RELAY, SOURCE, relay_config
 
 
 def test_offsets_for_every_partition_or_one() -> None:
@@ -139,3 +143,91 @@ def test_replay_refuses_bad_options_before_connecting(
 
     assert main(["replay", "--bootstrap", "127.0.0.1:1", "--source", "a", *extra]) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.fixture
+def relay_file(tmp_path: Path) -> Path:
+    path = tmp_path / "relay.json"
+    path.write_text(json.dumps({"name": "relay", "config": RELAY}))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--target", "b", "--expiry-from", "replayed"], "--expiry-from is for --to-mqtt"),
+        (["--target", "b", "--stall-timeout", "5"], "--stall-timeout is for --to-mqtt"),
+        (["--target", "b", "--throttle-topic", "t"], "--throttle-topic needs --throttle-group"),
+        (["--create-target"], "--create-target is for --target"),
+        (["--target-bootstrap", "x:1"], "--target-bootstrap is for --target"),
+        (["--stall-timeout", "0"], "--stall-timeout must be above 0"),
+        (
+            ["--throttle-group", "g", "--lag-high", "10"],
+            "with --to-mqtt, --throttle-group needs --throttle-topic",
+        ),
+    ],
+)
+def test_replay_into_mqtt_refuses_options_of_the_other_target(
+    extra: list[str], message: str, relay_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mqtt_kafka_sync.cli.main import main  # noqa: PLC0415
+
+    to_mqtt = [] if "--target" in extra else ["--to-mqtt", str(relay_file)]
+    assert main(["replay", "--bootstrap", "127.0.0.1:1", "--source", "a", *to_mqtt, *extra]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_replay_into_mqtt_needs_exactly_one_target_and_a_relay_connector(
+    relay_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mqtt_kafka_sync.cli.main import main  # noqa: PLC0415
+
+    with pytest.raises(SystemExit) as both:
+        main(["replay", "--source", "a", "--target", "b", "--to-mqtt", str(relay_file)])
+    assert both.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["replay", "--source", "a"])
+    assert "one of the arguments --target --to-mqtt is required" in capsys.readouterr().err
+
+    ingest = tmp_path / "ingest.json"
+    ingest.write_text(json.dumps({"name": "src", "config": SOURCE}))
+    assert main(["replay", "--source", "a", "--to-mqtt", str(ingest)]) == 2
+    assert "connector.class: is mqtt_kafka_sync.MqttSourceConnector" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"name": "r", "config": {**RELAY, "routes.cmd.mqtt.qos": "3"}}))
+    assert main(["replay", "--source", "a", "--to-mqtt", str(broken)]) == 2
+    assert "routes.cmd.mqtt.qos" in capsys.readouterr().err
+
+
+def test_the_route_must_read_the_source_topic_and_the_plan_says_where_records_go() -> None:
+    config = relay_config()
+    with pytest.raises(ReplayError, match=r"no route of relay .* reads topic other \(cmd reads commands\)"):
+        source_route(config, "other")
+    route = source_route(config, "commands")
+    timed = replace(route, message_expiry_seconds=300)
+    assert describe(config, route, "written") == [
+        "  route cmd: key {plant}.{device} -> plants/{plant}/devices/{device}/commands, QoS 1",
+        "  broker tcp://127.0.0.1:1883 as relay-replay-<random>; at most 1,000 in flight, fewer if "
+        "the broker's Receive Maximum is lower",
+        "  dead letters (records the relay would not publish): commands-dlq",
+    ]
+    assert "older records are dead-lettered as expired" in describe(config, timed, "written")[2]
+    assert (
+        describe(config, timed, "replayed")[2]
+        == "  expiry: 300s from publishing each command (--expiry-from replayed)"
+    )
+
+
+def test_a_checkpoint_records_the_kind_of_target_and_older_ones_are_kafka(tmp_path: Path) -> None:
+    path = tmp_path / "cp.json"
+    spec = RangeSpec("src", "relay", target_kind="mqtt")
+    plan = ReplayPlan("src", "relay", (PartitionRange(0, 0, 10),), 0, False, target_kind="mqtt")
+    save_checkpoint(path, Checkpoint.fresh(spec, plan))
+    loaded = load_checkpoint(path)
+    assert loaded is not None and loaded.spec == spec and loaded.plan.target_label == "MQTT (connector relay)"
+    assert loaded.spec != RangeSpec("src", "relay"), "a Kafka replay into topic 'relay' could resume it"
+    doc = _checkpoint().to_json()
+    del doc["spec"]["target_kind"], doc["plan"]["target_kind"]
+    old = Checkpoint.from_json(doc)
+    assert old.spec.target_kind == old.plan.target_kind == "kafka"

@@ -1,0 +1,285 @@
+"""The in-flight window of one MQTT connection: commands handed to paho and not yet acknowledged,
+and whether another may go out now.
+
+The relay task and the replay's MQTT target (``replay/mqtt_target.py``) publish through a
+:class:`PublishWindow` on one thread each, and feed it the events paho's network thread queued
+(:class:`~mqtt_kafka_sync.relay.publisher.Connected`, ``Disconnected``, ``Refused``, ``Acked``).
+
+A command may go out while the broker is connected, fewer than
+``min(mqtt.max.inflight.messages, the broker's Receive Maximum)`` are in flight, and no command
+re-sent after a reconnect is still unacknowledged: paho re-sends every unacknowledged QoS 1/2
+publish after a reconnect (QoS 1 with DUP, QoS 2 continued with PUBREL), and nothing new goes out
+before the broker acknowledged all of them, so a new command never overtakes an older one. Commands
+go out in the order they are handed over, on one connection, so the broker keeps that order per
+topic.
+
+Each acknowledgement becomes an :class:`Answer`: delivered, or refused (reason code >= 0x80) as a
+``mqtt-rejected`` :class:`~mqtt_kafka_sync.errors.CommandError`. A PUBCOMP saying the broker lost a
+QoS 2 exchange (0x92, its session ended while we were away) publishes the command again, at most
+:data:`MAX_REPUBLISH` times.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from confluent_kafka import Message
+
+from mqtt_kafka_sync.errors import CommandError
+from mqtt_kafka_sync.relay.publisher import Acked, Connected, Disconnected, Refused
+from mqtt_kafka_sync.relay.routes import Command
+from mqtt_kafka_sync.telemetry.logfilter import per_record_logger
+
+logger = logging.getLogger(__name__)
+record_logger = per_record_logger(__name__)
+"""Lines about one record that can repeat for many: one per kind and minute."""
+
+STALL_S = 60.0
+"""Connected, commands in flight, no acknowledgement for this long: logged at ERROR (again every STALL_S)."""
+MAX_REPUBLISH = 2
+_PACKET_ID_NOT_FOUND = 0x92
+_SESSION_TAKEN_OVER = 0x8E
+
+P = TypeVar("P")
+"""What the sender needs back with the answer (the relay: the record's place in its offset tracker)."""
+
+
+class Publisher(Protocol):
+    """:class:`mqtt_kafka_sync.relay.publisher.MqttPublisher`, as its users need it."""
+
+    def start(self) -> None: ...
+    def connected(self) -> bool: ...
+    def publish(self, command: Command) -> int: ...
+    def stop(self, *, end_session: bool) -> None: ...
+
+
+class Counters(Protocol):
+    """Where the window counts (``RelayStats`` of a relay task)."""
+
+    published: int
+    """PUBLISH packets handed to paho, re-publishes included."""
+    republished: int
+    outages: int
+    stalls: int
+
+
+class Flight(Generic[P]):
+    """One command handed to paho, waiting for its PUBACK / PUBCOMP."""
+
+    __slots__ = ("attempts", "command", "pending", "record")
+
+    def __init__(self, record: Message, command: Command, pending: P) -> None:
+        self.record = record
+        self.command = command
+        self.pending = pending
+        self.attempts = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Answer(Generic[P]):
+    """The broker's last word on a command: ``error`` None when it has it, else why it refused."""
+
+    flight: Flight[P]
+    error: CommandError | None
+
+
+class PublishWindow(Generic[P]):
+    def __init__(
+        self,
+        name: str,
+        publisher: Publisher,
+        max_inflight: int,
+        counters: Counters,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.in_flight: dict[int, Flight[P]] = {}
+        """Packet id -> command, in publish order."""
+        self.online = False
+        self.ever_connected = False
+        self.limits: Connected | None = None
+        self.outage_since: float | None = None
+        """Monotonic time the broker became unreachable; None while connected."""
+        self._publisher = publisher
+        self._max_inflight = max_inflight
+        self._size = max_inflight
+        self._counters = counters
+        self._monotonic = monotonic
+        self._resync = False
+        self._last_progress = monotonic()
+
+    @property
+    def size(self) -> int:
+        """Commands that may be in flight: ``min(max_inflight, the broker's Receive Maximum)``."""
+        return self._size
+
+    @property
+    def resending(self) -> bool:
+        """Commands re-sent after a reconnect are still unacknowledged: nothing new may go out."""
+        return self._resync
+
+    def can_publish(self) -> bool:
+        return (
+            self.online
+            and not self._resync
+            and len(self.in_flight) < self._size
+            and self._publisher.connected()
+        )
+
+    def publish(self, record: Message, command: Command, pending: P) -> None:
+        """Hand ``command`` to paho. Raises :class:`CommandError` (``mqtt-rejected``) when the broker
+        cannot take it or paho refuses it: it is then never sent."""
+        if self.limits is not None:
+            check_limits(command, self.limits)
+        mid = self._publisher.publish(command)
+        if mid in self.in_flight:
+            record_logger.error("paho reused packet id %d while it was in flight", mid)
+        self.in_flight[mid] = Flight(record, command, pending)
+        self._counters.published += 1
+
+    def handle(self, event: object) -> Answer[P] | None:
+        """Take one publisher event; returns the answer when it settled a command in flight."""
+        if isinstance(event, Acked):
+            return self._acked(event)
+        if isinstance(event, Connected):
+            self._connected(event)
+        elif isinstance(event, Disconnected):
+            self._disconnected(event)
+        elif isinstance(event, Refused):
+            self._refused(event)
+        return None
+
+    def settle(self) -> None:
+        """After a batch of events: new commands may go out again once every re-sent one is acknowledged."""
+        if self._resync and self.online and not self.in_flight:
+            self._resync = False
+
+    def check_stall(self) -> None:
+        """Log (at ERROR, every :data:`STALL_S`) when the broker is connected and acknowledged
+        nothing in flight for :data:`STALL_S`."""
+        if not self.in_flight or not self.online:
+            self._last_progress = self._monotonic()
+            return
+        if self._monotonic() - self._last_progress < STALL_S:
+            return
+        oldest = next(iter(self.in_flight.values()))
+        self._counters.stalls += 1
+        logger.error(
+            "%s: connected, yet none of %d commands in flight was acknowledged for %.0fs (oldest %s [%s] "
+            "offset %s to %s); their offsets stay unstored",
+            self.name,
+            len(self.in_flight),
+            STALL_S,
+            oldest.record.topic(),
+            oldest.record.partition(),
+            oldest.record.offset(),
+            oldest.command.topic,
+        )
+        self._last_progress = self._monotonic()
+
+    # -- events -----------------------------------------------------------------------------------
+    def _acked(self, event: Acked) -> Answer[P] | None:
+        self._last_progress = self._monotonic()
+        flight = self.in_flight.pop(event.mid, None)
+        if flight is None:
+            logger.debug("acknowledgement for unknown packet id %d", event.mid)
+            return None
+        if event.reason_code < 0x80:
+            return Answer(flight, None)
+        record, command = flight.record, flight.command
+        if event.reason_code == _PACKET_ID_NOT_FOUND and flight.attempts <= MAX_REPUBLISH:
+            # PUBCOMP 0x92: the broker lost the QoS 2 exchange (its session ended while we were
+            # away), so it may never have released the message: publish it again.
+            record_logger.warning(
+                "%s [%s] offset %s: broker answered %s for %s; publishing it again",
+                record.topic(),
+                record.partition(),
+                record.offset(),
+                event.reason,
+                command.topic,
+            )
+            try:
+                mid = self._publisher.publish(command)
+            except CommandError as exc:
+                return Answer(flight, exc)
+            flight.attempts += 1
+            self.in_flight[mid] = flight
+            self._counters.published += 1
+            self._counters.republished += 1
+            return None
+        detail = f"the broker answered {event.reason} (0x{event.reason_code:02X})"
+        return Answer(flight, CommandError("mqtt-rejected", detail, mqtt_topic=command.topic))
+
+    def _connected(self, event: Connected) -> None:
+        self.online = True
+        self.limits = event
+        self._size = max(1, min(self._max_inflight, event.receive_maximum))
+        if self.in_flight:
+            self._resync = True
+        if not self.ever_connected:
+            self.ever_connected = True
+            logger.info("%s: connected to the MQTT broker (window %d)", self.name, self._size)
+        elif self.outage_since is not None:
+            logger.warning(
+                "%s: MQTT broker reachable again after %.1fs (session %s); sending %d commands again",
+                self.name,
+                self._monotonic() - self.outage_since,
+                "resumed" if event.session_present else "NOT resumed",
+                len(self.in_flight),
+            )
+        self.outage_since = None
+
+    def _disconnected(self, event: Disconnected) -> None:
+        was_online = self.online
+        self.online = False
+        self._resync = bool(self.in_flight)
+        if event.reason_code == _SESSION_TAKEN_OVER:
+            logger.error(
+                "%s: another MQTT client connected with this client id; give every relay its own "
+                "mqtt.client.id",
+                self.name,
+            )
+        if was_online:
+            self._outage_started(f"connection lost ({event.reason})")
+
+    def _refused(self, event: Refused) -> None:
+        if self.outage_since is None:
+            self._outage_started(f"cannot connect: {event.reason}")
+
+    def _outage_started(self, why: str) -> None:
+        self.outage_since = self._monotonic()
+        self._counters.outages += 1
+        logger.warning(
+            "%s: MQTT broker unavailable (%s); %d commands in flight; publishing nothing new until it is "
+            "back",
+            self.name,
+            why,
+            len(self.in_flight),
+        )
+
+
+def check_limits(command: Command, limits: Connected) -> None:
+    """Raise ``mqtt-rejected`` when the broker announced it cannot take ``command``."""
+    if command.qos > limits.maximum_qos:
+        detail = f"the broker's maximum QoS is {limits.maximum_qos}, the route's {command.qos}"
+        raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
+    if command.retain and not limits.retain_available:
+        detail = f"the broker does not keep retained messages; route {command.route!r} retains"
+        raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
+    if limits.maximum_packet_size is not None and (size := packet_size(command)) > limits.maximum_packet_size:
+        detail = f"the PUBLISH would be {size} bytes; the broker takes at most {limits.maximum_packet_size}"
+        raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
+
+
+def packet_size(command: Command) -> int:
+    """The PUBLISH packet's size in bytes, at most 4 bytes over (variable-length integers)."""
+    props = 5 + 3 + len(command.correlation_data)  # expiry interval, correlation data
+    if command.response_topic is not None:
+        props += 3 + len(command.response_topic.encode())
+    props += sum(5 + len(k.encode()) + len(v.encode()) for k, v in command.user_properties)
+    return 5 + 2 + len(command.topic.encode()) + 2 + 4 + props + len(command.payload)
