@@ -276,7 +276,7 @@ def outage_run(b: Brokers, spec: LoadSpec, workdir: Path, *, outage_s: float, le
     t0 = time.monotonic()
     load.start()
     curve: list[tuple[float, float, int, str]] = []
-    kafka = "up"
+    kafka = "up"  # then "down", then "back"
     next_sample = 0.0
     while worker.totals().get("acked", 0) < total and time.monotonic() - t0 < lead_s + outage_s + 600:
         now = time.monotonic() - t0
@@ -285,7 +285,7 @@ def outage_run(b: Brokers, spec: LoadSpec, workdir: Path, *, outage_s: float, le
             kafka = "down"
         elif kafka == "down" and now >= lead_s + outage_s:
             b.stack.kafka.start()
-            kafka = "up"
+            kafka = "back"
         if now >= next_sample:
             curve.append((now, rss_mb(pids), worker.totals().get("acked", 0), kafka))
             next_sample += 5.0
@@ -296,6 +296,8 @@ def outage_run(b: Brokers, spec: LoadSpec, workdir: Path, *, outage_s: float, le
     print(f"\n[outage] Kafka stopped at {lead_s:.0f} s for {outage_s:.0f} s; task RSS (MB) and acked:")
     for t, mb, acked, state in curve:
         print(f"  {t:6.1f} s  {mb:6.1f} MB  {acked:>9,}  kafka {state}")
+    said = [line for line in worker.log().splitlines() if " WARNING " in line or " ERROR " in line]
+    print(f"[outage] the worker's warnings and errors ({len(said)}):", *said[:20], sep="\n  ")
     report = verify_topic(
         b.kafka_bootstrap,
         topic,

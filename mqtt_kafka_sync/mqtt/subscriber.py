@@ -420,8 +420,14 @@ class MqttSubscriber:
     def _keepalive(self, out: bytearray, *, reading: bool) -> None:
         now = time.monotonic()
         keepalive = self.settings.keepalive
-        if self._ping_sent_at is not None and reading and now - self._ping_sent_at > keepalive:
-            raise ConnectionLost("no PINGRESP within the keepalive interval")
+        if self._ping_sent_at is not None:
+            if not reading:
+                # A full window stops our reads, so a PINGRESP cannot be seen: its deadline counts
+                # from when we read again (a Kafka outage longer than the keepalive must not look
+                # like a dead broker, and a reconnect would make the broker send the window again).
+                self._ping_sent_at = now
+            elif now - self._ping_sent_at > keepalive:
+                raise ConnectionLost("no PINGRESP within the keepalive interval")
         if now - self._last_sent >= keepalive / 2:
             out += p.PINGREQ_PACKET
             if self._ping_sent_at is None:
