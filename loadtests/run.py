@@ -292,6 +292,7 @@ def outage_run(b: Brokers, spec: LoadSpec, workdir: Path, *, outage_s: float, le
         time.sleep(0.2)
     elapsed = time.monotonic() - t0
     load.join(600)
+    peak = peak_rss_mb(pids)
     worker.stop()
     print(f"\n[outage] Kafka stopped at {lead_s:.0f} s for {outage_s:.0f} s; task RSS (MB) and acked:")
     for t, mb, acked, state in curve:
@@ -316,7 +317,7 @@ def outage_run(b: Brokers, spec: LoadSpec, workdir: Path, *, outage_s: float, le
         lost=report.lost,
         duplicated=report.duplicated,
         out_of_order=report.out_of_order,
-        bridge_peak_rss_mb=peak_rss_mb(pids),
+        bridge_peak_rss_mb=peak,
         extra={"rss_mb_during_outage_max": max(during, default=0.0), "curve": curve},
     )
 
