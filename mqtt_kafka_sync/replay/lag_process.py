@@ -150,12 +150,21 @@ class IsolatedLagReader:
         return value if isinstance(value, int) else None
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
+        """Stop the child. Never waits for a read in progress: that child is killed instead (the
+        read then fails with :class:`LagReadError`), so a shutdown is not held up by Kafka."""
+        self._closed = True
+        if not self._lock.acquire(blocking=False):
+            process = self._process
+            if process is not None and process.is_alive():
+                process.kill()
+            return
+        try:
             if self._conn is not None:
                 with contextlib.suppress(OSError):
                     self._conn.send(None)
             self._discard(kill=False, wait=2.0)
+        finally:
+            self._lock.release()
 
     # -- internals --------------------------------------------------------------------------------
     def _start(self) -> Connection:

@@ -159,7 +159,7 @@ class ThrottleLoop:
         try:
             lag = self._read_lag()
         except LagReadError as exc:
-            if not self._failing:
+            if not self._failing and not self._stop.is_set():  # not a failure while shutting down
                 logger.warning("throttle: cannot read consumer lag (%s); holding the rate", exc)
             self._failing = True
             lag = None
