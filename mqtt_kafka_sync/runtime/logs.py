@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from mqtt_kafka_sync.telemetry.logfilter import RepeatFilter
+from mqtt_kafka_sync.telemetry.logfilter import RepeatFilter, TransientFilter
 
 
 def configure_logging(level: int) -> None:
@@ -17,6 +17,7 @@ def configure_logging(level: int) -> None:
     )
     librdkafka = logging.getLogger("librdkafka")
     librdkafka.setLevel(max(level, logging.WARNING))
-    for old in [f for f in librdkafka.filters if isinstance(f, RepeatFilter)]:
+    for old in [f for f in librdkafka.filters if isinstance(f, RepeatFilter | TransientFilter)]:
         librdkafka.removeFilter(old)
+    librdkafka.addFilter(TransientFilter())
     librdkafka.addFilter(RepeatFilter())

@@ -47,6 +47,28 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+class TransientFilter(logging.Filter):
+    """librdkafka warnings about conditions it retries by itself, seen right after a broker starts:
+    logged at INFO (so not at all at the default WARNING level).
+
+    A fresh Kafka answers "Coordinator load in progress" while it loads its internal topics, and
+    the producer's request for its idempotence id is retried until it succeeds; a restarted broker's
+    partition leaders are briefly missing from the client's metadata cache. Both pass in seconds. If
+    Kafka stays unusable, what follows is not transient and is logged as it was: all brokers down,
+    connection failures, delivery errors.
+    """
+
+    TRANSIENT = ("Coordinator load in progress", "not found in cache")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if logging.WARNING <= record.levelno < logging.ERROR and any(
+            text in record.getMessage() for text in self.TRANSIENT
+        ):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger().isEnabledFor(logging.INFO)
+        return True
+
+
 def per_record_logger(name: str) -> logging.Logger:
     """``<name>.records``: the logger for lines written per message or record, filtered."""
     log = logging.getLogger(f"{name}.records")

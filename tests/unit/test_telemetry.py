@@ -35,7 +35,7 @@ from mqtt_kafka_sync.telemetry.exporter import Exporter, TelemetrySettings
 from mqtt_kafka_sync.telemetry.http import MetricsServer
 from mqtt_kafka_sync.telemetry.lag import LagPoint, LagPoller
 from mqtt_kafka_sync.telemetry.layout import Layout
-from mqtt_kafka_sync.telemetry.logfilter import RepeatFilter
+from mqtt_kafka_sync.telemetry.logfilter import RepeatFilter, TransientFilter
 from mqtt_kafka_sync.telemetry.probe import Probe
 from mqtt_kafka_sync.telemetry.shared import TaskMetrics, TaskSnapshot
 from tests.unit.telemetry_fakes import relay_config, source_config
@@ -391,3 +391,26 @@ def test_repeat_filter_lets_one_line_of_a_kind_through_per_interval() -> None:
     )
     assert repeat.filter(record)
     assert record.getMessage().endswith("(1 similar lines held back)")
+
+
+def test_librdkafka_start_up_transients_are_info_not_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    transient = TransientFilter()
+    getpid = (
+        "GETPID [p#producer-1] [thrd:main]: Failed to acquire idempotence PID from broker 127.0.0.1:9092/1: "
+        "Broker: Coordinator load in progress: retrying"
+    )
+
+    def record(level: int, message: str) -> logging.LogRecord:
+        return logging.LogRecord("librdkafka", level, "", 0, message, (), None)
+
+    caplog.set_level(logging.WARNING)
+    quiet = record(logging.WARNING, getpid)
+    assert not transient.filter(quiet)  # at the default level: not shown
+    caplog.set_level(logging.INFO)
+    shown = record(logging.WARNING, getpid)
+    assert transient.filter(shown) and shown.levelname == "INFO"
+    caplog.set_level(logging.WARNING)
+    down = record(logging.WARNING, "all brokers down (1/1 brokers are down)")
+    assert transient.filter(down) and down.levelno == logging.WARNING
+    failed = record(logging.ERROR, "Connect to ipv4#127.0.0.1:9092 failed: Coordinator load in progress")
+    assert transient.filter(failed) and failed.levelno == logging.ERROR  # errors stay errors
