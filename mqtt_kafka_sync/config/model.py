@@ -109,6 +109,7 @@ class SourceConnectorConfig:
     mqtt_keepalive_seconds: int = 30
     mqtt_session_expiry_seconds: int = 86_400
     mqtt_receive_maximum: int = 4_000
+    mqtt_receive_maximum_bytes: int = 16 * 2**20
     mqtt_connect_timeout_seconds: float = 10.0
     mqtt_takeover_enabled: bool = True
     mqtt_takeover_delay_seconds: int = 10

@@ -70,6 +70,7 @@ def build_source_connector(
         mqtt_keepalive_seconds=values["mqtt.keepalive.interval.seconds"],
         mqtt_session_expiry_seconds=values["mqtt.session.expiry.interval.seconds"],
         mqtt_receive_maximum=values["mqtt.receive.maximum"],
+        mqtt_receive_maximum_bytes=values["mqtt.receive.maximum.bytes"],
         mqtt_connect_timeout_seconds=values["mqtt.connect.timeout.seconds"],
         mqtt_takeover_enabled=values["mqtt.takeover.enabled"],
         mqtt_takeover_delay_seconds=values["mqtt.takeover.delay.seconds"],

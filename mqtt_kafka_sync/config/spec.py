@@ -120,6 +120,16 @@ MQTT_KEYS = (
         maximum=65535,
     ),
     KeySpec(
+        "mqtt.receive.maximum.bytes",
+        "int",
+        "Most payload bytes a task holds unacknowledged at once, beside mqtt.receive.maximum: keeps "
+        "memory bounded for large payloads (the window is messages; 4,000 x 64 KB would be 256 MB, "
+        "held twice: by the task and by the Kafka producer). 0: no byte limit.",
+        "16777216",
+        default="16777216",
+        minimum=0,
+    ),
+    KeySpec(
         "mqtt.connect.timeout.seconds",
         "float",
         "How long to wait for the broker to accept a connection.",

@@ -38,6 +38,7 @@ def subscriber_settings(
         keepalive=config.mqtt_keepalive_seconds,
         session_expiry=config.mqtt_session_expiry_seconds,
         receive_maximum=config.mqtt_receive_maximum,
+        receive_maximum_bytes=config.mqtt_receive_maximum_bytes,
         connect_timeout=config.mqtt_connect_timeout_seconds,
         username=config.mqtt_username,
         password=config.mqtt_password.reveal() if config.mqtt_password is not None else None,

@@ -60,6 +60,8 @@ class SubscriberSettings:
     keepalive: int = 30
     session_expiry: int = 86_400
     receive_maximum: int = 1_000
+    receive_maximum_bytes: int = 0
+    """Most payload bytes unacknowledged at once (0: no limit); one message always gets through."""
     connect_timeout: float = 10.0
     username: str | None = None
     password: str | None = None
@@ -121,6 +123,9 @@ class MqttSubscriber:
         self.acks_dropped = 0
         self._unacked = 0
         """QoS 1/2 messages of this connection not yet acknowledged (network thread only)."""
+        self._unacked_bytes = 0
+        self._sizes: dict[int, int] = {}
+        """Payload size of each unacknowledged QoS 1/2 message by packet id (this connection)."""
         self._last_sent = 0.0
         self._ping_sent_at: float | None = None
         self._reader = p.PacketReader()
@@ -308,7 +313,8 @@ class MqttSubscriber:
         self._reader, self._backlog = reader, pending
         self._generation += 1
         self._acks.clear()  # acks of the previous connection must never reach this one
-        self._unacked = 0
+        self._unacked = self._unacked_bytes = 0
+        self._sizes.clear()
         self.session_present = connack.session_present
         self._handler.on_connected(self._generation, connack.session_present)
         wanted = [(f, s.qos) for f in s.filters] + [(f, 0) for f in s.control_filters]
@@ -390,7 +396,14 @@ class MqttSubscriber:
 
     def _window_open(self) -> bool:
         """Whether to take more messages: not paused, fewer than Receive Maximum unacknowledged."""
-        return not self._paused and self._unacked < self.settings.receive_maximum
+        return not self._paused and not self._window_full()
+
+    def _window_full(self) -> bool:
+        """Receive Maximum messages, or ``receive_maximum_bytes`` of payload, unacknowledged."""
+        s = self.settings
+        return self._unacked >= s.receive_maximum or (
+            s.receive_maximum_bytes > 0 and self._unacked_bytes >= s.receive_maximum_bytes
+        )
 
     def _resume_window(self, gen: int, out: bytearray) -> None:
         """Once acknowledgements opened the window again, dispatch what it held back before."""
@@ -400,13 +413,12 @@ class MqttSubscriber:
 
     def _take_packets(self, gen: int, out: bytearray) -> None:
         """Dispatch buffered packets until the window is full; the rest waits, in order."""
-        window = self.settings.receive_maximum
         for packet in self._reader.packets():
             if isinstance(packet, p.Ack) and packet.kind == p.PINGRESP:
                 self._ping_sent_at = None
             else:
                 self._dispatch(packet, gen, out)
-            if self._unacked >= window:
+            if self._window_full():
                 break
 
     def _collect_outgoing(self, gen: int, out: bytearray) -> None:
@@ -418,6 +430,7 @@ class MqttSubscriber:
             elif qos:
                 out += p.encode_ack(p.PUBACK if qos == 1 else p.PUBREC, packet_id)
                 self._unacked -= 1
+                self._unacked_bytes -= self._sizes.pop(packet_id, 0)
         while self._control:
             out += self._control.popleft()
         if self._reconnect_reason is not None:
@@ -444,6 +457,9 @@ class MqttSubscriber:
         if isinstance(packet, p.Publish):
             if packet.qos:
                 self._unacked += 1
+                size = len(packet.payload)
+                self._sizes[packet.packet_id] = size
+                self._unacked_bytes += size
             self._handler.on_message(packet, gen)
             return
         kind = packet.kind

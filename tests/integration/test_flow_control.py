@@ -81,7 +81,46 @@ def test_window_holds_while_acknowledgements_trickle(brokers: Any) -> None:
         subscriber.stop(session_expiry=0)
 
 
-def _publish_many(brokers: Any, topic: str, count: int) -> None:
+def test_the_byte_limit_holds_large_payloads_back(brokers: Any) -> None:
+    """``receive_maximum_bytes``: 10 payloads of 10 KB fill a 100 KB window long before the Receive
+    Maximum of 1,000 messages would; acknowledging 5 lets 5 more in."""
+    root = f"fcb{uuid.uuid4().hex[:6]}"
+    handler = Collect()
+    settings = SubscriberSettings(
+        brokers.mqtt_host,
+        brokers.mqtt_port,
+        f"{root}-sub",
+        (f"$share/{root}/{root}/#",),
+        qos=1,
+        receive_maximum=1000,
+        receive_maximum_bytes=100_000,
+        keepalive=10,
+    )
+    subscriber = MqttSubscriber(settings, handler)
+    subscriber.start()
+    try:
+        assert subscriber.wait_subscribed(10)
+        _publish_many(brokers, f"{root}/d", 40, size=10_000)
+        _wait_count(handler, 10)
+        time.sleep(1.0)
+        assert len(handler.messages) == 10, f"{len(handler.messages)} x 10 KB arrived in a 100 KB window"
+        subscriber.ack([(g, m.packet_id, m.qos) for g, m in handler.messages[:5]])
+        _wait_count(handler, 15)
+        time.sleep(1.0)
+        assert len(handler.messages) == 15, f"{len(handler.messages)} arrived after 5 acks"
+        acked = 5
+        deadline = time.monotonic() + 20
+        while acked < 40 and time.monotonic() < deadline:
+            batch = handler.messages[acked:]
+            subscriber.ack([(g, m.packet_id, m.qos) for g, m in batch])
+            acked += len(batch)
+            time.sleep(0.05)
+        assert [int(m.payload[:4]) for _, m in handler.messages] == list(range(40))
+    finally:
+        subscriber.stop(session_expiry=0)
+
+
+def _publish_many(brokers: Any, topic: str, count: int, size: int = 0) -> None:
     import paho.mqtt.client as mqtt  # noqa: PLC0415
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
@@ -89,7 +128,8 @@ def _publish_many(brokers: Any, topic: str, count: int) -> None:
     client.connect(brokers.mqtt_host, brokers.mqtt_port)
     client.loop_start()
     try:
-        infos = [client.publish(topic, f"n{i}".encode(), qos=1) for i in range(count)]
+        payloads = [f"{i:04d}".encode().ljust(size, b"x") if size else f"n{i}".encode() for i in range(count)]
+        infos = [client.publish(topic, payload, qos=1) for payload in payloads]
         for info in infos:
             info.wait_for_publish(10)
     finally:
