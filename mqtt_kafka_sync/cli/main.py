@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -134,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     configure_logging(getattr(logging, args.log_level))
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: what a stuck process is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         return int(args.func(args))
     except ConfigError as exc:

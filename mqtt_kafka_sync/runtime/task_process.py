@@ -7,6 +7,7 @@ status counters, and the metrics block through :class:`~mqtt_kafka_sync.telemetr
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import gc
 import logging
 import os
@@ -80,6 +81,7 @@ def task_main(
 ) -> None:
     _die_with_parent()
     configure_logging(log_level)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: every thread's stack
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which sends SIGTERM
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

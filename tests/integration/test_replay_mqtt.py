@@ -402,7 +402,14 @@ def test_ctrl_c_stops_after_the_last_acknowledgement_and_the_resume_repeats_noth
                 assert first.poll() is None and time.monotonic() < deadline, "the replay published nothing"
                 time.sleep(0.1)
             first.send_signal(signal.SIGINT)
-            out, _ = first.communicate(timeout=30)
+            try:
+                out, _ = first.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                first.send_signal(signal.SIGUSR1)  # the CLI prints every thread's stack
+                time.sleep(1.0)
+                first.kill()
+                out, _ = first.communicate(timeout=10)
+                raise AssertionError(f"the replay did not stop within 60 s of SIGINT:\n{out}") from None
         finally:
             if first.poll() is None:
                 first.kill()
