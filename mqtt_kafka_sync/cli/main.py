@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import logging
 import os
-import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -132,12 +130,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mqtt_kafka_sync.runtime.logs import configure_logging  # noqa: PLC0415
+    from mqtt_kafka_sync.runtime.logs import configure_logging, dump_stacks_on_sigusr1  # noqa: PLC0415
 
     args = build_parser().parse_args(argv)
     configure_logging(getattr(logging, args.log_level))
-    # `kill -USR1 <pid>` prints every thread's stack to stderr: what a stuck process is doing.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    dump_stacks_on_sigusr1()
     try:
         return int(args.func(args))
     except ConfigError as exc:

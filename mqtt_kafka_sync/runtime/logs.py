@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import io
 import logging
+import signal
 import sys
 
 from mqtt_kafka_sync.telemetry.logfilter import RepeatFilter, TransientFilter
@@ -21,3 +25,10 @@ def configure_logging(level: int) -> None:
         librdkafka.removeFilter(old)
     librdkafka.addFilter(TransientFilter())
     librdkafka.addFilter(RepeatFilter())
+
+
+def dump_stacks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` prints every thread's stack to stderr: what a stuck process is doing."""
+    # stderr without a file descriptor (captured by a test runner): no dumps, nothing else changes
+    with contextlib.suppress(io.UnsupportedOperation, ValueError):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)

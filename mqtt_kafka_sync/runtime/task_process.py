@@ -7,7 +7,6 @@ status counters, and the metrics block through :class:`~mqtt_kafka_sync.telemetr
 from __future__ import annotations
 
 import ctypes
-import faulthandler
 import gc
 import logging
 import os
@@ -18,7 +17,7 @@ from multiprocessing.sharedctypes import SynchronizedArray
 from typing import Protocol
 
 from mqtt_kafka_sync.config.model import ConnectorConfig, RelayConnectorConfig
-from mqtt_kafka_sync.runtime.logs import configure_logging
+from mqtt_kafka_sync.runtime.logs import configure_logging, dump_stacks_on_sigusr1
 from mqtt_kafka_sync.telemetry import registry
 from mqtt_kafka_sync.telemetry.probe import Probe
 
@@ -81,7 +80,7 @@ def task_main(
 ) -> None:
     _die_with_parent()
     configure_logging(log_level)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: every thread's stack
+    dump_stacks_on_sigusr1()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which sends SIGTERM
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
