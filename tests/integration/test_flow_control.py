@@ -42,20 +42,26 @@ def _wait_count(handler: Collect, count: int, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def test_window_holds_while_acknowledgements_trickle(brokers: Any) -> None:
-    root = f"fc{uuid.uuid4().hex[:6]}"
-    handler = Collect()
+def _subscriber(brokers: Any, root: str, handler: Collect, **window: int) -> MqttSubscriber:
+    """A started QoS 1 subscriber of ``root/#`` (shared) with the given window settings."""
     settings = SubscriberSettings(
         brokers.mqtt_host,
         brokers.mqtt_port,
         f"{root}-sub",
         (f"$share/{root}/{root}/#",),
         qos=1,
-        receive_maximum=50,
         keepalive=10,
+        **window,
     )
     subscriber = MqttSubscriber(settings, handler)
     subscriber.start()
+    return subscriber
+
+
+def test_window_holds_while_acknowledgements_trickle(brokers: Any) -> None:
+    root = f"fc{uuid.uuid4().hex[:6]}"
+    handler = Collect()
+    subscriber = _subscriber(brokers, root, handler, receive_maximum=50)
     try:
         assert subscriber.wait_subscribed(10)
         publish_raw(brokers.mqtt_host, brokers.mqtt_port, f"{root}/d", b"m0", qos=1)
@@ -86,18 +92,7 @@ def test_the_byte_limit_holds_large_payloads_back(brokers: Any) -> None:
     Maximum of 1,000 messages would; acknowledging 5 lets 5 more in."""
     root = f"fcb{uuid.uuid4().hex[:6]}"
     handler = Collect()
-    settings = SubscriberSettings(
-        brokers.mqtt_host,
-        brokers.mqtt_port,
-        f"{root}-sub",
-        (f"$share/{root}/{root}/#",),
-        qos=1,
-        receive_maximum=1000,
-        receive_maximum_bytes=100_000,
-        keepalive=10,
-    )
-    subscriber = MqttSubscriber(settings, handler)
-    subscriber.start()
+    subscriber = _subscriber(brokers, root, handler, receive_maximum=1000, receive_maximum_bytes=100_000)
     try:
         assert subscriber.wait_subscribed(10)
         _publish_many(brokers, f"{root}/d", 40, size=10_000)
