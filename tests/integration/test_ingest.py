@@ -154,32 +154,31 @@ def test_kill_9_mid_run_then_restart_loses_nothing(brokers: Any, tmp_path: Path)
         worker.stop()
 
 
-def test_a_mosquitto_restart_mid_run_loses_nothing(brokers: Any, tmp_path: Path) -> None:
+def test_a_backlog_queued_for_a_stopped_worker_survives_a_mosquitto_restart(
+    brokers: Any, tmp_path: Path
+) -> None:
     """Mosquitto saves sessions on SIGTERM, but 2.0.11 only writes those whose CONNECT had Clean
-    Start 0 (docs/delivery-guarantees.md): the worker always connects so, and its queued and
-    in-flight messages come back with its session; the devices re-send what the broker never
-    acknowledged."""
+    Start 0 (docs/delivery-guarantees.md): the worker always connects so, and what its session
+    held comes back with it. (What devices publish after the restart, before the worker has
+    subscribed again, is not kept: Mosquitto does not restore shared subscriptions; see the same
+    page.)"""
     if not brokers.controllable:
         pytest.skip("brokers given by environment variables cannot be restarted by the test")
     scenario = Scenario(brokers, tmp_path)
     worker = scenario.worker().start()
     worker.wait_subscribed()
-    simulator = scenario.simulator(200, 50, rate=2000)
-    simulator.start()
+    assert worker.stop() == 0, worker.log()  # the session stays, and queues what is published now
+    result = scenario.simulator(100, 50, rate=2000).run()
+    assert result.ok, result
+    brokers.stop_mqtt()
+    brokers.start_mqtt()
+    worker = scenario.worker("after-restart").start()
     try:
-        assert worker.wait_acked(2000, timeout=60), worker.log()
-        brokers.stop_mqtt()
-        time.sleep(2.0)
-        brokers.start_mqtt()
-        result = simulator.wait(120)
-        assert result is not None and result.ok, result
         report = scenario.verify(result.per_device_last_seq)
         _report("mosquitto restart", report)
         assert report.lost == 0, report.summary()
-        assert worker.alive(), worker.log()
+        assert report.out_of_order == 0, report.summary()
     finally:
-        if simulator.running:
-            simulator.stop()
         worker.stop()
 
 
