@@ -168,6 +168,28 @@ def baseline(b: Brokers, spec: LoadSpec) -> float:
     return total / (time.monotonic() - t0)
 
 
+def load_connector(b: Brokers, spec: LoadSpec, workdir: Path, **extra: Any) -> tuple[str, str, Path]:
+    """A fresh topic (6 partitions, LogAppendTime) and a one-route source connector file for
+    ``spec``'s topics, with ``--producer`` settings; returns (tag, topic, config file)."""
+    tag = uuid.uuid4().hex[:6]
+    topic = f"load-{tag}"
+    ensure_topics(
+        b.kafka_bootstrap,
+        [topic, f"{topic}-dlq"],
+        partitions=6,
+        config={"message.timestamp.type": "LogAppendTime"},
+    )
+    config = write_source_config(
+        workdir / f"{tag}.json",
+        b,
+        name=f"load-{tag}",
+        root=spec.topic_template.split("/", 1)[0],
+        topic=topic,
+        **{"mqtt.takeover.enabled": "false", **extra, **PRODUCER_OVERRIDES},
+    )
+    return tag, topic, config
+
+
 def bridge_run(
     b: Brokers,
     spec: LoadSpec,
@@ -183,27 +205,8 @@ def bridge_run(
     ``warmup_s``: first offer the same load for that long through the same worker, topic and
     brokers (JIT-compiling Kafka's request path, filling caches), then measure; the report only
     reads records Kafka appended after the warm-up."""
-    tag = uuid.uuid4().hex[:6]
-    root = spec.topic_template.split("/", 1)[0]
-    topic = f"load-{tag}"
-    ensure_topics(
-        b.kafka_bootstrap,
-        [topic, f"{topic}-dlq"],
-        partitions=6,
-        config={"message.timestamp.type": "LogAppendTime"},
-    )
-    config = write_source_config(
-        workdir / f"{tag}.json",
-        b,
-        name=f"load-{tag}",
-        root=root,
-        topic=topic,
-        **{
-            "tasks.max": tasks,
-            "routes.telemetry.value.format": value_format,
-            "mqtt.takeover.enabled": "false",
-            **PRODUCER_OVERRIDES,
-        },
+    tag, topic, config = load_connector(
+        b, spec, workdir, **{"tasks.max": tasks, "routes.telemetry.value.format": value_format}
     )
     total = spec.devices * spec.messages_per_device
     worker = WorkerProcess(config, workdir, f"worker-{tag}").start()
@@ -256,18 +259,7 @@ def outage_run(b: Brokers, spec: LoadSpec, workdir: Path, *, outage_s: float, le
     ``outage_s`` later. Prints the task's resident memory every 5 s; the row's RSS is the peak."""
     if b.stack is None:
         raise SystemExit("the outage scenario stops Kafka: it needs the local stack (no --bootstrap)")
-    tag = uuid.uuid4().hex[:6]
-    topic = f"load-{tag}"
-    ensure_topics(b.kafka_bootstrap, [topic, f"{topic}-dlq"], partitions=6)
-    root = spec.topic_template.split("/", 1)[0]
-    config = write_source_config(
-        workdir / f"{tag}.json",
-        b,
-        name=f"load-{tag}",
-        root=root,
-        topic=topic,
-        **{"mqtt.takeover.enabled": "false", **PRODUCER_OVERRIDES},
-    )
+    tag, topic, config = load_connector(b, spec, workdir)
     total = spec.devices * spec.messages_per_device
     worker = WorkerProcess(config, workdir, f"worker-{tag}").start()
     worker.wait_subscribed()
