@@ -11,6 +11,8 @@
     │   ├── MqttConnectError        retriable: broker unreachable or refused us for now
     │   └── MqttProtocolError       the broker sent something we cannot accept
     ├── KafkaDeliveryError          a record Kafka would not take; carries topic, partition, offset
+    │                               (retriable for a topic that may yet appear; ``fatal`` when the
+    │                               producer cannot go on)
     ├── SchemaRegistryError         the schema registry refused a schema or could not be reached
     │                               (retriable when it did not answer)
     ├── CommandError                a Kafka record the command relay will not publish (goes to the DLQ)
@@ -100,11 +102,18 @@ class KafkaDeliveryError(SyncError):
         partition: int | None = None,
         offset: int | None = None,
         retriable: bool = False,
+        code: int | None = None,
+        fatal: bool = False,
     ) -> None:
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.retriable = retriable
+        self.code = code
+        """librdkafka's error code, when the error came from it."""
+        self.fatal = fatal
+        """The client cannot go on (a fatal idempotent-producer error): the task must restart."""
+        self.detail = detail
         super().__init__(f"{detail} (topic {topic}, partition {partition}, offset {offset})")
 
 

@@ -110,6 +110,9 @@ class SourceConnectorConfig:
     mqtt_session_expiry_seconds: int = 86_400
     mqtt_receive_maximum: int = 4_000
     mqtt_receive_maximum_bytes: int = 16 * 2**20
+    mqtt_topic_max_length: int = 1024
+    mqtt_topic_cache_max_bytes: int = 16 * 2**20
+    errors_retry_timeout_ms: int = 60_000
     mqtt_connect_timeout_seconds: float = 10.0
     mqtt_takeover_enabled: bool = True
     mqtt_takeover_delay_seconds: int = 10

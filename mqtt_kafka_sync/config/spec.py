@@ -11,6 +11,9 @@ from mqtt_kafka_sync.config.keyspec import KeySpec
 from mqtt_kafka_sync.config.model import RELAY_CONNECTOR_CLASS, SOURCE_CONNECTOR_CLASS, ValueFormat
 from mqtt_kafka_sync.config.throttle import THROTTLE_KEYS
 
+MAX_TASKS = 256
+"""Most tasks of one connector in one process: each is a process of ~40 MB and a broker connection;
+more belong on more machines."""
 _NAME = r"[A-Za-z0-9_.-]+"
 _NAME_DOC = "letters, digits, '_', '.' and '-'"
 
@@ -40,6 +43,7 @@ CONNECTOR_KEYS = (
         "2",
         default="1",
         minimum=1,
+        maximum=MAX_TASKS,
     ),
 )
 
@@ -128,6 +132,27 @@ MQTT_KEYS = (
         "16777216",
         default="16777216",
         minimum=0,
+    ),
+    KeySpec(
+        "mqtt.topic.max.length",
+        "int",
+        "Longest MQTT topic a task routes, in characters. A longer topic goes to the dead-letter topic "
+        "(`dlq.reason=topic-too-long`): topics are rendered into keys and cached, so their length must "
+        "not drive memory. MQTT allows 65,535 bytes; fleets rarely use more than 256.",
+        "1024",
+        default="1024",
+        minimum=1,
+        maximum=65_535,
+    ),
+    KeySpec(
+        "mqtt.topic.cache.max.bytes",
+        "int",
+        "Memory for the per-topic routing cache (a topic's route, Kafka topic and key, worked out once): "
+        "the least recently used topics are dropped beyond it, so the task's memory stays bounded "
+        "whatever the topics.",
+        "16777216",
+        default="16777216",
+        minimum=65_536,
     ),
     KeySpec(
         "mqtt.connect.timeout.seconds",
@@ -236,6 +261,17 @@ ERRORS_KEYS = (
         default_doc="`<name>-dlq`",
         check=checks.kafka_topic,
     ),
+    KeySpec(
+        "errors.retry.timeout.ms",
+        "int",
+        "How long records for a Kafka topic the producer calls unknown (not created yet, deleted, no "
+        "auto-create) are held and retried with backoff before they go to the dead-letter topic "
+        "(`dlq.reason=kafka-topic-missing`). While they are held, MQTT acknowledgements after them wait "
+        "(they go out in arrival order). -1: retry for ever.",
+        "60000",
+        default="60000",
+        minimum=-1,
+    ),
 )
 
 ROUTE_FIELD_KEY = avro.FIELD_KEY
@@ -285,6 +321,7 @@ RELAY_CONNECTOR_KEYS = (
         "2",
         default="1",
         minimum=1,
+        maximum=MAX_TASKS,
     ),
 )
 

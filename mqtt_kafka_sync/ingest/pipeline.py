@@ -5,6 +5,15 @@ topic (cached), encode the value, hand the record to librdkafka. A message that 
 decoded becomes a dead-letter record with the reason in its headers; it is acknowledged to MQTT only
 once the dead-letter record is in Kafka, like any other.
 
+Nothing a message carries can stop the pipeline: a topic longer than ``mqtt.topic.max.length``, a
+record librdkafka refuses at once (above ``message.max.bytes``), a device property that names one of
+the bridge's own headers (renamed ``mqtt.user.<name>``), an encoder that fails in an unforeseen
+way: each becomes a dead-letter record or a renamed header, and the next message flows. A Kafka topic
+librdkafka calls unknown holds only that topic's records back (:class:`_Held`), retried with backoff
+on the network thread's ticks, and dead-letters them as ``kafka-topic-missing`` once
+``errors.retry.timeout.ms`` has passed (``-1``: never). A fatal producer error ends the task process,
+which the supervisor restarts.
+
 Metrics cost the hot path a few attribute increments per message (per-route counters on a slotted
 object found by the route's name) and one histogram bisect per delivery report (Kafka's own latency
 figure); nothing is allocated for them. The task's stats loop reads :class:`IngestStats` twice a
@@ -14,8 +23,9 @@ second (``telemetry/probe.py``).
 from __future__ import annotations
 
 import logging
+import random
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +33,10 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from mqtt_kafka_sync.codec.values import encode_value
-from mqtt_kafka_sync.errors import MessageError
+from mqtt_kafka_sync.errors import KafkaDeliveryError, MessageError
 from mqtt_kafka_sync.ingest.acks import AckTracker, Pending
 from mqtt_kafka_sync.ingest.pacing import PacedAcks
+from mqtt_kafka_sync.kafka.dead_letter_copy import clip, fit, stub
 from mqtt_kafka_sync.kafka.producer import Headers, KafkaSink
 from mqtt_kafka_sync.mqtt.packets import Publish
 from mqtt_kafka_sync.routing.router import Router
@@ -44,6 +55,22 @@ DELIVERY_POLL_INTERVAL = 0.002
 IDLE_POLL_INTERVAL = 1.0
 """Seconds the network loop sleeps at most while nothing is outstanding."""
 _RETAIN = (b"false", b"true")
+RESERVED_HEADER_PREFIXES = ("mqtt.", "dlq.", "kafka.", "replay.")
+"""Header names the bridge writes itself. A device's MQTT 5 user property with such a name is passed
+on as ``mqtt.user.<name>``, so a consumer reading the last ``mqtt.topic`` header reads ours."""
+DEVICE_PROPERTY_PREFIX = "mqtt.user."
+HOLD_FIRST_DELAY = 0.1
+HOLD_MAX_DELAY = 10.0
+"""Seconds between tries of a held topic: doubling from the first to the max, with jitter."""
+_SIZE_REFUSALS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
+
+
+def device_properties(properties: list[tuple[str, str]]) -> Headers:
+    """MQTT 5 user properties as headers, reserved names renamed ``mqtt.user.<name>``."""
+    return [
+        (DEVICE_PROPERTY_PREFIX + name if name.startswith(RESERVED_HEADER_PREFIXES) else name, value)
+        for name, value in properties
+    ]
 
 
 @dataclass
@@ -57,6 +84,8 @@ class IngestStats:
     retried: int = 0
     """Deliveries that failed with a retriable error; the record was produced again."""
     dead_letter_refused: int = 0
+    held: int = 0
+    """Records waiting for a Kafka topic that librdkafka calls unknown (now)."""
     dlq_by_reason: dict[str, int] = field(default_factory=dict)
     """Records the dead-letter topic confirmed, by ``dlq.reason``."""
     routes: defaultdict[str, RouteCounters] = field(default_factory=lambda: defaultdict(RouteCounters))
@@ -79,8 +108,16 @@ class IngestPipeline:
         on_stuck: Callable[[str], None],
         owns_sink: bool = True,
         pacer: PacedAcks | None = None,
+        topic_max_length: int = 65_535,
+        retry_timeout: float | None = 60.0,
     ) -> None:
+        """``retry_timeout``: seconds a topic librdkafka calls unknown is retried before its records
+        are dead-lettered (None: for ever)."""
         self._connector = connector
+        self._topic_max_length = topic_max_length
+        self._retry_timeout = retry_timeout
+        self._held: dict[str, _Held] = {}
+        self._retrying: str | None = None
         self._owns_sink = owns_sink
         self._pacer = pacer
         self._router = router
@@ -109,6 +146,8 @@ class IngestPipeline:
         if self._owns_sink:
             self._sink.poll(0)
         wait = DELIVERY_POLL_INTERVAL if self._tracker.in_flight or len(self._sink) else IDLE_POLL_INTERVAL
+        if self._held:
+            wait = min(wait, self._retry_held(time.monotonic()))
         if self._pacer is not None:
             paced = self._pacer.flush()
             if paced is not None:
@@ -128,7 +167,18 @@ class IngestPipeline:
             ("mqtt.retain", _RETAIN[message.retain]),
         ]
         if message.user_properties:
-            headers.extend(message.user_properties)
+            headers.extend(device_properties(message.user_properties))
+        if len(message.topic) > self._topic_max_length:
+            self._dead_letter(
+                message.topic,
+                message.payload,
+                headers,
+                pending,
+                reason="topic-too-long",
+                detail=f"topic of {len(message.topic)} characters, above mqtt.topic.max.length "
+                f"{self._topic_max_length}",
+            )
+            return
         self.produce(message, pending, headers)
 
     def produce(
@@ -157,9 +207,56 @@ class IngestPipeline:
                 message.topic, message.payload, headers, pending, reason=exc.reason, detail=exc.detail
             )
             return
-        self._sink.produce(
-            match.kafka_topic, value, match.key, headers, _Delivery(self, pending, message, headers, route)
-        )
+        except Exception as exc:  # an encoder fault must cost one message, never the task
+            record_logger.exception(
+                "route %s could not encode a message of %s", match.route_name, clip(message.topic)
+            )
+            self._dead_letter(
+                message.topic,
+                message.payload,
+                headers,
+                pending,
+                reason="internal-error",
+                detail=f"{type(exc).__name__}: {exc}",
+            )
+            return
+        topic = match.kafka_topic
+        if self._held and self._held_back(topic, lambda: self.produce(message, pending, headers, again=True)):
+            return
+        try:
+            self._sink.produce(
+                topic, value, match.key, headers, _Delivery(self, pending, message, headers, route)
+            )
+        except KafkaDeliveryError as exc:
+            if exc.fatal:
+                raise
+            if exc.retriable:
+                why = exc.detail
+                self._hold(
+                    topic,
+                    exc,
+                    lambda: self.produce(message, pending, headers, again=True),
+                    give_up=lambda: self._dead_letter(
+                        message.topic,
+                        message.payload,
+                        headers,
+                        pending,
+                        reason="kafka-topic-missing",
+                        detail=f"topic {topic}: {why} for longer than errors.retry.timeout.ms",
+                    ),
+                )
+                return
+            record_logger.error(
+                "kafka refused a record for %s (%s); sending it to the dead-letter topic", topic, exc.detail
+            )
+            self._dead_letter(
+                message.topic,
+                message.payload,
+                headers,
+                pending,
+                reason="kafka-rejected",
+                detail=f"topic {topic}: {exc.detail} ({len(value)} bytes)",
+            )
 
     # -- internals --------------------------------------------------------------------------------
     def _dead_letter(
@@ -171,16 +268,121 @@ class IngestPipeline:
         *,
         reason: str,
         detail: str,
+        shrink: bool = False,
     ) -> None:
+        """Produce the dead-letter copy; ``shrink``: as a :func:`stub` (the topic refused the full one)."""
         dlq_headers = [
             *headers,
             ("dlq.reason", reason),
-            ("dlq.detail", detail),
+            ("dlq.detail", clip(detail)),
             ("dlq.connector", self._connector),
         ]
-        self._sink.produce(
-            self._dlq, payload, mqtt_topic.encode(), dlq_headers, _DlqDelivery(self, pending, reason)
+        key = mqtt_topic.encode()
+        if shrink:
+            value, key_out, dlq_headers = stub(payload, key, dlq_headers)
+        else:
+            value, key_out, dlq_headers = fit(payload, key, dlq_headers, self._sink.max_message_bytes)
+
+        def again(small: bool = shrink) -> None:
+            self._dead_letter(
+                mqtt_topic, payload, headers, pending, reason=reason, detail=detail, shrink=small
+            )
+
+        def again_small() -> None:
+            again(True)
+
+        if self._held_back(self._dlq, again):
+            return
+        try:
+            self._sink.produce(
+                self._dlq,
+                value,
+                key_out,
+                dlq_headers,
+                _DlqDelivery(self, pending, reason, retry_small=None if shrink else again_small),
+            )
+        except KafkaDeliveryError as exc:
+            if exc.fatal:
+                raise
+            if exc.retriable:
+                self._hold(self._dlq, exc, again, give_up=None)
+            elif not shrink:
+                again_small()
+            else:
+                self._refused(pending, exc.detail)
+
+    def _refused(self, pending: Pending | None, why: str) -> None:
+        """Not even the dead-letter topic takes it: never ack; reconnect so the broker redelivers."""
+        self.stats.dead_letter_refused += 1
+        record_logger.error(
+            "dead-letter topic %s refused a record (%s); the MQTT message stays unacknowledged",
+            self._dlq,
+            why,
         )
+        self._on_stuck(f"dead-letter topic refused a record: {why}")
+
+    # -- topics librdkafka calls unknown ------------------------------------------------------------
+    def _held_back(self, topic: str, retry: Callable[[], None]) -> bool:
+        """Queue ``retry`` behind the records already held for ``topic`` (order per topic)."""
+        held = self._held.get(topic)
+        if held is None or self._retrying == topic:
+            return False
+        held.waiting.append(retry)
+        self.stats.held += 1
+        return True
+
+    def _hold(
+        self,
+        topic: str,
+        exc: KafkaDeliveryError,
+        retry: Callable[[], None],
+        give_up: Callable[[], None] | None,
+    ) -> None:
+        now = time.monotonic()
+        held = self._held.get(topic)
+        if held is None:
+            held = self._held[topic] = _Held(now)
+            logger.error(
+                "kafka topic %s is unknown to the producer (%s); holding its records, trying again with "
+                "backoff%s",
+                topic,
+                exc.detail,
+                ""
+                if give_up is None or self._retry_timeout is None
+                else f", dead-lettering them after {self._retry_timeout:.0f}s",
+            )
+        if (
+            give_up is not None
+            and self._retry_timeout is not None
+            and now - held.since >= self._retry_timeout
+        ):
+            give_up()
+            return
+        held.failed(now)
+        held.waiting.appendleft(retry)  # a retried record goes back to the front: order per topic
+        self.stats.held += 1
+
+    def _retry_held(self, now: float) -> float:
+        """Try held topics that are due, in order; the seconds until the next is due."""
+        wait = HOLD_MAX_DELAY
+        for topic, held in list(self._held.items()):
+            if held.due > now:
+                wait = min(wait, held.due - now)
+                continue
+            self._retrying = topic
+            attempts = held.attempts
+            try:
+                while held.waiting and held.attempts == attempts:
+                    self.stats.held -= 1
+                    held.waiting.popleft()()
+            finally:
+                self._retrying = None
+            if not held.waiting and held.attempts == attempts:
+                del self._held[topic]
+                logger.warning("kafka topic %s takes records again", topic)
+            else:
+                wait = min(wait, max(0.0, held.due - now))
+        return wait
 
     def _delivered(self, pending: Pending | None) -> None:
         self.stats.produced += 1
@@ -246,23 +448,43 @@ class _Delivery:
         )
 
 
-class _DlqDelivery:
-    __slots__ = ("_pending", "_pipeline", "_reason")
+class _Held:
+    """Records of one Kafka topic waiting for librdkafka to know the topic, in arrival order."""
 
-    def __init__(self, pipeline: IngestPipeline, pending: Pending | None, reason: str) -> None:
+    __slots__ = ("attempts", "due", "since", "waiting")
+
+    def __init__(self, now: float) -> None:
+        self.since = now
+        self.attempts = 0
+        self.due = now
+        self.waiting: deque[Callable[[], None]] = deque()
+
+    def failed(self, now: float) -> None:
+        self.attempts += 1
+        delay = min(HOLD_MAX_DELAY, HOLD_FIRST_DELAY * 2 ** min(self.attempts, 20))
+        self.due = now + delay * random.uniform(0.5, 1.0)
+
+
+class _DlqDelivery:
+    __slots__ = ("_pending", "_pipeline", "_reason", "_retry_small")
+
+    def __init__(
+        self,
+        pipeline: IngestPipeline,
+        pending: Pending | None,
+        reason: str,
+        retry_small: Callable[[], None] | None,
+    ) -> None:
         self._pipeline = pipeline
         self._pending = pending
         self._reason = reason
+        self._retry_small = retry_small
 
     def __call__(self, err: KafkaError | None, record: Any) -> None:
         if err is None:
             self._pipeline._dead_lettered(self._pending, self._reason)
-            return
-        # Not even the dead-letter topic takes it: never ack; reconnect so the broker redelivers.
-        self._pipeline.stats.dead_letter_refused += 1
-        record_logger.error(
-            "dead-letter topic %s refused a record (%s); the MQTT message stays unacknowledged",
-            self._pipeline._dlq,
-            err.str(),
-        )
-        self._pipeline._on_stuck(f"dead-letter topic refused a record: {err.str()}")
+        elif err.code() in _SIZE_REFUSALS and self._retry_small is not None:
+            # The dead-letter topic takes less than the producer (its max.message.bytes): a stub.
+            self._retry_small()
+        else:
+            self._pipeline._refused(self._pending, err.str())

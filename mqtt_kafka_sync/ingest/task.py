@@ -72,13 +72,17 @@ class IngestTask:
         self.tracker = AckTracker(send=self.pacer.push if self.pacer is not None else self._send_acks)
         self.pipeline = IngestPipeline(
             config.name,
-            Router(config.routes),
+            Router(config.routes, cache_bytes=config.mqtt_topic_cache_max_bytes),
             sink=self.sink,
             tracker=self.tracker,
             dlq_topic=config.dlq_topic,
             on_stuck=self._stuck,
             owns_sink=self._own_sink,
             pacer=self.pacer,
+            topic_max_length=config.mqtt_topic_max_length,
+            retry_timeout=None
+            if config.errors_retry_timeout_ms < 0
+            else config.errors_retry_timeout_ms / 1000,
         )
         handler: MessageHandler = self.pipeline if handler_wrapper is None else handler_wrapper(self.pipeline)
         settings = subscriber_settings(

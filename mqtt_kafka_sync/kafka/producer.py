@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from mqtt_kafka_sync.errors import KafkaDeliveryError
+
 logger = logging.getLogger(__name__)
 
 Headers = list[tuple[str, str | bytes | None]]
@@ -64,6 +66,29 @@ GUARANTEE_SETTINGS: Mapping[str, str] = {
 }
 
 
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+"""librdkafka's default ``message.max.bytes``: the largest record the producer sends."""
+
+RETRIABLE_AT_PRODUCE = frozenset(
+    {KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION}
+)
+"""Errors ``produce()`` raises that can clear by themselves (a topic being created)."""
+
+
+def produce_error(exc: KafkaException, topic: str) -> KafkaDeliveryError:
+    """What ``produce()`` raised, as our error: ``retriable`` for a topic that may yet appear.
+
+    librdkafka refuses some records in ``produce()`` itself instead of in a delivery report: one
+    above ``message.max.bytes`` (``MSG_SIZE_TOO_LARGE``), one for a topic it knows to be missing
+    (``_UNKNOWN_TOPIC``), a fatal idempotence error (``_FATAL``).
+    """
+    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    if err is None:
+        return KafkaDeliveryError(str(exc), topic=topic)
+    retriable = err.code() in RETRIABLE_AT_PRODUCE or (err.retriable() and not err.fatal())
+    return KafkaDeliveryError(err.str(), topic=topic, retriable=retriable, code=err.code(), fatal=err.fatal())
+
+
 def producer_config(bootstrap: str, client_id: str, overrides: Mapping[str, str]) -> dict[str, str]:
     config = {
         "bootstrap.servers": bootstrap,
@@ -95,6 +120,8 @@ class KafkaSink:
     """
 
     def __init__(self, config: Mapping[str, str]) -> None:
+        self.max_message_bytes = int(config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+        """The largest record this producer sends (its ``message.max.bytes``)."""
         self.connection = ConnectionState(f"kafka producer {config.get('client.id', '')}".rstrip())
         self._producer = Producer(
             dict(config),
@@ -115,6 +142,11 @@ class KafkaSink:
     def produce(
         self, topic: str, value: bytes, key: bytes | None, headers: Headers, on_delivery: DeliveryCallback
     ) -> None:
+        """Hand one record to librdkafka; its delivery report comes through :meth:`poll`.
+
+        Raises :class:`~mqtt_kafka_sync.errors.KafkaDeliveryError` when librdkafka refuses the
+        record at once (too large, unknown topic, fatal state); ``on_delivery`` is then never called.
+        """
         while True:
             try:
                 self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
@@ -122,6 +154,8 @@ class KafkaSink:
             except BufferError:
                 # Local queue full: serve deliveries. Bounded by MQTT flow control, so rare.
                 self._producer.poll(0.05)
+            except KafkaException as exc:
+                raise produce_error(exc, topic) from None
 
     def warm_up(self, topics: list[str], timeout: float = 5.0) -> None:
         """Fetch metadata for ``topics`` now, so the first records do not wait for it.

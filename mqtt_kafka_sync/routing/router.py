@@ -1,15 +1,17 @@
 """Where an MQTT message goes in Kafka: the first route whose pattern matches its topic wins.
 
-``Router.route()`` runs once per message; results (and misses) are cached per MQTT topic in a
-bounded LRU, so a fleet of a few thousand devices costs one dict lookup per message. A match carries
+``Router.route()`` runs once per message; results (and misses) are cached per MQTT topic in an LRU
+bounded by bytes (:class:`TopicCache`), so a fleet of a few thousand devices costs one dict lookup
+per message, and long topics cannot drive memory: 6,000 topics of 60 KB would fill a cache bounded
+by entries with 740 MiB. A match carries
 its route's value encoder (built once, when the router is) and the record fields the route fills
 from the topic (``value.fields.*``), rendered once per topic.
 """
 
 from __future__ import annotations
 
-import functools
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -89,6 +91,57 @@ def _compile(route: RouteConfig) -> _Route:
     )
 
 
+ENTRY_OVERHEAD_BYTES = 400
+"""What one cache entry costs beside its strings: the dict slot, the match object, small objects."""
+DEFAULT_CACHE_BYTES = 16 * 2**20
+
+
+class TopicCache:
+    """An LRU of route results by MQTT topic, bounded by the bytes of the topics and what they map to.
+
+    A hit moves the topic to the back; an insert drops the least recently used entries beyond
+    ``max_bytes``. The network thread is the only user, so no lock.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = self.misses = 0
+        self._entries: OrderedDict[str, tuple[RouteMatch | str, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, topic: str) -> RouteMatch | str | None:
+        entry = self._entries.get(topic)
+        if entry is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._entries.move_to_end(topic)
+        return entry[0]
+
+    def put(self, topic: str, found: RouteMatch | str) -> None:
+        size = _size(topic, found)
+        if size > self.max_bytes:
+            return  # larger than the whole cache: worked out again each time
+        old = self._entries.pop(topic, None)
+        if old is not None:
+            self.bytes -= old[1]
+        self._entries[topic] = (found, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, (_, dropped) = self._entries.popitem(last=False)
+            self.bytes -= dropped
+
+
+def _size(topic: str, found: RouteMatch | str) -> int:
+    if isinstance(found, str):
+        return ENTRY_OVERHEAD_BYTES + len(topic) + len(found)
+    fields = sum(len(name) + len(text) for name, text in found.fields)
+    return ENTRY_OVERHEAD_BYTES + len(topic) + len(found.kafka_topic) + len(found.key) + fields
+
+
 class Router:
     """Routes MQTT topics to Kafka topics and keys; ``routes`` come from a validated config.
 
@@ -96,11 +149,11 @@ class Router:
     fetches its schema then (raises :class:`~mqtt_kafka_sync.errors.SchemaRegistryError`).
     """
 
-    def __init__(self, routes: Sequence[RouteConfig], cache_size: int = 65_536) -> None:
+    def __init__(self, routes: Sequence[RouteConfig], cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self._routes = tuple(_compile(r) for r in routes)
         self._filters = merge_filters(r.pattern.filter for r in self._routes)
         self._tried = ", ".join(r.name for r in self._routes) or "none configured"
-        self._lookup = functools.lru_cache(maxsize=cache_size)(self._resolve)
+        self.cache = TopicCache(cache_bytes)
 
     @property
     def filters(self) -> tuple[str, ...]:
@@ -109,13 +162,13 @@ class Router:
 
     def route(self, mqtt_topic: str) -> RouteMatch:
         """Raises :class:`RoutingError` when no route matches or the Kafka topic is illegal."""
-        found = self._lookup(mqtt_topic)
+        found = self.cache.get(mqtt_topic)
+        if found is None:
+            found = self._resolve(mqtt_topic)
+            self.cache.put(mqtt_topic, found)
         if isinstance(found, RouteMatch):
             return found
         raise RoutingError(found, mqtt_topic=mqtt_topic)
-
-    def cache_info(self) -> functools._CacheInfo:
-        return self._lookup.cache_info()
 
     def _resolve(self, mqtt_topic: str) -> RouteMatch | str:
         """The match, or why there is none (cached as text: exceptions do not belong in a cache)."""

@@ -21,7 +21,14 @@ Kind = Literal["counter", "gauge", "histogram"]
 UNROUTED = "none"
 """The ``route`` label of messages no route matched (they go to the dead-letter topic)."""
 
-INGEST_DLQ_REASONS = ("no-route", "bad-payload", "kafka-rejected")
+INGEST_DLQ_REASONS = (
+    "no-route",
+    "bad-payload",
+    "kafka-rejected",
+    "kafka-topic-missing",
+    "topic-too-long",
+    "internal-error",
+)
 RELAY_DLQ_REASONS = (
     "no-route",
     "bad-key",

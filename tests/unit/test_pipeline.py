@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mqtt_kafka_sync.config.model import RouteConfig
+from mqtt_kafka_sync.errors import KafkaDeliveryError
 from mqtt_kafka_sync.ingest.acks import AckTracker
 from mqtt_kafka_sync.ingest.pipeline import DELIVERY_POLL_INTERVAL, IngestPipeline
 from mqtt_kafka_sync.mqtt.packets import Publish
@@ -13,14 +14,27 @@ from mqtt_kafka_sync.routing.router import Router
 
 
 class FakeSink:
-    """Holds produced records until ``poll`` delivers them, as librdkafka does."""
+    """Holds produced records until ``poll`` delivers them, as librdkafka does.
 
-    def __init__(self) -> None:
+    Like librdkafka, ``produce`` raises at once for a record above ``max_message_bytes`` (not
+    retriable) and for a topic in ``unknown`` (retriable); ``refuse`` fails delivery reports.
+    """
+
+    def __init__(self, max_message_bytes: int = 1_000_000) -> None:
+        self.max_message_bytes = max_message_bytes
         self.records: list[tuple[str, bytes, bytes | None, list[tuple[str, Any]]]] = []
         self._due: list[Callable[[Any, Any], None]] = []
         self.refuse: set[str] = set()
+        self.unknown: set[str] = set()
+        self.attempts: list[str] = []
 
     def produce(self, topic: str, value: bytes, key: bytes | None, headers: Any, on_delivery: Any) -> None:
+        self.attempts.append(topic)
+        if topic in self.unknown:
+            raise KafkaDeliveryError("Local: Unknown topic", topic=topic, retriable=True, code=-188)
+        size = len(value) + len(key or b"") + sum(len(n) + len(v or b"") for n, v in headers)
+        if size > self.max_message_bytes:
+            raise KafkaDeliveryError("Broker: Message size too large", topic=topic, code=10)
         self.records.append((topic, value, key, list(headers)))
         self._due.append(lambda: on_delivery(_Err() if topic in self.refuse else None, _Rec(topic, value)))
 

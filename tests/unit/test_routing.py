@@ -7,7 +7,7 @@ import pytest
 from mqtt_kafka_sync.config.model import RouteConfig
 from mqtt_kafka_sync.errors import RoutingError
 from mqtt_kafka_sync.routing.pattern import PatternError, compile_pattern, covers, merge_filters, overlaps
-from mqtt_kafka_sync.routing.router import RouteMatch, Router
+from mqtt_kafka_sync.routing.router import ENTRY_OVERHEAD_BYTES, RouteMatch, Router
 from mqtt_kafka_sync.routing.template import TemplateError, compile_template
 
 
@@ -90,16 +90,33 @@ def test_unroutable_topics_raise(routes: list[RouteConfig], mqtt_topic: str, mes
 
 
 def test_cache_returns_equal_results_and_misses_raise_every_time() -> None:
-    router = Router([_route("plants/{p}/devices/{d}/#", "t-{p}", "{d}")], cache_size=2)
+    entry = ENTRY_OVERHEAD_BYTES + len("plants/a/devices/1/x") + len("t-a") + len("1")
+    router = Router([_route("plants/{p}/devices/{d}/#", "t-{p}", "{d}")], cache_bytes=2 * entry)
     first = router.route("plants/a/devices/1/x")
     assert router.route("plants/a/devices/1/x") is first
     router.route("plants/b/devices/2/x")
     router.route("plants/c/devices/3/x")  # evicts the first entry
+    assert len(router.cache) == 2
     assert router.route("plants/a/devices/1/x") == first
+    assert router.route("plants/a/devices/1/x") is not first  # worked out again
     for _ in range(2):
         with pytest.raises(RoutingError):
             router.route("elsewhere")
-    assert router.cache_info().maxsize == 2
+    assert router.cache.bytes <= router.cache.max_bytes
+
+
+def test_cache_is_bounded_by_bytes_whatever_the_topic_length() -> None:
+    """6,000 distinct 60 KB topics, their key the whole topic: the cache holds at most its bytes."""
+    router = Router([_route("{site}/#", "t", "{topic}")], cache_bytes=1 << 20)
+    for i in range(6_000):
+        match = router.route(f"s{i}/" + "x" * 60_000)
+        assert len(match.key) > 60_000
+        assert router.cache.bytes <= 1 << 20
+    assert 1 <= len(router.cache) <= (1 << 20) // 120_000
+    # A topic larger than the whole cache is routed, not cached.
+    tiny = Router([_route("{site}/#", "t", "{topic}")], cache_bytes=65_536)
+    assert tiny.route("s/" + "y" * 70_000).kafka_topic == "t"
+    assert len(tiny.cache) == 0
 
 
 def test_filters_are_deduplicated_in_route_order_without_covered_ones() -> None:

@@ -1,0 +1,300 @@
+"""Hostile input to the ingest pipeline: nothing a message carries stops it, and nothing is lost.
+
+Table-driven over the limits a record meets on its way (the producer's ``message.max.bytes``, the
+dead-letter topic's own limit, the topic length limit), the bridge's reserved header names, a
+Kafka topic librdkafka calls unknown, and an encoder that fails in an unforeseen way. Every case
+ends with each message either in its topic or in the dead-letter topic, acknowledged in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import pytest
+
+from mqtt_kafka_sync.config.model import RouteConfig
+from mqtt_kafka_sync.errors import KafkaDeliveryError
+from mqtt_kafka_sync.ingest import pipeline as pipeline_module
+from mqtt_kafka_sync.ingest.acks import AckTracker
+from mqtt_kafka_sync.ingest.pipeline import IngestPipeline, device_properties
+from mqtt_kafka_sync.kafka.dead_letter_copy import STUB_FIELD_BYTES, record_size
+from mqtt_kafka_sync.mqtt.packets import Publish
+from mqtt_kafka_sync.routing.router import Router
+from tests.unit.test_pipeline import FakeSink
+
+LIMIT = 100_000
+ROUTES = [
+    RouteConfig("t", "plants/{plant}/devices/{device}/telemetry", "telemetry", "{plant}.{device}", "bytes"),
+    RouteConfig("s", "plants/{plant}/devices/{device}/status", "status", "{plant}.{device}", "bytes"),
+]
+
+
+def _setup(
+    *, limit: int = LIMIT, retry_timeout: float | None = 60.0, topic_max_length: int = 1024
+) -> tuple[IngestPipeline, FakeSink, list[tuple[int, int, int]], list[str]]:
+    sink = FakeSink(max_message_bytes=limit)
+    acks: list[tuple[int, int, int]] = []
+    stuck: list[str] = []
+    pipeline = IngestPipeline(
+        "c",
+        Router(ROUTES),
+        sink=sink,  # type: ignore[arg-type]
+        tracker=AckTracker(acks.extend),
+        dlq_topic="c-dlq",
+        on_stuck=stuck.append,
+        retry_timeout=retry_timeout,
+        topic_max_length=topic_max_length,
+    )
+    pipeline.on_connected(1, False)
+    return pipeline, sink, acks, stuck
+
+
+def _msg(packet_id: int, payload: bytes, kind: str = "telemetry", props: Any = None) -> Publish:
+    return Publish(f"plants/p/devices/d/{kind}", payload, 1, False, False, packet_id, props or [])
+
+
+def _drain(pipeline: IngestPipeline, rounds: int = 5) -> None:
+    for _ in range(rounds):
+        pipeline.on_tick()
+
+
+def _records(sink: FakeSink, topic: str) -> list[tuple[bytes, dict[str, Any]]]:
+    return [(value, dict(headers)) for t, value, _, headers in sink.records if t == topic]
+
+
+@pytest.mark.parametrize(
+    ("size", "where"),
+    [
+        (0, "telemetry"),
+        (1, "telemetry"),
+        (LIMIT - 200, "telemetry"),
+        (LIMIT - 100, "telemetry"),
+        (LIMIT, "c-dlq"),
+        (LIMIT + 1, "c-dlq"),
+        (4 * LIMIT, "c-dlq"),
+        (2_000_000, "c-dlq"),
+    ],
+)
+def test_payload_sizes_around_the_producer_limit(size: int, where: str) -> None:
+    pipeline, sink, acks, stuck = _setup()
+    payload = b"x" * size
+    pipeline.on_message(_msg(1, payload), 1)
+    pipeline.on_message(_msg(2, b"next"), 1)  # the next message always flows
+    _drain(pipeline)
+    assert acks == [(1, 1, 1), (1, 2, 1)]
+    assert stuck == []
+    assert _records(sink, "telemetry")[-1][0] == b"next"
+    if where == "telemetry":
+        assert _records(sink, "telemetry")[0][0] == payload
+        assert _records(sink, "c-dlq") == []
+        return
+    [(value, headers)] = _records(sink, "c-dlq")
+    assert headers["dlq.reason"] == "kafka-rejected"
+    assert "Message size too large" in headers["dlq.detail"]
+    assert headers["dlq.truncated"] == "true"
+    assert headers["dlq.original.bytes"] == str(size)
+    assert headers["dlq.original.sha256"] == hashlib.sha256(payload).hexdigest()
+    assert payload.startswith(value)
+    assert pipeline.stats.dlq_by_reason == {"kafka-rejected": 1}
+
+
+def test_a_dead_letter_topic_smaller_than_the_producer_gets_a_stub() -> None:
+    """The dead-letter topic's max.message.bytes is below the producer's: Kafka refuses the copy in
+    its delivery report, and a stub (every part cut to STUB_FIELD_BYTES) goes instead."""
+    pipeline, sink, acks, stuck = _setup()
+    real_produce = sink.produce
+    refused: list[int] = []
+
+    def produce(topic: str, value: bytes, key: bytes | None, headers: Any, on_delivery: Any) -> None:
+        if topic == "c-dlq" and len(value) > 10_000:  # the topic's own limit
+            refused.append(len(value))
+            sink._due.append(lambda: on_delivery(_SizeErr(), None))
+            return
+        real_produce(topic, value, key, headers, on_delivery)
+
+    sink.produce = produce  # type: ignore[method-assign]
+    pipeline.on_message(_msg(1, b"y" * (3 * LIMIT)), 1)
+    _drain(pipeline)
+    [(value, headers)] = _records(sink, "c-dlq")
+    assert refused and len(value) == STUB_FIELD_BYTES
+    assert headers["dlq.original.bytes"] == str(3 * LIMIT)
+    assert acks == [(1, 1, 1)]
+    assert stuck == []
+
+
+class _SizeErr:
+    def code(self) -> int:
+        return 10
+
+    def str(self) -> str:
+        return "Broker: Message size too large"
+
+    def retriable(self) -> bool:
+        return False
+
+
+def test_a_dead_letter_copy_whose_key_and_headers_alone_exceed_the_limit_is_a_stub() -> None:
+    pipeline, sink, acks, _ = _setup(topic_max_length=65_535)
+    topic = "plants/" + "d" * 60_000  # no route; the key and mqtt.topic header repeat the topic
+    pipeline.on_message(Publish(topic, b"{}", 1, False, False, 1, [("p", "v" * 50_000)]), 1)
+    pipeline.on_message(_msg(2, b"next"), 1)
+    _drain(pipeline)
+    [(value, headers)] = _records(sink, "c-dlq")
+    assert headers["dlq.reason"] == "no-route"
+    assert value == b"{}"
+    assert len(headers["mqtt.topic"].encode()) <= STUB_FIELD_BYTES + 40
+    assert headers["dlq.original.bytes"] == "2"
+    assert record_size(value, sink.records[0][2], sink.records[0][3]) <= LIMIT
+    assert acks == [(1, 1, 1), (1, 2, 1)]
+
+
+@pytest.mark.parametrize("length", [1023, 1024, 1025, 65_535])
+def test_topics_longer_than_the_limit_are_dead_lettered(length: int) -> None:
+    pipeline, sink, acks, _ = _setup()
+    prefix = "plants/p/devices/"
+    topic = prefix + "d" * (length - len(prefix) - len("/telemetry")) + "/telemetry"
+    assert len(topic) == length
+    pipeline.on_message(Publish(topic, b"v", 1, False, False, 1, []), 1)
+    _drain(pipeline)
+    if length <= 1024:
+        assert [v for v, _ in _records(sink, "telemetry")] == [b"v"]
+    else:
+        [(_, headers)] = _records(sink, "c-dlq")
+        assert headers["dlq.reason"] == "topic-too-long"
+        assert str(length) in headers["dlq.detail"]
+    assert acks == [(1, 1, 1)]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mqtt.topic",
+        "mqtt.qos",
+        "mqtt.retain",
+        "mqtt.user.x",
+        "dlq.reason",
+        "dlq.detail",
+        "dlq.connector",
+        "kafka.topic",
+        "kafka.offset",
+        "replay.source",
+    ],
+)
+def test_device_properties_cannot_spoof_the_bridges_headers(name: str) -> None:
+    pipeline, sink, _, _ = _setup()
+    pipeline.on_message(_msg(1, b"v", props=[(name, "spoofed"), ("site", "a")]), 1)
+    _drain(pipeline)
+    [(_, headers)] = _records(sink, "telemetry")
+    names = [n for n, _ in sink.records[0][3]]
+    assert names.count(name) == (1 if name in ("mqtt.topic", "mqtt.qos", "mqtt.retain") else 0)
+    assert headers.get(name) != "spoofed"
+    assert headers["mqtt.user." + name] == "spoofed"
+    assert headers["site"] == "a"
+
+
+def test_device_properties_keep_other_names_and_order() -> None:
+    props = [("a", "1"), ("mqtt.topic", "x"), ("a", "2"), ("mqttish", "3")]
+    assert device_properties(props) == [
+        ("a", "1"),
+        ("mqtt.user.mqtt.topic", "x"),
+        ("a", "2"),
+        ("mqttish", "3"),
+    ]
+
+
+def test_an_unknown_topic_holds_only_its_records_in_order_until_it_appears(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pipeline_module, "HOLD_FIRST_DELAY", 0.001)
+    pipeline, sink, acks, _ = _setup()
+    sink.unknown.add("telemetry")
+    for i in range(1, 6):
+        pipeline.on_message(_msg(i, str(i).encode()), 1)
+    pipeline.on_message(_msg(6, b"s", kind="status"), 1)  # another topic flows meanwhile
+    _drain(pipeline)
+    assert [v for v, _ in _records(sink, "status")] == [b"s"]
+    assert _records(sink, "telemetry") == []
+    assert acks == []  # acknowledgements go out in arrival order: all wait for the held ones
+    assert pipeline.stats.held == 5
+    tries = sink.attempts.count("telemetry")
+    time.sleep(0.05)
+    _drain(pipeline)
+    assert sink.attempts.count("telemetry") > tries  # retried, one try per due time
+    sink.unknown.clear()  # the topic is created
+    deadline = time.monotonic() + 5
+    while len(_records(sink, "telemetry")) < 5 and time.monotonic() < deadline:
+        _drain(pipeline)
+        time.sleep(0.01)
+    assert [v for v, _ in _records(sink, "telemetry")] == [b"1", b"2", b"3", b"4", b"5"]
+    assert [a[1] for a in acks] == [1, 2, 3, 4, 5, 6]
+    assert pipeline.stats.held == 0
+    assert _records(sink, "c-dlq") == []
+
+
+def test_an_unknown_topic_is_dead_lettered_after_the_retry_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline_module, "HOLD_FIRST_DELAY", 0.001)
+    pipeline, sink, acks, _ = _setup(retry_timeout=0.05)
+    sink.unknown.add("telemetry")
+    for i in range(1, 4):
+        pipeline.on_message(_msg(i, str(i).encode()), 1)
+    time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while len(acks) < 3 and time.monotonic() < deadline:
+        _drain(pipeline)
+        time.sleep(0.01)
+    dlq = _records(sink, "c-dlq")
+    assert [v for v, _ in dlq] == [b"1", b"2", b"3"]
+    assert {h["dlq.reason"] for _, h in dlq} == {"kafka-topic-missing"}
+    assert [a[1] for a in acks] == [1, 2, 3]
+
+
+def test_a_missing_dead_letter_topic_holds_the_message_unacknowledged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pipeline_module, "HOLD_FIRST_DELAY", 0.001)
+    pipeline, sink, acks, _ = _setup(retry_timeout=0.0)
+    sink.unknown.add("c-dlq")
+    pipeline.on_message(Publish("nowhere", b"v", 1, False, False, 1, []), 1)
+    time.sleep(0.02)
+    _drain(pipeline)
+    assert acks == []  # never acknowledged while nothing in Kafka has it, whatever the timeout
+    sink.unknown.clear()
+    deadline = time.monotonic() + 5
+    while not acks and time.monotonic() < deadline:
+        _drain(pipeline)
+        time.sleep(0.01)
+    assert acks == [(1, 1, 1)]
+    assert _records(sink, "c-dlq")[0][1]["dlq.reason"] == "no-route"
+
+
+def test_an_encoder_fault_costs_one_message_not_the_task() -> None:
+    pipeline, sink, acks, _ = _setup()
+    route = pipeline._router.route("plants/p/devices/d/telemetry")
+
+    def broken(payload: bytes, fields: Any) -> bytes:
+        if payload == b"boom":
+            raise ZeroDivisionError("division by zero")
+        return payload
+
+    object.__setattr__(route, "encoder", broken)
+    pipeline.on_message(_msg(1, b"boom"), 1)
+    pipeline.on_message(_msg(2, b"fine"), 1)
+    _drain(pipeline)
+    [(_, headers)] = _records(sink, "c-dlq")
+    assert headers["dlq.reason"] == "internal-error"
+    assert "ZeroDivisionError" in headers["dlq.detail"]
+    assert [v for v, _ in _records(sink, "telemetry")] == [b"fine"]
+    assert acks == [(1, 1, 1), (1, 2, 1)]
+
+
+def test_a_fatal_producer_error_ends_the_task() -> None:
+    pipeline, sink, _, _ = _setup()
+
+    def fatal(*args: Any, **kwargs: Any) -> None:
+        raise KafkaDeliveryError("Fatal idempotent producer error", topic="telemetry", fatal=True)
+
+    sink.produce = fatal  # type: ignore[method-assign]
+    with pytest.raises(KafkaDeliveryError):
+        pipeline.on_message(_msg(1, b"v"), 1)
