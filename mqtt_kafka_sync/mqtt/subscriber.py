@@ -7,45 +7,59 @@ PUBACK (QoS 1) or PUBREC (QoS 2) only when :meth:`MqttSubscriber.ack` is called,
 may do. Acks carry the connection *generation* they belong to: an ack for a message received on an
 earlier connection is dropped, because the broker re-sends that message on the new one and its
 packet id may since name another message.
+
+Every broker answer is read, never guessed at (:mod:`mqtt_kafka_sync.mqtt.reasons` words them):
+
+- A CONNACK with any code but 0 is a refusal (a 3.1.1 broker answers an MQTT 5 CONNECT with return
+  code 1): logged in words once, then tried again with capped exponential backoff.
+- Every reconnect waits first, with jitter, and the wait grows while connections keep ending early;
+  it starts small again only after a connection was healthy (an acknowledgement sent, or up for
+  :data:`HEALTHY_S`). A broker that drops us after each redelivery cannot make us re-produce the
+  session's messages hundreds of times a second. Redeliveries (DUP, or a packet id left
+  unacknowledged on the previous connection) are counted in :attr:`MqttSubscriber.redeliveries`.
+- Each SUBACK code is read per filter: 0x91 (packet id in use, held by a resumed session) is
+  answered with a SUBSCRIBE under another id; a refusal is logged once naming the filter and the
+  reason, and subscribed again with backoff (:data:`REFUSED_MIN_S` .. :data:`REFUSED_MAX_S`) when
+  ``retriable``; a lower QoS than asked is logged once at WARNING, with what it costs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import selectors
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Protocol
-
-import tenacity
 
 from mqtt_kafka_sync.errors import MqttConnectError, MqttError, MqttProtocolError
 from mqtt_kafka_sync.mqtt import packets as p
+from mqtt_kafka_sync.mqtt import reasons
 
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 262_144
 """Bytes asked of the socket per read."""
 
-CONNACK_REASONS = {
-    0x80: "unspecified error",
-    0x81: "malformed packet",
-    0x82: "protocol error",
-    0x84: "unsupported protocol",
-    0x85: "client id not valid",
-    0x86: "bad user name or password",
-    0x87: "not authorized",
-    0x88: "server unavailable",
-    0x89: "server busy",
-    0x8A: "banned",
-    0x9F: "connection rate exceeded",
-}
+RECONNECT_MIN_S = 0.2
+"""First wait before reconnecting after a connection ended or failed; doubles up to
+``SubscriberSettings.reconnect_max_delay`` until a connection is healthy again."""
+REFUSED_MIN_S, REFUSED_MAX_S = 1.0, 60.0
+"""Waits after the broker refused us (CONNACK or SUBACK), or an error that is not ``retriable``."""
+HEALTHY_S = 10.0
+"""A connection up this long (or that sent an acknowledgement) resets the reconnect backoff."""
+LOOP_TURN_MAX_S = 1.0
+"""The network thread turns its loop at least this often, also while waiting to reconnect, so
+:attr:`MqttSubscriber.loop_turned_at` shows a wedged thread."""
+SUBSCRIBE_ID_RETRIES = 10
+"""SUBACK 0x91 (packet identifier in use) answered with another id at most this often per connection."""
 SESSION_TAKEN_OVER = 0x8E
+PACKET_ID_IN_USE = 0x91
 RECONNECT_REQUESTED = -1
 
 
@@ -93,6 +107,47 @@ class ConnectionLost(MqttError):
         super().__init__(reason)
 
 
+class BrokerRefused(MqttConnectError):
+    """The broker answered CONNACK with a refusal; ``retriable`` as the reason code's table says."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.words = reasons.describe(code, reasons.CONNACK, needs="the ingest")
+        self.retriable = reasons.lookup(code, reasons.CONNACK).retriable
+        super().__init__(f"broker refused the connection: {self.words}")
+
+
+class Backoff:
+    """Capped exponential waits with jitter: the n-th wait since :meth:`reset` is drawn from
+    ``[d/2, d]`` with ``d = min(cap, first * 2**(n-1))``, so peers refused together spread out."""
+
+    def __init__(self, rand: Callable[[], float] = random.random) -> None:
+        self.attempts = 0
+        self._rand = rand
+
+    def next(self, first: float, cap: float) -> float:
+        ceiling = min(cap, first * 2.0 ** min(self.attempts, 30))
+        self.attempts += 1
+        return ceiling * (0.5 + 0.5 * self._rand())
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+@dataclass
+class _Subscriptions:
+    """Where the subscriptions of one connection stand (network thread only)."""
+
+    asked: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
+    """SUBSCRIBE packet id -> the (filter, QoS) it asked for, until its SUBACK."""
+    refused: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Filter -> (QoS asked, reason code) of subscriptions the broker refused."""
+    again_at: float | None = None
+    """Monotonic time to subscribe the retriable refused filters again."""
+    backoff: Backoff = field(default_factory=Backoff)
+    id_retries: int = 0
+
+
 class MqttSubscriber:
     """Keeps one persistent MQTT session subscribed, reconnecting with backoff until stopped."""
 
@@ -135,6 +190,23 @@ class MqttSubscriber:
         moderate rate."""
         self._backlog: list[p.Packet] = []
         self.reconnects = 0
+        self.redeliveries = 0
+        """QoS 1/2 messages the broker sent again: DUP set, or a packet id left unacknowledged when
+        the previous connection ended (network thread writes, metrics read)."""
+        self.loop_turned_at = time.monotonic()
+        """``time.monotonic()`` of the network thread's latest turn: at most :data:`LOOP_TURN_MAX_S`
+        old while it runs, also while connecting or waiting to reconnect (a connect attempt itself
+        may take up to ``connect_timeout``). Older means the thread is wedged."""
+        self.last_refusal: str | None = None
+        """The broker's latest refusal in words (CONNACK, SUBACK); None once subscribed."""
+        self._backoff = Backoff()
+        self._expect_again: set[int] = set()
+        """Packet ids unacknowledged when the last connection ended: the broker sends them again."""
+        self._acks_sent = 0
+        self._subs = _Subscriptions()
+        self._logged_refusals: dict[str, int] = {}
+        """What each refusal (connection, filter) last logged at ERROR, so a repeat logs at DEBUG."""
+        self._downgrades_logged: set[str] = set()
 
     # -- public API, any thread -------------------------------------------------------------------
     @property
@@ -211,63 +283,110 @@ class MqttSubscriber:
                 self._wake_w.send(b"\0")
 
     def _packet_id(self) -> int:
-        self._next_packet_id = self._next_packet_id % 65535 + 1
+        """The next packet id not held by an unacknowledged message or a SUBSCRIBE of this connection
+        (brokers such as mochi refuse a SUBSCRIBE whose id the session holds: SUBACK 0x91)."""
+        for _ in range(65535):
+            self._next_packet_id = self._next_packet_id % 65535 + 1
+            if self._next_packet_id not in self._sizes and self._next_packet_id not in self._subs.asked:
+                break
         return self._next_packet_id
 
     def _run(self) -> None:
         self._thread_id = threading.get_ident()
-        retrying = tenacity.Retrying(
-            wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=self.settings.reconnect_max_delay),
-            retry=tenacity.retry_if_exception_type((OSError, MqttError)),
-            stop=lambda _state: self._stopping.is_set(),
-            sleep=self._interruptible_sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
+        wait = 0.0
         while not self._stopping.is_set():
+            self._sleep(wait)
+            if self._stopping.is_set():
+                return
+            self._turned()
             try:
-                sock = retrying(self._connect)
-            except (OSError, MqttError):
-                return  # stopping while reconnecting
+                sock = self._connect()
+            except (OSError, MqttError) as exc:
+                wait = self._connect_failed(exc)
+                continue
+            started, self._acks_sent = time.monotonic(), 0
             try:
                 self._loop(sock)
+                return  # the loop ends normally only when stopping
             except ConnectionLost as exc:
-                self._on_lost(str(exc))
-                if exc.code == SESSION_TAKEN_OVER and self.give_up_on_takeover:
-                    self.taken_over = True
-                    return
-                if exc.code == RECONNECT_REQUESTED:
-                    self._stopping.wait(1.0)
+                reason, code = str(exc), exc.code
             except (OSError, MqttProtocolError) as exc:
-                self._on_lost(f"{type(exc).__name__}: {exc}")
+                reason, code = f"{type(exc).__name__}: {exc}", 0
             finally:
                 sock.close()
+            if self._acks_sent or time.monotonic() - started >= HEALTHY_S:
+                self._backoff.reset()
+            wait = self._backoff.next(RECONNECT_MIN_S, self.settings.reconnect_max_delay)
+            if code == RECONNECT_REQUESTED:
+                wait = max(wait, 1.0)
+            final = code == SESSION_TAKEN_OVER and self.give_up_on_takeover
+            self._on_lost(reason, None if final else wait)
+            if final:
+                self.taken_over = True
+                return
 
-    def _interruptible_sleep(self, seconds: float) -> None:
-        self._stopping.wait(seconds)
+    def _turned(self) -> None:
+        self.loop_turned_at = time.monotonic()
 
-    def _log_retry(self, state: tenacity.RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        log = (
-            logger.warning
-            if state.attempt_number in (1, 10) or state.attempt_number % 50 == 0
-            else logger.debug
-        )
+    def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` unless stopping, turning at least every :data:`LOOP_TURN_MAX_S`."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not self._stopping.is_set():
+            self._turned()
+            self._stopping.wait(min(left, LOOP_TURN_MAX_S))
+        self._turned()
+
+    def _connect_failed(self, exc: OSError | MqttError) -> float:
+        """Log a failed connection attempt; returns how long to wait before the next."""
+        s = self.settings
+        retriable = isinstance(exc, OSError) or exc.retriable
+        if isinstance(exc, BrokerRefused) or not retriable:
+            wait = self._backoff.next(REFUSED_MIN_S, REFUSED_MAX_S)
+        else:
+            wait = self._backoff.next(RECONNECT_MIN_S, s.reconnect_max_delay)
+        attempt = self._backoff.attempts
+        if isinstance(exc, BrokerRefused):
+            self.last_refusal = f"broker {s.host}:{s.port} refused the connection: {exc.words}"
+            first = self._logged_refusals.get("") != exc.code
+            self._logged_refusals[""] = exc.code
+            log = logger.error if first else logger.warning if attempt % 50 == 0 else logger.debug
+            log(
+                "mqtt %s: broker %s:%d refused the connection: %s; trying again in %.1fs (attempt %d)",
+                s.client_id,
+                s.host,
+                s.port,
+                exc.words,
+                wait,
+                attempt,
+            )
+            return wait
+        log = logger.warning if attempt in (1, 10) or attempt % 50 == 0 else logger.debug
         log(
-            "mqtt %s: cannot connect to %s:%d (%s); retrying (attempt %d)",
-            self.settings.client_id,
-            self.settings.host,
-            self.settings.port,
+            "mqtt %s: cannot connect to %s:%d (%s); trying again in %.1fs (attempt %d)",
+            s.client_id,
+            s.host,
+            s.port,
             exc,
-            state.attempt_number,
+            wait,
+            attempt,
         )
+        return wait
 
-    def _on_lost(self, reason: str) -> None:
+    def _on_lost(self, reason: str, wait: float | None) -> None:
+        """The connection ended; ``wait``: seconds until reconnecting (None: not reconnecting)."""
         self._subscribed.clear()
         self._connected.clear()
         self.reconnects += 1
+        self._expect_again = set(self._sizes)
         if not self._stopping.is_set():
-            logger.warning("mqtt %s: connection lost (%s); reconnecting", self.settings.client_id, reason)
+            logger.warning(
+                "mqtt %s: connection to %s:%d lost (%s); %s",
+                self.settings.client_id,
+                self.settings.host,
+                self.settings.port,
+                reason,
+                "not reconnecting" if wait is None else f"reconnecting in {wait:.1f}s",
+            )
         self._handler.on_disconnected(self._generation, reason)
 
     def _connect(self) -> socket.socket:
@@ -287,25 +406,10 @@ class MqttSubscriber:
                     will=s.will,
                 )
             )
-            reader = p.PacketReader()
-            deadline = time.monotonic() + s.connect_timeout
-            connack: p.Ack | None = None
-            pending: list[p.Packet] = []
-            while connack is None:
-                sock.settimeout(max(0.01, deadline - time.monotonic()))
-                data = sock.recv(65536)
-                if not data:
-                    raise MqttConnectError("broker closed the connection before CONNACK")
-                for packet in reader.feed_all(data):
-                    if connack is None and isinstance(packet, p.Ack) and packet.kind == p.CONNACK:
-                        connack = packet
-                    else:
-                        pending.append(packet)
+            connack, reader, pending = self._await_connack(sock)
             code = connack.reason_codes[0]
-            if code >= 0x80:
-                raise MqttConnectError(
-                    f"broker refused the connection: {CONNACK_REASONS.get(code, hex(code))}"
-                )
+            if reasons.is_refusal(code, reasons.CONNACK):
+                raise BrokerRefused(code)
         except BaseException:
             sock.close()
             raise
@@ -315,20 +419,73 @@ class MqttSubscriber:
         self._acks.clear()  # acks of the previous connection must never reach this one
         self._unacked = self._unacked_bytes = 0
         self._sizes.clear()
+        self._subs = _Subscriptions()
+        self._logged_refusals.pop("", None)
         self.session_present = connack.session_present
         self._handler.on_connected(self._generation, connack.session_present)
         wanted = [(f, s.qos) for f in s.filters] + [(f, 0) for f in s.control_filters]
         if wanted:
-            self._control.appendleft(p.encode_subscribe(self._packet_id(), wanted))
+            self._subscribe(wanted, first=True)
         else:
             self._subscribed.set()
+            self.last_refusal = None
         self._connected.set()
-        if self.reconnects:
+        if self.reconnects or self._backoff.attempts:
             logger.info("mqtt %s: connected (session present: %s)", s.client_id, connack.session_present)
         return sock
 
+    def _await_connack(self, sock: socket.socket) -> tuple[p.Ack, p.PacketReader, list[p.Packet]]:
+        """The CONNACK, the reader holding what came after it, and packets that came with it."""
+        timeout = self.settings.connect_timeout
+        deadline = time.monotonic() + timeout
+        reader = p.PacketReader()
+        pending: list[p.Packet] = []
+        while True:
+            self._turned()
+            sock.settimeout(max(0.01, min(LOOP_TURN_MAX_S, deadline - time.monotonic())))
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                if time.monotonic() < deadline:
+                    continue
+                raise MqttConnectError(f"no CONNACK within {timeout:g}s") from None
+            if not data:
+                raise MqttConnectError("broker closed the connection before CONNACK")
+            connack: p.Ack | None = None
+            for packet in reader.feed_all(data):
+                if connack is None and isinstance(packet, p.Ack) and packet.kind == p.CONNACK:
+                    connack = packet
+                else:
+                    pending.append(packet)
+            if connack is not None:
+                return connack, reader, pending
+
+    def _select_timeout(self) -> float:
+        """How long the loop may wait for the socket: until the next keepalive, retried SUBSCRIBE
+        or tick, at most :data:`LOOP_TURN_MAX_S`; 0 when something is queued."""
+        now = time.monotonic()
+        timeout = min(self._last_sent + self.settings.keepalive / 2 - now, LOOP_TURN_MAX_S)
+        if self._subs.again_at is not None:
+            timeout = min(timeout, self._subs.again_at - now)
+        tick = self._handler.on_tick()
+        if tick is not None:
+            timeout = min(timeout, tick)
+        if self._acks or self._control:  # queued by on_tick itself: no wake-up byte for those
+            return 0.0
+        return max(0.0, timeout)
+
+    def _subscribe(self, wanted: list[tuple[str, int]], *, first: bool = False) -> int:
+        """Queue a SUBSCRIBE for ``wanted`` (before anything else when ``first``); returns its id."""
+        packet_id = self._packet_id()
+        self._subs.asked[packet_id] = wanted
+        packet = p.encode_subscribe(packet_id, wanted)
+        if first:
+            self._control.appendleft(packet)
+        else:
+            self._control.append(packet)
+        return packet_id
+
     def _loop(self, sock: socket.socket) -> None:
-        s = self.settings
         sel = selectors.DefaultSelector()
         sel.register(self._wake_r, selectors.EVENT_READ)
         registered = 0
@@ -340,6 +497,9 @@ class MqttSubscriber:
             self._dispatch(packet, gen, out)
         try:
             while True:
+                self._turned()
+                if self._subs.again_at is not None and self.loop_turned_at >= self._subs.again_at:
+                    self._subscribe_again()
                 # Flush first: what is queued must not wait for the next event.
                 self._collect_outgoing(gen, out)
                 self._resume_window(gen, out)
@@ -365,13 +525,7 @@ class MqttSubscriber:
                 want = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if out else 0)
                 if want != registered:
                     registered = _reregister(sel, sock, registered, want)
-                timeout = max(0.0, self._last_sent + s.keepalive / 2 - time.monotonic())
-                tick = self._handler.on_tick()
-                if tick is not None:
-                    timeout = min(timeout, tick)
-                if self._acks or self._control:  # queued by on_tick itself: no wake-up byte for those
-                    timeout = 0.0
-                for key, mask in sel.select(timeout):
+                for key, mask in sel.select(self._select_timeout()):
                     if key.fileobj is self._wake_r:
                         self._drain_wake()
                     elif mask & selectors.EVENT_READ:
@@ -429,6 +583,7 @@ class MqttSubscriber:
                 self.acks_dropped += 1
             elif qos:
                 out += p.encode_ack(p.PUBACK if qos == 1 else p.PUBREC, packet_id)
+                self._acks_sent += 1
                 self._unacked -= 1
                 self._unacked_bytes -= self._sizes.pop(packet_id, 0)
         while self._control:
@@ -456,6 +611,9 @@ class MqttSubscriber:
     def _dispatch(self, packet: p.Packet, gen: int, out: bytearray) -> None:
         if isinstance(packet, p.Publish):
             if packet.qos:
+                if packet.dup or packet.packet_id in self._expect_again:
+                    self.redeliveries += 1
+                    self._expect_again.discard(packet.packet_id)
                 self._unacked += 1
                 size = len(packet.payload)
                 self._sizes[packet.packet_id] = size
@@ -467,19 +625,113 @@ class MqttSubscriber:
             # We sent PUBREC only after Kafka confirmed the message, so completing is safe.
             out += p.encode_ack(p.PUBCOMP, packet.packet_id)
         elif kind == p.SUBACK:
-            refused = [c for c in packet.reason_codes if c >= 0x80]
-            if refused:
-                raise MqttProtocolError(
-                    f"broker refused subscriptions {self.settings.filters} with reason codes {refused} "
-                    "(0x9e: shared subscriptions not supported, 0x87: not authorized)"
-                )
-            self._subscribed.set()
+            self._on_suback(packet)
         elif kind == p.UNSUBACK:
             self._unsubscribed.set()
         elif kind == p.DISCONNECT:
             code = packet.reason_codes[0]
             raise ConnectionLost(f"broker sent DISCONNECT reason 0x{code:02x}", code)
         # PUBACK/PUBREC of our own control publishes need nothing more (QoS 1 only).
+
+    # -- SUBACK: every code read, per filter ------------------------------------------------------
+    def _on_suback(self, packet: p.Ack) -> None:
+        asked = self._subs.asked.pop(packet.packet_id, None)
+        if asked is None:
+            logger.debug("mqtt %s: SUBACK for unknown id %d", self.settings.client_id, packet.packet_id)
+            return
+        codes = packet.reason_codes
+        if len(codes) != len(asked):
+            raise MqttProtocolError(
+                f"SUBACK {packet.packet_id} carries {len(codes)} reason codes for {len(asked)} filters"
+            )
+        in_use = []
+        for (topic_filter, qos), code in zip(asked, codes, strict=True):
+            if code < 0x80:
+                self._subs.refused.pop(topic_filter, None)
+                self._logged_refusals.pop(topic_filter, None)
+                if code < qos:
+                    self._downgraded(topic_filter, qos, code)
+            elif code == PACKET_ID_IN_USE and self._subs.id_retries < SUBSCRIBE_ID_RETRIES:
+                in_use.append((topic_filter, qos))
+            else:
+                self._subs.refused[topic_filter] = (qos, code)
+        if in_use:
+            self._subs.id_retries += 1
+            packet_id = self._subscribe(in_use)
+            logger.warning(
+                "mqtt %s: broker %s:%d answered SUBACK %s for %s with packet id %d; subscribing again "
+                "with packet id %d",
+                self.settings.client_id,
+                self.settings.host,
+                self.settings.port,
+                reasons.describe(PACKET_ID_IN_USE, reasons.SUBACK),
+                ", ".join(f for f, _ in in_use),
+                packet.packet_id,
+                packet_id,
+            )
+        if self._subs.refused:
+            self._subscriptions_refused()
+        elif not self._subs.asked:
+            self._subscribed.set()
+            self.last_refusal = None
+            self._subs.backoff.reset()
+
+    def _subscriptions_refused(self) -> None:
+        """Log each refused filter (ERROR the first time, DEBUG while the answer repeats) and plan the
+        next SUBSCRIBE of the retriable ones with backoff."""
+        s = self.settings
+        subs = self._subs
+        retriable = [f for f, (_, code) in subs.refused.items() if reasons.lookup(code).retriable]
+        wait = subs.backoff.next(REFUSED_MIN_S, REFUSED_MAX_S) if retriable else 0.0
+        if retriable and not subs.asked:
+            subs.again_at = time.monotonic() + wait
+        for topic_filter, (_, code) in subs.refused.items():
+            words = reasons.describe(code, reasons.SUBACK)
+            self.last_refusal = (
+                f"broker {s.host}:{s.port} refused the subscription to {topic_filter}: {words}"
+            )
+            then = f"subscribing again in {wait:.1f}s" if topic_filter in retriable else "not trying again"
+            first = self._logged_refusals.get(topic_filter) != code
+            self._logged_refusals[topic_filter] = code
+            (logger.error if first else logger.debug)(
+                "mqtt %s: broker %s:%d refused the subscription to %s: %s; %s (attempt %d)",
+                s.client_id,
+                s.host,
+                s.port,
+                topic_filter,
+                words,
+                then,
+                subs.backoff.attempts,
+            )
+
+    def _subscribe_again(self) -> None:
+        self._subs.again_at = None
+        wanted = [(f, qos) for f, (qos, code) in self._subs.refused.items() if reasons.lookup(code).retriable]
+        if wanted:
+            self._subscribe(wanted)
+
+    def _downgraded(self, topic_filter: str, asked: int, granted: int) -> None:
+        """Logged once per filter: what the lower QoS costs."""
+        if topic_filter in self._downgrades_logged:
+            return
+        self._downgrades_logged.add(topic_filter)
+        meaning = (
+            "the broker may send a message twice (at least once) and each copy becomes a Kafka "
+            "record: duplicates are possible where QoS 2 promised none"
+            if granted == 1
+            else "the broker sends each message once without acknowledgement (at most once): a "
+            "message in flight when the connection or this worker fails is lost"
+        )
+        logger.warning(
+            "mqtt %s: broker %s:%d granted QoS %d for %s where QoS %d was asked: %s",
+            self.settings.client_id,
+            self.settings.host,
+            self.settings.port,
+            granted,
+            topic_filter,
+            asked,
+            meaning,
+        )
 
 
 def _reregister(sel: selectors.BaseSelector, sock: socket.socket, registered: int, want: int) -> int:

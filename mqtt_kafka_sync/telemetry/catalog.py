@@ -41,10 +41,12 @@ RELAY_DLQ_REASONS = (
 OTHER = "other"
 """Where a reason not listed here is counted (a new reason someone forgot to add)."""
 
-INGEST_ERRORS = ("kafka-retried", "dead-letter-refused", "kafka-client")
+INGEST_ERRORS = ("kafka-retried", "dead-letter-refused", "kafka-client", "mqtt-redelivered")
 """``kafka-retried``: a delivery failed with a retriable error and the record was produced again;
 ``dead-letter-refused``: the dead-letter topic refused a record (the MQTT message stays unacknowledged
-and the task reconnects); ``kafka-client``: an error librdkafka reported (a broker unreachable, ...)."""
+and the task reconnects); ``kafka-client``: an error librdkafka reported (a broker unreachable, ...);
+``mqtt-redelivered``: the broker sent a QoS 1/2 message again (DUP set, or a packet id left
+unacknowledged on the previous connection): each becomes a Kafka record again."""
 RELAY_ERRORS = ("dead-letter-refused", "mqtt-republished", "mqtt-stalled", "kafka-client")
 """``mqtt-republished``: the broker lost a QoS 2 exchange and the command was published again;
 ``mqtt-stalled``: connected, commands in flight, no acknowledgement for a minute."""

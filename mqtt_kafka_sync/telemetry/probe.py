@@ -137,6 +137,7 @@ class _IngestReader(_Common):
         self.put(out, c.SUBSCRIBED, float(subscriber.subscribed))
         self.put(out, c.KAFKA_CONNECTED, float(task.sink.kafka_up))
         self.put(out, c.MQTT_RECONNECTS, subscriber.reconnects)
+        self.put(out, c.ERRORS, subscriber.redeliveries, reason="mqtt-redelivered")
         self.put(out, c.IN_FLIGHT, awaiting, stage="awaiting-kafka")
         held = task.pacer.held if task.pacer is not None else 0
         self.put(out, c.IN_FLIGHT, held, stage="held-by-throttle")

@@ -136,6 +136,7 @@ class _Subscriber:
     connected: bool = True
     subscribed: bool = True
     reconnects: int = 0
+    redeliveries: int = 0
 
     def wait_connected(self, timeout: float) -> bool:
         return self.connected
