@@ -9,6 +9,10 @@
    the Kafka jars are cached in ``<repo>/.stack/kafka/libs``, so mvn runs once per machine.
 
 A broker that cannot be started fails the session loudly; it never skips.
+
+``hivemq`` (session) is the same Kafka with HiveMQ Community Edition as the MQTT broker:
+``HIVEMQ_SERVER_URI`` when set, otherwise the embedded HiveMQ of ``mqtt_kafka_sync.devstack.hivemq``
+on a port the OS picks (jars cached in ``<repo>/.stack/hivemq/libs``). It fails loudly too.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from mqtt_kafka_sync.devstack import LocalStack, free_ports, kafka_ready, mqtt5_handshake
+from mqtt_kafka_sync.devstack import HiveMQProcess, LocalStack, free_ports, kafka_ready, mqtt5_handshake
 from mqtt_kafka_sync.devstack.paths import repo_root
 from mqtt_kafka_sync.errors import StackError
 
@@ -222,6 +226,63 @@ def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Brokers]:
             yield from _local_brokers(tmp_path_factory.mktemp("stack"))
     except StackError as exc:
         pytest.fail(f"test brokers unavailable: {exc}", pytrace=False)
+
+
+class HiveMQBrokers(Brokers):
+    """The session's Kafka (from ``brokers``) with an embedded HiveMQ CE this session owns."""
+
+    kind = "hivemq"
+
+    def __init__(self, kafka: Brokers, hivemq: HiveMQProcess) -> None:
+        super().__init__(kafka.kafka_bootstrap, hivemq.uri)
+        self.kafka = kafka
+        self.hivemq = hivemq
+
+    def stop_kafka(self) -> None:
+        self.kafka.stop_kafka()
+
+    def start_kafka(self) -> None:
+        self.kafka.start_kafka()
+
+    def kill_kafka(self) -> None:
+        self.kafka.kill_kafka()
+
+    def stop_mqtt(self) -> None:
+        self.hivemq.stop()
+
+    def start_mqtt(self) -> None:
+        self.hivemq.start(READY_TIMEOUT)
+
+    def kill_mqtt(self) -> None:
+        self.hivemq.kill()
+
+
+@pytest.fixture(scope="session")
+def hivemq(brokers: Brokers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Brokers]:
+    """Kafka from ``brokers`` and HiveMQ CE: ``HIVEMQ_SERVER_URI`` if set, else started here."""
+    uri = os.environ.get("HIVEMQ_SERVER_URI")
+    if uri:
+        external = Brokers(brokers.kafka_bootstrap, uri)
+        try:
+            external.wait_ready()
+        except StackError as exc:
+            pytest.fail(f"HiveMQ at HIVEMQ_SERVER_URI={uri} unavailable: {exc}", pytrace=False)
+        yield external
+        return
+    process = HiveMQProcess(
+        tmp_path_factory.mktemp("hivemq"),
+        port=free_ports(1)[0],
+        libs_dir=repo_root() / ".stack" / "hivemq" / "libs",
+    )
+    try:
+        process.start(READY_TIMEOUT)
+    except StackError as exc:
+        process.stop()
+        pytest.fail(f"embedded HiveMQ CE could not start: {exc}", pytrace=False)
+    try:
+        yield HiveMQBrokers(brokers, process)
+    finally:
+        process.stop()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@
 :class:`mqtt_kafka_sync.errors.StackError` with a message meant for a person.
 """
 
+from mqtt_kafka_sync.devstack.hivemq import HiveMQProcess
 from mqtt_kafka_sync.devstack.kafka import KafkaProcess, kafka_ready
 from mqtt_kafka_sync.devstack.mosquitto import MosquittoProcess, mqtt5_handshake
 from mqtt_kafka_sync.devstack.ports import free_ports
@@ -13,6 +14,7 @@ from mqtt_kafka_sync.devstack.stack import ComponentStatus, LocalStack, StackSta
 
 __all__ = [
     "ComponentStatus",
+    "HiveMQProcess",
     "KafkaProcess",
     "LocalStack",
     "MosquittoProcess",

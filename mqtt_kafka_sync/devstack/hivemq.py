@@ -1,0 +1,156 @@
+"""HiveMQ Community Edition, embedded, as a second MQTT 5 broker for the tests (jars from Maven Central).
+
+``compose/hivemq/pom.xml`` names ``com.hivemq:hivemq-community-edition-embedded``; on first use Maven
+copies its runtime jars under ``libs_dir`` and ``javac`` compiles ``compose/hivemq/Launcher.java``
+beside them, once per version of those two files (the same cache, lock and marker scheme as the Kafka
+jars in :mod:`mqtt_kafka_sync.devstack.jars`). Layout under ``root``: ``conf/`` (``config.xml`` and
+``logback.xml`` from ``compose/hivemq/``), ``data/`` (file persistence: sessions, queues, retained
+messages), ``extensions/`` (empty), ``hivemq.out`` (the broker's log) and ``hivemq.pid``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from mqtt_kafka_sync.devstack.jars import JAVA_HINT, _exclusive, _prune, require_binary
+from mqtt_kafka_sync.devstack.mosquitto import mqtt5_handshake
+from mqtt_kafka_sync.devstack.paths import compose_file
+from mqtt_kafka_sync.devstack.ports import LOCALHOST, require_free
+from mqtt_kafka_sync.devstack.process import BrokerProcess, tail
+from mqtt_kafka_sync.errors import StackError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 11884
+JVM_OPTIONS = ("-Xms256m", "-Xmx1g", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true")
+_INPUTS = ("pom.xml", "Launcher.java")
+_MARKER = ".installed"
+
+
+class HiveMQProcess:
+    """One embedded HiveMQ CE broker listening on ``host:port`` (MQTT 3.1, 3.1.1 and 5, anonymous)."""
+
+    def __init__(
+        self, root: Path, *, port: int = DEFAULT_PORT, host: str = LOCALHOST, libs_dir: Path | None = None
+    ) -> None:
+        self.root = root.resolve()
+        self.host = host
+        self.port = port
+        self.libs_dir = (libs_dir or root / "libs").resolve()
+        self.conf_dir = self.root / "conf"
+        self.data_dir = self.root / "data"
+        self.extensions_dir = self.root / "extensions"
+        self.process = BrokerProcess(
+            "hivemq",
+            pid_file=self.root / "hivemq.pid",
+            out_file=self.root / "hivemq.out",
+            marker=str(self.conf_dir),
+        )
+
+    @property
+    def uri(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+    def is_installed(self) -> bool:
+        return (launcher_dir(self.libs_dir) / _MARKER).is_file()
+
+    def install(self) -> Path:
+        """The jars and compiled launcher, fetched and built under ``libs_dir`` unless there already."""
+        return install_launcher(self.libs_dir)
+
+    def is_running(self) -> bool:
+        return self.process.is_running()
+
+    def is_ready(self, timeout: float = 2.0) -> bool:
+        """True when the broker answers an MQTT 5 CONNECT with a successful CONNACK."""
+        return mqtt5_handshake(self.host, self.port, timeout)
+
+    def launch(self) -> None:
+        if self.is_running():
+            return
+        require_free(self.port, "--hivemq-port", self.host)
+        installed = self.install()
+        java = require_binary("java", JAVA_HINT)
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("config.xml", "logback.xml"):
+            shutil.copyfile(compose_file("hivemq", name), self.conf_dir / name)
+        argv = [
+            java,
+            *JVM_OPTIONS,
+            "-cp",
+            f"{installed / 'libs' / '*'}{os.pathsep}{installed / 'classes'}",
+            "Launcher",
+            *("--port", str(self.port), "--bind", self.host),
+            *("--conf", str(self.conf_dir), "--data", str(self.data_dir)),
+            *("--extensions", str(self.extensions_dir)),
+        ]
+        self.process.spawn(argv, cwd=self.root)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        self.process.wait_ready(self.is_ready, timeout=timeout, what=f"MQTT CONNACK from {self.uri}")
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful: SIGTERM runs HiveMQ's shutdown hooks (persistence closed cleanly)."""
+        self.process.stop(timeout)
+
+    def kill(self) -> None:
+        """A crash: SIGKILL."""
+        self.process.kill()
+
+    def log_tail(self) -> str:
+        return tail(self.process.logs)
+
+
+def launcher_dir(libs_dir: Path) -> Path:
+    """Where the jars and the launcher of the current pom and Launcher.java live (or will)."""
+    digest = hashlib.sha256()
+    for name in _INPUTS:
+        digest.update(compose_file("hivemq", name).read_bytes())
+    return libs_dir / digest.hexdigest()[:16]
+
+
+def install_launcher(libs_dir: Path) -> Path:
+    """Copy HiveMQ's runtime jars from Maven Central into ``<dir>/libs`` and compile the launcher into
+    ``<dir>/classes``, unless done already; ``<dir>``, under ``libs_dir``."""
+    java_hint = "a JDK 17 or newer with javac (apt-get install openjdk-17-jdk-headless)"
+    require_binary("java", JAVA_HINT)
+    javac = require_binary("javac", java_hint)
+    mvn = require_binary("mvn", "Maven (apt-get install maven)")
+    target = launcher_dir(libs_dir)
+    libs_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(libs_dir / ".lock"):
+        if (target / _MARKER).is_file():
+            return target
+        logger.info("installing HiveMQ CE (embedded) into %s with mvn and javac (first run only)", target)
+        staging = libs_dir / f".staging-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        pom = compose_file("hivemq", "pom.xml")
+        fetch = [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", "-DincludeScope=runtime"]
+        _run([*fetch, f"-DoutputDirectory={staging / 'libs'}"], staging, "download the HiveMQ jars")
+        compile_ = [javac, "-d", str(staging / "classes"), "-cp", str(staging / "libs" / "*")]
+        _run([*compile_, str(compose_file("hivemq", "Launcher.java"))], staging, "compile Launcher.java")
+        (staging / _MARKER).write_text(f"{pom}\n")
+        shutil.rmtree(target, ignore_errors=True)  # a half-finished earlier attempt
+        staging.rename(target)
+        _prune(libs_dir, keep=target)
+    return target
+
+
+def _run(argv: list[str], staging: Path, what: str) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    if done.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        last = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+        raise StackError(
+            f"could not {what} (is Maven Central reachable? is a JDK installed?); "
+            f"ran: {' '.join(argv)}\n{last}"
+        )
