@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from mqtt_kafka_sync.config.loader import check_files  # noqa: PLC0415
+    from mqtt_kafka_sync.config.advice import config_warnings  # noqa: PLC0415
+    from mqtt_kafka_sync.config.loader import check_files, load_connectors  # noqa: PLC0415
 
     problems = check_files(args.configs, os.environ)
     for problem in problems:
@@ -83,7 +84,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if problems:
         print(f"{len(problems)} problem(s) found", file=sys.stderr)
         return 1
-    print(f"{len(args.configs)} file(s) OK")
+    warnings = config_warnings(load_connectors(args.configs, os.environ))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{len(args.configs)} file(s) OK" + (f", {len(warnings)} warning(s)" if warnings else ""))
     return 0
 
 
@@ -111,10 +115,13 @@ def telemetry_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from mqtt_kafka_sync.config.advice import config_warnings  # noqa: PLC0415
     from mqtt_kafka_sync.config.loader import load_connectors  # noqa: PLC0415
     from mqtt_kafka_sync.runtime.supervisor import Supervisor  # noqa: PLC0415
 
     configs = load_connectors(args.configs, os.environ)
+    for warning in config_warnings(configs):
+        logger.warning("%s", warning)
     supervisor = Supervisor(
         configs,
         drain_timeout=args.drain_timeout,

@@ -46,14 +46,18 @@ def _no_constant(name: str) -> object:
     raise Rejected(f"not valid JSON: {name} is not a JSON value")
 
 
-_BEYOND_64_BITS = 1.8e19  # orjson parses an integer literal beyond the 64-bit range as a float
+_ABOVE_64_BITS = 1.8e19
+"""orjson reads integer literals from -2**63 to 2**64 - 1 exactly and any beyond as floats: above this
+(2**64 is 1.84e19) on the positive side, and at or below -2**63 on the negative side (a literal
+just below -2**63 rounds to exactly -2**63.0)."""
+_BELOW_64_BITS = -float(2**63)
 
 
 def _fits_64_bits(value: object) -> bool:
     """False when a float is large enough to be an integer literal that orjson rounded."""
     kind = type(value)
     if kind is float:
-        return -_BEYOND_64_BITS < value < _BEYOND_64_BITS  # type: ignore[operator]
+        return _BELOW_64_BITS < value < _ABOVE_64_BITS  # type: ignore[operator]
     if kind is dict:
         return all(map(_fits_64_bits, value.values()))  # type: ignore[attr-defined]
     if kind is list:

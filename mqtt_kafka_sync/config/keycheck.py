@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from mqtt_kafka_sync.config.keyspec import BadValue, KeySpec
+from mqtt_kafka_sync.config.librdkafka import Client, librdkafka_problems
 from mqtt_kafka_sync.errors import ConfigProblem
 
 DOCS = "see docs/config-reference.md for every key"
@@ -54,11 +55,14 @@ def client_overrides(
     *,
     example: str,
     refuse: Callable[[str, str], tuple[str, str] | None] = lambda prop, text: None,
+    fixed: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """``<prefix><librdkafka property>`` pass-through keys, minus the ones that would break a guarantee.
 
     ``forbidden`` maps a property to why it cannot be set; ``refuse(prop, value)`` may return
-    (problem, fix) for values that are not allowed.
+    (problem, fix) for values that are not allowed. What is left is checked by librdkafka itself
+    (:mod:`~mqtt_kafka_sync.config.librdkafka`), together with the ``fixed`` settings the product
+    always sets for that client.
     """
     overrides: dict[str, str] = {}
     for key, text in raw.items():
@@ -74,6 +78,20 @@ def client_overrides(
             problems.add(key, *refused)
         else:
             overrides[prop] = value
+    client: Client = "consumer" if prefix.endswith("consumer.") else "producer"
+    for prop, why in librdkafka_problems(client, overrides, fixed or {}).items():
+        key = prefix + prop
+        if prop == "*":
+            props = ", ".join(prefix + p for p in overrides)
+            problems.add(
+                prefix + "*", f"librdkafka refuses these {client} settings together: {why}", f"check {props}"
+            )
+        else:
+            problems.add(
+                key,
+                f"librdkafka refuses {prop}={overrides.pop(prop)!r}: {why}",
+                f"fix or remove {key}; {DOCS}",
+            )
     return overrides
 
 

@@ -14,6 +14,7 @@ from mqtt_kafka_sync.config.keycheck import Problems, check_keys, client_overrid
 from mqtt_kafka_sync.config.model import RouteConfig, SourceConnectorConfig
 from mqtt_kafka_sync.config.throttle import throttle_config
 from mqtt_kafka_sync.errors import ConfigProblem
+from mqtt_kafka_sync.kafka.producer import GUARANTEE_SETTINGS
 from mqtt_kafka_sync.routing.pattern import TopicPattern, merge_filters, overlaps
 from mqtt_kafka_sync.routing.router import kafka_topic_problem, topic_template_problem
 from mqtt_kafka_sync.routing.template import TemplateError, compile_template
@@ -149,6 +150,7 @@ def producer_overrides(raw: Mapping[str, str], problems: Problems) -> dict[str, 
         problems,
         example="kafka.producer.linger.ms=5",
         refuse=refuse,
+        fixed=GUARANTEE_SETTINGS,
     )
 
 

@@ -22,10 +22,11 @@ second (``telemetry/probe.py``).
 
 from __future__ import annotations
 
+import bisect
 import logging
 import random
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,10 @@ HOLD_FIRST_DELAY = 0.1
 HOLD_MAX_DELAY = 10.0
 """Seconds between tries of a held topic: doubling from the first to the max, with jitter."""
 _SIZE_REFUSALS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
+TOPIC_MISSING = frozenset(
+    {KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION}
+)
+"""Delivery errors that say the topic is gone (deleted mid-run, never created): held and retried."""
 
 
 def device_properties(properties: list[tuple[str, str]]) -> Headers:
@@ -131,6 +136,9 @@ class IngestPipeline:
     # -- MessageHandler -------------------------------------------------------------------------
     def on_connected(self, generation: int, session_present: bool) -> None:
         self._tracker.reset()
+        for held in self._held.values():  # the broker sends them again on this connection
+            self.stats.held -= len(held.waiting)
+            held.waiting.clear()
         if self._pacer is not None:
             self._pacer.reset()
 
@@ -156,6 +164,7 @@ class IngestPipeline:
 
     def on_message(self, message: Publish, generation: int) -> None:
         self.stats.received += 1
+        seq = self.stats.received
         pending = (
             self._tracker.add(generation, message.packet_id, message.qos, time.monotonic())
             if message.qos
@@ -177,14 +186,18 @@ class IngestPipeline:
                 reason="topic-too-long",
                 detail=f"topic of {len(message.topic)} characters, above mqtt.topic.max.length "
                 f"{self._topic_max_length}",
+                seq=seq,
             )
             return
-        self.produce(message, pending, headers)
+        self.produce(message, pending, headers, seq)
 
     def produce(
-        self, message: Publish, pending: Pending | None, headers: Headers, *, again: bool = False
+        self, message: Publish, pending: Pending | None, headers: Headers, seq: int, *, again: bool = False
     ) -> None:
-        """Route, encode and produce one message (``again``: after a retriable delivery failure)."""
+        """Route, encode and produce one message (``again``: after a retriable delivery failure).
+
+        ``seq`` is the message's place in arrival order: what is held back is retried in that order.
+        """
         try:
             match = self._router.route(message.topic)
         except MessageError as exc:
@@ -193,7 +206,13 @@ class IngestPipeline:
                 unrouted.received += 1
                 unrouted.received_bytes += len(message.payload)
             self._dead_letter(
-                message.topic, message.payload, headers, pending, reason=exc.reason, detail=exc.detail
+                message.topic,
+                message.payload,
+                headers,
+                pending,
+                reason=exc.reason,
+                detail=exc.detail,
+                seq=seq,
             )
             return
         route = self.stats.routes[match.route_name]
@@ -204,7 +223,13 @@ class IngestPipeline:
             value = encode_value(match, message.payload, message.topic)
         except MessageError as exc:
             self._dead_letter(
-                message.topic, message.payload, headers, pending, reason=exc.reason, detail=exc.detail
+                message.topic,
+                message.payload,
+                headers,
+                pending,
+                reason=exc.reason,
+                detail=exc.detail,
+                seq=seq,
             )
             return
         except Exception as exc:  # an encoder fault must cost one message, never the task
@@ -218,33 +243,23 @@ class IngestPipeline:
                 pending,
                 reason="internal-error",
                 detail=f"{type(exc).__name__}: {exc}",
+                seq=seq,
             )
             return
         topic = match.kafka_topic
-        if self._held and self._held_back(topic, lambda: self.produce(message, pending, headers, again=True)):
+        if self._held and self._held_back(
+            topic, seq, lambda: self.produce(message, pending, headers, seq, again=True)
+        ):
             return
         try:
             self._sink.produce(
-                topic, value, match.key, headers, _Delivery(self, pending, message, headers, route)
+                topic, value, match.key, headers, _Delivery(self, pending, message, headers, route, seq=seq)
             )
         except KafkaDeliveryError as exc:
             if exc.fatal:
                 raise
             if exc.retriable:
-                why = exc.detail
-                self._hold(
-                    topic,
-                    exc,
-                    lambda: self.produce(message, pending, headers, again=True),
-                    give_up=lambda: self._dead_letter(
-                        message.topic,
-                        message.payload,
-                        headers,
-                        pending,
-                        reason="kafka-topic-missing",
-                        detail=f"topic {topic}: {why} for longer than errors.retry.timeout.ms",
-                    ),
-                )
+                self.topic_missing(message, pending, headers, seq, topic=topic, why=exc.detail)
                 return
             record_logger.error(
                 "kafka refused a record for %s (%s); sending it to the dead-letter topic", topic, exc.detail
@@ -256,7 +271,28 @@ class IngestPipeline:
                 pending,
                 reason="kafka-rejected",
                 detail=f"topic {topic}: {exc.detail} ({len(value)} bytes)",
+                seq=seq,
             )
+
+    def topic_missing(
+        self, message: Publish, pending: Pending | None, headers: Headers, seq: int, *, topic: str, why: str
+    ) -> None:
+        """Kafka or librdkafka calls ``topic`` unknown: hold the message, retry it, dead-letter it late."""
+        self._hold(
+            topic,
+            seq,
+            why,
+            lambda: self.produce(message, pending, headers, seq, again=True),
+            give_up=lambda: self._dead_letter(
+                message.topic,
+                message.payload,
+                headers,
+                pending,
+                reason="kafka-topic-missing",
+                detail=f"topic {topic}: {why}, for longer than errors.retry.timeout.ms",
+                seq=seq,
+            ),
+        )
 
     # -- internals --------------------------------------------------------------------------------
     def _dead_letter(
@@ -268,6 +304,7 @@ class IngestPipeline:
         *,
         reason: str,
         detail: str,
+        seq: int,
         shrink: bool = False,
     ) -> None:
         """Produce the dead-letter copy; ``shrink``: as a :func:`stub` (the topic refused the full one)."""
@@ -285,13 +322,13 @@ class IngestPipeline:
 
         def again(small: bool = shrink) -> None:
             self._dead_letter(
-                mqtt_topic, payload, headers, pending, reason=reason, detail=detail, shrink=small
+                mqtt_topic, payload, headers, pending, reason=reason, detail=detail, seq=seq, shrink=small
             )
 
         def again_small() -> None:
             again(True)
 
-        if self._held_back(self._dlq, again):
+        if self._held and self._held_back(self._dlq, seq, again):
             return
         try:
             self._sink.produce(
@@ -305,7 +342,7 @@ class IngestPipeline:
             if exc.fatal:
                 raise
             if exc.retriable:
-                self._hold(self._dlq, exc, again, give_up=None)
+                self._hold(self._dlq, seq, exc.detail, again, give_up=None)
             elif not shrink:
                 again_small()
             else:
@@ -322,21 +359,17 @@ class IngestPipeline:
         self._on_stuck(f"dead-letter topic refused a record: {why}")
 
     # -- topics librdkafka calls unknown ------------------------------------------------------------
-    def _held_back(self, topic: str, retry: Callable[[], None]) -> bool:
-        """Queue ``retry`` behind the records already held for ``topic`` (order per topic)."""
+    def _held_back(self, topic: str, seq: int, retry: Callable[[], None]) -> bool:
+        """Queue ``retry`` among the records already held for ``topic``, in arrival order."""
         held = self._held.get(topic)
         if held is None or self._retrying == topic:
             return False
-        held.waiting.append(retry)
+        held.add(seq, retry)
         self.stats.held += 1
         return True
 
     def _hold(
-        self,
-        topic: str,
-        exc: KafkaDeliveryError,
-        retry: Callable[[], None],
-        give_up: Callable[[], None] | None,
+        self, topic: str, seq: int, why: str, retry: Callable[[], None], give_up: Callable[[], None] | None
     ) -> None:
         now = time.monotonic()
         held = self._held.get(topic)
@@ -346,7 +379,7 @@ class IngestPipeline:
                 "kafka topic %s is unknown to the producer (%s); holding its records, trying again with "
                 "backoff%s",
                 topic,
-                exc.detail,
+                why,
                 ""
                 if give_up is None or self._retry_timeout is None
                 else f", dead-lettering them after {self._retry_timeout:.0f}s",
@@ -358,12 +391,13 @@ class IngestPipeline:
         ):
             give_up()
             return
-        held.failed(now)
-        held.waiting.appendleft(retry)  # a retried record goes back to the front: order per topic
+        if self._retrying == topic or held.due <= now:
+            held.failed(now)
+        held.add(seq, retry)
         self.stats.held += 1
 
     def _retry_held(self, now: float) -> float:
-        """Try held topics that are due, in order; the seconds until the next is due."""
+        """Try held topics that are due, in arrival order; the seconds until the next is due."""
         wait = HOLD_MAX_DELAY
         for topic, held in list(self._held.items()):
             if held.due > now:
@@ -374,7 +408,7 @@ class IngestPipeline:
             try:
                 while held.waiting and held.attempts == attempts:
                     self.stats.held -= 1
-                    held.waiting.popleft()()
+                    held.waiting.pop(0)[1]()
             finally:
                 self._retrying = None
             if not held.waiting and held.attempts == attempts:
@@ -400,7 +434,7 @@ class IngestPipeline:
 class _Delivery:
     """Delivery report of a data record: ack on success, dead-letter what Kafka refuses for good."""
 
-    __slots__ = ("_headers", "_message", "_pending", "_pipeline", "_route")
+    __slots__ = ("_headers", "_message", "_pending", "_pipeline", "_route", "_seq")
 
     def __init__(
         self,
@@ -409,7 +443,10 @@ class _Delivery:
         message: Publish,
         headers: Headers,
         route: RouteCounters,
+        *,
+        seq: int,
     ) -> None:
+        self._seq = seq
         self._pipeline = pipeline
         self._pending = pending
         self._message = message
@@ -430,10 +467,16 @@ class _Delivery:
         pipeline.stats.delivery_failures += 1
         topic = record.topic() if record is not None else "?"
         where = f"{topic} [{record.partition()}]" if record is not None else topic
+        if err.code() in TOPIC_MISSING:
+            pipeline.stats.retried += 1
+            pipeline.topic_missing(
+                self._message, self._pending, self._headers, self._seq, topic=topic, why=err.str()
+            )
+            return
         if err.retriable() or err.code() == KafkaError._MSG_TIMED_OUT:
             pipeline.stats.retried += 1
             record_logger.warning("kafka delivery to %s failed (%s); producing again", where, err.str())
-            pipeline.produce(self._message, self._pending, self._headers, again=True)
+            pipeline.produce(self._message, self._pending, self._headers, self._seq, again=True)
             return
         record_logger.error(
             "kafka refused a record for %s (%s); sending it to the dead-letter topic", where, err.str()
@@ -445,6 +488,7 @@ class _Delivery:
             self._pending,
             reason="kafka-rejected",
             detail=f"topic {topic}: {err.str()}",
+            seq=self._seq,
         )
 
 
@@ -457,7 +501,12 @@ class _Held:
         self.since = now
         self.attempts = 0
         self.due = now
-        self.waiting: deque[Callable[[], None]] = deque()
+        self.waiting: list[tuple[int, Callable[[], None]]] = []
+        """``(arrival seq, retry)``, sorted: a record whose delivery failed after later ones were
+        held still goes back to its place."""
+
+    def add(self, seq: int, retry: Callable[[], None]) -> None:
+        bisect.insort(self.waiting, (seq, retry), key=lambda entry: entry[0])
 
     def failed(self, now: float) -> None:
         self.attempts += 1

@@ -20,8 +20,19 @@ from mqtt_kafka_sync.routing.pattern import NAME
 
 HEADER_PREFIX = "header."
 _HEADER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_UNSAFE = re.compile("[/+#\x00-\x1f\x7f-\x9f\ufdd0-\ufdef\ufffe\uffff]")
-_WHY = {"/": "'/' (a level separator)", "+": "'+' (a wildcard)", "#": "'#' (a wildcard)"}
+_NONCHARACTERS = "".join(
+    f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17)
+)
+_UNSAFE = re.compile(f"[/+#\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufeff{_NONCHARACTERS}]")
+"""What MQTT 5 section 1.5.4 forbids or advises against in a UTF-8 string (control characters,
+surrogates, noncharacters), and U+FEFF: paho-based subscribers refuse a topic holding it
+([MQTT-1.5.4-3]) and loop on reconnect and redelivery, so that session would be blocked."""
+_WHY = {
+    "/": "'/' (a level separator)",
+    "+": "'+' (a wildcard)",
+    "#": "'#' (a wildcard)",
+    "\ufeff": "U+FEFF (a byte order mark, which paho-based subscribers refuse)",
+}
 
 
 class CommandTopicError(ValueError):
@@ -93,4 +104,4 @@ def unsafe_value(value: str) -> str | None:
     if found is None:
         return None
     char = found.group()
-    return "contains " + _WHY.get(char, f"the control character U+{ord(char):04X}")
+    return "contains " + _WHY.get(char, f"the character U+{ord(char):04X}, not allowed in MQTT topics")

@@ -12,6 +12,7 @@ supervisor serves them on one port (``/metrics``, ``/healthz``, ``/readyz``) and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -27,6 +28,7 @@ from pathlib import Path
 from types import FrameType
 
 from mqtt_kafka_sync.config.model import ConnectorConfig
+from mqtt_kafka_sync.errors import SyncError
 from mqtt_kafka_sync.runtime.logs import configure_logging
 from mqtt_kafka_sync.runtime.task_process import STAT_FIELDS, task_main
 from mqtt_kafka_sync.telemetry.exporter import TelemetrySettings
@@ -36,6 +38,17 @@ from mqtt_kafka_sync.telemetry.shared import TaskMetrics, TaskSnapshot
 logger = logging.getLogger(__name__)
 
 _ctx = multiprocessing.get_context("spawn")
+
+
+class SharedMemoryError(SyncError):
+    """The counters shared with the task processes could not be created (``/dev/shm`` full or absent)."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(
+            f"cannot create the shared memory the task processes report through ({cause.strerror or cause}); "
+            "it lives in /dev/shm: free space there (df -h /dev/shm), or give the container a larger one "
+            "(docker run --shm-size=64m; on Kubernetes an emptyDir with medium: Memory mounted at /dev/shm)"
+        )
 
 
 @dataclass
@@ -65,11 +78,15 @@ class Supervisor:
         log_level: int = logging.WARNING,
         telemetry: TelemetrySettings | None = None,
     ) -> None:
-        self.slots = [
-            TaskSlot(c, i, _ctx.Array("q", len(STAT_FIELDS)), TaskMetrics(c, i, _ctx))
-            for c in configs
-            for i in range(c.tasks_max)
-        ]
+        try:
+            self.slots = [
+                TaskSlot(c, i, _ctx.Array("q", len(STAT_FIELDS)), TaskMetrics(c, i, _ctx))
+                for c in configs
+                for i in range(c.tasks_max)
+            ]
+        except OSError as exc:
+            raise SharedMemoryError(exc) from None
+        self._status_failing = False
         self._drain_timeout = drain_timeout
         self._log_level = log_level
         self._stop = threading.Event()
@@ -114,14 +131,28 @@ class Supervisor:
             for slot in self.slots
         ]
 
-    def write_status(self, path: Path) -> None:
+    def write_status(self, path: Path) -> bool:
+        """Write the status file; best effort: a failure (a full disk) is logged once, never fatal,
+        and the next call tries again. Returns whether it was written."""
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.status()))
-        tmp.replace(path)
+        try:
+            tmp.write_text(json.dumps(self.status()))
+            tmp.replace(path)
+        except OSError as exc:
+            if not self._status_failing:
+                logger.error("cannot write the status file %s (%s); trying again every second", path, exc)
+                self._status_failing = True
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return False
+        if self._status_failing:
+            logger.warning("status file %s written again", path)
+            self._status_failing = False
+        return True
 
     def run(
         self,
-        on_tick: Callable[[Supervisor], None] | None = None,
+        on_tick: Callable[[Supervisor], object] | None = None,
         tick: float = 1.0,
         *,
         handle_signals: bool = True,

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 STAT_FIELDS = ("received", "produced", "dead_lettered", "acked", "subscribed")
 _PR_SET_PDEATHSIG = 1
+THREAD_CRASH_EXIT_CODE = 70
+"""Exit code of a task process one of whose threads died (EX_SOFTWARE)."""
 
 
 def _die_with_parent() -> None:
@@ -34,6 +36,25 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         except OSError:
             logger.debug("prctl(PR_SET_PDEATHSIG) unavailable")
+
+
+def _exit_on_thread_crash(args: threading.ExceptHookArgs) -> None:
+    """Any exception that escapes a thread of the task ends the task process.
+
+    A task whose MQTT or Kafka thread died would otherwise live on half-alive: connected, green on
+    every signal, acknowledging nothing. Exiting lets the supervisor restart it (its restarts show in
+    ``mqtt_kafka_sync_task_restarts_total``) and the broker redeliver what was unacknowledged.
+    """
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logger.critical(
+        "thread %s of the task died; exiting so the supervisor restarts the task",
+        name,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),  # type: ignore[arg-type]
+    )
+    logging.shutdown()
+    os._exit(THREAD_CRASH_EXIT_CODE)
 
 
 def _tune_gc() -> None:
@@ -85,6 +106,7 @@ def task_main(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
+    threading.excepthook = _exit_on_thread_crash
     registry.enable()
     worker, reads = _worker(config, index)
     probe = Probe(config, worker, metrics)

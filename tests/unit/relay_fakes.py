@@ -7,6 +7,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
+from mqtt_kafka_sync.errors import KafkaDeliveryError
 from mqtt_kafka_sync.relay.routes import Command
 
 
@@ -37,9 +38,12 @@ class FakePublisher:
 
 class FakeSink:
     """Records dead letters; :meth:`poll` confirms them (or fails them while ``failing``; answers
-    nothing while ``holding``)."""
+    nothing while ``holding``). Like librdkafka, :meth:`produce` refuses at once a record above
+    ``max_message_bytes``, and one for a topic in ``unknown``."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_message_bytes: int = 1_000_000) -> None:
+        self.max_message_bytes = max_message_bytes
+        self.unknown: set[str] = set()
         self.produced: list[tuple[str, bytes, bytes | None, Any]] = []
         self._reports: list[Callable[[KafkaError | None, Any], None]] = []
         self.failing = False
@@ -47,6 +51,11 @@ class FakeSink:
         self.errors = 0
 
     def produce(self, topic: str, value: bytes, key: bytes | None, headers: Any, on_delivery: Any) -> None:
+        if topic in self.unknown:
+            raise KafkaDeliveryError("Local: Unknown topic", topic=topic, retriable=True, code=-188)
+        size = len(value) + len(key or b"") + sum(len(n) + len(v or b"") for n, v in headers)
+        if size > self.max_message_bytes:
+            raise KafkaDeliveryError("Broker: Message size too large", topic=topic, code=10)
         self.produced.append((topic, value, key, dict(headers)))
         self._reports.append(on_delivery)
 

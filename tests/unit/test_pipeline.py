@@ -27,6 +27,8 @@ class FakeSink:
         self.refuse: set[str] = set()
         self.unknown: set[str] = set()
         self.attempts: list[str] = []
+        self.callbacks: list[Callable[[Any, Any], None]] = []
+        """Every ``on_delivery`` given, in order (a test may answer one itself)."""
 
     def produce(self, topic: str, value: bytes, key: bytes | None, headers: Any, on_delivery: Any) -> None:
         self.attempts.append(topic)
@@ -36,6 +38,7 @@ class FakeSink:
         if size > self.max_message_bytes:
             raise KafkaDeliveryError("Broker: Message size too large", topic=topic, code=10)
         self.records.append((topic, value, key, list(headers)))
+        self.callbacks.append(on_delivery)
         self._due.append(lambda: on_delivery(_Err() if topic in self.refuse else None, _Rec(topic, value)))
 
     def poll(self, timeout: float = 0.0) -> int:

@@ -298,3 +298,42 @@ def test_a_fatal_producer_error_ends_the_task() -> None:
     sink.produce = fatal  # type: ignore[method-assign]
     with pytest.raises(KafkaDeliveryError):
         pipeline.on_message(_msg(1, b"v"), 1)
+
+
+class _TopicGone:
+    def code(self) -> int:
+        return 3  # UNKNOWN_TOPIC_OR_PART: the topic was deleted under the producer
+
+    def str(self) -> str:
+        return "Broker: Unknown topic or partition"
+
+    def retriable(self) -> bool:
+        return True
+
+
+def test_a_topic_deleted_under_in_flight_records_keeps_them_in_arrival_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Delivery reports fail one by one while new messages arrive: the held queue is sorted by
+    arrival, so the device's records still reach the topic in the order it sent them."""
+    monkeypatch.setattr(pipeline_module, "HOLD_FIRST_DELAY", 0.001)
+    pipeline, sink, acks, _ = _setup()
+    for i in (1, 2, 3):
+        pipeline.on_message(_msg(i, str(i).encode()), 1)
+    first, *rest = sink.callbacks
+    sink._due.clear()  # Kafka answers these three itself, below
+    sink.records.clear()
+    sink.unknown.add("telemetry")
+    # The topic disappears: the first report fails, a new message arrives, then the rest fail.
+    first(_TopicGone(), None)
+    pipeline.on_message(_msg(4, b"4"), 1)
+    for report in rest:
+        report(_TopicGone(), None)
+    assert pipeline.stats.held == 4
+    sink.unknown.clear()
+    deadline = time.monotonic() + 5
+    while len(acks) < 4 and time.monotonic() < deadline:
+        _drain(pipeline)
+        time.sleep(0.01)
+    assert [v for v, _ in _records(sink, "telemetry")] == [b"1", b"2", b"3", b"4"]
+    assert [a[1] for a in acks] == [1, 2, 3, 4]

@@ -79,3 +79,27 @@ def test_json_fast_path_keeps_integers_beyond_64_bits_and_large_floats() -> None
         encode_value("json", b'{"a": [1, {"b": 1.50}], "c": "\\u00e9"}', "t")
         == '{"a":[1,{"b":1.5}],"c":"é"}'.encode()
     )
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "-9223372036854775809",  # one below -2**63: orjson rounds it to -2**63.0
+        "-9223372036854775808",
+        "-9223372036854775807",
+        "-9223372036854775810",
+        "-18446744073709551616",
+        "-123456789012345678901234567890",
+        "9223372036854775807",
+        "9223372036854775808",
+        "18446744073709551615",
+        "18446744073709551616",
+        "0",
+        "-1",
+    ],
+)
+def test_json_integers_around_every_64_bit_edge_stay_exact(literal: str) -> None:
+    for payload in (literal, f'{{"v": {literal}}}', f"[1, [{literal}]]"):
+        out = encode_value("json", payload.encode(), "t")
+        assert literal in out.decode()
+        assert "e+" not in out.decode() and "." not in out.decode()
