@@ -23,6 +23,7 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from mqtt_kafka_sync.config.model import RelayRouteConfig
 from mqtt_kafka_sync.errors import CommandError
+from mqtt_kafka_sync.kafka.dead_letter_copy import clip
 from mqtt_kafka_sync.routing.command_topic import (
     HEADER_PREFIX,
     CommandTopic,
@@ -103,7 +104,7 @@ class CommandRouter:
             values[HEADER_PREFIX + name] = _header_value(headers, name)
         for name, value in values.items():
             if (why := unsafe_value(value)) is not None:
-                raise CommandError("unsafe-placeholder", f"placeholder {{{name}}} {why}: {value!r}")
+                raise CommandError("unsafe-placeholder", f"placeholder {{{name}}} {why}: {clip(value)!r}")
         mqtt_topic = _render(route.mqtt_topic, values)
         response = _render(route.response_topic, values) if route.response_topic is not None else None
         config = route.config
@@ -150,7 +151,7 @@ def _key_values(route: _Route, raw: bytes | None) -> dict[str, str]:
     if values is None:
         raise CommandError(
             "bad-key",
-            f"key {key!r} does not fit the template {route.key.text!r} of route {route.config.name!r}",
+            f"key {clip(key)!r} does not fit the template {route.key.text!r} of route {route.config.name!r}",
         )
     return values
 
@@ -169,10 +170,21 @@ def _header_value(headers: KafkaHeaders, name: str) -> str:
     raise CommandError("missing-header", f"the record has no header {name!r}")
 
 
+MQTT_TOPIC_MAX_BYTES = 65_535
+"""An MQTT topic is a UTF-8 string of at most this many bytes (its length is a 16-bit integer)."""
+
+
 def _render(template: CommandTopic, values: dict[str, str]) -> str:
     topic = template.render(values)
     if topic.startswith("$"):
-        raise CommandError("unsafe-placeholder", f"topic {topic!r} would start with '$' (broker topics)")
+        raise CommandError(
+            "unsafe-placeholder", f"topic {clip(topic)!r} would start with '$' (broker topics)"
+        )
+    if len(topic) > MQTT_TOPIC_MAX_BYTES // 4 and len(topic.encode()) > MQTT_TOPIC_MAX_BYTES:
+        raise CommandError(
+            "unsafe-placeholder",
+            f"topic of {len(topic.encode())} bytes, above MQTT's {MQTT_TOPIC_MAX_BYTES}: {clip(topic)!r}",
+        )
     return topic
 
 
