@@ -170,6 +170,9 @@ class RelayConnectorConfig:
     mqtt_session_expiry_seconds: int = 3_600
     mqtt_connect_timeout_seconds: float = 10.0
     mqtt_max_inflight: int = 1_000
+    mqtt_publish_max_attempts: int = 5
+    """Sends of one command before it is dead-lettered, counting those the broker answered with a
+    protocol error or ended the connection for (a plain network loss counts none)."""
     kafka_consumer_overrides: dict[str, str] = field(default_factory=dict, repr=False)
     """``kafka.consumer.<librdkafka key>`` pass-through (never the keys the relay's guarantee needs)."""
     kafka_producer_overrides: dict[str, str] = field(default_factory=dict, repr=False)

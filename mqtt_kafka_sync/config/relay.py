@@ -70,6 +70,7 @@ def build_relay_connector(
         mqtt_session_expiry_seconds=values["mqtt.session.expiry.interval.seconds"],
         mqtt_connect_timeout_seconds=values["mqtt.connect.timeout.seconds"],
         mqtt_max_inflight=values["mqtt.max.inflight.messages"],
+        mqtt_publish_max_attempts=values["mqtt.publish.max.attempts"],
         kafka_consumer_overrides=consumer,
         kafka_producer_overrides=producer,
     )

@@ -363,6 +363,20 @@ RELAY_MQTT_KEYS = (
         minimum=1,
         maximum=65535,
     ),
+    KeySpec(
+        "mqtt.publish.max.attempts",
+        "int",
+        "Times one command is sent before it goes to the dead-letter topic (`dlq.reason=mqtt-rejected`, "
+        "the broker's answer in `dlq.detail`) and its partition moves on. An attempt fails when the "
+        "connection ends with the command unacknowledged for a reason that blames what was sent or "
+        "answered (a protocol error, such as a malformed PUBACK, or a broker DISCONNECT such as packet "
+        "too large); paho sends every unacknowledged command again after reconnecting. A plain "
+        "network loss or broker restart counts no attempt.",
+        "5",
+        default="5",
+        minimum=1,
+        maximum=1000,
+    ),
 )
 
 RELAY_KAFKA_KEYS = (

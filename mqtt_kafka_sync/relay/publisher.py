@@ -4,6 +4,10 @@ paho runs its network loop on its own thread. Every callback only puts an event 
 queue (:class:`Connected`, :class:`Refused`, :class:`Disconnected`, :class:`Acked`) and returns: the
 relay thread does the work, so paho's loop never blocks and keepalives keep flowing.
 
+paho says why it ended a connection only in its log callback ("Received malformed packet: ..."
+when the broker's answer breaks the protocol), so that text is kept and carried by the
+:class:`Disconnected` event that follows; refusals are worded by :mod:`mqtt_kafka_sync.mqtt.reasons`.
+
 Session: ``clean_start`` only on the first connection of the process, then resumed with
 ``mqtt.session.expiry.interval.seconds``. paho keeps every QoS 1/2 publish the broker has not
 acknowledged and sends it again (DUP) after a reconnect, so a broker restart or network drop loses
@@ -18,16 +22,27 @@ import logging
 import queue
 import socket
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, Client, ConnectFlags, DisconnectFlags
+from paho.mqtt.client import (
+    MQTT_CLEAN_START_FIRST_ONLY,
+    MQTT_LOG_ERR,
+    MQTT_LOG_WARNING,
+    Client,
+    ConnectFlags,
+    DisconnectFlags,
+    mqtt_ms_publish,
+    mqtt_ms_queued,
+)
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from mqtt_kafka_sync.errors import CommandError
+from mqtt_kafka_sync.mqtt import reasons
 from mqtt_kafka_sync.relay.routes import Command
 
 if TYPE_CHECKING:
@@ -59,6 +74,18 @@ class Refused:
 class Disconnected:
     reason: str
     reason_code: int
+    detail: str = ""
+    """paho's own words for why it ended the connection, when it gave any."""
+    from_broker: bool = False
+    """The broker sent DISCONNECT (else paho or the network ended the connection)."""
+
+    def __str__(self) -> str:
+        if self.from_broker:
+            text = f"the broker sent DISCONNECT: {reasons.describe(self.reason_code, reasons.DISCONNECT)}"
+        else:  # paho's own verdict (on the broker's answer, or the network): the name, not the broker's view
+            name = reasons.lookup(self.reason_code).name
+            text = f"paho ended the connection: {name} (0x{self.reason_code:02X})"
+        return f"{text}; paho: {self.detail}" if self.detail else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +214,10 @@ class MqttPublisher:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_log = self._on_log
         self._client = client
+        self._paho_said = ""
+        """paho's latest error text (its network thread writes, its next on_disconnect reads)."""
 
     def start(self) -> None:
         """Connect in the background; paho retries until the broker answers."""
@@ -225,6 +255,20 @@ class MqttPublisher:
             )
         return info.mid
 
+    def forget(self, mids: Iterable[int]) -> None:
+        """Drop these publishes from paho's session, so it never sends them again after a reconnect
+        (the relay gave up on them). paho has no public call for one message: this takes its
+        outgoing-message lock and removes them as its own acknowledgement handling does."""
+        client = self._client
+        with client._out_message_mutex:
+            for mid in mids:
+                message = client._out_messages.pop(mid, None)
+                if message is None or message.qos == 0:
+                    continue
+                # Counted in flight once sent (paho recounts from zero on reconnect).
+                if message.state not in (mqtt_ms_publish, mqtt_ms_queued) and client._inflight_messages > 0:
+                    client._inflight_messages -= 1
+
     def stop(self, *, end_session: bool) -> None:
         """Disconnect (ending the session at the broker when ``end_session``) and stop paho's thread."""
         props = None
@@ -247,7 +291,7 @@ class MqttPublisher:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            self._events.put(Refused(str(reason)))
+            self._events.put(Refused(reasons.describe(reason.value, reasons.CONNACK, needs="the relay")))
             return
         self._events.put(
             Connected(
@@ -270,7 +314,14 @@ class MqttPublisher:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._events.put(Disconnected(str(reason), reason.value))
+        said, self._paho_said = self._paho_said, ""
+        self._events.put(
+            Disconnected(str(reason), reason.value, said, flags.is_disconnect_packet_from_server)
+        )
+
+    def _on_log(self, client: Client, userdata: object, level: int, text: str) -> None:
+        if level in (MQTT_LOG_ERR, MQTT_LOG_WARNING) or text.startswith("Received malformed packet"):
+            self._paho_said = text
 
     def _on_publish(
         self,

@@ -122,6 +122,7 @@ class RelayTask:
         dead_letters: DeadLetters,
         events: queue.SimpleQueue[object],
         max_inflight: int,
+        max_attempts: int | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -134,7 +135,7 @@ class RelayTask:
         self._dead_letters = dead_letters
         self._events = events
         self._window: PublishWindow[Pending] = PublishWindow(
-            name, publisher, max_inflight, self.stats, monotonic=monotonic
+            name, publisher, max_inflight, self.stats, monotonic=monotonic, max_attempts=max_attempts
         )
         self._clock = clock
         self._monotonic = monotonic
@@ -234,6 +235,8 @@ class RelayTask:
             self._dead_lettered(event)
         elif (answer := self._window.handle(event)) is not None:
             self._answered(answer)
+        for given_up in self._window.take_given_up():  # attempts used up: the partition moves on
+            self._answered(given_up)
 
     def _answered(self, answer: Answer[Pending]) -> None:
         flight = answer.flight

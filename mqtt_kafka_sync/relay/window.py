@@ -17,19 +17,29 @@ Each acknowledgement becomes an :class:`Answer`: delivered, or refused (reason c
 ``mqtt-rejected`` :class:`~mqtt_kafka_sync.errors.CommandError`. A PUBCOMP saying the broker lost a
 QoS 2 exchange (0x92, its session ended while we were away) publishes the command again, at most
 :data:`MAX_REPUBLISH` times.
+
+Attempts are bounded (``max_attempts``, the relay's ``mqtt.publish.max.attempts``): a connection
+that ends, with commands in flight, for a reason that blames what was sent or answered (a protocol
+error, e.g. paho rejecting a malformed PUBACK, or a broker DISCONNECT such as 0x95 packet too large;
+:data:`~mqtt_kafka_sync.mqtt.reasons.REJECTS_WHAT_WAS_SENT`) counts a failed attempt for each of
+them, since paho sends them all again after the reconnect. A command whose attempts are used up is
+dropped from paho's session and answered ``mqtt-rejected`` with the broker's answer as the detail
+(:meth:`PublishWindow.take_given_up`), so its partition moves on instead of sending it forever. A
+plain network loss or broker restart counts nothing: those commands wait for the broker.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from confluent_kafka import Message
 
 from mqtt_kafka_sync.errors import CommandError
+from mqtt_kafka_sync.mqtt import reasons
 from mqtt_kafka_sync.relay.publisher import Acked, Connected, Disconnected, Refused
 from mqtt_kafka_sync.relay.routes import Command
 from mqtt_kafka_sync.telemetry.logfilter import per_record_logger
@@ -54,6 +64,7 @@ class Publisher(Protocol):
     def start(self) -> None: ...
     def connected(self) -> bool: ...
     def publish(self, command: Command) -> int: ...
+    def forget(self, mids: Iterable[int]) -> None: ...
     def stop(self, *, end_session: bool) -> None: ...
 
 
@@ -96,7 +107,9 @@ class PublishWindow(Generic[P]):
         counters: Counters,
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        max_attempts: int | None = None,
     ) -> None:
+        """``max_attempts``: sends of one command before it is given up (None: never given up)."""
         self.name = name
         self.in_flight: dict[int, Flight[P]] = {}
         """Packet id -> command, in publish order."""
@@ -112,6 +125,8 @@ class PublishWindow(Generic[P]):
         self._monotonic = monotonic
         self._resync = False
         self._last_progress = monotonic()
+        self._max_attempts = max_attempts
+        self._given_up: list[Answer[P]] = []
 
     @property
     def size(self) -> int:
@@ -154,6 +169,12 @@ class PublishWindow(Generic[P]):
             self._refused(event)
         return None
 
+    def take_given_up(self) -> list[Answer[P]]:
+        """Commands given up since the last call (attempts used up), each with its ``mqtt-rejected``
+        error; they are no longer in flight and paho no longer sends them."""
+        given_up, self._given_up = self._given_up, []
+        return given_up
+
     def settle(self) -> None:
         """After a batch of events: new commands may go out again once every re-sent one is acknowledged."""
         if self._resync and self.online and not self.in_flight:
@@ -192,7 +213,7 @@ class PublishWindow(Generic[P]):
         if event.reason_code < 0x80:
             return Answer(flight, None)
         record, command = flight.record, flight.command
-        if event.reason_code == _PACKET_ID_NOT_FOUND and flight.attempts <= MAX_REPUBLISH:
+        if event.reason_code == _PACKET_ID_NOT_FOUND and flight.attempts <= self._republish_limit:
             # PUBCOMP 0x92: the broker lost the QoS 2 exchange (its session ended while we were
             # away), so it may never have released the message: publish it again.
             record_logger.warning(
@@ -200,7 +221,7 @@ class PublishWindow(Generic[P]):
                 record.topic(),
                 record.partition(),
                 record.offset(),
-                event.reason,
+                reasons.describe(event.reason_code, reasons.PUBCOMP),
                 command.topic,
             )
             try:
@@ -212,7 +233,7 @@ class PublishWindow(Generic[P]):
             self._counters.published += 1
             self._counters.republished += 1
             return None
-        detail = f"the broker answered {event.reason} (0x{event.reason_code:02X})"
+        detail = f"the broker answered {reasons.describe(event.reason_code, reasons.PUBACK)}"
         return Answer(flight, CommandError("mqtt-rejected", detail, mqtt_topic=command.topic))
 
     def _connected(self, event: Connected) -> None:
@@ -234,9 +255,15 @@ class PublishWindow(Generic[P]):
             )
         self.outage_since = None
 
+    @property
+    def _republish_limit(self) -> int:
+        return MAX_REPUBLISH if self._max_attempts is None else min(MAX_REPUBLISH, self._max_attempts - 1)
+
     def _disconnected(self, event: Disconnected) -> None:
         was_online = self.online
         self.online = False
+        if was_online and event.reason_code in reasons.REJECTS_WHAT_WAS_SENT:
+            self._failed_attempt(event)
         self._resync = bool(self.in_flight)
         if event.reason_code == _SESSION_TAKEN_OVER:
             logger.error(
@@ -245,7 +272,41 @@ class PublishWindow(Generic[P]):
                 self.name,
             )
         if was_online:
-            self._outage_started(f"connection lost ({event.reason})")
+            self._outage_started(f"connection lost: {event}")
+        elif self.outage_since is None:
+            self._outage_started(f"cannot connect: {event}")
+
+    def _failed_attempt(self, event: Disconnected) -> None:
+        """Each command in flight was sent on a connection that ended for what was sent or answered:
+        one attempt failed; give up on those that used up ``max_attempts``."""
+        if self._max_attempts is None:
+            return
+        given_up = [mid for mid, f in self.in_flight.items() if f.attempts >= self._max_attempts]
+        for flight in self.in_flight.values():
+            flight.attempts += 1
+        if not given_up:
+            return
+        self._publisher.forget(given_up)
+        for mid in given_up:
+            flight = self.in_flight.pop(mid)
+            detail = (
+                f"sent {self._max_attempts} times, each time the connection ended before an "
+                f"acknowledgement; the last time: {event}"
+            )
+            error = CommandError("mqtt-rejected", detail, mqtt_topic=flight.command.topic)
+            self._given_up.append(Answer(flight, error))
+        oldest = self._given_up[0].flight.record
+        logger.error(
+            "%s: giving up on %d commands (first %s [%s] offset %s): sent %d times, each time the "
+            "connection ended before an acknowledgement (the last time: %s); dead-lettering them",
+            self.name,
+            len(given_up),
+            oldest.topic(),
+            oldest.partition(),
+            oldest.offset(),
+            self._max_attempts,
+            event,
+        )
 
     def _refused(self, event: Refused) -> None:
         if self.outage_since is None:

@@ -60,6 +60,7 @@ class RelayWorker:
             dead_letters=DeadLetters(sink, config.dlq_topic, config.name, events),
             events=events,
             max_inflight=config.mqtt_max_inflight,
+            max_attempts=config.mqtt_publish_max_attempts,
         )
         self._exit_on_crash = exit_on_crash
         self._stop = threading.Event()

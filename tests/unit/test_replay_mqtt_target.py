@@ -175,7 +175,8 @@ def test_a_publish_the_broker_refuses_stops_the_replay_with_the_reason() -> None
     h.send(0, 1)
     h.ack(1, reason_code=0x87)
     assert h.results[(0, 0)] == [
-        "the broker refused the publish to p/p1/d/d1/c: the broker answered Not authorized (0x87)"
+        "the broker refused the publish to p/p1/d/d1/c: the broker answered not authorized (0x87): the "
+        "broker's access control does not allow it for this client id or user"
     ]
     h.ack(2)
     assert h.results[(0, 1)] == [], "confirmed after the replay failed"
