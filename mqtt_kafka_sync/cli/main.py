@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST",
         help="address the metrics port listens on (default 0.0.0.0; 127.0.0.1 for this machine only)",
     )
+    run.add_argument(
+        "--liveness-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="/healthz fails when a task's network loop has not turned for this long (default 60), so an "
+        "orchestrator restarts a wedged process",
+    )
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check config files without connecting; lists every problem")
@@ -110,7 +118,11 @@ def telemetry_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> 
     except ValueError:
         raise SyncError(f"OTEL_METRIC_EXPORT_INTERVAL={interval!r} is not a number of milliseconds") from None
     return TelemetrySettings(
-        host=args.metrics_host, port=args.metrics_port, otlp_endpoint=endpoint, otlp_interval_s=interval_s
+        host=args.metrics_host,
+        port=args.metrics_port,
+        otlp_endpoint=endpoint,
+        otlp_interval_s=interval_s,
+        liveness_timeout_s=args.liveness_timeout,
     )
 
 

@@ -19,6 +19,7 @@ import os
 import queue
 import secrets
 import threading
+import time
 
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.kafka.producer import KafkaSink, producer_config
@@ -37,6 +38,8 @@ class RelayWorker:
         the supervisor starts it again (task processes set it; tools running a worker in-process
         do not)."""
         self.config = config
+        self.loop_turned_at = time.monotonic()
+        """When the relay thread last turned its loop (metrics: a wedged thread shows)."""
         self.client_id = f"{config.mqtt_client_id}-{index}-{secrets.token_hex(4)}"
         events: queue.SimpleQueue[object] = queue.SimpleQueue()
         settings = PublisherSettings.of(config, self.client_id)
@@ -94,6 +97,7 @@ class RelayWorker:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
+                self.loop_turned_at = time.monotonic()
                 self.task.step()
             self.drained = self.task.drain(self._drain_timeout)
         except Exception:

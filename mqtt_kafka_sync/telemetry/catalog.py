@@ -166,6 +166,15 @@ MQTT_RECONNECTS = _m(
     TASK,
     "MQTT connections lost (each followed by reconnecting).",
 )
+NETWORK_LOOP_AGE = _m(
+    "network_loop_age",
+    "gauge",
+    "s",
+    TASK,
+    "Seconds since the task's network thread last turned its loop (ingest: the MQTT loop; relay: the "
+    "consume-publish loop). It stays below a second or two; growing, the thread is wedged, and "
+    "/healthz fails once it passes --liveness-timeout.",
+)
 IN_FLIGHT = _m(
     "in_flight_messages", "gauge", "{message}", (*TASK, "stage"), "Messages in the task, by stage."
 )
@@ -222,6 +231,7 @@ METRICS: tuple[MetricDef, ...] = (
     KAFKA_CONNECTED,
     SUBSCRIBED,
     MQTT_RECONNECTS,
+    NETWORK_LOOP_AGE,
     IN_FLIGHT,
     TASK_UP,
     TASK_READY,

@@ -45,6 +45,7 @@ TASK_METRICS = (
     c.KAFKA_CONNECTED,
     c.SUBSCRIBED,
     c.MQTT_RECONNECTS,
+    c.NETWORK_LOOP_AGE,
     c.IN_FLIGHT,
     c.THROTTLE_RATE,
     c.THROTTLE_LAG,
@@ -66,6 +67,8 @@ class TelemetrySettings:
     otlp_interval_s: float = 60.0
     lag_interval_s: float = 5.0
     """Seconds between consumer lag reads (a few admin requests per group)."""
+    liveness_timeout_s: float = 60.0
+    """``/healthz`` fails when a task's network loop has not turned for this long."""
 
 
 class Source(Protocol):

@@ -1,7 +1,8 @@
 """One HTTP port per ``run`` process: ``/metrics`` for Prometheus, ``/healthz`` and ``/readyz`` for
 Kubernetes probes. Standard library only; a thread per request; no log line per request.
 
-``/healthz``: 200 while the supervisor runs (its HTTP thread answering is the proof).
+``/healthz``: 200 while the supervisor runs and no task's network loop is wedged (has not turned for
+``--liveness-timeout``); 503 naming the task otherwise, so an orchestrator restarts the process.
 ``/readyz``: 200 when every task is connected to both brokers and subscribed (ingest) or in its
 consumer group (relay); otherwise 503 with one line per task that is not, saying what is missing.
 """
@@ -27,9 +28,11 @@ class MetricsServer(ThreadingHTTPServer):
         port: int,
         scrape: Callable[[], bytes],
         readiness: Callable[[], tuple[bool, str]],
+        liveness: Callable[[], tuple[bool, str]] = lambda: (True, "ok\n"),
     ) -> None:
         self.scrape = scrape
         self.readiness = readiness
+        self.liveness = liveness
         try:
             super().__init__((host, port), _Handler)
         except OSError as exc:
@@ -51,7 +54,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/metrics":
             self._send(200, CONTENT_TYPE_PLAIN_0_0_4, self.server.scrape())
         elif path == "/healthz":
-            self._send(200, TEXT, b"ok\n")
+            alive, text = self.server.liveness()
+            self._send(200 if alive else 503, TEXT, text.encode())
         elif path == "/readyz":
             ready, text = self.server.readiness()
             self._send(200 if ready else 503, TEXT, text.encode())

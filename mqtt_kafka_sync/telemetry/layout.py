@@ -52,7 +52,13 @@ class Layout:
             self._add(c.DEAD_LETTERS, reason=reason)
         for reason in c.RELAY_ERRORS if self.relay else c.INGEST_ERRORS:
             self._add(c.ERRORS, reason=reason)
-        for metric in (c.MQTT_CONNECTED, c.KAFKA_CONNECTED, c.SUBSCRIBED, c.MQTT_RECONNECTS):
+        for metric in (
+            c.MQTT_CONNECTED,
+            c.KAFKA_CONNECTED,
+            c.SUBSCRIBED,
+            c.MQTT_RECONNECTS,
+            c.NETWORK_LOOP_AGE,
+        ):
             self._add(metric)
         for stage in c.RELAY_STAGES if self.relay else c.INGEST_STAGES:
             self._add(c.IN_FLIGHT, stage=stage)

@@ -137,6 +137,7 @@ class _IngestReader(_Common):
         self.put(out, c.SUBSCRIBED, float(subscriber.subscribed))
         self.put(out, c.KAFKA_CONNECTED, float(task.sink.kafka_up))
         self.put(out, c.MQTT_RECONNECTS, subscriber.reconnects)
+        self.put(out, c.NETWORK_LOOP_AGE, time.monotonic() - subscriber.loop_turned_at)
         self.put(out, c.ERRORS, subscriber.redeliveries, reason="mqtt-redelivered")
         self.put(out, c.IN_FLIGHT, awaiting, stage="awaiting-kafka")
         held = task.pacer.held if task.pacer is not None else 0
@@ -210,6 +211,7 @@ class _RelayReader(_Common):
         self.put(out, c.SUBSCRIBED, float(task.in_group))
         self.put(out, c.KAFKA_CONNECTED, float(task.kafka_connected))
         self.put(out, c.MQTT_RECONNECTS, stats.outages)
+        self.put(out, c.NETWORK_LOOP_AGE, time.monotonic() - self.worker.loop_turned_at)
         self.put(out, c.IN_FLIGHT, task.buffered, stage="buffered")
         self.put(out, c.IN_FLIGHT, _unfinished(task.tracker.unfinished), stage="awaiting-ack")
 

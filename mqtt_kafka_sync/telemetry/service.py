@@ -45,7 +45,7 @@ class TelemetryService:
         """Bind the port (raises TelemetryError when taken), then serve and read lag in the background."""
         if self.settings.port:
             self.server = MetricsServer(
-                self.settings.host, self.settings.port, self.exporter.scrape, self.readiness
+                self.settings.host, self.settings.port, self.exporter.scrape, self.readiness, self.liveness
             )
             self._thread = threading.Thread(
                 target=self.server.serve_forever, name="metrics-http", daemon=True
@@ -74,6 +74,18 @@ class TelemetryService:
 
     def lag_points(self) -> list[LagPoint]:
         return self.lag.points()
+
+    # -- /healthz -------------------------------------------------------------------------------
+    def liveness(self) -> tuple[bool, str]:
+        """Alive unless a running task's network loop has not turned for ``liveness_timeout_s``."""
+        wedged = [
+            f"{snap.name}: network loop has not turned for {age:.0f}s"
+            for snap in self._read()
+            if (age := snap.loop_age()) is not None and age > self.settings.liveness_timeout_s
+        ]
+        if wedged:
+            return False, "wedged:\n" + "\n".join(wedged) + "\n"
+        return True, "ok\n"
 
     # -- /readyz --------------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:

@@ -21,6 +21,8 @@ from mqtt_kafka_sync.telemetry.layout import Layout
 
 STALE_S = 5.0
 """A task whose block is older than this (its stats loop stuck) is not ready."""
+LOOP_STUCK_S = 10.0
+"""A task whose network loop has not turned for this long is not ready (it turns at least every second)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class TaskSnapshot:
         if now - self.values[Layout.HEARTBEAT] > STALE_S:
             return ["not reporting (starting, or stuck)"]
         found = []
+        age = self.loop_age(now)
+        if age is not None and age > LOOP_STUCK_S:
+            found.append(f"network loop has not turned for {age:.0f}s")
         if self.value(c.MQTT_CONNECTED) != 1:
             found.append("MQTT not connected")
         elif self.value(c.SUBSCRIBED) != 1:
@@ -53,6 +58,14 @@ class TaskSnapshot:
         if self.value(c.KAFKA_CONNECTED) != 1:
             found.append("no Kafka broker connection")
         return found
+
+    def loop_age(self, now: float | None = None) -> float | None:
+        """Seconds since the task's network loop turned, as of ``now``; None while it reports nothing."""
+        if not self.alive or self.values[Layout.HEARTBEAT] == 0:
+            return None
+        now = time.monotonic() if now is None else now
+        # The probe measured the age when it wrote the block; the block may be a little older.
+        return self.value(c.NETWORK_LOOP_AGE) + max(0.0, now - self.values[Layout.HEARTBEAT])
 
     @property
     def ready(self) -> bool:

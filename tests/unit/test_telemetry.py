@@ -37,6 +37,7 @@ from mqtt_kafka_sync.telemetry.lag import LagPoint, LagPoller
 from mqtt_kafka_sync.telemetry.layout import Layout
 from mqtt_kafka_sync.telemetry.logfilter import RepeatFilter, TransientFilter
 from mqtt_kafka_sync.telemetry.probe import Probe
+from mqtt_kafka_sync.telemetry.service import TelemetryService
 from mqtt_kafka_sync.telemetry.shared import TaskMetrics, TaskSnapshot
 from tests.unit.telemetry_fakes import relay_config, source_config
 from tests.unit.test_pipeline import FakeSink, _Rec
@@ -137,6 +138,7 @@ class _Subscriber:
     subscribed: bool = True
     reconnects: int = 0
     redeliveries: int = 0
+    loop_turned_at: float = field(default_factory=time.monotonic)
 
     def wait_connected(self, timeout: float) -> bool:
         return self.connected
@@ -231,6 +233,34 @@ def test_readiness_names_what_is_missing() -> None:
     ]
     values[Layout.HEARTBEAT] = time.monotonic() - 60
     assert snap.problems() == ["not reporting (starting, or stuck)"]
+
+
+def test_a_wedged_network_loop_fails_readiness_then_liveness() -> None:
+    """The task process and its stats loop run, but the thread that does the work has stopped
+    turning: /readyz says so after 10 s, /healthz after --liveness-timeout."""
+    config = source_config()
+    metrics = TaskMetrics(config, 0, multiprocessing.get_context("spawn"))
+    subscriber = _Subscriber()
+    probe = Probe(config, SimpleNamespace(task=_Task(_sink(), subscriber=subscriber)), metrics.block)
+    probe.write()
+    service = TelemetryService(
+        TelemetrySettings(port=0, liveness_timeout_s=30.0),
+        [config],
+        lambda: [metrics.snapshot(alive=True, restarts=0)],
+        lambda: None,
+    )
+    assert metrics.snapshot(True, 0).ready
+    assert service.liveness() == (True, "ok\n")
+    subscriber.loop_turned_at = time.monotonic() - 12
+    probe.write()
+    snap = metrics.snapshot(True, 0)
+    assert snap.value(c.NETWORK_LOOP_AGE) >= 12
+    assert snap.problems() == ["network loop has not turned for 12s"]
+    assert service.liveness()[0] is True  # not ready, but not yet for a restart
+    subscriber.loop_turned_at = time.monotonic() - 45
+    probe.write()
+    alive, text = service.liveness()
+    assert not alive and "src/task-0: network loop has not turned for 45s" in text
 
 
 # -- the exporter ------------------------------------------------------------------------------
