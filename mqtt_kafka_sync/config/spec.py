@@ -126,9 +126,11 @@ MQTT_KEYS = (
     KeySpec(
         "mqtt.receive.maximum.bytes",
         "int",
-        "Most payload bytes a task holds unacknowledged at once, beside mqtt.receive.maximum: keeps "
-        "memory bounded for large payloads (the window is messages; 4,000 x 64 KB would be 256 MB, "
-        "held twice: by the task and by the Kafka producer). 0: no byte limit.",
+        "Most bytes of messages a task holds unacknowledged at once, beside mqtt.receive.maximum: keeps "
+        "memory bounded for large payloads and long topics (the window is messages; 4,000 x 64 KB would "
+        "be 256 MB, held twice: by the task and by the Kafka producer). A message counts its payload, "
+        "its topic three times (packet, mqtt.topic header, a key rendered from it) and its user "
+        "properties. 0: no byte limit.",
         "16777216",
         default="16777216",
         minimum=0,

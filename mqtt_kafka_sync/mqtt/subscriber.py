@@ -75,7 +75,8 @@ class SubscriberSettings:
     session_expiry: int = 86_400
     receive_maximum: int = 1_000
     receive_maximum_bytes: int = 0
-    """Most payload bytes unacknowledged at once (0: no limit); one message always gets through."""
+    """Most message bytes unacknowledged at once (0: no limit; see :func:`message_bytes`); one message
+    always gets through."""
     connect_timeout: float = 10.0
     username: str | None = None
     password: str | None = None
@@ -615,7 +616,7 @@ class MqttSubscriber:
                     self.redeliveries += 1
                     self._expect_again.discard(packet.packet_id)
                 self._unacked += 1
-                size = len(packet.payload)
+                size = message_bytes(packet)
                 self._sizes[packet.packet_id] = size
                 self._unacked_bytes += size
             self._handler.on_message(packet, gen)
@@ -732,6 +733,16 @@ class MqttSubscriber:
             asked,
             meaning,
         )
+
+
+def message_bytes(packet: p.Publish) -> int:
+    """What one unacknowledged message costs a task, for ``receive_maximum_bytes``: its payload, its
+    topic three times (the packet, the ``mqtt.topic`` header, a key rendered from it) and its user
+    properties. Counting the payload alone let 4,000 messages with 60 KB topics hold 540 MB."""
+    size = len(packet.payload) + 3 * len(packet.topic)
+    if packet.user_properties:
+        size += sum(len(name) + len(value) for name, value in packet.user_properties)
+    return size
 
 
 def _reregister(sel: selectors.BaseSelector, sock: socket.socket, registered: int, want: int) -> int:
