@@ -65,9 +65,13 @@ class IngestTask:
         self.config = config
         self.client_id = client_id or config.task_client_id(index)
         self._own_sink = sink is None
-        self.sink = sink or KafkaSink(
-            producer_config(config.kafka_bootstrap_servers, self.client_id, config.kafka_producer_overrides)
-        )
+        if sink is None:  # not ``sink or ...``: a KafkaSink with nothing outstanding is falsy (len 0)
+            sink = KafkaSink(
+                producer_config(
+                    config.kafka_bootstrap_servers, self.client_id, config.kafka_producer_overrides
+                )
+            )
+        self.sink = sink
         self.pacer = PacedAcks(throttle, self._send_acks) if throttle is not None else None
         self.tracker = AckTracker(send=self.pacer.push if self.pacer is not None else self._send_acks)
         self.pipeline = IngestPipeline(

@@ -152,16 +152,20 @@ class IngestWorker:
                 with self._lock:
                     if member.client_id in self._adoptions or self._stop.is_set():
                         continue
-                    task = IngestTask(
-                        self.config,
-                        self.index,
-                        client_id=member.client_id,
-                        sink=self.task.sink,
-                        subscribe=False,
-                    )
+                    task = self._adoption_task(member)
                     adoption = Adoption(member, functools.partial(self._adopt, task=task), self._adopted)
                     self._adoptions[member.client_id] = (adoption, task)
                 adoption.start()
+
+    def _adoption_task(self, member: Member) -> IngestTask:
+        """A task on ``member``'s session that produces through this task's producer.
+
+        Its pipeline does not poll that producer: this task's network thread does, on every turn,
+        and so serves the adopted session's delivery reports too, whenever the adoption starts.
+        """
+        return IngestTask(
+            self.config, self.index, client_id=member.client_id, sink=self.task.sink, subscribe=False
+        )
 
     def _adopt(self, member: Member, *, task: IngestTask) -> bool:
         logger.warning(
