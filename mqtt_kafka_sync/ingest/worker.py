@@ -176,10 +176,12 @@ class IngestWorker:
         if not task.subscriber.wait_connected(self.config.mqtt_connect_timeout_seconds * 3):
             task.drain(5.0)
             return False
-        if member.filters:
-            task.subscriber.unsubscribe(
-                tuple(f"$share/{self.config.mqtt_shared_group}/{f}" for f in member.filters), timeout=10.0
-            )
+        # New messages go to live members only; and the session's membership subscription goes too,
+        # or the records of members coming and going would reach this pipeline as data (no route).
+        group = self.config.mqtt_shared_group
+        task.subscriber.unsubscribe(
+            (*(f"$share/{group}/{f}" for f in member.filters), membership_filter(group)), timeout=10.0
+        )
         stats = task.pipeline.stats
         last_count, last_change = -1, time.monotonic()
         deadline = time.monotonic() + ADOPTION_MAX_SECONDS

@@ -39,8 +39,8 @@ from mqtt_kafka_sync.ingest.task import IngestTask
 from mqtt_kafka_sync.ingest.worker import IngestWorker
 from mqtt_kafka_sync.kafka.admin import ensure_topics
 from mqtt_kafka_sync.mqtt import packets as p
-from mqtt_kafka_sync.sim.devices import DeviceSimulator
-from mqtt_kafka_sync.sim.verify import verify_topic
+from mqtt_kafka_sync.sim.devices import DeviceSimulator, publish_raw
+from mqtt_kafka_sync.sim.verify import read_topic, verify_topic
 from tests.integration.worker_process import write_source_config
 
 pytestmark = pytest.mark.integration
@@ -159,10 +159,28 @@ def test_an_adoption_that_starts_while_the_survivors_producer_is_idle_drains_the
     try:
         assert survivor.task.subscriber.wait_subscribed(30)
         deadline = time.monotonic() + 30  # the adoption itself takes about 3 s
-        while time.monotonic() < deadline and (not started or survivor._adoptions):
-            time.sleep(0.2)
+        while time.monotonic() < deadline and not started:
+            time.sleep(0.1)
         assert started, "the survivor never adopted the dead member's session"
         task = started[0]
+        # The dead member's session also held its membership subscription (a plain one, which
+        # Mosquitto keeps with the session): once the adopter unsubscribed, a member coming or going
+        # must not reach the adopted pipeline, where it would be a record with no route.
+        assert task.subscriber._unsubscribed.wait(10), (
+            f"no UNSUBACK within 10 s: {task.tracker.in_flight} messages unconfirmed, "
+            f"{task.pipeline.stats.received} received, {task.tracker.acked} acknowledged"
+        )
+        publish_raw(
+            brokers.mqtt_host,
+            brokers.mqtt_port,
+            membership_topic(name, f"{name}-c-0"),
+            membership_payload(ONLINE, config.mqtt_topics),
+            qos=0,
+        )
+        time.sleep(0.5)
+        assert survivor._adoptions, "the adoption ended before the membership record was published"
+        while time.monotonic() < deadline and survivor._adoptions:
+            time.sleep(0.2)
         assert not survivor._adoptions, (
             f"the adoption did not finish: {task.tracker.in_flight} messages unconfirmed, "
             f"{task.pipeline.stats.received} received, {task.tracker.acked} acknowledged"
@@ -180,6 +198,10 @@ def test_an_adoption_that_starts_while_the_survivors_producer_is_idle_drains_the
         assert report.lost == 0, report.summary()
         assert report.duplicated == 0, report.summary()  # the dead member produced nothing
         assert survivor.snapshot()["acked"] == DEVICES * PER_DEVICE
+        dead_letters = read_topic(brokers.kafka_bootstrap, f"{topic}-dlq", timeout_s=10)
+        assert dead_letters == [], [
+            (r.headers.get("mqtt.topic"), r.headers.get("dlq.reason")) for r in dead_letters
+        ]
         assert not _session_present(brokers, dead_id), "the adopted session was not ended"
         stopped = True
         assert survivor.drain(10)
