@@ -37,7 +37,7 @@ from mqtt_kafka_sync.codec.values import encode_value
 from mqtt_kafka_sync.errors import KafkaDeliveryError, MessageError
 from mqtt_kafka_sync.ingest.acks import AckTracker, Pending
 from mqtt_kafka_sync.ingest.pacing import PacedAcks
-from mqtt_kafka_sync.kafka.dead_letter_copy import clip, fit, stub
+from mqtt_kafka_sync.kafka.dead_letter_copy import clip, fit, record_size, stub
 from mqtt_kafka_sync.kafka.producer import Headers, KafkaSink
 from mqtt_kafka_sync.mqtt.packets import Publish
 from mqtt_kafka_sync.routing.router import Router
@@ -64,6 +64,10 @@ HOLD_FIRST_DELAY = 0.1
 HOLD_MAX_DELAY = 10.0
 """Seconds between tries of a held topic: doubling from the first to the max, with jitter."""
 _SIZE_REFUSALS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
+STUB_TRIES = 3
+"""Stubs of one dead-letter copy sent at most: a stub only fails in a batch with a larger record."""
+LIMIT_SLACK_BYTES = 4_096
+"""Below a topic's limit by more than this (value and key alone), a record is not measured further."""
 TOPIC_MISSING = frozenset(
     {KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION}
 )
@@ -122,6 +126,10 @@ class IngestPipeline:
         self._topic_max_length = topic_max_length
         self._retry_timeout = retry_timeout
         self._held: dict[str, _Held] = {}
+        self.limits = sink.topic_limits
+        """Kafka topic -> its ``max.message.bytes``, where known (read at start, learned from
+        refusals): a record above it is dead-lettered before it is produced, so it never fails the
+        records batched with it."""
         self._retrying: str | None = None
         self._owns_sink = owns_sink
         self._pacer = pacer
@@ -192,11 +200,19 @@ class IngestPipeline:
         self.produce(message, pending, headers, seq)
 
     def produce(
-        self, message: Publish, pending: Pending | None, headers: Headers, seq: int, *, again: bool = False
+        self,
+        message: Publish,
+        pending: Pending | None,
+        headers: Headers,
+        seq: int,
+        *,
+        again: bool = False,
+        alone: bool = False,
     ) -> None:
         """Route, encode and produce one message (``again``: after a retriable delivery failure).
 
         ``seq`` is the message's place in arrival order: what is held back is retried in that order.
+        ``alone``: the record is retried by itself after its batch was refused for size.
         """
         try:
             match = self._router.route(message.topic)
@@ -247,13 +263,32 @@ class IngestPipeline:
             )
             return
         topic = match.kafka_topic
+        limit = self.limits.get(topic)
+        if limit is not None and len(value) + len(match.key) + LIMIT_SLACK_BYTES > limit:
+            size = record_size(value, match.key, headers)
+            if size > limit:
+                self._dead_letter(
+                    message.topic,
+                    message.payload,
+                    headers,
+                    pending,
+                    reason="kafka-rejected",
+                    detail=f"topic {topic}: a record of about {size} bytes, above the topic's "
+                    f"max.message.bytes {limit}",
+                    seq=seq,
+                )
+                return
         if self._held and self._held_back(
             topic, seq, lambda: self.produce(message, pending, headers, seq, again=True)
         ):
             return
         try:
             self._sink.produce(
-                topic, value, match.key, headers, _Delivery(self, pending, message, headers, route, seq=seq)
+                topic,
+                value,
+                match.key,
+                headers,
+                _Delivery(self, pending, message, headers, route, seq=seq, topic=topic, alone=alone),
             )
         except KafkaDeliveryError as exc:
             if exc.fatal:
@@ -273,6 +308,42 @@ class IngestPipeline:
                 detail=f"topic {topic}: {exc.detail} ({len(value)} bytes)",
                 seq=seq,
             )
+
+    def batch_refused(
+        self, message: Publish, pending: Pending | None, headers: Headers, seq: int, *, topic: str, why: str
+    ) -> None:
+        """Kafka refused the batch this record was in for size (the topic's ``max.message.bytes``).
+
+        librdkafka fails every record of the batch, so small ones fail beside the one too large:
+        each is tried again by itself, one at a time and in arrival order; only one refused alone
+        goes to the dead-letter topic.
+        """
+        self._hold(
+            topic,
+            seq,
+            why,
+            lambda: self.produce(message, pending, headers, seq, again=True, alone=True),
+            give_up=None,
+            alone=True,
+        )
+
+    def learn_limit(self, topic: str, refused_size: int) -> None:
+        """Kafka refused a record of ``refused_size`` bytes sent alone: the topic takes less."""
+        known = self.limits.get(topic)
+        if known is None or refused_size <= known:
+            self.limits[topic] = refused_size - 1
+            logger.warning(
+                "kafka topic %s takes records below %d bytes; larger ones go to the dead-letter topic "
+                "before they are produced",
+                topic,
+                refused_size,
+            )
+
+    def alone_done(self, topic: str) -> None:
+        """The record tried by itself has its answer: the next held one may go."""
+        held = self._held.get(topic)
+        if held is not None:
+            held.busy = False
 
     def topic_missing(
         self, message: Publish, pending: Pending | None, headers: Headers, seq: int, *, topic: str, why: str
@@ -305,9 +376,10 @@ class IngestPipeline:
         reason: str,
         detail: str,
         seq: int,
-        shrink: bool = False,
+        stubs: int = 0,
     ) -> None:
-        """Produce the dead-letter copy; ``shrink``: as a :func:`stub` (the topic refused the full one)."""
+        """Produce the dead-letter copy; from ``stubs`` 1 on as a :func:`stub`, the topic having refused
+        the full copy (or a batch the stub was in: up to :data:`STUB_TRIES` stubs are sent)."""
         dlq_headers = [
             *headers,
             ("dlq.reason", reason),
@@ -315,18 +387,21 @@ class IngestPipeline:
             ("dlq.connector", self._connector),
         ]
         key = mqtt_topic.encode()
-        if shrink:
+        if stubs:
             value, key_out, dlq_headers = stub(payload, key, dlq_headers)
         else:
-            value, key_out, dlq_headers = fit(payload, key, dlq_headers, self._sink.max_message_bytes)
+            limit = min(
+                self._sink.max_message_bytes, self.limits.get(self._dlq, self._sink.max_message_bytes)
+            )
+            value, key_out, dlq_headers = fit(payload, key, dlq_headers, limit)
 
-        def again(small: bool = shrink) -> None:
+        def again(next_stubs: int = stubs) -> None:
             self._dead_letter(
-                mqtt_topic, payload, headers, pending, reason=reason, detail=detail, seq=seq, shrink=small
+                mqtt_topic, payload, headers, pending, reason=reason, detail=detail, seq=seq, stubs=next_stubs
             )
 
         def again_small() -> None:
-            again(True)
+            again(stubs + 1)
 
         if self._held and self._held_back(self._dlq, seq, again):
             return
@@ -336,14 +411,14 @@ class IngestPipeline:
                 value,
                 key_out,
                 dlq_headers,
-                _DlqDelivery(self, pending, reason, retry_small=None if shrink else again_small),
+                _DlqDelivery(self, pending, reason, retry_small=again_small if stubs < STUB_TRIES else None),
             )
         except KafkaDeliveryError as exc:
             if exc.fatal:
                 raise
             if exc.retriable:
                 self._hold(self._dlq, seq, exc.detail, again, give_up=None)
-            elif not shrink:
+            elif stubs < STUB_TRIES:
                 again_small()
             else:
                 self._refused(pending, exc.detail)
@@ -369,11 +444,23 @@ class IngestPipeline:
         return True
 
     def _hold(
-        self, topic: str, seq: int, why: str, retry: Callable[[], None], give_up: Callable[[], None] | None
+        self,
+        topic: str,
+        seq: int,
+        why: str,
+        retry: Callable[[], None],
+        give_up: Callable[[], None] | None,
+        *,
+        alone: bool = False,
     ) -> None:
         now = time.monotonic()
         held = self._held.get(topic)
-        if held is None:
+        if held is None and alone:
+            held = self._held[topic] = _Held(now, alone=True)
+            logger.warning(
+                "kafka refused a batch for %s (%s); trying its records again one at a time", topic, why
+            )
+        elif held is None:
             held = self._held[topic] = _Held(now)
             logger.error(
                 "kafka topic %s is unknown to the producer (%s); holding its records, trying again with "
@@ -391,7 +478,9 @@ class IngestPipeline:
         ):
             give_up()
             return
-        if self._retrying == topic or held.due <= now:
+        if held.alone:
+            held.due = now
+        elif self._retrying == topic or held.due <= now:
             held.failed(now)
         held.add(seq, retry)
         self.stats.held += 1
@@ -403,17 +492,22 @@ class IngestPipeline:
             if held.due > now:
                 wait = min(wait, held.due - now)
                 continue
+            if held.busy:  # alone: the one in flight has no answer yet
+                wait = min(wait, DELIVERY_POLL_INTERVAL)
+                continue
             self._retrying = topic
             attempts = held.attempts
             try:
-                while held.waiting and held.attempts == attempts:
+                while held.waiting and held.attempts == attempts and not held.busy:
                     self.stats.held -= 1
+                    held.busy = held.alone
                     held.waiting.pop(0)[1]()
             finally:
                 self._retrying = None
             if not held.waiting and held.attempts == attempts:
                 del self._held[topic]
-                logger.warning("kafka topic %s takes records again", topic)
+                if not held.alone:
+                    logger.warning("kafka topic %s takes records again", topic)
             else:
                 wait = min(wait, max(0.0, held.due - now))
         return wait
@@ -434,7 +528,7 @@ class IngestPipeline:
 class _Delivery:
     """Delivery report of a data record: ack on success, dead-letter what Kafka refuses for good."""
 
-    __slots__ = ("_headers", "_message", "_pending", "_pipeline", "_route", "_seq")
+    __slots__ = ("_alone", "_headers", "_message", "_pending", "_pipeline", "_route", "_seq", "_topic")
 
     def __init__(
         self,
@@ -445,8 +539,12 @@ class _Delivery:
         route: RouteCounters,
         *,
         seq: int,
+        topic: str,
+        alone: bool,
     ) -> None:
         self._seq = seq
+        self._topic = topic
+        self._alone = alone
         self._pipeline = pipeline
         self._pending = pending
         self._message = message
@@ -455,6 +553,8 @@ class _Delivery:
 
     def __call__(self, err: KafkaError | None, record: Any) -> None:
         pipeline = self._pipeline
+        if self._alone:
+            pipeline.alone_done(self._topic)
         if err is None:
             route = self._route
             route.delivered += 1
@@ -465,8 +565,16 @@ class _Delivery:
             pipeline._delivered(self._pending)
             return
         pipeline.stats.delivery_failures += 1
-        topic = record.topic() if record is not None else "?"
+        topic = self._topic
         where = f"{topic} [{record.partition()}]" if record is not None else topic
+        if err.code() in _SIZE_REFUSALS and self._alone and record is not None:
+            pipeline.learn_limit(topic, record_size(record.value() or b"", record.key(), self._headers))
+        if err.code() in _SIZE_REFUSALS and not self._alone:
+            pipeline.stats.retried += 1
+            pipeline.batch_refused(
+                self._message, self._pending, self._headers, self._seq, topic=topic, why=err.str()
+            )
+            return
         if err.code() in TOPIC_MISSING:
             pipeline.stats.retried += 1
             pipeline.topic_missing(
@@ -493,11 +601,15 @@ class _Delivery:
 
 
 class _Held:
-    """Records of one Kafka topic waiting for librdkafka to know the topic, in arrival order."""
+    """Records of one Kafka topic held back, in arrival order: waiting for librdkafka to know the
+    topic, or (``alone``) tried one at a time after Kafka refused a batch of them for size."""
 
-    __slots__ = ("attempts", "due", "since", "waiting")
+    __slots__ = ("alone", "attempts", "busy", "due", "since", "waiting")
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, *, alone: bool = False) -> None:
+        self.alone = alone
+        self.busy = False
+        """``alone``: one record is in flight; the next waits for its answer."""
         self.since = now
         self.attempts = 0
         self.due = now
@@ -533,7 +645,8 @@ class _DlqDelivery:
         if err is None:
             self._pipeline._dead_lettered(self._pending, self._reason)
         elif err.code() in _SIZE_REFUSALS and self._retry_small is not None:
-            # The dead-letter topic takes less than the producer (its max.message.bytes): a stub.
+            # The dead-letter topic takes less than the producer (its max.message.bytes), or the copy
+            # was batched with one that was too large: a stub, again.
             self._retry_small()
         else:
             self._pipeline._refused(self._pending, err.str())

@@ -10,13 +10,16 @@ from mqtt_kafka_sync.config.model import SourceConnectorConfig
 from mqtt_kafka_sync.ingest.acks import AckTracker
 from mqtt_kafka_sync.ingest.pacing import AckThrottle, PacedAcks
 from mqtt_kafka_sync.ingest.pipeline import IngestPipeline
-from mqtt_kafka_sync.kafka.producer import KafkaSink, producer_config
+from mqtt_kafka_sync.kafka.admin import topic_message_limits
+from mqtt_kafka_sync.kafka.producer import KafkaSink, fit_batches, producer_config
 from mqtt_kafka_sync.mqtt.packets import Will
 from mqtt_kafka_sync.mqtt.subscriber import MessageHandler, MqttSubscriber, SubscriberSettings
 from mqtt_kafka_sync.routing.router import Router
 
 logger = logging.getLogger(__name__)
 
+LIMITS_TIMEOUT_S = 3.0
+"""How long a starting task waits for the topics' max.message.bytes (Kafka down: learned later)."""
 HandlerWrapper = Callable[[IngestPipeline], MessageHandler]
 
 
@@ -66,11 +69,16 @@ class IngestTask:
         self.client_id = client_id or config.task_client_id(index)
         self._own_sink = sink is None
         if sink is None:  # not ``sink or ...``: a KafkaSink with nothing outstanding is falsy (len 0)
-            sink = KafkaSink(
-                producer_config(
-                    config.kafka_bootstrap_servers, self.client_id, config.kafka_producer_overrides
-                )
+            producer_settings = producer_config(
+                config.kafka_bootstrap_servers, self.client_id, config.kafka_producer_overrides
             )
+            # Records above a topic's own max.message.bytes are dead-lettered before they are
+            # produced, and batches kept below it: Kafka refuses a batch above it whole.
+            static = [*dict.fromkeys(r.kafka_topic for r in config.routes if "{" not in r.kafka_topic)]
+            limits = topic_message_limits(
+                producer_settings, [*static, config.dlq_topic], timeout=LIMITS_TIMEOUT_S
+            )
+            sink = KafkaSink(fit_batches(producer_settings, limits), limits)
         self.sink = sink
         self.pacer = PacedAcks(throttle, self._send_acks) if throttle is not None else None
         self.tracker = AckTracker(send=self.pacer.push if self.pacer is not None else self._send_acks)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 from confluent_kafka.cimpl import NewTopic
 
 from mqtt_kafka_sync.errors import KafkaDeliveryError
@@ -44,3 +45,32 @@ def ensure_topics(
                 continue
             raise KafkaDeliveryError(f"cannot create topic: {err}", topic=topic) from exc
     return created
+
+
+def topic_message_limits(
+    settings: Mapping[str, str], topics: Iterable[str], timeout: float = 5.0
+) -> dict[str, int]:
+    """Each existing topic's ``max.message.bytes`` (the largest record batch its broker takes).
+
+    ``settings`` are librdkafka settings with ``bootstrap.servers`` (the task's producer settings
+    serve). Best effort: topics that do not exist, or a Kafka that does not answer within
+    ``timeout``, are left out, and the caller learns their limits from refusals instead.
+    """
+    wanted = list(dict.fromkeys(topics))
+    if not wanted:
+        return {}
+    config: dict[str, Any] = {**settings, "logger": logger}
+    admin = AdminClient(config)
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in wanted]
+    limits: dict[str, int] = {}
+    try:
+        futures = admin.describe_configs(resources, request_timeout=timeout)
+        for resource, future in futures.items():
+            try:
+                entry = future.result(timeout)["max.message.bytes"]
+                limits[resource.name] = int(entry.value)
+            except (KafkaException, KeyError, ValueError, TypeError, TimeoutError) as exc:
+                logger.debug("max.message.bytes of %s not known: %s", resource.name, exc)
+    except (KafkaException, ValueError) as exc:
+        logger.debug("topic limits not read: %s", exc)
+    return limits

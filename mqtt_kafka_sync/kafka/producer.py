@@ -89,6 +89,29 @@ def produce_error(exc: KafkaException, topic: str) -> KafkaDeliveryError:
     return KafkaDeliveryError(err.str(), topic=topic, retriable=retriable, code=err.code(), fatal=err.fatal())
 
 
+DEFAULT_BATCH_BYTES = 262_144
+BATCH_MARGIN_BYTES = 1_024
+
+
+def fit_batches(config: dict[str, str], topic_limits: Mapping[str, int]) -> dict[str, str]:
+    """``config`` with ``batch.size`` below the smallest topic limit, when one is below it.
+
+    A topic's ``max.message.bytes`` bounds a whole record batch, and librdkafka knows nothing of it:
+    two records that each fit, batched together, were refused together (and every record of that
+    batch with them). librdkafka keeps a batch of several records within ``batch.size``.
+    """
+    if not topic_limits:
+        return config
+    smallest = min(topic_limits.values()) - BATCH_MARGIN_BYTES
+    batch = int(config.get("batch.size", DEFAULT_BATCH_BYTES))
+    if 0 < smallest < batch:
+        logger.info(
+            "batch.size %d -> %d: a topic of this task takes at most %d bytes", batch, smallest, smallest
+        )
+        return {**config, "batch.size": str(smallest)}
+    return config
+
+
 def producer_config(bootstrap: str, client_id: str, overrides: Mapping[str, str]) -> dict[str, str]:
     config = {
         "bootstrap.servers": bootstrap,
@@ -119,9 +142,15 @@ class KafkaSink:
     brokers down); :attr:`errors` counts the errors librdkafka reported.
     """
 
-    def __init__(self, config: Mapping[str, str]) -> None:
+    def __init__(self, config: Mapping[str, str], topic_limits: Mapping[str, int] | None = None) -> None:
         self.max_message_bytes = int(config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
         """The largest record this producer sends (its ``message.max.bytes``)."""
+        self.topic_limits: dict[str, int] = {
+            topic: limit for topic, limit in (topic_limits or {}).items() if limit < self.max_message_bytes
+        }
+        """Kafka topic -> its ``max.message.bytes`` where known and below :attr:`max_message_bytes`
+        (read at start, learned from refusals; shared by every pipeline producing through this
+        sink). Topics that take what the producer sends are not listed: nothing to check."""
         self.connection = ConnectionState(f"kafka producer {config.get('client.id', '')}".rstrip())
         self._producer = Producer(
             dict(config),

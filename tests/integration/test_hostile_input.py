@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 import uuid
@@ -14,8 +15,9 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
-from mqtt_kafka_sync.kafka.admin import ensure_topics
+from mqtt_kafka_sync.kafka.admin import ensure_topics, topic_message_limits
 from mqtt_kafka_sync.sim.devices import DeviceSimulator, SimResult, publish_raw
 from mqtt_kafka_sync.sim.payload import device_topic
 from mqtt_kafka_sync.sim.verify import read_topic, verify_topic
@@ -221,3 +223,70 @@ def test_a_600_kb_key_and_a_byte_order_mark_are_dead_lettered_and_later_commands
         if worker.alive():
             worker.stop()
         spy.close()
+
+
+def _topic_limit(bootstrap: str, topic: str, max_bytes: int) -> None:
+    """Set the topic's own ``max.message.bytes`` (the broker refuses larger record batches)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        topic,
+        incremental_configs=[
+            ConfigEntry("max.message.bytes", str(max_bytes), incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
+    deadline = time.monotonic() + 30
+    while topic_message_limits({"bootstrap.servers": bootstrap}, [topic]).get(topic) != max_bytes:
+        assert time.monotonic() < deadline, f"max.message.bytes of {topic} not {max_bytes} after 30 s"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("compression", ["none", "lz4"])
+def test_payload_sizes_around_the_topic_and_dead_letter_topic_limits(
+    brokers: Any, tmp_path: Path, compression: str
+) -> None:
+    """The topics' own limits, below the producer's: the topic takes 50,000 bytes, its dead-letter
+    topic 20,000. The task reads both at start, so a record above the first is dead-lettered before
+    it is produced (batched with others, Kafka would refuse the whole batch: a first version of this
+    test lost 8 of the devices' 500 messages that way, then duplicated 4,399 through reconnects), as
+    a copy cut to fit the second. Every device message arrives once, in order."""
+    scenario = Scenario(brokers, tmp_path, **{"kafka.producer.compression.type": compression})
+    _topic_limit(brokers.kafka_bootstrap, scenario.topic, 50_000)
+    _topic_limit(brokers.kafka_bootstrap, scenario.dlq, 20_000)
+    worker = scenario.worker().start()
+    sizes = [1_000, 19_000, 45_000, 52_000, 200_000, 900_000]
+    try:
+        worker.wait_subscribed()
+        sim, results = _in_background(lambda: scenario.simulator(10, 50, rate=250).run())
+        payloads = {size: os.urandom(size // 2).hex().encode()[:size] for size in sizes}  # incompressible
+        for size, payload in payloads.items():
+            topic = f"{scenario.root}/plants/p99/devices/s{size}/telemetry"
+            publish_raw(
+                brokers.mqtt_host, brokers.mqtt_port, topic, json.dumps({"p": payload.decode()}).encode()
+            )
+        sim.join(120)
+        assert results and results[0].ok, results
+        report = scenario.verify(results[0].per_device_last_seq)
+        _report(f"topic limits, {compression}", report)
+        assert report.lost == 0 and report.duplicated == 0 and report.out_of_order == 0, report.summary()
+        delivered = {r.key for r in read_topic(brokers.kafka_bootstrap, scenario.topic, timeout_s=30)}
+        dead = {r.key: r for r in _wait_records(brokers.kafka_bootstrap, scenario.dlq, 3)}
+        for size in sizes:
+            key = f"p99.s{size}".encode()
+            if size <= 45_000:
+                assert key in delivered, f"{size} bytes not delivered"
+                continue
+            topic = f"{scenario.root}/plants/p99/devices/s{size}/telemetry".encode()
+            record = dead[topic]
+            assert record.headers["dlq.reason"] == b"kafka-rejected"
+            assert b"max.message.bytes 50000" in record.headers["dlq.detail"]
+            assert int(record.headers["dlq.original.bytes"]) >= size
+            assert record.headers["dlq.truncated"] == b"true"
+            assert 10_000 < len(record.value or b"") < 20_000  # cut to what the dead-letter topic takes
+        assert worker.totals()["dead_lettered"] == 3
+        assert worker.stop() == 0, worker.log()
+    finally:
+        if worker.alive():
+            worker.stop()

@@ -29,6 +29,11 @@ class FakeSink:
         self.attempts: list[str] = []
         self.callbacks: list[Callable[[Any, Any], None]] = []
         """Every ``on_delivery`` given, in order (a test may answer one itself)."""
+        self.topic_limits: dict[str, int] = {}
+        self.delivered: list[tuple[str, bytes]] = []
+        """What Kafka took, in order."""
+        self.refuse_above: int | None = None
+        """Delivery reports fail for size for values above this (a topic's max.message.bytes)."""
 
     def produce(self, topic: str, value: bytes, key: bytes | None, headers: Any, on_delivery: Any) -> None:
         self.attempts.append(topic)
@@ -39,7 +44,14 @@ class FakeSink:
             raise KafkaDeliveryError("Broker: Message size too large", topic=topic, code=10)
         self.records.append((topic, value, key, list(headers)))
         self.callbacks.append(on_delivery)
-        self._due.append(lambda: on_delivery(_Err() if topic in self.refuse else None, _Rec(topic, value)))
+        too_large = self.refuse_above is not None and len(value) > self.refuse_above
+        err = _TooLarge() if too_large else _Err() if topic in self.refuse else None
+        self._due.append(lambda: self._answer(on_delivery, err, topic, value))
+
+    def _answer(self, on_delivery: Any, err: Any, topic: str, value: bytes) -> None:
+        if err is None:
+            self.delivered.append((topic, value))
+        on_delivery(err, _Rec(topic, value))
 
     def poll(self, timeout: float = 0.0) -> int:
         due, self._due = self._due, []
@@ -70,11 +82,25 @@ class _Rec:
     def value(self) -> bytes:
         return self._value
 
+    def key(self) -> bytes | None:
+        return None
+
     def latency(self) -> float:
         return 0.001
 
     def __len__(self) -> int:
         return len(self._value)
+
+
+class _TooLarge:
+    def retriable(self) -> bool:
+        return False
+
+    def code(self) -> int:
+        return 10  # MSG_SIZE_TOO_LARGE
+
+    def str(self) -> str:
+        return "Broker: Message size too large"
 
 
 class _Err:

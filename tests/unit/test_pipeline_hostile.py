@@ -20,6 +20,7 @@ from mqtt_kafka_sync.ingest import pipeline as pipeline_module
 from mqtt_kafka_sync.ingest.acks import AckTracker
 from mqtt_kafka_sync.ingest.pipeline import IngestPipeline, device_properties
 from mqtt_kafka_sync.kafka.dead_letter_copy import STUB_FIELD_BYTES, record_size
+from mqtt_kafka_sync.kafka.producer import fit_batches
 from mqtt_kafka_sync.mqtt.packets import Publish
 from mqtt_kafka_sync.routing.router import Router
 from tests.unit.test_pipeline import FakeSink
@@ -337,3 +338,60 @@ def test_a_topic_deleted_under_in_flight_records_keeps_them_in_arrival_order(
         time.sleep(0.01)
     assert [v for v, _ in _records(sink, "telemetry")] == [b"1", b"2", b"3", b"4"]
     assert [a[1] for a in acks] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("size", "produced"), [(40_000, True), (48_000, True), (49_500, False), (200_000, False)]
+)
+def test_a_record_above_the_topics_own_limit_is_dead_lettered_before_it_is_produced(
+    size: int, produced: bool
+) -> None:
+    """Batched with others, a record above the topic's max.message.bytes would fail the whole
+    batch; known limits are checked first, and the dead-letter copy fits the dead-letter topic's."""
+    pipeline, sink, acks, _ = _setup()
+    sink.topic_limits.update({"telemetry": 50_000, "c-dlq": 20_000})
+    pipeline.on_message(_msg(1, b"x" * size), 1)
+    _drain(pipeline)
+    assert ("telemetry" in sink.attempts) is produced
+    if not produced:
+        [(value, headers)] = _records(sink, "c-dlq")
+        assert "max.message.bytes 50000" in headers["dlq.detail"]
+        assert record_size(value, sink.records[-1][2], sink.records[-1][3]) <= 20_000
+    assert acks == [(1, 1, 1)]
+
+
+def test_a_record_refused_alone_teaches_the_topics_limit() -> None:
+    """A topic whose limit was not known at start: Kafka refuses a batch for size, so each of its
+    records is tried again alone, in order; the one refused alone is dead-lettered, and its size is
+    learned, so the next such record is dead-lettered before it is produced."""
+    pipeline, sink, acks, _ = _setup()
+    sink.refuse_above = 50_000
+    for i, payload in enumerate([b"a", b"b" * 60_000, b"c"], start=1):
+        pipeline.on_message(_msg(i, payload), 1)
+    batch = list(sink.callbacks)
+    sink._due.clear()
+    sink.records.clear()
+    for report in batch:  # the batch of all three refused together
+        report(_SizeErr(), None)
+    deadline = time.monotonic() + 5
+    while len(acks) < 3 and time.monotonic() < deadline:
+        _drain(pipeline)
+    assert [v for t, v in sink.delivered if t == "telemetry"] == [b"a", b"c"]
+    # The dead-letter topic refuses the full copy too (same limit here): a stub of it is what it took.
+    assert [v for t, v in sink.delivered if t == "c-dlq"] == [b"b" * STUB_FIELD_BYTES]
+    assert _records(sink, "c-dlq")[-1][1]["dlq.reason"] == "kafka-rejected"
+    assert [a[1] for a in acks] == [1, 2, 3]
+    assert 50_000 < sink.topic_limits["telemetry"] < 62_000
+    tries = sink.attempts.count("telemetry")
+    pipeline.on_message(_msg(4, b"d" * 70_000), 1)
+    _drain(pipeline)
+    assert sink.attempts.count("telemetry") == tries  # known now: not produced at all
+    assert [a[1] for a in acks] == [1, 2, 3, 4]
+
+
+def test_batches_are_kept_below_the_smallest_topic_limit() -> None:
+    base = {"linger.ms": "5"}
+    assert fit_batches(base, {}) == base
+    assert fit_batches(base, {"a": 1_048_588}) == base  # default limits: batch.size 256 KB stays
+    assert fit_batches(base, {"a": 1_048_588, "dlq": 50_000})["batch.size"] == str(50_000 - 1_024)
+    assert fit_batches({"batch.size": "16384"}, {"a": 50_000}) == {"batch.size": "16384"}

@@ -65,7 +65,7 @@ class _Sink(FakeSink):
 
     made = 0
 
-    def __init__(self, config: object = None) -> None:
+    def __init__(self, config: object = None, topic_limits: object = None) -> None:
         super().__init__()
         type(self).made += 1
 
@@ -107,6 +107,7 @@ def test_an_adopted_session_is_confirmed_through_the_main_producer_whenever_the_
     the whole Receive Maximum window stayed unacknowledged and the adoption never finished. The
     moment is chosen here: the adoption starts with the main producer idle, or with a record out."""
     monkeypatch.setattr(task_module, "KafkaSink", _Sink)
+    monkeypatch.setattr(task_module, "topic_message_limits", lambda *args, **kwargs: {})  # no Kafka here
     _Sink.made = 0
     worker = IngestWorker(_worker_config(tmp_path), 0)
     main = worker.task
