@@ -213,6 +213,11 @@ class KafkaSink:
     def __len__(self) -> int:
         return len(self._producer)
 
+    def __bool__(self) -> bool:
+        """Always true: with ``__len__`` alone an idle producer was falsy, and ``sink or KafkaSink(...)``
+        quietly built a second producer nobody polled (issue 17's stuck adoption)."""
+        return True
+
     def _on_error(self, err: KafkaError) -> None:
         self.last_error = err
         self.connection.on_error(err)

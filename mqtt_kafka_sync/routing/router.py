@@ -10,7 +10,9 @@ from the topic (``value.fields.*``), rendered once per topic.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -100,7 +102,9 @@ class TopicCache:
     """An LRU of route results by MQTT topic, bounded by the bytes of the topics and what they map to.
 
     A hit moves the topic to the back; an insert drops the least recently used entries beyond
-    ``max_bytes``. The network thread is the only user, so no lock.
+    ``max_bytes``. The task's network thread is the main user; a delivery report that routes a
+    message again can run on another thread (an adopted session's, served by the main task), so
+    inserts take a lock and a hit tolerates an entry evicted meanwhile.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -108,6 +112,7 @@ class TopicCache:
         self.bytes = 0
         self.hits = self.misses = 0
         self._entries: OrderedDict[str, tuple[RouteMatch | str, int]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -118,21 +123,23 @@ class TopicCache:
             self.misses += 1
             return None
         self.hits += 1
-        self._entries.move_to_end(topic)
+        with contextlib.suppress(KeyError):  # evicted by another thread since the get
+            self._entries.move_to_end(topic)
         return entry[0]
 
     def put(self, topic: str, found: RouteMatch | str) -> None:
         size = _size(topic, found)
         if size > self.max_bytes:
             return  # larger than the whole cache: worked out again each time
-        old = self._entries.pop(topic, None)
-        if old is not None:
-            self.bytes -= old[1]
-        self._entries[topic] = (found, size)
-        self.bytes += size
-        while self.bytes > self.max_bytes:
-            _, (_, dropped) = self._entries.popitem(last=False)
-            self.bytes -= dropped
+        with self._lock:
+            old = self._entries.pop(topic, None)
+            if old is not None:
+                self.bytes -= old[1]
+            self._entries[topic] = (found, size)
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self.bytes -= dropped
 
 
 def _size(topic: str, found: RouteMatch | str) -> int:
