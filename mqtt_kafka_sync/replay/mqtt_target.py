@@ -102,6 +102,7 @@ class MqttTarget:
         broker: str,
         expiry_from: ExpiryFrom = "written",
         stall_timeout: float = STALL_TIMEOUT_S,
+        max_attempts: int | None = None,
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -117,7 +118,12 @@ class MqttTarget:
         self._dead_letters = dead_letters
         self._events = events
         self._window: PublishWindow[Done] = PublishWindow(
-            f"replay to {broker}", publisher, max_inflight, self.stats, monotonic=monotonic
+            f"replay to {broker}",
+            publisher,
+            max_inflight,
+            self.stats,
+            monotonic=monotonic,
+            max_attempts=max_attempts,
         )
         self._expiry_from = expiry_from
         self._stall_timeout = stall_timeout
@@ -238,6 +244,8 @@ class MqttTarget:
                 self._dead_lettered(event)
             elif (answer := self._window.handle(event)) is not None:
                 self._answered(answer)
+            for given_up in self._window.take_given_up():  # sent max_attempts times: stop, as for a refusal
+                self._answered(given_up)
         self._window.settle()
 
     def _answered(self, answer: Answer[Done]) -> None:
@@ -321,4 +329,5 @@ def mqtt_target(
         expiry_from=expiry_from,
         stall_timeout=stall_timeout,
         stop=stop,
+        max_attempts=config.mqtt_publish_max_attempts,
     )

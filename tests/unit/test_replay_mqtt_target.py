@@ -19,6 +19,7 @@ from mqtt_kafka_sync.replay import mqtt_target as target_module
 from mqtt_kafka_sync.replay.exceptions import ReplayError
 from mqtt_kafka_sync.replay.mqtt_target import ExpiryFrom, MqttTarget
 from tests.unit.relay_fakes import FakePublisher, FakeSink
+from tests.unit.test_broker_answers_relay import PAHO_PROTOCOL_ERROR, ForgettingPublisher
 
 NOW = 1_800_000_000.0
 SOURCE = "commands"
@@ -35,10 +36,11 @@ class Harness:
         expiry_from: ExpiryFrom = "written",
         stall_timeout: float = 600.0,
         receive_maximum: int = 65535,
+        max_attempts: int | None = None,
     ) -> None:
         self.skew = 0.0
         self.events: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self.publisher = FakePublisher()
+        self.publisher = ForgettingPublisher()
         self.sink = FakeSink()
         self.stop = threading.Event()
         self.target = MqttTarget(
@@ -54,6 +56,7 @@ class Harness:
             stop=self.stop,
             clock=lambda: NOW,
             monotonic=lambda: time.monotonic() + self.skew,
+            max_attempts=max_attempts,
         )
         self.results: dict[tuple[int, int], list[str | None]] = {}
         self.connect(receive_maximum)
@@ -183,6 +186,22 @@ def test_a_publish_the_broker_refuses_stops_the_replay_with_the_reason() -> None
     h.send(0, 2)
     assert h.publisher.seqs() == ["0:0", "0:1"], "published after the replay failed"
     assert h.target.flush(5.0) == 2  # at once
+
+
+def test_a_command_the_broker_keeps_failing_stops_the_replay_after_max_attempts() -> None:
+    """mqtt.publish.max.attempts bounds the replay too: a command whose sends keep ending the
+    connection (paho's protocol error on a malformed PUBACK) stops the replay with the broker's
+    answer, as a refusal does, instead of being sent for ever."""
+    h = Harness(max_attempts=2)
+    h.send(0, 0)
+    for _ in range(2):
+        h.events.put(PAHO_PROTOCOL_ERROR)
+        h.target.poll(0.01)
+        h.connect()
+        h.target.poll(0.01)
+    (answer,) = h.results[(0, 0)]
+    assert answer is not None and "sent 2 times" in answer and "Received malformed packet" in answer
+    assert h.publisher.forgotten == [1]
 
 
 def test_a_dead_letter_kafka_refuses_stops_the_replay() -> None:
