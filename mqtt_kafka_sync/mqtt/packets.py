@@ -148,9 +148,21 @@ def encode_connect(
     return _packet(CONNECT << 4, body)
 
 
-def encode_subscribe(packet_id: int, filters: Sequence[tuple[str, int]]) -> bytes:
-    """``filters`` as (filter, qos). Options carry QoS only: No Local must be 0 on shared subscriptions."""
-    body = struct.pack("!H", packet_id) + b"\x00" + b"".join(_str(f) + bytes((qos,)) for f, qos in filters)
+RETAIN_SEND_NEVER = 2
+"""Subscription option Retain Handling 2: no retained messages at subscribe."""
+
+
+def encode_subscribe(
+    packet_id: int, filters: Sequence[tuple[str, int]], *, retain_handling: int = 0
+) -> bytes:
+    """``filters`` as (filter, qos). Options carry QoS and Retain Handling only: No Local must be 0
+    on shared subscriptions."""
+    options = retain_handling << 4
+    body = (
+        struct.pack("!H", packet_id)
+        + b"\x00"
+        + b"".join(_str(f) + bytes((qos | options,)) for f, qos in filters)
+    )
     return _packet((SUBSCRIBE << 4) | 0x02, body)
 
 

@@ -57,6 +57,10 @@ LOOP_TURN_MAX_S = 1.0
 """The network thread turns its loop at least this often, also while waiting to reconnect, so
 :attr:`MqttSubscriber.loop_turned_at` shows a wedged thread."""
 SUBSCRIBE_ID_RETRIES = 10
+REFRESH_AFTER_S = 1.0
+"""The data SUBSCRIBE is sent a second time this long after its SUBACK (see :meth:`_refresh`)."""
+IDLE_REFRESH_S = 30.0
+"""...and again whenever this long passed with the window open and no PUBLISH received."""
 """SUBACK 0x91 (packet identifier in use) answered with another id at most this often per connection."""
 SESSION_TAKEN_OVER = 0x8E
 PACKET_ID_IN_USE = 0x91
@@ -147,6 +151,12 @@ class _Subscriptions:
     """Monotonic time to subscribe the retriable refused filters again."""
     backoff: Backoff = field(default_factory=Backoff)
     id_retries: int = 0
+    refresh_at: float | None = None
+    """Monotonic time to send the data SUBSCRIBE again (:meth:`MqttSubscriber._refresh`)."""
+    refreshes: int = 0
+    refreshed_at: float = 0.0
+    last_publish_at: float = field(default_factory=time.monotonic)
+    """When the latest PUBLISH was read (``loop_turned_at`` then)."""
 
 
 class MqttSubscriber:
@@ -468,6 +478,8 @@ class MqttSubscriber:
         timeout = min(self._last_sent + self.settings.keepalive / 2 - now, LOOP_TURN_MAX_S)
         if self._subs.again_at is not None:
             timeout = min(timeout, self._subs.again_at - now)
+        if self._subs.refresh_at is not None:
+            timeout = min(timeout, self._subs.refresh_at - now)
         tick = self._handler.on_tick()
         if tick is not None:
             timeout = min(timeout, tick)
@@ -475,11 +487,13 @@ class MqttSubscriber:
             return 0.0
         return max(0.0, timeout)
 
-    def _subscribe(self, wanted: list[tuple[str, int]], *, first: bool = False) -> int:
+    def _subscribe(
+        self, wanted: list[tuple[str, int]], *, first: bool = False, retain_handling: int = 0
+    ) -> int:
         """Queue a SUBSCRIBE for ``wanted`` (before anything else when ``first``); returns its id."""
         packet_id = self._packet_id()
         self._subs.asked[packet_id] = wanted
-        packet = p.encode_subscribe(packet_id, wanted)
+        packet = p.encode_subscribe(packet_id, wanted, retain_handling=retain_handling)
         if first:
             self._control.appendleft(packet)
         else:
@@ -501,6 +515,7 @@ class MqttSubscriber:
                 self._turned()
                 if self._subs.again_at is not None and self.loop_turned_at >= self._subs.again_at:
                     self._subscribe_again()
+                self._refresh_if_due()
                 # Flush first: what is queued must not wait for the next event.
                 self._collect_outgoing(gen, out)
                 self._resume_window(gen, out)
@@ -611,6 +626,7 @@ class MqttSubscriber:
 
     def _dispatch(self, packet: p.Packet, gen: int, out: bytearray) -> None:
         if isinstance(packet, p.Publish):
+            self._subs.last_publish_at = self.loop_turned_at
             if packet.qos:
                 if packet.dup or packet.packet_id in self._expect_again:
                     self.redeliveries += 1
@@ -676,6 +692,47 @@ class MqttSubscriber:
             self._subscribed.set()
             self.last_refusal = None
             self._subs.backoff.reset()
+            if self._subs.refreshes == 0 and self.settings.filters:
+                self._subs.refresh_at = time.monotonic() + REFRESH_AFTER_S
+
+    def _refresh_if_due(self) -> None:
+        subs, now = self._subs, self.loop_turned_at
+        if subs.refresh_at is not None:
+            due = now >= subs.refresh_at
+        else:
+            idle = now - max(subs.last_publish_at, subs.refreshed_at)
+            due = (
+                subs.refreshes > 0
+                and idle >= IDLE_REFRESH_S
+                and self._subscribed.is_set()
+                and self._window_open()
+            )
+        if due:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        """Send the data SUBSCRIBE again (Retain Handling 2: no retained messages come with it).
+
+        HiveMQ CE can flag a connection as having no shared subscription when its SUBSCRIBE arrives
+        just after CONNACK, before the subscription is stored; only another SUBSCRIBE clears the flag,
+        and until then the worker gets one batch and nothing more while the backlog grows (issue 17
+        item 7, docs/brokers.md). A broker that keeps the subscription replaces it with the same one.
+        Sent once a second after the first SUBACK of each connection, and again after every
+        ``IDLE_REFRESH_S`` with the window open and nothing received: a stall of that kind ends
+        there, whatever its cause.
+        """
+        subs = self._subs
+        subs.refresh_at = None
+        subs.refreshes += 1
+        subs.refreshed_at = self.loop_turned_at
+        if subs.refreshes > 1:
+            logger.debug(
+                "mqtt %s: nothing received for %.0fs; subscribing again",
+                self.settings.client_id,
+                IDLE_REFRESH_S,
+            )
+        s = self.settings
+        self._subscribe([(f, s.qos) for f in s.filters], retain_handling=p.RETAIN_SEND_NEVER)
 
     def _subscriptions_refused(self) -> None:
         """Log each refused filter (ERROR the first time, DEBUG while the answer repeats) and plan the
