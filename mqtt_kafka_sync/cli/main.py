@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     from mqtt_kafka_sync.cli import demo, tail  # noqa: PLC0415 - subcommand modules register themselves
+    from mqtt_kafka_sync.cli import replay as replay_commands  # noqa: PLC0415
     from mqtt_kafka_sync.devstack import commands as stack_commands  # noqa: PLC0415
-    from mqtt_kafka_sync.replay import cli as replay_commands  # noqa: PLC0415
     from mqtt_kafka_sync.sim import commands as sim_commands  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="mqtt-kafka-sync", description=__doc__)

@@ -36,7 +36,6 @@ from confluent_kafka import KafkaError
 from mqtt_kafka_sync.codec.values import encode_value
 from mqtt_kafka_sync.errors import KafkaDeliveryError, MessageError
 from mqtt_kafka_sync.ingest.acks import AckTracker, Pending
-from mqtt_kafka_sync.ingest.pacing import PacedAcks
 from mqtt_kafka_sync.kafka.dead_letter_copy import clip, fit, record_size, stub
 from mqtt_kafka_sync.kafka.producer import Headers, KafkaSink
 from mqtt_kafka_sync.mqtt.packets import Publish
@@ -45,6 +44,7 @@ from mqtt_kafka_sync.telemetry import registry
 from mqtt_kafka_sync.telemetry.catalog import UNROUTED
 from mqtt_kafka_sync.telemetry.counters import Buckets, RouteCounters
 from mqtt_kafka_sync.telemetry.logfilter import per_record_logger
+from mqtt_kafka_sync.throttle.pacing import PacedAcks
 
 logger = logging.getLogger(__name__)
 record_logger = per_record_logger(__name__)

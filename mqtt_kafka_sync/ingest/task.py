@@ -8,13 +8,13 @@ from collections.abc import Callable
 
 from mqtt_kafka_sync.config.model import SourceConnectorConfig
 from mqtt_kafka_sync.ingest.acks import AckTracker
-from mqtt_kafka_sync.ingest.pacing import AckThrottle, PacedAcks
 from mqtt_kafka_sync.ingest.pipeline import IngestPipeline
 from mqtt_kafka_sync.kafka.admin import topic_message_limits
 from mqtt_kafka_sync.kafka.producer import KafkaSink, fit_batches, producer_config
 from mqtt_kafka_sync.mqtt.packets import Will
 from mqtt_kafka_sync.mqtt.subscriber import MessageHandler, MqttSubscriber, SubscriberSettings
 from mqtt_kafka_sync.routing.router import Router
+from mqtt_kafka_sync.throttle.pacing import AckThrottle, PacedAcks
 
 logger = logging.getLogger(__name__)
 

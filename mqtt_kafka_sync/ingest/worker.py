@@ -22,7 +22,7 @@ from mqtt_kafka_sync.ingest.takeover import (
 )
 from mqtt_kafka_sync.ingest.task import IngestTask
 from mqtt_kafka_sync.mqtt.packets import Publish, Will
-from mqtt_kafka_sync.replay.throttle import LagThrottle, ThrottleLoop, ingest_throttle
+from mqtt_kafka_sync.throttle.lag_throttle import LagThrottle, ThrottleLoop, ingest_throttle
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ between threads except the event queue.
 Order: records are published in the order Kafka hands them over, which is offset order per
 partition, on one MQTT connection. The broker keeps that order per topic, so commands to one device
 (one key, one partition) arrive in the order they were written. The in-flight window
-(:mod:`~mqtt_kafka_sync.relay.window`) decides when a command may go out: after a reconnect no new
+(:mod:`~mqtt_kafka_sync.mqtt.window`) decides when a command may go out: after a reconnect no new
 command is published until paho re-sent every unacknowledged one and the broker acknowledged it, so
 a new command cannot overtake an older one that is being sent again.
 
@@ -33,12 +33,12 @@ from typing import Protocol
 from confluent_kafka import Message
 
 from mqtt_kafka_sync.errors import CommandError
+from mqtt_kafka_sync.mqtt.publisher import take_events
+from mqtt_kafka_sync.mqtt.window import Answer, Publisher, PublishWindow
 from mqtt_kafka_sync.relay.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.relay.offsets import OffsetTracker, Pending
 from mqtt_kafka_sync.relay.offsets import TopicPartition as TP
-from mqtt_kafka_sync.relay.publisher import take_events
 from mqtt_kafka_sync.relay.routes import CommandRouter
-from mqtt_kafka_sync.relay.window import Answer, Publisher, PublishWindow
 from mqtt_kafka_sync.telemetry.catalog import UNROUTED
 from mqtt_kafka_sync.telemetry.counters import RouteCounters
 from mqtt_kafka_sync.telemetry.logfilter import per_record_logger
@@ -59,7 +59,7 @@ DLQ_RETRY_S = 5.0
 
 
 class Consumer(Protocol):
-    """:class:`mqtt_kafka_sync.relay.consumer.CommandConsumer`, as the task uses it."""
+    """:class:`mqtt_kafka_sync.kafka.consumer.CommandConsumer`, as the task uses it."""
 
     assigned: set[TP]
     paused: set[TP]

@@ -23,10 +23,10 @@ from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, TopicPartition
 
-from mqtt_kafka_sync.ingest.pacing import AckThrottle
 from mqtt_kafka_sync.replay.checkpoint import Checkpoint, Confirmations, save_checkpoint
 from mqtt_kafka_sync.replay.exceptions import ReplayError
 from mqtt_kafka_sync.replay.target import Target
+from mqtt_kafka_sync.throttle.pacing import AckThrottle
 
 logger = logging.getLogger(__name__)
 

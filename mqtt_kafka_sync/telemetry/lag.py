@@ -2,7 +2,7 @@
 
 Which groups: every relay connector's ``kafka.group.id`` on its command topics, and every source
 connector's ``throttle.lag.groups`` on the topics its routes write. Reading from the outside (the
-admin API, ``replay/lag.py``) shows a group's lag even when none of its consumers runs, which is
+admin API, ``kafka/lag.py``) shows a group's lag even when none of its consumers runs, which is
 exactly when it matters; each read also fetches the record at the committed offset of lagging
 partitions, for the time lag. A group whose lag cannot be read has no lag series until it can
 (logged once when that starts and once when it ends). The reads run in a child process
@@ -25,9 +25,9 @@ from multiprocessing.context import SpawnProcess
 from confluent_kafka import KafkaException
 
 from mqtt_kafka_sync.config.model import ConnectorConfig, RelayConnectorConfig
+from mqtt_kafka_sync.kafka.lag import LagReader, LagSnapshot
 from mqtt_kafka_sync.replay.exceptions import LagReadError
-from mqtt_kafka_sync.replay.lag import LagReader, LagSnapshot
-from mqtt_kafka_sync.replay.throttle import route_topics
+from mqtt_kafka_sync.throttle.lag_throttle import route_topics
 
 logger = logging.getLogger(__name__)
 _ctx = multiprocessing.get_context("spawn")

@@ -33,7 +33,7 @@ UNTHROTTLED_SAMPLES = 10
 
 
 class ThrottleView(Protocol):
-    """What metrics read of a lag throttle (``replay/throttle.py``: ``LagThrottle``).
+    """What metrics read of a lag throttle (``throttle/lag_throttle.py``: ``LagThrottle``).
 
     The hook: an ingest worker with ``throttle.lag.groups`` keeps its throttle as ``worker.throttle``.
     """

@@ -8,9 +8,9 @@ import time
 
 from confluent_kafka import Consumer
 
+from mqtt_kafka_sync.kafka.lag_process import IsolatedLagReader
 from mqtt_kafka_sync.replay.exceptions import LagReadError
-from mqtt_kafka_sync.replay.lag_process import IsolatedLagReader
-from mqtt_kafka_sync.replay.throttle import TopicTemplates
+from mqtt_kafka_sync.throttle.lag_throttle import TopicTemplates
 
 
 class PacedConsumer:

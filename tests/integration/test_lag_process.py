@@ -16,9 +16,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from loadtests.publisher import LoadSpec, generate
 from mqtt_kafka_sync.kafka.admin import ensure_topics
+from mqtt_kafka_sync.kafka.lag_process import IsolatedLagReader
 from mqtt_kafka_sync.replay.exceptions import LagReadError
-from mqtt_kafka_sync.replay.lag_process import IsolatedLagReader
-from mqtt_kafka_sync.replay.throttle import TopicTemplates
+from mqtt_kafka_sync.throttle.lag_throttle import TopicTemplates
 from tests.integration.worker_process import WorkerProcess, write_source_config
 
 pytestmark = pytest.mark.integration

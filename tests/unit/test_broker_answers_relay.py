@@ -21,9 +21,7 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 from mqtt_kafka_sync.config.loader import load_connector
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.mqtt import packets as p
-from mqtt_kafka_sync.relay import task as task_module
-from mqtt_kafka_sync.relay.dead_letter import DeadLetters
-from mqtt_kafka_sync.relay.publisher import (
+from mqtt_kafka_sync.mqtt.publisher import (
     Acked,
     Connected,
     Disconnected,
@@ -31,9 +29,11 @@ from mqtt_kafka_sync.relay.publisher import (
     PublisherSettings,
     Refused,
 )
+from mqtt_kafka_sync.mqtt.window import Answer, PublishWindow
+from mqtt_kafka_sync.relay import task as task_module
+from mqtt_kafka_sync.relay.dead_letter import DeadLetters
 from mqtt_kafka_sync.relay.routes import Command, CommandRouter
 from mqtt_kafka_sync.relay.task import RelayStats, RelayTask
-from mqtt_kafka_sync.relay.window import Answer, PublishWindow
 from tests.scripted_broker import Conn, ScriptedBroker, accept, connack_v311, puback_invalid
 from tests.unit.relay_fakes import FakePublisher, FakeSink
 from tests.unit.test_relay_config import _problems, _write

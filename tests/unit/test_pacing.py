@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mqtt_kafka_sync.ingest.pacing import PacedAcks
+from mqtt_kafka_sync.throttle.pacing import PacedAcks
 
 
 class FixedRate:

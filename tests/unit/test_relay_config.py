@@ -19,7 +19,7 @@ from mqtt_kafka_sync.config.model import (
     SourceConnectorConfig,
 )
 from mqtt_kafka_sync.config.reference import render_reference
-from mqtt_kafka_sync.relay.consumer import consumer_config
+from mqtt_kafka_sync.kafka.consumer import consumer_config
 
 REPO = Path(__file__).resolve().parents[2]
 

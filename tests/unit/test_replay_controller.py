@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from mqtt_kafka_sync.ingest.pacing import AckThrottle
-from mqtt_kafka_sync.replay.controller import (
+from mqtt_kafka_sync.throttle.controller import (
     TREND_SAMPLES,
     ControllerSettings,
     RateController,
     TokenBucket,
 )
-from mqtt_kafka_sync.replay.throttle import FixedRateThrottle, LagThrottle
+from mqtt_kafka_sync.throttle.lag_throttle import FixedRateThrottle, LagThrottle
+from mqtt_kafka_sync.throttle.pacing import AckThrottle
 
 DT = 0.01
 
@@ -312,7 +312,7 @@ def test_several_tasks_sharing_a_connector_stay_within_the_single_controller_cei
 
 
 def test_the_ingest_pacing_stage_releases_acks_at_the_throttles_rate_in_order() -> None:
-    from mqtt_kafka_sync.ingest.pacing import PacedAcks  # noqa: PLC0415 - the consumer of the interface
+    from mqtt_kafka_sync.throttle.pacing import PacedAcks  # noqa: PLC0415 - the consumer of the interface
 
     clock = Clock()
     throttle = LagThrottle(settings(high=1000, low=500, step=100, rate_min=200, rate_max=200), clock=clock)

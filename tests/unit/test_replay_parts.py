@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from mqtt_kafka_sync.cli.replay import ProgressLine, format_lag_table
+from mqtt_kafka_sync.kafka.lag import GroupLag, LagSample, LagSnapshot
 from mqtt_kafka_sync.replay.checkpoint import Checkpoint, Confirmations, load_checkpoint, save_checkpoint
-from mqtt_kafka_sync.replay.cli import ProgressLine, format_lag_table
 from mqtt_kafka_sync.replay.copier import Progress
 from mqtt_kafka_sync.replay.exceptions import ReplayError
-from mqtt_kafka_sync.replay.lag import GroupLag, LagSample, LagSnapshot
 from mqtt_kafka_sync.replay.plan import PartitionRange, RangeSpec, ReplayPlan, parse_offsets, parse_time
 from mqtt_kafka_sync.replay.to_mqtt import describe, source_route
 from tests.unit.telemetry_fakes import RELAY, SOURCE, relay_config
@@ -109,7 +109,7 @@ def test_progress_line_shows_done_total_rate_and_eta() -> None:
 
 
 def test_a_partition_without_a_commit_counts_what_was_appended_since_it_was_first_seen() -> None:
-    from mqtt_kafka_sync.replay.lag import LagReader  # noqa: PLC0415
+    from mqtt_kafka_sync.kafka.lag import LagReader  # noqa: PLC0415
 
     reader = LagReader("127.0.0.1:1", ["g"])  # never connects: only the bookkeeping is used
     one_off = LagReader("127.0.0.1:1", ["g"], track_uncommitted=False)

@@ -10,7 +10,12 @@ import pytest
 
 from mqtt_kafka_sync.config.loader import check_files, load_connector
 from mqtt_kafka_sync.config.model import SOURCE_CONNECTOR_CLASS, SourceConnectorConfig, ThrottleConfig
-from mqtt_kafka_sync.replay.throttle import TopicTemplates, controller_settings, ingest_throttle, route_topics
+from mqtt_kafka_sync.throttle.lag_throttle import (
+    TopicTemplates,
+    controller_settings,
+    ingest_throttle,
+    route_topics,
+)
 
 BASE = {
     "name": "plant-feed",

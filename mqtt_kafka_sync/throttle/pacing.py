@@ -2,7 +2,7 @@
 
 Withholding a PUBACK is how an MQTT receiver slows a sender down without dropping anything: once
 ``mqtt.receive.maximum`` messages are unacknowledged the broker stops sending and keeps the rest.
-The throttle (``replay/throttle.py``, driven by consumer lag) says how many acknowledgements may go
+The throttle (``throttle/lag_throttle.py``, driven by consumer lag) says how many acknowledgements may go
 now; the rest wait here, in arrival order, and the network loop wakes when the next may go.
 """
 
@@ -18,7 +18,7 @@ Acks = list[tuple[int, int, int]]
 
 
 class AckThrottle(Protocol):
-    """How many acknowledgements (or replayed records) may go now; implemented in ``replay/throttle.py``.
+    """How many acknowledgements (or replayed records) may go now (``throttle/lag_throttle.py``).
 
     ``now`` is monotonic seconds, passed in so callers that already read the clock do not read it
     twice and tests can drive time. Both calls must be O(1) and allocation-free: the ingest calls

@@ -1,6 +1,6 @@
 """The throttle a data path asks before letting records through, and the thread that steers it by lag.
 
-How the ingest uses it (``ingest/pacing.py`` holds the acknowledgements it may not send yet)::
+How the ingest uses it (``throttle/pacing.py`` holds the acknowledgements it may not send yet)::
 
     throttle, loop = ingest_throttle(config, tasks=config.tasks_max)   # None when throttling is off
     task = IngestTask(config, index, throttle=throttle)
@@ -24,15 +24,15 @@ import time
 from collections.abc import Callable, Iterable
 
 from mqtt_kafka_sync.config.model import RouteConfig, SourceConnectorConfig, ThrottleConfig
-from mqtt_kafka_sync.replay.controller import (
+from mqtt_kafka_sync.kafka.lag_process import IsolatedLagReader
+from mqtt_kafka_sync.replay.exceptions import LagReadError
+from mqtt_kafka_sync.throttle.controller import (
     ControllerSettings,
     Decision,
     Mode,
     RateController,
     TokenBucket,
 )
-from mqtt_kafka_sync.replay.exceptions import LagReadError
-from mqtt_kafka_sync.replay.lag_process import IsolatedLagReader
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""A :class:`~mqtt_kafka_sync.replay.lag.LagReader` in a child process: the throttle's lag source.
+"""A :class:`~mqtt_kafka_sync.kafka.lag.LagReader` in a child process: the throttle's lag source.
 
 librdkafka's admin client can crash the process it runs in: a NULL dereference when
 ListConsumerGroupOffsets meets NOT_COORDINATOR, e.g. for a group whose coordinator is still loading
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 
+from mqtt_kafka_sync.kafka.lag import LagReader, TopicFilter
 from mqtt_kafka_sync.replay.exceptions import LagReadError
-from mqtt_kafka_sync.replay.lag import LagReader, TopicFilter
 from mqtt_kafka_sync.runtime.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def _serve(conn: Connection, spec: _ReaderSpec) -> None:
 class IsolatedLagReader:
     """``read_lag`` of a :class:`LagReader` that lives in a child process (started on first use).
 
-    ``topics`` must be picklable (e.g. :class:`~mqtt_kafka_sync.replay.throttle.TopicTemplates`),
+    ``topics`` must be picklable (e.g. :class:`~mqtt_kafka_sync.throttle.lag_throttle.TopicTemplates`),
     since the child builds its reader from it. Safe to call from several threads (one at a time).
     """
 

@@ -26,19 +26,19 @@ from confluent_kafka.admin import AdminClient
 
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.config.throttle import STEP_DIVISOR
-from mqtt_kafka_sync.ingest.pacing import AckThrottle
 from mqtt_kafka_sync.kafka.admin import ensure_topics
+from mqtt_kafka_sync.kafka.lag import LagReader, LagSnapshot, describe_partitions
+from mqtt_kafka_sync.kafka.lag_process import IsolatedLagReader
 from mqtt_kafka_sync.replay.checkpoint import Checkpoint, load_checkpoint
-from mqtt_kafka_sync.replay.controller import ControllerSettings, Decision
 from mqtt_kafka_sync.replay.copier import Copier, Progress, ReplayResult, replay_consumer
 from mqtt_kafka_sync.replay.exceptions import ReplayError
-from mqtt_kafka_sync.replay.lag import LagReader, LagSnapshot, describe_partitions
-from mqtt_kafka_sync.replay.lag_process import IsolatedLagReader
 from mqtt_kafka_sync.replay.mqtt_target import STALL_TIMEOUT_S, MqttTarget, mqtt_target
 from mqtt_kafka_sync.replay.plan import RangeSpec, make_plan
 from mqtt_kafka_sync.replay.target import KafkaTarget, Target
-from mqtt_kafka_sync.replay.throttle import FixedRateThrottle, LagThrottle, ThrottleLoop, TopicTemplates
 from mqtt_kafka_sync.replay.to_mqtt import dead_letter_summary, describe, load_relay_connector, source_route
+from mqtt_kafka_sync.throttle.controller import ControllerSettings, Decision
+from mqtt_kafka_sync.throttle.lag_throttle import FixedRateThrottle, LagThrottle, ThrottleLoop, TopicTemplates
+from mqtt_kafka_sync.throttle.pacing import AckThrottle
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 

@@ -3,7 +3,7 @@ and whether another may go out now.
 
 The relay task and the replay's MQTT target (``replay/mqtt_target.py``) publish through a
 :class:`PublishWindow` on one thread each, and feed it the events paho's network thread queued
-(:class:`~mqtt_kafka_sync.relay.publisher.Connected`, ``Disconnected``, ``Refused``, ``Acked``).
+(:class:`~mqtt_kafka_sync.mqtt.publisher.Connected`, ``Disconnected``, ``Refused``, ``Acked``).
 
 A command may go out while the broker is connected, fewer than
 ``min(mqtt.max.inflight.messages, the broker's Receive Maximum)`` are in flight, and no command
@@ -40,7 +40,7 @@ from confluent_kafka import Message
 
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.mqtt import reasons
-from mqtt_kafka_sync.relay.publisher import Acked, Connected, Disconnected, Refused
+from mqtt_kafka_sync.mqtt.publisher import Acked, Connected, Disconnected, Refused
 from mqtt_kafka_sync.relay.routes import Command
 from mqtt_kafka_sync.telemetry.logfilter import per_record_logger
 
@@ -59,7 +59,7 @@ P = TypeVar("P")
 
 
 class Publisher(Protocol):
-    """:class:`mqtt_kafka_sync.relay.publisher.MqttPublisher`, as its users need it."""
+    """:class:`mqtt_kafka_sync.mqtt.publisher.MqttPublisher`, as its users need it."""
 
     def start(self) -> None: ...
     def connected(self) -> bool: ...
