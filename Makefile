@@ -7,7 +7,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap demo test lint typecheck unit integration stack-up stack-down stack-status docs clean
+.PHONY: help bootstrap demo test lint typecheck imports unit integration stack-up stack-down stack-status docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,7 @@ test: $(STAMP)  ## everything CI runs: lint, type check, unit and integration te
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest -ra
 
 lint: $(STAMP)  ## ruff
@@ -35,6 +36,9 @@ lint: $(STAMP)  ## ruff
 
 typecheck: $(STAMP)  ## mypy --strict on the package
 	$(BIN)/mypy
+
+imports: $(STAMP)  ## the house plan: import-linter contracts (pyproject.toml, docs/architecture.md)
+	$(BIN)/lint-imports
 
 unit: $(STAMP)  ## fast tests, no brokers
 	$(BIN)/pytest -ra tests/unit

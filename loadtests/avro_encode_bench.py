@@ -26,10 +26,9 @@ from fastavro import schemaless_writer
 from mqtt_kafka_sync.codec.avro import AvroEncoder
 from mqtt_kafka_sync.codec.json_avro import compile_converter
 from mqtt_kafka_sync.codec.schema import load_schema_file
-from mqtt_kafka_sync.codec.values import encode_value
-from mqtt_kafka_sync.config.avro import AvroValueConfig
-from mqtt_kafka_sync.config.model import RouteConfig, ValueFormat
-from mqtt_kafka_sync.routing.router import RouteMatch, Router
+from mqtt_kafka_sync.config.model import AvroValueConfig, RouteConfig, ValueFormat
+from mqtt_kafka_sync.ingest.routes import IngestRoutes
+from mqtt_kafka_sync.routing.router import RouteMatch
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 PATTERN = "plants/{plant}/devices/{device}/x"
@@ -58,13 +57,19 @@ PAYLOADS: dict[str, dict[str, object]] = {  # what a device publishes; the route
 }
 
 
-def _match(value_format: ValueFormat, schema_file: str | None = None) -> RouteMatch:
+def _match(value_format: ValueFormat, schema_file: str | None = None) -> tuple[IngestRoutes, RouteMatch]:
     value = None
     if schema_file is not None:
         schema = load_schema_file(SCHEMAS / schema_file)
         value = AvroValueConfig(schema=schema, subject=None, fields=(("device", "{plant}.{device}"),))
     route = RouteConfig("r", PATTERN, "t", "{plant}.{device}", value_format, value)
-    return Router([route]).route(TOPIC)
+    routes = IngestRoutes([route])
+    return routes, routes.route(TOPIC)
+
+
+def encode_value(routed: tuple[IngestRoutes, RouteMatch], payload: bytes, topic: str) -> bytes:
+    routes, match = routed
+    return routes.encode(match, payload, topic)
 
 
 def _best_us(call: Callable[[], object], records: int) -> float:
@@ -86,7 +91,7 @@ HEADER = (
 def row(schema_file: str, sample: dict[str, object], records: int) -> str:
     payload = json.dumps({"device": "p01.d0001", **sample}).encode()
     avro_match, json_match = _match("avro", schema_file), _match("json")
-    encoder = avro_match.encoder
+    encoder = avro_match[0].encoders["r"]
     assert isinstance(encoder, AvroEncoder)
     encoded = encode_value(avro_match, payload, TOPIC)
     json_us = _best_us(lambda: encode_value(json_match, payload, TOPIC), records)

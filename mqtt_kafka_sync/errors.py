@@ -16,6 +16,7 @@
     ├── SchemaRegistryError         the schema registry refused a schema or could not be reached
     │                               (retriable when it did not answer)
     ├── CommandError                a Kafka record the command relay will not publish (goes to the DLQ)
+    ├── LagReadError                retriable: consumer lag could not be read (Kafka did not answer)
     └── StackError                  the local development stack could not start
 
 ``retriable`` tells a caller whether trying the same thing again later can succeed.
@@ -129,6 +130,12 @@ class CommandError(SyncError):
         self.detail = detail
         self.mqtt_topic = mqtt_topic
         super().__init__(f"{reason}: {detail}")
+
+
+class LagReadError(SyncError):
+    """Kafka did not answer a lag query; a throttle holds its rate and asks again next interval."""
+
+    retriable = True
 
 
 class SchemaRegistryError(SyncError):

@@ -149,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mqtt_kafka_sync.runtime.logs import configure_logging, dump_stacks_on_sigusr1  # noqa: PLC0415
+    from mqtt_kafka_sync.logs import configure_logging, dump_stacks_on_sigusr1  # noqa: PLC0415
 
     args = build_parser().parse_args(argv)
     configure_logging(getattr(logging, args.log_level))

@@ -140,7 +140,7 @@ def _registry(url: str | None) -> Any:
     if url is None:
         return None
     from mqtt_kafka_sync.codec import registry  # noqa: PLC0415 - the registry client is a heavy import
-    from mqtt_kafka_sync.config.avro import RegistrySettings  # noqa: PLC0415
+    from mqtt_kafka_sync.codec.registry_settings import RegistrySettings  # noqa: PLC0415
 
     user_info = os.environ.get(USER_INFO_ENV)
     settings = RegistrySettings(url=url, user_info=Secret(user_info) if user_info else None)

@@ -14,7 +14,7 @@ import math
 import re
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastavro import schemaless_writer
 
@@ -27,7 +27,7 @@ from mqtt_kafka_sync.codec.wire import registry_header, single_object_header
 from mqtt_kafka_sync.errors import SchemaRegistryError
 
 if TYPE_CHECKING:
-    from mqtt_kafka_sync.config.model import RouteConfig
+    from mqtt_kafka_sync.codec.registry_settings import RegistrySettings
 
 TextParser = Callable[[str], object]
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -94,23 +94,35 @@ class AvroEncoder:
         return buffer.getvalue()
 
 
-def avro_encoder(route: RouteConfig) -> AvroEncoder:
-    """The encoder of an ``avro`` route, with its schema id from the registry when there is one;
-    raises :class:`SchemaRegistryError`."""
-    value = route.value
-    if value is None:
-        raise ValueError(f"route {route.name!r} has value.format=avro but no Avro settings")
+class AvroSettings(Protocol):
+    """What an Avro route's encoder needs (``config.model.AvroValueConfig`` has it)."""
+
+    @property
+    def schema(self) -> AvroSchema | None: ...
+    @property
+    def subject(self) -> str | None: ...
+    @property
+    def fields(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def unknown_fields(self) -> UnknownFields: ...
+    @property
+    def registry(self) -> RegistrySettings | None: ...
+
+
+def avro_encoder(route: str, value: AvroSettings) -> AvroEncoder:
+    """The encoder of the ``avro`` route named ``route``, with its schema id from the registry when
+    there is one; raises :class:`SchemaRegistryError`."""
     names = tuple(name for name, _ in value.fields)
     if value.registry is None:
         if value.schema is None:
-            raise ValueError(f"route {route.name!r}: a schema from a registry needs a registry")
+            raise ValueError(f"route {route!r}: a schema from a registry needs a registry")
         return AvroEncoder(
             value.schema, single_object_header(value.schema.fingerprint), names, value.unknown_fields
         )
     from mqtt_kafka_sync.codec.registry import latest_schema, schema_id  # noqa: PLC0415 - a heavy import
 
     if value.subject is None:
-        raise ValueError(f"route {route.name!r}: no registry subject")
+        raise ValueError(f"route {route!r}: no registry subject")
     schema = value.schema
     if schema is None:
         found_id, text = latest_schema(value.registry, value.subject)
@@ -120,7 +132,7 @@ def avro_encoder(route: RouteConfig) -> AvroEncoder:
                 field_text_parser(schema, name)
             except ValueError as exc:
                 raise SchemaRegistryError(
-                    f"route {route.name!r}: value.fields.{name}: {exc} (latest version of subject "
+                    f"route {route!r}: value.fields.{name}: {exc} (latest version of subject "
                     f"{value.subject!r}, id {found_id})"
                 ) from None
     else:

@@ -15,8 +15,8 @@ from typing import Any
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError as ClientError
 
+from mqtt_kafka_sync.codec.registry_settings import RegistrySettings
 from mqtt_kafka_sync.codec.schema import AvroSchema
-from mqtt_kafka_sync.config.avro import RegistrySettings
 from mqtt_kafka_sync.errors import SchemaRegistryError
 
 logger = logging.getLogger(__name__)

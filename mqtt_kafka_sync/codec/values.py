@@ -12,17 +12,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import orjson
 
 from mqtt_kafka_sync.codec.exceptions import Rejected
-from mqtt_kafka_sync.config.model import ValueFormat
 from mqtt_kafka_sync.errors import DecodeError
 
 if TYPE_CHECKING:
-    from mqtt_kafka_sync.config.model import RouteConfig
-    from mqtt_kafka_sync.routing.router import RouteMatch
+    from mqtt_kafka_sync.codec.avro import AvroSettings
+
+ValueFormat = Literal["bytes", "json", "avro"]
 
 __all__ = ["ENCODERS", "Encoder", "Fields", "Rejected", "encode_value", "make_encoder", "parse_json"]
 
@@ -122,19 +122,21 @@ ENCODERS: dict[ValueFormat, Encoder] = {"bytes": _bytes, "json": _json}
 """The encoders of the formats without per-route settings, shared by their routes."""
 
 
-def make_encoder(route: RouteConfig) -> Encoder:
-    """The encoder of ``route``; for ``avro`` this parses the schema and, with a registry, fetches or
-    registers it (raises :class:`~mqtt_kafka_sync.errors.SchemaRegistryError`)."""
-    if route.value_format != "avro":
-        return ENCODERS[route.value_format]
+def make_encoder(route: str, value_format: ValueFormat, avro: AvroSettings | None = None) -> Encoder:
+    """The encoder of route ``route``; for ``avro`` (with its settings) this parses the schema and,
+    with a registry, fetches or registers it (raises :class:`~mqtt_kafka_sync.errors.SchemaRegistryError`)."""
+    if value_format != "avro":
+        return ENCODERS[value_format]
     from mqtt_kafka_sync.codec.avro import avro_encoder  # noqa: PLC0415 - fastavro only when used
 
-    return avro_encoder(route)
+    if avro is None:
+        raise ValueError(f"route {route!r} has value.format=avro but no Avro settings")
+    return avro_encoder(route, avro)
 
 
-def encode_value(match: RouteMatch, payload: bytes, mqtt_topic: str) -> bytes:
+def encode_value(encoder: Encoder, fields: Fields, payload: bytes, mqtt_topic: str) -> bytes:
     """The Kafka record value for ``payload``; raises DecodeError when the route's format rejects it."""
     try:
-        return match.encoder(payload, match.fields)
+        return encoder(payload, fields)
     except Rejected as exc:
         raise DecodeError(str(exc), mqtt_topic=mqtt_topic, field=exc.field) from None

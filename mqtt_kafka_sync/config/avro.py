@@ -11,72 +11,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from mqtt_kafka_sync.codec.registry_settings import RegistrySettings, SubjectStrategy
 from mqtt_kafka_sync.codec.schema import AvroSchema, SchemaFileError, check_evolution, load_schema_file
 from mqtt_kafka_sync.config.keyspec import BadValue, KeySpec
-from mqtt_kafka_sync.config.model import Secret
+from mqtt_kafka_sync.config.model import AvroValueConfig
 from mqtt_kafka_sync.routing.pattern import TopicPattern
 from mqtt_kafka_sync.routing.template import TemplateError, compile_template
+from mqtt_kafka_sync.secret import Secret
 
-SubjectStrategy = Literal["TopicNameStrategy", "RecordNameStrategy", "TopicRecordNameStrategy"]
 _STRATEGY_PACKAGE = "io.confluent.kafka.serializers.subject."
 _STRATEGIES: tuple[SubjectStrategy, ...] = (
     "TopicNameStrategy",
     "RecordNameStrategy",
     "TopicRecordNameStrategy",
 )
-UnknownFields = Literal["reject", "ignore"]
 
 FIELDS_PREFIX = "value.fields."
 """``routes.<route>.value.fields.<field>``: the one route key whose name has a part of its own."""
-
-
-@dataclass(frozen=True)
-class RegistrySettings:
-    """``value.converter.*``: where the schema registry is and how schemas are registered there."""
-
-    url: str = field(repr=False)
-    """May hold credentials (``basic.auth.credentials.source=URL``): log :attr:`safe_url` instead."""
-    user_info: Secret | None = None
-    credentials_source: Literal["USER_INFO", "URL"] = "USER_INFO"
-    auto_register: bool = True
-    subject_strategy: SubjectStrategy = "TopicNameStrategy"
-
-    @property
-    def safe_url(self) -> str:
-        parts = urlsplit(self.url)
-        if parts.username is None and parts.password is None:
-            return self.url
-        host = parts.hostname or ""
-        netloc = f"****@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-
-    def subject(self, kafka_topic: str, record_name: str) -> str:
-        """The subject a value schema is registered under, as Confluent's serializers name it."""
-        if self.subject_strategy == "RecordNameStrategy":
-            return record_name
-        if self.subject_strategy == "TopicRecordNameStrategy":
-            return f"{kafka_topic}-{record_name}"
-        return f"{kafka_topic}-value"
-
-
-@dataclass(frozen=True)
-class AvroValueConfig:
-    """``routes.<route>.value.*`` of an Avro route."""
-
-    schema: AvroSchema | None
-    """The writer schema from a ``.avsc`` file; None when it is the latest version of ``subject``."""
-    subject: str | None
-    """Registry subject: where ``schema`` is registered, or where the schema comes from."""
-    fields: tuple[tuple[str, str], ...] = ()
-    """``(record field, template over the route's placeholders)``, filled from the MQTT topic."""
-    unknown_fields: UnknownFields = "reject"
-    registry: RegistrySettings | None = None
-    """None: single-object encoding."""
 
 
 def _registry_url(text: str) -> str:

@@ -9,28 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-if TYPE_CHECKING:
-    from mqtt_kafka_sync.config.avro import AvroValueConfig
+from mqtt_kafka_sync.codec.values import ValueFormat
+from mqtt_kafka_sync.secret import Secret
 
-ValueFormat = Literal["bytes", "json", "avro"]
+if TYPE_CHECKING:
+    from mqtt_kafka_sync.codec.json_avro import UnknownFields
+    from mqtt_kafka_sync.codec.registry_settings import RegistrySettings
+    from mqtt_kafka_sync.codec.schema import AvroSchema
+
+__all__ = ["Secret", "ValueFormat"]
 
 SOURCE_CONNECTOR_CLASS = "mqtt_kafka_sync.MqttSourceConnector"
 RELAY_CONNECTOR_CLASS = "mqtt_kafka_sync.KafkaCommandRelayConnector"
-
-
-class Secret(str):
-    """A string that never shows its value when printed or logged."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    def __str__(self) -> str:
-        return "********"
-
-    def reveal(self) -> str:
-        return str.__str__(self)
 
 
 @dataclass(frozen=True)
@@ -43,6 +33,21 @@ class MqttServer:
     def uri(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class AvroValueConfig:
+    """``routes.<route>.value.*`` of an Avro route."""
+
+    schema: AvroSchema | None
+    """The writer schema from a ``.avsc`` file; None when it is the latest version of ``subject``."""
+    subject: str | None
+    """Registry subject: where ``schema`` is registered, or where the schema comes from."""
+    fields: tuple[tuple[str, str], ...] = ()
+    """``(record field, template over the route's placeholders)``, filled from the MQTT topic."""
+    unknown_fields: UnknownFields = "reject"
+    registry: RegistrySettings | None = None
+    """None: single-object encoding."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,11 @@ class RouteConfig:
     value_format: ValueFormat = "bytes"
     value: AvroValueConfig | None = None
     """``routes.<name>.value.*`` of an ``avro`` route: schema, topic-filled fields, registry."""
+
+    @property
+    def field_templates(self) -> tuple[tuple[str, str], ...]:
+        """``(record field, template)`` the router renders from the topic (``value.fields.*``)."""
+        return self.value.fields if self.value is not None else ()
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
+from mqtt_kafka_sync.codec.registry_settings import RegistrySettings
 from mqtt_kafka_sync.config import avro, spec
 from mqtt_kafka_sync.config.checks import overlap_problem
 from mqtt_kafka_sync.config.keycheck import Problems, check_keys, client_overrides, route_of
 from mqtt_kafka_sync.config.model import RouteConfig, SourceConnectorConfig
 from mqtt_kafka_sync.config.throttle import throttle_config
 from mqtt_kafka_sync.errors import ConfigProblem
-from mqtt_kafka_sync.kafka.producer import GUARANTEE_SETTINGS
 from mqtt_kafka_sync.routing.pattern import TopicPattern, merge_filters, overlaps
 from mqtt_kafka_sync.routing.router import kafka_topic_problem, topic_template_problem
 from mqtt_kafka_sync.routing.template import TemplateError, compile_template
@@ -85,7 +85,7 @@ def build_source_connector(
 
 
 def _route(
-    name: str, raw: Mapping[str, str], problems: Problems, registry: avro.RegistrySettings | None
+    name: str, raw: Mapping[str, str], problems: Problems, registry: RegistrySettings | None
 ) -> tuple[RouteConfig, TopicPattern] | None:
     got = {sfx: problems.value(s, raw, f"routes.{name}.{sfx}") for sfx, s in spec.ROUTE_KEYS.items()}
     pattern: TopicPattern | None = got["mqtt.topic"]
@@ -150,7 +150,7 @@ def producer_overrides(raw: Mapping[str, str], problems: Problems) -> dict[str, 
         problems,
         example="kafka.producer.linger.ms=5",
         refuse=refuse,
-        fixed=GUARANTEE_SETTINGS,
+        fixed=spec.PRODUCER_GUARANTEE,
     )
 
 

@@ -4,6 +4,7 @@ tables and :mod:`mqtt_kafka_sync.config.reference` renders docs/config-reference
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import get_args
 
 from mqtt_kafka_sync.config import avro, checks
@@ -298,6 +299,20 @@ SOURCE_SECTIONS = {
     "Errors": ERRORS_KEYS,
     "Throttle (consumer lag)": THROTTLE_KEYS,
 }
+
+PRODUCER_GUARANTEE: Mapping[str, str] = {
+    "enable.idempotence": "true",
+    "acks": "all",
+    # murmur2 on the key bytes, as Java's default partitioner does; random for null keys.
+    "partitioner": "murmur2_random",
+}
+"""What every producer sets, always: the loader refuses overrides (``PRODUCER_FORBIDDEN``)."""
+CONSUMER_GUARANTEE: Mapping[str, str] = {
+    "enable.auto.offset.store": "false",
+    "enable.auto.commit": "true",
+    "partition.assignment.strategy": "cooperative-sticky",
+}
+"""What the relay's consumer sets, always (and ``group.id``, ``group.protocol``): overrides refused."""
 
 PRODUCER_PREFIX = "kafka.producer."
 MAX_IN_FLIGHT = 5

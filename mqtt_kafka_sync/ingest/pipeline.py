@@ -33,17 +33,16 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
-from mqtt_kafka_sync.codec.values import encode_value
 from mqtt_kafka_sync.errors import KafkaDeliveryError, MessageError
 from mqtt_kafka_sync.ingest.acks import AckTracker, Pending
+from mqtt_kafka_sync.ingest.routes import IngestRoutes
 from mqtt_kafka_sync.kafka.dead_letter_copy import clip, fit, record_size, stub
 from mqtt_kafka_sync.kafka.producer import Headers, KafkaSink
+from mqtt_kafka_sync.logs import per_record_logger
 from mqtt_kafka_sync.mqtt.packets import Publish
-from mqtt_kafka_sync.routing.router import Router
 from mqtt_kafka_sync.telemetry import registry
 from mqtt_kafka_sync.telemetry.catalog import UNROUTED
 from mqtt_kafka_sync.telemetry.counters import Buckets, RouteCounters
-from mqtt_kafka_sync.telemetry.logfilter import per_record_logger
 from mqtt_kafka_sync.throttle.pacing import PacedAcks
 
 logger = logging.getLogger(__name__)
@@ -109,7 +108,7 @@ class IngestPipeline:
     def __init__(
         self,
         connector: str,
-        router: Router,
+        routes: IngestRoutes,
         *,
         sink: KafkaSink,
         tracker: AckTracker,
@@ -133,7 +132,7 @@ class IngestPipeline:
         self._retrying: str | None = None
         self._owns_sink = owns_sink
         self._pacer = pacer
-        self._router = router
+        self._routes = routes
         self._sink = sink
         self._tracker = tracker
         self._dlq = dlq_topic
@@ -215,7 +214,7 @@ class IngestPipeline:
         ``alone``: the record is retried by itself after its batch was refused for size.
         """
         try:
-            match = self._router.route(message.topic)
+            match = self._routes.route(message.topic)
         except MessageError as exc:
             if not again:
                 unrouted = self.stats.routes[UNROUTED]
@@ -236,7 +235,7 @@ class IngestPipeline:
             route.received += 1
             route.received_bytes += len(message.payload)
         try:
-            value = encode_value(match, message.payload, message.topic)
+            value = self._routes.encode(match, message.payload, message.topic)
         except MessageError as exc:
             self._dead_letter(
                 message.topic,

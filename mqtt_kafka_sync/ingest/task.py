@@ -9,11 +9,11 @@ from collections.abc import Callable
 from mqtt_kafka_sync.config.model import SourceConnectorConfig
 from mqtt_kafka_sync.ingest.acks import AckTracker
 from mqtt_kafka_sync.ingest.pipeline import IngestPipeline
+from mqtt_kafka_sync.ingest.routes import IngestRoutes
 from mqtt_kafka_sync.kafka.admin import topic_message_limits
 from mqtt_kafka_sync.kafka.producer import KafkaSink, fit_batches, producer_config
 from mqtt_kafka_sync.mqtt.packets import Will
 from mqtt_kafka_sync.mqtt.subscriber import MessageHandler, MqttSubscriber, SubscriberSettings
-from mqtt_kafka_sync.routing.router import Router
 from mqtt_kafka_sync.throttle.pacing import AckThrottle, PacedAcks
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class IngestTask:
         self.tracker = AckTracker(send=self.pacer.push if self.pacer is not None else self._send_acks)
         self.pipeline = IngestPipeline(
             config.name,
-            Router(config.routes, cache_bytes=config.mqtt_topic_cache_max_bytes),
+            IngestRoutes(config.routes, cache_bytes=config.mqtt_topic_cache_max_bytes),
             sink=self.sink,
             tracker=self.tracker,
             dlq_topic=config.dlq_topic,

@@ -24,17 +24,15 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
+from mqtt_kafka_sync.config.spec import CONSUMER_GUARANTEE
 from mqtt_kafka_sync.kafka.producer import STATISTICS_INTERVAL_MS, ConnectionState
-from mqtt_kafka_sync.relay.offsets import TopicPartition as TP
 
 logger = logging.getLogger(__name__)
 
-GUARANTEE_SETTINGS: Mapping[str, str] = {
-    "enable.auto.offset.store": "false",
-    "enable.auto.commit": "true",
-    "partition.assignment.strategy": "cooperative-sticky",
-}
+GUARANTEE_SETTINGS = CONSUMER_GUARANTEE
 """The config loader refuses overrides of these (and of ``group.id``, ``group.protocol``)."""
+TP = tuple[str, int]
+"""A topic and partition."""
 
 PartitionsCallback = Callable[[set[TP]], None]
 LOG_EVERY_S = 60.0

@@ -51,7 +51,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec  # confluent_kafka.admin re-exports it untyped
 
-from mqtt_kafka_sync.replay.exceptions import LagReadError
+from mqtt_kafka_sync.errors import LagReadError
 
 TopicFilter = Callable[[str], bool]
 _LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 
+from mqtt_kafka_sync.errors import LagReadError
 from mqtt_kafka_sync.kafka.lag import LagReader, TopicFilter
-from mqtt_kafka_sync.replay.exceptions import LagReadError
-from mqtt_kafka_sync.runtime.logs import configure_logging
+from mqtt_kafka_sync.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 _ctx = multiprocessing.get_context("spawn")

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from mqtt_kafka_sync.config.spec import PRODUCER_GUARANTEE
 from mqtt_kafka_sync.errors import KafkaDeliveryError
 
 logger = logging.getLogger(__name__)
@@ -57,13 +58,8 @@ class ConnectionState:
         self.up = up
 
 
-# These settings carry the delivery guarantee; the config loader refuses overrides of them.
-GUARANTEE_SETTINGS: Mapping[str, str] = {
-    "enable.idempotence": "true",
-    "acks": "all",
-    # murmur2 on the key bytes, as Java's default partitioner does; random for null keys.
-    "partitioner": "murmur2_random",
-}
+GUARANTEE_SETTINGS = PRODUCER_GUARANTEE
+"""These settings carry the delivery guarantee; the config loader refuses overrides of them."""
 
 
 DEFAULT_MESSAGE_MAX_BYTES = 1_000_000

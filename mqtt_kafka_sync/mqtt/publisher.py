@@ -43,12 +43,28 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.mqtt import reasons
-from mqtt_kafka_sync.relay.routes import Command
 
 if TYPE_CHECKING:
     from mqtt_kafka_sync.config.model import RelayConnectorConfig
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One MQTT 5 PUBLISH to make (the relay routes a Kafka record into one)."""
+
+    route: str
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    user_properties: tuple[tuple[str, str], ...]
+    correlation_data: bytes
+    response_topic: str | None
+    expiry_seconds: int | None
+    """Message Expiry Interval, already reduced by the record's age; None: never expires."""
+
 
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 4
 _ACCEPTED = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)

@@ -39,10 +39,9 @@ from typing import Generic, Protocol, TypeVar
 from confluent_kafka import Message
 
 from mqtt_kafka_sync.errors import CommandError
+from mqtt_kafka_sync.logs import per_record_logger
 from mqtt_kafka_sync.mqtt import reasons
-from mqtt_kafka_sync.mqtt.publisher import Acked, Connected, Disconnected, Refused
-from mqtt_kafka_sync.relay.routes import Command
-from mqtt_kafka_sync.telemetry.logfilter import per_record_logger
+from mqtt_kafka_sync.mqtt.publisher import Acked, Command, Connected, Disconnected, Refused
 
 logger = logging.getLogger(__name__)
 record_logger = per_record_logger(__name__)

@@ -24,6 +24,7 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 from mqtt_kafka_sync.config.model import RelayRouteConfig
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.dead_letter_copy import clip
+from mqtt_kafka_sync.mqtt.publisher import Command
 from mqtt_kafka_sync.routing.command_topic import (
     HEADER_PREFIX,
     CommandTopic,
@@ -42,22 +43,6 @@ def kafka_headers(record: Message) -> KafkaHeaders:
         return []
     items = headers.items() if isinstance(headers, dict) else headers
     return [(name, value.encode() if isinstance(value, str) else value) for name, value in items]
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One MQTT 5 PUBLISH to make."""
-
-    route: str
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    user_properties: tuple[tuple[str, str], ...]
-    correlation_data: bytes
-    response_topic: str | None
-    expiry_seconds: int | None
-    """Message Expiry Interval, already reduced by the record's age; None: never expires."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from typing import Protocol
 from confluent_kafka import Message
 
 from mqtt_kafka_sync.errors import CommandError
+from mqtt_kafka_sync.logs import per_record_logger
 from mqtt_kafka_sync.mqtt.publisher import take_events
 from mqtt_kafka_sync.mqtt.window import Answer, Publisher, PublishWindow
 from mqtt_kafka_sync.relay.dead_letter import DeadLetter, DeadLettered, DeadLetters
@@ -41,7 +42,6 @@ from mqtt_kafka_sync.relay.offsets import TopicPartition as TP
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.telemetry.catalog import UNROUTED
 from mqtt_kafka_sync.telemetry.counters import RouteCounters
-from mqtt_kafka_sync.telemetry.logfilter import per_record_logger
 
 logger = logging.getLogger(__name__)
 record_logger = per_record_logger(__name__)

@@ -4,8 +4,10 @@
 
     SyncError                       (mqtt_kafka_sync.errors)
     └── ReplayError                 a replay cannot be planned, resumed or finished; the message says
-        │                           which topic, partition and offset, and what to do
-        └── LagReadError            retriable: consumer lag could not be read (Kafka did not answer)
+                                    which topic, partition and offset, and what to do
+
+(``LagReadError``, which the lag reader raises for the throttle and the metrics alike, is in
+:mod:`mqtt_kafka_sync.errors`.)
 """
 
 from __future__ import annotations
@@ -15,9 +17,3 @@ from mqtt_kafka_sync.errors import SyncError
 
 class ReplayError(SyncError):
     """A replay that cannot go on; what was confirmed is in the checkpoint."""
-
-
-class LagReadError(ReplayError):
-    """Kafka did not answer a lag query; the throttle holds its rate and asks again next interval."""
-
-    retriable = True

@@ -15,10 +15,9 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Protocol
 
-from mqtt_kafka_sync.codec.values import ENCODERS, Encoder, Fields, make_encoder
-from mqtt_kafka_sync.config.model import RouteConfig, ValueFormat
 from mqtt_kafka_sync.errors import RoutingError
 from mqtt_kafka_sync.routing.pattern import TopicPattern, compile_pattern, merge_filters
 from mqtt_kafka_sync.routing.template import Template, compile_template
@@ -43,26 +42,35 @@ def topic_template_problem(template: Template) -> str | None:
     return f"Kafka topic names cannot contain {''.join(bad)!r} ({KAFKA_TOPIC_RULE})" if bad else None
 
 
-def _no_encoder(payload: bytes, fields: Fields) -> bytes:
-    raise AssertionError("replaced in RouteMatch.__post_init__")
+class RouteRule(Protocol):
+    """What the router reads of a route (``config.model.RouteConfig`` has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def mqtt_topic(self) -> str: ...
+    @property
+    def kafka_topic(self) -> str: ...
+    @property
+    def kafka_key(self) -> str | None: ...
+    @property
+    def field_templates(self) -> tuple[tuple[str, str], ...]: ...
+
+
+Fields = tuple[tuple[str, str], ...]
+"""``(record field, text)`` pairs a route renders from the MQTT topic (``value.fields.*``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class RouteMatch:
+    """Where one MQTT topic goes: the route, the Kafka topic and key, and the record fields the route
+    fills from the topic. Encoding the value is the codec's business, not the router's."""
+
     route_name: str
     kafka_topic: str
     key: bytes
-    value_format: ValueFormat
     fields: Fields = ()
     """``(record field, text)`` rendered from the MQTT topic by the route's ``value.fields.*``."""
-    encoder: Encoder = field(default=_no_encoder, compare=False, repr=False)
-    """The route's encoder; by default the shared one of ``value_format`` (not for ``avro``)."""
-
-    def __post_init__(self) -> None:
-        if self.encoder is _no_encoder:
-            if self.value_format not in ENCODERS:
-                raise ValueError(f"a {self.value_format} match needs its route's encoder")
-            object.__setattr__(self, "encoder", ENCODERS[self.value_format])
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,26 +79,14 @@ class _Route:
     pattern: TopicPattern
     topic: Template
     key: Template | None
-    value_format: ValueFormat
     fields: tuple[tuple[str, Template], ...]
-    encoder: Encoder
 
 
-def _compile(route: RouteConfig) -> _Route:
+def _compile(route: RouteRule) -> _Route:
     pattern = compile_pattern(route.mqtt_topic)
     key = compile_template(route.kafka_key, pattern) if route.kafka_key is not None else None
-    fields = tuple(
-        (name, compile_template(text, pattern)) for name, text in (route.value.fields if route.value else ())
-    )
-    return _Route(
-        route.name,
-        pattern,
-        compile_template(route.kafka_topic, pattern),
-        key,
-        route.value_format,
-        fields,
-        make_encoder(route),
-    )
+    fields = tuple((name, compile_template(text, pattern)) for name, text in route.field_templates)
+    return _Route(route.name, pattern, compile_template(route.kafka_topic, pattern), key, fields)
 
 
 ENTRY_OVERHEAD_BYTES = 400
@@ -156,7 +152,7 @@ class Router:
     fetches its schema then (raises :class:`~mqtt_kafka_sync.errors.SchemaRegistryError`).
     """
 
-    def __init__(self, routes: Sequence[RouteConfig], cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+    def __init__(self, routes: Sequence[RouteRule], cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self._routes = tuple(_compile(r) for r in routes)
         self._filters = merge_filters(r.pattern.filter for r in self._routes)
         self._tried = ", ".join(r.name for r in self._routes) or "none configured"
@@ -190,7 +186,5 @@ class Router:
                 return f"route {route.name!r} renders {problem}"
             key = route.key.render(values) if route.key is not None else mqtt_topic
             fields = tuple((name, template.render(values)) for name, template in route.fields)
-            return RouteMatch(
-                route.name, kafka_topic, key.encode(), route.value_format, fields, route.encoder
-            )
+            return RouteMatch(route.name, kafka_topic, key.encode(), fields)
         return f"no route matches (tried {self._tried})"

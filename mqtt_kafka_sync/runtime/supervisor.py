@@ -29,7 +29,7 @@ from types import FrameType
 
 from mqtt_kafka_sync.config.model import ConnectorConfig
 from mqtt_kafka_sync.errors import SyncError
-from mqtt_kafka_sync.runtime.logs import configure_logging
+from mqtt_kafka_sync.logs import configure_logging
 from mqtt_kafka_sync.runtime.task_process import STAT_FIELDS, task_main
 from mqtt_kafka_sync.telemetry.exporter import TelemetrySettings
 from mqtt_kafka_sync.telemetry.service import TelemetryService

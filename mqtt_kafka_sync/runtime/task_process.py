@@ -17,7 +17,7 @@ from multiprocessing.sharedctypes import SynchronizedArray
 from typing import Protocol
 
 from mqtt_kafka_sync.config.model import ConnectorConfig, RelayConnectorConfig
-from mqtt_kafka_sync.runtime.logs import configure_logging, dump_stacks_on_sigusr1
+from mqtt_kafka_sync.logs import configure_logging, dump_stacks_on_sigusr1
 from mqtt_kafka_sync.telemetry import registry
 from mqtt_kafka_sync.telemetry.probe import Probe
 

@@ -25,8 +25,8 @@ from multiprocessing.context import SpawnProcess
 from confluent_kafka import KafkaException
 
 from mqtt_kafka_sync.config.model import ConnectorConfig, RelayConnectorConfig
+from mqtt_kafka_sync.errors import LagReadError
 from mqtt_kafka_sync.kafka.lag import LagReader, LagSnapshot
-from mqtt_kafka_sync.replay.exceptions import LagReadError
 from mqtt_kafka_sync.throttle.lag_throttle import route_topics
 
 logger = logging.getLogger(__name__)

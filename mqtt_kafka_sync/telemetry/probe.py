@@ -13,39 +13,20 @@ import math
 import time
 from collections.abc import Callable
 from multiprocessing.sharedctypes import SynchronizedArray
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import cast
 
 from mqtt_kafka_sync.config.model import ConnectorConfig, RelayConnectorConfig
 from mqtt_kafka_sync.telemetry import catalog as c
 from mqtt_kafka_sync.telemetry import registry
 from mqtt_kafka_sync.telemetry.counters import Buckets, RouteCounters
 from mqtt_kafka_sync.telemetry.layout import Layout
-
-if TYPE_CHECKING:
-    from mqtt_kafka_sync.ingest.worker import IngestWorker
-    from mqtt_kafka_sync.relay.worker import RelayWorker
+from mqtt_kafka_sync.telemetry.views import IngestWorkerView, RelayWorkerView, ThrottleView
 
 logger = logging.getLogger(__name__)
 
 THROTTLED_SAMPLES = 2
 UNTHROTTLED_SAMPLES = 10
 """Stats-loop samples (0.5 s) with acknowledgements held back / none held before logging a change."""
-
-
-class ThrottleView(Protocol):
-    """What metrics read of a lag throttle (``throttle/lag_throttle.py``: ``LagThrottle``).
-
-    The hook: an ingest worker with ``throttle.lag.groups`` keeps its throttle as ``worker.throttle``.
-    """
-
-    @property
-    def rate(self) -> float: ...
-    @property
-    def last_lag(self) -> int | None: ...
-    @property
-    def mode(self) -> str: ...
-    @property
-    def last_decision(self) -> Any: ...
 
 
 class Probe:
@@ -55,9 +36,9 @@ class Probe:
         self._block = block
         self._fill: Callable[[list[float]], None]
         if isinstance(config, RelayConnectorConfig):
-            self._fill = _RelayReader(self.layout, worker).fill
+            self._fill = _RelayReader(self.layout, cast(RelayWorkerView, worker)).fill
         else:
-            self._fill = _IngestReader(self.layout, config.name, worker).fill
+            self._fill = _IngestReader(self.layout, config.name, cast(IngestWorkerView, worker)).fill
 
     def values(self) -> list[float]:
         out = [0.0] * self.layout.size
@@ -106,10 +87,10 @@ class _Common:
 
 
 class _IngestReader(_Common):
-    def __init__(self, layout: Layout, connector: str, worker: object) -> None:
+    def __init__(self, layout: Layout, connector: str, worker: IngestWorkerView) -> None:
         super().__init__(layout)
         self.connector = connector
-        self.worker: IngestWorker = worker  # type: ignore[assignment]
+        self.worker = worker
         self._warned = False
         self._throttled = False
         self._held_samples = 0
@@ -120,8 +101,8 @@ class _IngestReader(_Common):
         retried = refused = awaiting = 0
         for tracked in registry.ingest_pipelines(self.connector):
             stats = tracked.stats
-            self.routes(out, stats.routes.copy())
-            self.reasons(out, stats.dlq_by_reason.copy())
+            self.routes(out, dict(stats.routes))
+            self.reasons(out, dict(stats.dlq_by_reason))
             retried += stats.retried
             refused += stats.dead_letter_refused
             self.histogram(out, c.KAFKA_DELIVERY_LATENCY, stats.delivery_latency)
@@ -143,7 +124,7 @@ class _IngestReader(_Common):
         held = task.pacer.held if task.pacer is not None else 0
         self.put(out, c.IN_FLIGHT, held, stage="held-by-throttle")
         if self.layout.throttled:
-            throttle: ThrottleView | None = getattr(self.worker, "throttle", None)
+            throttle = self.worker.throttle
             self.throttle(out, throttle)
             self._log_throttled(held, throttle)
 
@@ -194,15 +175,15 @@ class _IngestReader(_Common):
 
 
 class _RelayReader(_Common):
-    def __init__(self, layout: Layout, worker: object) -> None:
+    def __init__(self, layout: Layout, worker: RelayWorkerView) -> None:
         super().__init__(layout)
-        self.worker: RelayWorker = worker  # type: ignore[assignment]
+        self.worker = worker
 
     def fill(self, out: list[float]) -> None:
         task = self.worker.task
         stats = task.stats
-        self.routes(out, stats.routes.copy())
-        self.reasons(out, stats.dlq_by_reason.copy())
+        self.routes(out, dict(stats.routes))
+        self.reasons(out, dict(stats.dlq_by_reason))
         self.put(out, c.ERRORS, stats.dead_letter_refused, reason="dead-letter-refused")
         self.put(out, c.ERRORS, stats.republished, reason="mqtt-republished")
         self.put(out, c.ERRORS, stats.stalls, reason="mqtt-stalled")

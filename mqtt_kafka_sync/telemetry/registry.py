@@ -15,20 +15,17 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from mqtt_kafka_sync.ingest.acks import AckTracker
-    from mqtt_kafka_sync.ingest.pipeline import IngestStats
-    from mqtt_kafka_sync.telemetry.counters import Buckets
+from mqtt_kafka_sync.telemetry.counters import Buckets
+from mqtt_kafka_sync.telemetry.views import AckView, IngestCounters
 
 
 @dataclass(frozen=True)
 class TrackedPipeline:
     connector: str
-    stats: IngestStats
+    stats: IngestCounters
     end_to_end: Buckets
-    tracker: weakref.ref[AckTracker]
+    tracker: weakref.ref[AckView]
 
 
 _lock = threading.Lock()
@@ -50,7 +47,7 @@ def reset() -> None:
         _pipelines.clear()
 
 
-def track_ingest(connector: str, stats: IngestStats, tracker: AckTracker) -> None:
+def track_ingest(connector: str, stats: IngestCounters, tracker: AckView) -> None:
     if not _enabled:
         return
     with _lock:

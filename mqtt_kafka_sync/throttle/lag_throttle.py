@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable, Iterable
 
 from mqtt_kafka_sync.config.model import RouteConfig, SourceConnectorConfig, ThrottleConfig
+from mqtt_kafka_sync.errors import LagReadError
 from mqtt_kafka_sync.kafka.lag_process import IsolatedLagReader
-from mqtt_kafka_sync.replay.exceptions import LagReadError
 from mqtt_kafka_sync.throttle.controller import (
     ControllerSettings,
     Decision,

@@ -8,8 +8,8 @@ import time
 
 from confluent_kafka import Consumer
 
+from mqtt_kafka_sync.errors import LagReadError
 from mqtt_kafka_sync.kafka.lag_process import IsolatedLagReader
-from mqtt_kafka_sync.replay.exceptions import LagReadError
 from mqtt_kafka_sync.throttle.lag_throttle import TopicTemplates
 
 

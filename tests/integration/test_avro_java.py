@@ -17,10 +17,8 @@ from typing import Any
 import pytest
 
 from mqtt_kafka_sync.codec.schema import load_schema_file
-from mqtt_kafka_sync.codec.values import encode_value
-from mqtt_kafka_sync.config.avro import AvroValueConfig
-from mqtt_kafka_sync.config.model import RouteConfig
-from mqtt_kafka_sync.routing.router import Router
+from mqtt_kafka_sync.config.model import AvroValueConfig, RouteConfig
+from mqtt_kafka_sync.ingest.routes import IngestRoutes
 from tests.avro_samples import SAMPLES, SCHEMAS, expected_record
 
 pytestmark = pytest.mark.integration
@@ -54,11 +52,12 @@ def _write_values(tmp_path: Path, schema_file: str) -> list[Path]:
     schema = load_schema_file(SCHEMAS / schema_file)
     value = AvroValueConfig(schema, None, (("device", "{plant}.{device}"),))
     route = RouteConfig("r", "plants/{plant}/devices/{device}/telemetry", "t", None, "avro", value)
-    match = Router([route]).route(TOPIC)
+    routes = IngestRoutes([route])
+    match = routes.route(TOPIC)
     files = []
     for index, sample in enumerate(SAMPLES[schema_file]):
         path = tmp_path / f"{schema_file}.{index}.bin"
-        path.write_bytes(encode_value(match, json.dumps(sample).encode(), TOPIC))
+        path.write_bytes(routes.encode(match, json.dumps(sample).encode(), TOPIC))
         files.append(path)
     return files
 

@@ -15,9 +15,9 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from loadtests.publisher import LoadSpec, generate
+from mqtt_kafka_sync.errors import LagReadError
 from mqtt_kafka_sync.kafka.admin import ensure_topics
 from mqtt_kafka_sync.kafka.lag_process import IsolatedLagReader
-from mqtt_kafka_sync.replay.exceptions import LagReadError
 from mqtt_kafka_sync.throttle.lag_throttle import TopicTemplates
 from tests.integration.worker_process import WorkerProcess, write_source_config
 

@@ -8,7 +8,7 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from mqtt_kafka_sync.errors import KafkaDeliveryError
-from mqtt_kafka_sync.relay.routes import Command
+from mqtt_kafka_sync.mqtt.publisher import Command
 
 
 class FakePublisher:

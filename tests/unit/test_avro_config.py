@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_kafka_sync.config.avro import RegistrySettings
+from mqtt_kafka_sync.codec.registry_settings import RegistrySettings
 from mqtt_kafka_sync.config.loader import check_files, load_connector
 from mqtt_kafka_sync.config.model import SOURCE_CONNECTOR_CLASS, SourceConnectorConfig
 from mqtt_kafka_sync.errors import ConfigProblem

@@ -6,6 +6,7 @@ import io
 import json
 import struct
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,14 @@ from mqtt_kafka_sync.codec import registry
 from mqtt_kafka_sync.codec.avro import AvroEncoder
 from mqtt_kafka_sync.codec.exceptions import Rejected
 from mqtt_kafka_sync.codec.json_avro import compile_converter
+from mqtt_kafka_sync.codec.registry_settings import RegistrySettings
 from mqtt_kafka_sync.codec.schema import AvroSchema, load_schema_file, parse_schema_text
-from mqtt_kafka_sync.codec.values import encode_value
+from mqtt_kafka_sync.codec.values import encode_value as encode_with
 from mqtt_kafka_sync.codec.wire import single_object_header, split
-from mqtt_kafka_sync.config.avro import AvroValueConfig, RegistrySettings
-from mqtt_kafka_sync.config.model import RouteConfig
+from mqtt_kafka_sync.config.model import AvroValueConfig, RouteConfig
 from mqtt_kafka_sync.errors import DecodeError, SchemaRegistryError
-from mqtt_kafka_sync.routing.router import RouteMatch, Router
+from mqtt_kafka_sync.ingest.routes import IngestRoutes
+from mqtt_kafka_sync.routing.router import RouteMatch
 from tests.avro_samples import SAMPLES, SCHEMAS, as_json_types, expected_record
 
 PATTERN = "plants/{plant}/devices/{device}/x"
@@ -46,7 +48,7 @@ def _match(
     subject: str | None = None,
     from_registry: bool = False,
     unknown: str = "reject",
-) -> RouteMatch:
+) -> Routed:
     schema = load_schema_file(SCHEMAS / schema_file)
     value = AvroValueConfig(
         schema=None if from_registry else schema,
@@ -55,7 +57,18 @@ def _match(
         unknown_fields=unknown,  # type: ignore[arg-type]
         registry=registry_settings,
     )
-    return Router([RouteConfig("r", PATTERN, "out", "{plant}.{device}", "avro", value)]).route(TOPIC)
+    routes = IngestRoutes([RouteConfig("r", PATTERN, "out", "{plant}.{device}", "avro", value)])
+    return Routed(routes, routes.route(TOPIC))
+
+
+@dataclass(frozen=True)
+class Routed:
+    routes: IngestRoutes
+    match: RouteMatch
+
+
+def encode_value(routed: Routed, payload: bytes, mqtt_topic: str) -> bytes:
+    return routed.routes.encode(routed.match, payload, mqtt_topic)
 
 
 def _read(body: bytes, writer: AvroSchema, reader: AvroSchema | None = None) -> Any:
@@ -241,11 +254,7 @@ def test_topic_text_is_converted_to_the_field_type(tmp_path: Path) -> None:
     body = encoder(b'{"v": 1}', (("line", "42"), ("active", "true")))[10:]
     assert _read(body, schema) == {"line": 42, "active": True, "v": 1.0}
     with pytest.raises(DecodeError) as caught:
-        encode_value(
-            RouteMatch("r", "t", b"k", "avro", (("line", "4x2"), ("active", "true")), encoder),
-            b'{"v": 1}',
-            "t",
-        )
+        encode_with(encoder, (("line", "4x2"), ("active", "true")), b'{"v": 1}', "t")
     assert caught.value.field == "line"
     assert caught.value.detail == "field 'line': the topic gives string \"4x2\", not a long"
 
@@ -253,7 +262,7 @@ def test_topic_text_is_converted_to_the_field_type(tmp_path: Path) -> None:
 def test_a_second_thread_writes_into_its_own_buffer() -> None:
     match = _match("telemetry.v1.avsc")
     expected = encode_value(match, json.dumps(GOOD).encode(), TOPIC)
-    encoder = match.encoder
+    encoder = match.routes.encoders["r"]
     assert isinstance(encoder, AvroEncoder)
     with encoder._lock:  # as if the network thread were writing right now
         assert encode_value(match, json.dumps(GOOD).encode(), TOPIC) == expected

@@ -11,11 +11,10 @@ import pytest
 from mqtt_kafka_sync.cli.tail import format_record
 from mqtt_kafka_sync.codec import registry
 from mqtt_kafka_sync.codec.decode import ValueDecoder
+from mqtt_kafka_sync.codec.registry_settings import RegistrySettings
 from mqtt_kafka_sync.codec.schema import AvroSchema, SchemaStore, load_schema_file, parse_schema_text
-from mqtt_kafka_sync.codec.values import encode_value
-from mqtt_kafka_sync.config.avro import AvroValueConfig, RegistrySettings
-from mqtt_kafka_sync.config.model import RouteConfig
-from mqtt_kafka_sync.routing.router import Router
+from mqtt_kafka_sync.config.model import AvroValueConfig, RouteConfig
+from mqtt_kafka_sync.ingest.routes import IngestRoutes
 from tests.avro_samples import SCHEMAS
 
 TOPIC = "plants/p01/devices/d0001/telemetry"
@@ -32,7 +31,8 @@ def _encoded(registry_settings: RegistrySettings | None = None) -> bytes:
         registry=registry_settings,
     )
     route = RouteConfig("r", "plants/{plant}/devices/{device}/telemetry", "telemetry", None, "avro", value)
-    return encode_value(Router([route]).route(TOPIC), PAYLOAD, TOPIC)
+    routes = IngestRoutes([route])
+    return routes.encode(routes.route(TOPIC), PAYLOAD, TOPIC)
 
 
 def test_single_object_values_are_decoded_with_the_schema_their_fingerprint_names() -> None:

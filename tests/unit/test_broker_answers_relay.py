@@ -23,6 +23,7 @@ from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.mqtt import packets as p
 from mqtt_kafka_sync.mqtt.publisher import (
     Acked,
+    Command,
     Connected,
     Disconnected,
     MqttPublisher,
@@ -32,7 +33,7 @@ from mqtt_kafka_sync.mqtt.publisher import (
 from mqtt_kafka_sync.mqtt.window import Answer, PublishWindow
 from mqtt_kafka_sync.relay import task as task_module
 from mqtt_kafka_sync.relay.dead_letter import DeadLetters
-from mqtt_kafka_sync.relay.routes import Command, CommandRouter
+from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.relay.task import RelayStats, RelayTask
 from tests.scripted_broker import Conn, ScriptedBroker, accept, connack_v311, puback_invalid
 from tests.unit.relay_fakes import FakePublisher, FakeSink

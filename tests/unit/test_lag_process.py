@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from mqtt_kafka_sync.errors import LagReadError
 from mqtt_kafka_sync.kafka.lag_process import IsolatedLagReader
-from mqtt_kafka_sync.replay.exceptions import LagReadError
 from mqtt_kafka_sync.throttle.lag_throttle import TopicTemplates
 
 UNREACHABLE = "127.0.0.1:1"

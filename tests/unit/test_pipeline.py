@@ -9,8 +9,8 @@ from mqtt_kafka_sync.config.model import RouteConfig
 from mqtt_kafka_sync.errors import KafkaDeliveryError
 from mqtt_kafka_sync.ingest.acks import AckTracker
 from mqtt_kafka_sync.ingest.pipeline import DELIVERY_POLL_INTERVAL, IngestPipeline
+from mqtt_kafka_sync.ingest.routes import IngestRoutes
 from mqtt_kafka_sync.mqtt.packets import Publish
-from mqtt_kafka_sync.routing.router import Router
 
 
 class FakeSink:
@@ -123,7 +123,7 @@ def _pipeline() -> tuple[IngestPipeline, FakeSink, list[list[tuple[int, int, int
     )
     pipeline = IngestPipeline(
         "c",
-        Router([route]),
+        IngestRoutes([route]),
         sink=sink,
         tracker=tracker,
         dlq_topic="c-dlq",  # type: ignore[arg-type]

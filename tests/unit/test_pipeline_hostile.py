@@ -19,10 +19,10 @@ from mqtt_kafka_sync.errors import KafkaDeliveryError
 from mqtt_kafka_sync.ingest import pipeline as pipeline_module
 from mqtt_kafka_sync.ingest.acks import AckTracker
 from mqtt_kafka_sync.ingest.pipeline import IngestPipeline, device_properties
+from mqtt_kafka_sync.ingest.routes import IngestRoutes
 from mqtt_kafka_sync.kafka.dead_letter_copy import STUB_FIELD_BYTES, record_size
 from mqtt_kafka_sync.kafka.producer import fit_batches
 from mqtt_kafka_sync.mqtt.packets import Publish
-from mqtt_kafka_sync.routing.router import Router
 from tests.unit.test_pipeline import FakeSink
 
 LIMIT = 100_000
@@ -40,7 +40,7 @@ def _setup(
     stuck: list[str] = []
     pipeline = IngestPipeline(
         "c",
-        Router(ROUTES),
+        IngestRoutes(ROUTES),
         sink=sink,  # type: ignore[arg-type]
         tracker=AckTracker(acks.extend),
         dlq_topic="c-dlq",
@@ -272,14 +272,13 @@ def test_a_missing_dead_letter_topic_holds_the_message_unacknowledged(
 
 def test_an_encoder_fault_costs_one_message_not_the_task() -> None:
     pipeline, sink, acks, _ = _setup()
-    route = pipeline._router.route("plants/p/devices/d/telemetry")
 
     def broken(payload: bytes, fields: Any) -> bytes:
         if payload == b"boom":
             raise ZeroDivisionError("division by zero")
         return payload
 
-    object.__setattr__(route, "encoder", broken)
+    pipeline._routes.encoders["t"] = broken
     pipeline.on_message(_msg(1, b"boom"), 1)
     pipeline.on_message(_msg(2, b"fine"), 1)
     _drain(pipeline)

@@ -6,8 +6,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from mqtt_kafka_sync.mqtt.publisher import PackedProperties
-from mqtt_kafka_sync.relay.routes import Command
+from mqtt_kafka_sync.mqtt.publisher import Command, PackedProperties
 
 
 def _command(**changes: object) -> Command:

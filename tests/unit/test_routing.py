@@ -45,7 +45,7 @@ def test_route_renders_topic_and_key(
         with pytest.raises(RoutingError):
             router.route(mqtt_topic)
     else:
-        assert router.route(mqtt_topic) == RouteMatch("r", *expected, "bytes")
+        assert router.route(mqtt_topic) == RouteMatch("r", *expected)
 
 
 @pytest.mark.parametrize(

@@ -25,8 +25,9 @@ from mqtt_kafka_sync.cli.main import build_parser, telemetry_settings
 from mqtt_kafka_sync.config.model import RouteConfig
 from mqtt_kafka_sync.ingest.acks import AckTracker
 from mqtt_kafka_sync.ingest.pipeline import IngestPipeline
+from mqtt_kafka_sync.ingest.routes import IngestRoutes
+from mqtt_kafka_sync.logs import RepeatFilter, TransientFilter
 from mqtt_kafka_sync.mqtt.packets import Publish
-from mqtt_kafka_sync.routing.router import Router
 from mqtt_kafka_sync.telemetry import catalog as c
 from mqtt_kafka_sync.telemetry import registry
 from mqtt_kafka_sync.telemetry.counters import Buckets
@@ -35,7 +36,6 @@ from mqtt_kafka_sync.telemetry.exporter import Exporter, TelemetrySettings
 from mqtt_kafka_sync.telemetry.http import MetricsServer
 from mqtt_kafka_sync.telemetry.lag import LagPoint, LagPoller
 from mqtt_kafka_sync.telemetry.layout import Layout
-from mqtt_kafka_sync.telemetry.logfilter import RepeatFilter, TransientFilter
 from mqtt_kafka_sync.telemetry.probe import Probe
 from mqtt_kafka_sync.telemetry.service import TelemetryService
 from mqtt_kafka_sync.telemetry.shared import TaskMetrics, TaskSnapshot
@@ -60,7 +60,7 @@ def _pipeline(sink: FakeSink, name: str = "src") -> tuple[IngestPipeline, AckTra
     tracker = AckTracker(lambda acks: None)
     routes = [RouteConfig("t", TELEMETRY, "telemetry", "{plant}.{device}", "json")]
     pipeline = IngestPipeline(
-        name, Router(routes), sink=sink, tracker=tracker, dlq_topic="dlq", on_stuck=lambda r: None
+        name, IngestRoutes(routes), sink=sink, tracker=tracker, dlq_topic="dlq", on_stuck=lambda r: None
     )
     return pipeline, tracker
 
@@ -196,7 +196,7 @@ def test_a_throttle_the_worker_does_not_expose_leaves_its_gauges_empty(
 ) -> None:
     config = source_config(throttled=True)
     metrics = TaskMetrics(config, 0, multiprocessing.get_context("spawn"))
-    probe = Probe(config, SimpleNamespace(task=_Task(_sink())), metrics.block)
+    probe = Probe(config, SimpleNamespace(task=_Task(_sink()), throttle=None), metrics.block)
     with caplog.at_level(logging.WARNING):
         probe.write()
         probe.write()

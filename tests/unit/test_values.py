@@ -8,15 +8,13 @@ from typing import get_args
 
 import pytest
 
-from mqtt_kafka_sync.codec.values import ENCODERS
-from mqtt_kafka_sync.codec.values import encode_value as encode_match
-from mqtt_kafka_sync.config.model import ValueFormat
+from mqtt_kafka_sync.codec.values import ENCODERS, ValueFormat, make_encoder
+from mqtt_kafka_sync.codec.values import encode_value as encode_with
 from mqtt_kafka_sync.errors import DecodeError
-from mqtt_kafka_sync.routing.router import RouteMatch
 
 
 def encode_value(value_format: ValueFormat, payload: bytes, mqtt_topic: str) -> bytes:
-    return encode_match(RouteMatch("r", "t", b"k", value_format), payload, mqtt_topic)
+    return encode_with(make_encoder("r", value_format), (), payload, mqtt_topic)
 
 
 @pytest.mark.parametrize(
@@ -65,9 +63,9 @@ def test_every_value_format_has_an_encoder() -> None:
     assert set(ENCODERS) | {"avro"} == set(get_args(ValueFormat))
 
 
-def test_an_avro_match_needs_its_routes_encoder() -> None:
-    with pytest.raises(ValueError, match="needs its route's encoder"):
-        RouteMatch("r", "t", b"k", "avro")
+def test_an_avro_encoder_needs_its_routes_avro_settings() -> None:
+    with pytest.raises(ValueError, match=r"value\.format=avro but no Avro settings"):
+        make_encoder("r", "avro")
 
 
 def test_json_fast_path_keeps_integers_beyond_64_bits_and_large_floats() -> None:

@@ -1,4 +1,5 @@
-"""A log filter for lines that repeat per message or per reconnect attempt: one per kind per minute.
+"""Logging: the set-up of every process (one line per event, quiet unless something changes) and the
+filters for lines that repeat per message or per reconnect attempt (one per kind per minute).
 
 Normal operation logs nothing, and a failure logs a line when it starts; but some failures happen to
 every message (a topic refusing records) or to every reconnect attempt (librdkafka, several times a
@@ -7,10 +8,38 @@ second per broker). Loggers of such lines get a :class:`RepeatFilter`.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import io
 import logging
 import re
+import signal
+import sys
 import time
 from collections.abc import Callable
+
+
+def configure_logging(level: int) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
+        force=True,
+    )
+    librdkafka = logging.getLogger("librdkafka")
+    librdkafka.setLevel(max(level, logging.WARNING))
+    for old in [f for f in librdkafka.filters if isinstance(f, RepeatFilter | TransientFilter)]:
+        librdkafka.removeFilter(old)
+    librdkafka.addFilter(TransientFilter())
+    librdkafka.addFilter(RepeatFilter())
+
+
+def dump_stacks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` prints every thread's stack to stderr: what a stuck process is doing."""
+    # stderr without a file descriptor (captured by a test runner): no dumps, nothing else changes
+    with contextlib.suppress(io.UnsupportedOperation, ValueError):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
 
 _NUMBERS = re.compile(r"\d+")
 
