@@ -12,19 +12,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import orjson
 
 from mqtt_kafka_sync.codec.exceptions import Rejected
 from mqtt_kafka_sync.errors import DecodeError
 
-if TYPE_CHECKING:
-    from mqtt_kafka_sync.codec.avro import AvroSettings
-
 ValueFormat = Literal["bytes", "json", "avro"]
 
-__all__ = ["ENCODERS", "Encoder", "Fields", "Rejected", "encode_value", "make_encoder", "parse_json"]
+__all__ = ["ENCODERS", "Encoder", "Fields", "Rejected", "encode_value", "parse_json"]
 
 Fields = tuple[tuple[str, str], ...]
 """``(record field, text)`` pairs a route renders from the MQTT topic (``value.fields.*``)."""
@@ -120,18 +117,6 @@ def _parse_stdlib(payload: bytes) -> object:
 
 ENCODERS: dict[ValueFormat, Encoder] = {"bytes": _bytes, "json": _json}
 """The encoders of the formats without per-route settings, shared by their routes."""
-
-
-def make_encoder(route: str, value_format: ValueFormat, avro: AvroSettings | None = None) -> Encoder:
-    """The encoder of route ``route``; for ``avro`` (with its settings) this parses the schema and,
-    with a registry, fetches or registers it (raises :class:`~mqtt_kafka_sync.errors.SchemaRegistryError`)."""
-    if value_format != "avro":
-        return ENCODERS[value_format]
-    from mqtt_kafka_sync.codec.avro import avro_encoder  # noqa: PLC0415 - fastavro only when used
-
-    if avro is None:
-        raise ValueError(f"route {route!r} has value.format=avro but no Avro settings")
-    return avro_encoder(route, avro)
 
 
 def encode_value(encoder: Encoder, fields: Fields, payload: bytes, mqtt_topic: str) -> bytes:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mqtt_kafka_sync.codec.values import Encoder, encode_value, make_encoder
+from mqtt_kafka_sync.codec.encoders import make_encoder
+from mqtt_kafka_sync.codec.values import Encoder, encode_value
 from mqtt_kafka_sync.config.model import RouteConfig
 from mqtt_kafka_sync.routing.router import DEFAULT_CACHE_BYTES, RouteMatch, Router
 

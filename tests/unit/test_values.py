@@ -8,7 +8,8 @@ from typing import get_args
 
 import pytest
 
-from mqtt_kafka_sync.codec.values import ENCODERS, ValueFormat, make_encoder
+from mqtt_kafka_sync.codec.encoders import make_encoder
+from mqtt_kafka_sync.codec.values import ENCODERS, ValueFormat
 from mqtt_kafka_sync.codec.values import encode_value as encode_with
 from mqtt_kafka_sync.errors import DecodeError
 
