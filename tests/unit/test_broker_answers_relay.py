@@ -251,9 +251,14 @@ def test_paho_rejecting_every_puback_ends_in_dead_letters_after_max_attempts(
     assert all(a.error is not None and a.error.reason == "mqtt-rejected" for a in answers)
     detail = answers[0].error.detail if answers[0].error else ""
     assert "sent 3 times" in detail and "protocol error (0x82)" in detail and "paho: " in detail
-    # Each command went out exactly max_attempts times; the broker was then left in peace.
+    # Each command went out at most max_attempts times; the broker was then left in peace. (An
+    # attempt is a connection that ended with the command in flight: paho may not have written the
+    # second command yet when the broker's answer to the first ended the connection, so a command
+    # can be sent fewer times than it was counted; never more.)
     per_topic = [r.body[2 : 2 + r.body[1]] for r in publishes]
-    assert sorted(per_topic) == sorted([b"p/p1/d/d1/c/0", b"p/p1/d/d1/c/1"] * 3), per_topic
+    counts = {topic: per_topic.count(topic) for topic in (b"p/p1/d/d1/c/0", b"p/p1/d/d1/c/1")}
+    assert all(1 <= n <= 3 for n in counts.values()) and len(per_topic) == sum(counts.values()), per_topic
+    assert counts[b"p/p1/d/d1/c/0"] == 3, per_topic  # the first in flight is always written first
     assert connections <= 4, connections
     lost = [r.getMessage() for r in caplog.records if "connection lost" in r.getMessage()]
     assert lost and all("paho: Received malformed packet" in line for line in lost), lost
