@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -16,6 +16,7 @@ class FakePublisher:
         self.sent: list[tuple[int, Command]] = []
         self.is_connected = True
         self.stopped: bool | None = None
+        self.forgotten: list[int] = []
         self._mid = 0
 
     def start(self) -> None:
@@ -28,6 +29,9 @@ class FakePublisher:
         self._mid += 1
         self.sent.append((self._mid, command))
         return self._mid
+
+    def forget(self, mids: Iterable[int]) -> None:
+        self.forgotten.extend(mids)
 
     def stop(self, *, end_session: bool) -> None:
         self.stopped = end_session

@@ -49,7 +49,8 @@ class FakeConsumer:
         self.subscribed = True
 
     def consume(self, limit: int, timeout: float) -> list[Message]:
-        out, kept = [], deque()
+        out: list[Message] = []
+        kept: deque[Message] = deque()
         while self.records:
             record = self.records.popleft()
             if (record.topic(), record.partition()) in self.paused or len(out) >= limit:
@@ -113,9 +114,9 @@ class Harness:
             monotonic=lambda: time.monotonic() + self.skew,
         )
         assert self.consumer is not None
-        self.kafka = self.consumer
+        self.kafka: FakeConsumer = self.consumer
         self.task.start()
-        self.offsets = {P0: 0, P1: 0}
+        self.offsets: dict[TopicPartition, int] = {P0: 0, P1: 0}
 
     def connect(self, receive_maximum: int = 65535, maximum_qos: int = 2) -> None:
         self.events.put(Connected(False, receive_maximum, maximum_qos, True, None))
