@@ -29,7 +29,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError
 
@@ -37,7 +37,7 @@ from mqtt_kafka_sync.errors import KafkaDeliveryError, MessageError
 from mqtt_kafka_sync.ingest.acks import AckTracker, Pending
 from mqtt_kafka_sync.ingest.routes import IngestRoutes
 from mqtt_kafka_sync.kafka.dead_letter_copy import clip, fit, record_size, stub
-from mqtt_kafka_sync.kafka.producer import Headers, KafkaSink
+from mqtt_kafka_sync.kafka.producer import DeliveryCallback, Headers
 from mqtt_kafka_sync.logs import per_record_logger
 from mqtt_kafka_sync.mqtt.packets import Publish
 from mqtt_kafka_sync.telemetry import registry
@@ -81,6 +81,23 @@ def device_properties(properties: list[tuple[str, str]]) -> Headers:
     ]
 
 
+class Sink(Protocol):
+    """:class:`mqtt_kafka_sync.kafka.producer.KafkaSink`, as the pipeline uses it."""
+
+    max_message_bytes: int
+    topic_limits: dict[str, int]
+    """Kafka topic -> its ``max.message.bytes`` where below :attr:`max_message_bytes`; the pipeline
+    lowers one when Kafka refuses a record for size."""
+
+    def produce(
+        self, topic: str, value: bytes, key: bytes | None, headers: Headers, on_delivery: DeliveryCallback
+    ) -> None: ...
+
+    def poll(self, timeout: float = 0.0) -> int: ...
+
+    def __len__(self) -> int: ...
+
+
 @dataclass
 class IngestStats:
     """Counters for progress display and metrics; written by one thread each, read by any."""
@@ -110,7 +127,7 @@ class IngestPipeline:
         connector: str,
         routes: IngestRoutes,
         *,
-        sink: KafkaSink,
+        sink: Sink,
         tracker: AckTracker,
         dlq_topic: str,
         on_stuck: Callable[[str], None],

@@ -23,7 +23,7 @@ class FakeSink:
     def __init__(self, max_message_bytes: int = 1_000_000) -> None:
         self.max_message_bytes = max_message_bytes
         self.records: list[tuple[str, bytes, bytes | None, list[tuple[str, Any]]]] = []
-        self._due: list[Callable[[Any, Any], None]] = []
+        self._due: list[Callable[[], None]] = []
         self.refuse: set[str] = set()
         self.unknown: set[str] = set()
         self.attempts: list[str] = []
@@ -126,7 +126,7 @@ def _pipeline() -> tuple[IngestPipeline, FakeSink, list[list[tuple[int, int, int
         IngestRoutes([route]),
         sink=sink,
         tracker=tracker,
-        dlq_topic="c-dlq",  # type: ignore[arg-type]
+        dlq_topic="c-dlq",
         on_stuck=lambda reason: None,
     )
     return pipeline, sink, acks

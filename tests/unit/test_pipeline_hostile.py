@@ -41,7 +41,7 @@ def _setup(
     pipeline = IngestPipeline(
         "c",
         IngestRoutes(ROUTES),
-        sink=sink,  # type: ignore[arg-type]
+        sink=sink,
         tracker=AckTracker(acks.extend),
         dlq_topic="c-dlq",
         on_stuck=stuck.append,
