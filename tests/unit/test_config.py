@@ -50,7 +50,9 @@ def _problems(
 def _load(
     tmp_path: Path, changes: Mapping[str, str | None], env: dict[str, str] | None = None
 ) -> SourceConnectorConfig:
-    return load_connector(_write(tmp_path, changes), env or {})
+    config = load_connector(_write(tmp_path, changes), env or {})
+    assert isinstance(config, SourceConnectorConfig)
+    return config
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -307,6 +309,7 @@ def test_example_files_json_and_properties_are_the_same_connector() -> None:
     from_json = load_connector(REPO / "connectors/example-telemetry.json", {})
     from_properties = load_connector(REPO / "connectors/example-telemetry.properties", {})
     assert dataclasses.replace(from_json, source="") == dataclasses.replace(from_properties, source="")
+    assert isinstance(from_json, SourceConnectorConfig)
     assert from_json.name == "example-telemetry"
     assert from_json.mqtt_topics == (
         "plants/+/devices/+/telemetry",
@@ -326,6 +329,7 @@ def test_json_values_are_coerced_like_properties_text(tmp_path: Path) -> None:
     )
     from_json, from_properties = load_connector(path, {}), load_connector(properties, {})
     assert dataclasses.replace(from_json, source="") == dataclasses.replace(from_properties, source="")
+    assert isinstance(from_json, SourceConnectorConfig)
     assert (from_json.tasks_max, from_json.mqtt_takeover_enabled) == (3, False)
 
 

@@ -14,6 +14,7 @@ from mqtt_kafka_sync.kafka.dead_letter_copy import (
     record_size,
     stub,
 )
+from mqtt_kafka_sync.kafka.producer import Headers
 
 
 @pytest.mark.parametrize(
@@ -40,7 +41,7 @@ def test_clip_never_splits_a_character() -> None:
 @pytest.mark.parametrize("size", [0, 3_000, 99_000, 2_000_000])
 def test_fit_returns_a_record_within_the_limit(limit: int, size: int) -> None:
     value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
-    headers = [("mqtt.topic", "a/b"), ("dlq.reason", "kafka-rejected")]
+    headers: Headers = [("mqtt.topic", "a/b"), ("dlq.reason", "kafka-rejected")]
     out_value, key, out_headers = fit(value, b"a/b", headers, limit)
     assert record_size(out_value, key, out_headers) <= limit
     if record_size(value, b"a/b", headers) <= limit:
@@ -55,7 +56,7 @@ def test_fit_returns_a_record_within_the_limit(limit: int, size: int) -> None:
 
 def test_stub_cuts_every_part_and_replaces_earlier_truncation_headers() -> None:
     value = b"v" * 10_000
-    headers = [("h", "x" * 5_000), ("b", b"y" * 5_000), ("n", None), ("dlq.truncated", "true")]
+    headers: Headers = [("h", "x" * 5_000), ("b", b"y" * 5_000), ("n", None), ("dlq.truncated", "true")]
     out_value, key, out_headers = stub(value, b"k" * 5_000, headers)
     assert len(out_value) == len(key or b"") == STUB_FIELD_BYTES
     named = dict(out_headers)

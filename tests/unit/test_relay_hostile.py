@@ -11,6 +11,7 @@ from confluent_kafka import KafkaError, Message
 
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.dead_letter_copy import DETAIL_MAX_BYTES, STUB_FIELD_BYTES, record_size
+from mqtt_kafka_sync.kafka.producer import DeliveryCallback, Headers
 from mqtt_kafka_sync.relay.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.routing.command_topic import unsafe_value
@@ -54,7 +55,7 @@ def test_a_byte_order_mark_in_a_placeholder_is_dead_lettered_and_named() -> None
 
 def _letters(sink: FakeSink) -> tuple[DeadLetters, queue.SimpleQueue[object]]:
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
-    return DeadLetters(sink, "dlq", "relay-test", events), events  # type: ignore[arg-type]
+    return DeadLetters(sink, "dlq", "relay-test", events), events
 
 
 def _letter(record: Message, detail: str) -> DeadLetter[int]:
@@ -99,11 +100,13 @@ def test_a_dead_letter_topic_smaller_than_the_producer_gets_a_stub() -> None:
     letters, events = _letters(sink)
     real = sink.produce
 
-    def produce(topic: str, value: bytes, key: bytes | None, headers: object, on_delivery: object) -> None:
+    def produce(
+        topic: str, value: bytes, key: bytes | None, headers: Headers, on_delivery: DeliveryCallback
+    ) -> None:
         if len(value) > 50_000:  # the topic's max.message.bytes, met in the delivery report
-            on_delivery(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)  # type: ignore[operator]
+            on_delivery(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
             return
-        real(topic, value, key, headers, on_delivery)  # type: ignore[arg-type]
+        real(topic, value, key, headers, on_delivery)
 
     sink.produce = produce  # type: ignore[method-assign]
     letters.send(_letter(_record(value=b"v" * 200_000), "expired"))

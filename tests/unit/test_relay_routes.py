@@ -10,6 +10,7 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Mess
 
 from mqtt_kafka_sync.config.model import RelayRouteConfig
 from mqtt_kafka_sync.errors import CommandError
+from mqtt_kafka_sync.kafka.producer import Headers
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.routing.command_topic import CommandTopicError, compile_command_topic, unsafe_value
 from mqtt_kafka_sync.routing.key_template import KeyTemplateError, compile_key_template
@@ -113,7 +114,7 @@ def _record(
     *,
     topic: str = "commands",
     value: bytes | None = b'{"rate": 5}',
-    headers: list[tuple[str, bytes | None]] | None = None,
+    headers: Headers | None = None,
     ts: tuple[int, int] = (TIMESTAMP_CREATE_TIME, int(NOW * 1000)),
 ) -> Message:
     return Message(

@@ -60,7 +60,7 @@ def test_a_full_dev_shm_is_a_clear_error_not_a_semlock_traceback(
 
 def test_a_thread_that_dies_ends_the_task_process(monkeypatch: pytest.MonkeyPatch) -> None:
     exits: list[int] = []
-    monkeypatch.setattr(task_process.os, "_exit", exits.append)
+    monkeypatch.setattr(os, "_exit", exits.append)  # the task process calls os._exit
     monkeypatch.setattr(threading, "excepthook", task_process._exit_on_thread_crash)
 
     def network_loop() -> None:
