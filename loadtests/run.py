@@ -94,7 +94,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def _status_kb(pids: list[int], field_name: str) -> list[int]:
-    values = []
+    values: list[int] = []
     for pid in pids:
         try:
             lines = Path(f"/proc/{pid}/status").read_text().splitlines()

@@ -42,7 +42,9 @@ def _wait_count(handler: Collect, count: int, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def _subscriber(brokers: Any, root: str, handler: Collect, **window: int) -> MqttSubscriber:
+def _subscriber(
+    brokers: Any, root: str, handler: Collect, *, receive_maximum: int, receive_maximum_bytes: int = 0
+) -> MqttSubscriber:
     """A started QoS 1 subscriber of ``root/#`` (shared) with the given window settings."""
     settings = SubscriberSettings(
         brokers.mqtt_host,
@@ -51,7 +53,8 @@ def _subscriber(brokers: Any, root: str, handler: Collect, **window: int) -> Mqt
         (f"$share/{root}/{root}/#",),
         qos=1,
         keepalive=10,
-        **window,
+        receive_maximum=receive_maximum,
+        receive_maximum_bytes=receive_maximum_bytes,
     )
     subscriber = MqttSubscriber(settings, handler)
     subscriber.start()
@@ -117,8 +120,9 @@ def test_the_byte_limit_holds_large_payloads_back(brokers: Any) -> None:
 
 def _publish_many(brokers: Any, topic: str, count: int, size: int = 0) -> None:
     import paho.mqtt.client as mqtt  # noqa: PLC0415
+    from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(1000)
     client.connect(brokers.mqtt_host, brokers.mqtt_port)
     client.loop_start()

@@ -15,7 +15,12 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # imported there, not re-exported
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+)
 
 from mqtt_kafka_sync.kafka.admin import ensure_topics, topic_message_limits
 from mqtt_kafka_sync.sim.devices import DeviceSimulator, SimResult, publish_raw
@@ -278,8 +283,8 @@ def test_payload_sizes_around_the_topic_and_dead_letter_topic_limits(
             if size <= 45_000:
                 assert key in delivered, f"{size} bytes not delivered"
                 continue
-            topic = f"{scenario.root}/plants/p99/devices/s{size}/telemetry".encode()
-            record = dead[topic]
+            mqtt_topic = f"{scenario.root}/plants/p99/devices/s{size}/telemetry".encode()
+            record = dead[mqtt_topic]  # a dead letter's key is its MQTT topic
             assert record.headers["dlq.reason"] == b"kafka-rejected"
             assert b"max.message.bytes 50000" in record.headers["dlq.detail"]
             assert int(record.headers["dlq.original.bytes"]) >= size

@@ -108,7 +108,8 @@ def test_20000_messages_from_200_devices_arrive_in_order_with_keys_headers_and_j
         first = records[0]
         assert first.headers["mqtt.qos"] == b"1" and first.headers["mqtt.retain"] == b"false"
         assert first.headers["site"] == b"plant-a"  # MQTT 5 user property -> Kafka header
-        assert json.loads(first.value)["device"] == first.key.decode()  # type: ignore[union-attr]
+        assert first.value is not None and first.key is not None
+        assert json.loads(first.value)["device"] == first.key.decode()
         assert worker.stop() == 0, worker.log()
         assert read_topic(brokers.kafka_bootstrap, scenario.dlq, timeout_s=10) == []
     finally:

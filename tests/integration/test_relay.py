@@ -23,6 +23,7 @@ from paho.mqtt.client import Client, MQTTMessage
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from mqtt_kafka_sync.kafka.admin import ensure_topics
+from mqtt_kafka_sync.kafka.producer import Headers
 from mqtt_kafka_sync.sim.command_devices import CommandDevice, CommandReport
 from mqtt_kafka_sync.sim.payload import device_ids, device_topic
 from mqtt_kafka_sync.sim.verify import Record, read_topic
@@ -266,12 +267,16 @@ def test_injection_attempts_go_to_the_dead_letter_topic_and_nothing_is_published
         ]
         for key in bad_keys:
             producer.produce(scenario.topic, b'{"cmd": "stop"}', key)
-        for header in ([("device", b"+")], [("device", b"a/b")], [("device", b"")], []):
+        bad_headers: list[Headers] = [[("device", b"+")], [("device", b"a/b")], [("device", b"")], []]
+        for header in bad_headers:
             producer.produce(targeted, b'{"cmd": "stop"}', b"p01", headers=header)
         producer.produce(targeted, b'{"cmd": "ok"}', b"p+", headers=[("device", b"d1")])
-        good = [("p01.d0001", scenario.topic, []), ("p02", targeted, [("device", b"d0002")])]
-        for key, topic, headers in good:
-            producer.produce(topic, b'{"cmd": "ok"}', key.encode(), headers=headers)
+        good: list[tuple[bytes, str, Headers]] = [
+            (b"p01.d0001", scenario.topic, []),
+            (b"p02", targeted, [("device", b"d0002")]),
+        ]
+        for good_key, topic, headers in good:
+            producer.produce(topic, b'{"cmd": "ok"}', good_key, headers=headers)
         assert producer.flush(30) == 0
         expected_bad = len(bad_keys) + 5
         dead = _dead_letters(brokers.kafka_bootstrap, scenario.dlq, expected_bad)

@@ -64,7 +64,7 @@ class Subscriber:
         self._client.on_subscribe = lambda *_: self._ready.set()
         self._client.on_message = self._on_message
         self._client.reconnect_delay_set(1, 2)
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: __init__ unannotated
         props.SessionExpiryInterval = 3600
         self._client.connect_async(
             brokers.mqtt_host, brokers.mqtt_port, clean_start=MQTT_CLEAN_START_FIRST_ONLY, properties=props
@@ -102,7 +102,7 @@ class Subscriber:
             return list(self.messages)
 
     def close(self) -> None:
-        props = Properties(PacketTypes.DISCONNECT)
+        props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]  # paho: __init__ unannotated
         props.SessionExpiryInterval = 0
         self._client.disconnect(properties=props)
         self._client.loop_stop()
@@ -260,8 +260,7 @@ def test_kill_9_mid_replay_into_mqtt_then_resume_loses_nothing(brokers: Any, tmp
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        log = tmp_path / "first.log"
-        done_at_kill = kill_9_once_confirmed(first, checkpoint, 4000, log, timeout=60)
+        done_at_kill = kill_9_once_confirmed(first, checkpoint, 4000, tmp_path / "first.log", timeout=60)
         before = subscriber.count()
 
         resumed = scenario.replay("--checkpoint", str(checkpoint))

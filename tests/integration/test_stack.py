@@ -66,7 +66,7 @@ class MqttClient:
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda _c, _u, msg: self.received.put(msg)
         self.topic = topic
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: __init__ unannotated
         props.SessionExpiryInterval = session_expiry
         self.client.connect(
             brokers.mqtt_host, brokers.mqtt_port, clean_start=session_expiry == 0, properties=props
