@@ -21,7 +21,7 @@ from mqtt_kafka_sync.devstack.jars import JAVA_HINT, _exclusive, _prune, require
 from mqtt_kafka_sync.devstack.mosquitto import mqtt5_handshake
 from mqtt_kafka_sync.devstack.paths import compose_file
 from mqtt_kafka_sync.devstack.ports import LOCALHOST, require_free
-from mqtt_kafka_sync.devstack.process import BrokerProcess, tail
+from mqtt_kafka_sync.devstack.process import BrokerProcess, ManagedBroker
 from mqtt_kafka_sync.errors import StackError
 
 logger = logging.getLogger(__name__)
@@ -32,8 +32,11 @@ _INPUTS = ("pom.xml", "Launcher.java")
 _MARKER = ".installed"
 
 
-class HiveMQProcess:
+class HiveMQProcess(ManagedBroker):
     """One embedded HiveMQ CE broker listening on ``host:port`` (MQTT 3.1, 3.1.1 and 5, anonymous)."""
+
+    READY_TIMEOUT = 60.0
+    STOP_TIMEOUT = 30.0
 
     def __init__(
         self, root: Path, *, port: int = DEFAULT_PORT, host: str = LOCALHOST, libs_dir: Path | None = None
@@ -63,8 +66,9 @@ class HiveMQProcess:
         """The jars and compiled launcher, fetched and built under ``libs_dir`` unless there already."""
         return install_launcher(self.libs_dir)
 
-    def is_running(self) -> bool:
-        return self.process.is_running()
+    @property
+    def ready_what(self) -> str:
+        return f"MQTT CONNACK from {self.uri}"
 
     def is_ready(self, timeout: float = 2.0) -> bool:
         """True when the broker answers an MQTT 5 CONNECT with a successful CONNACK."""
@@ -90,24 +94,6 @@ class HiveMQProcess:
             *("--extensions", str(self.extensions_dir)),
         ]
         self.process.spawn(argv, cwd=self.root)
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        self.process.wait_ready(self.is_ready, timeout=timeout, what=f"MQTT CONNACK from {self.uri}")
-
-    def start(self, timeout: float = 60.0) -> None:
-        self.launch()
-        self.wait_ready(timeout)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Graceful: SIGTERM runs HiveMQ's shutdown hooks (persistence closed cleanly)."""
-        self.process.stop(timeout)
-
-    def kill(self) -> None:
-        """A crash: SIGKILL."""
-        self.process.kill()
-
-    def log_tail(self) -> str:
-        return tail(self.process.logs)
 
 
 def launcher_dir(libs_dir: Path) -> Path:

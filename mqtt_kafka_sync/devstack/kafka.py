@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 from mqtt_kafka_sync.devstack.jars import JAVA_HINT, install_jars, jars_dir, jars_installed, require_binary
 from mqtt_kafka_sync.devstack.paths import compose_file
 from mqtt_kafka_sync.devstack.ports import LOCALHOST, accepts, require_free
-from mqtt_kafka_sync.devstack.process import BrokerProcess, tail
+from mqtt_kafka_sync.devstack.process import BrokerProcess, ManagedBroker
 from mqtt_kafka_sync.errors import StackError
 
 logger = logging.getLogger(__name__)
@@ -37,8 +37,11 @@ JVM_OPTIONS = (
 )
 
 
-class KafkaProcess:
+class KafkaProcess(ManagedBroker):
     """One KRaft-combined Kafka node on ``host:port`` (controller on ``controller_port``)."""
+
+    READY_TIMEOUT = 90.0
+    STOP_TIMEOUT = 30.0
 
     def __init__(
         self,
@@ -80,8 +83,9 @@ class KafkaProcess:
 
     # -- run -----------------------------------------------------------------------------------
 
-    def is_running(self) -> bool:
-        return self.process.is_running()
+    @property
+    def ready_what(self) -> str:
+        return f"metadata from {self.bootstrap}"
 
     def is_ready(self, timeout: float = 2.0) -> bool:
         """True when the broker answers a metadata request."""
@@ -99,19 +103,6 @@ class KafkaProcess:
         if not (self.data_dir / "meta.properties").is_file():
             self._format()
         self.process.spawn(self._java("kafka.Kafka", str(self.config_file)), cwd=self.root)
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        self.process.wait_ready(self.is_ready, timeout=timeout, what=f"metadata from {self.bootstrap}")
-
-    def start(self, timeout: float = 90.0) -> None:
-        self.launch()
-        self.wait_ready(timeout)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self.process.stop(timeout)
-
-    def kill(self) -> None:
-        self.process.kill()
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -170,9 +161,6 @@ class KafkaProcess:
         }
         header = "# written by mqtt_kafka_sync.devstack on every start; edit kafka.py, not this file\n"
         return header + "".join(f"{key}={value}\n" for key, value in settings.items())
-
-    def log_tail(self) -> str:
-        return tail(self.process.logs)
 
 
 def kafka_ready(bootstrap: str, timeout: float = 2.0) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mqtt_kafka_sync.devstack.paths import compose_file
 from mqtt_kafka_sync.devstack.ports import LOCALHOST, require_free
-from mqtt_kafka_sync.devstack.process import BrokerProcess, tail
+from mqtt_kafka_sync.devstack.process import BrokerProcess, ManagedBroker
 from mqtt_kafka_sync.errors import StackError
 
 logger = logging.getLogger(__name__)
@@ -28,8 +28,15 @@ APT_PACKAGES = ("mosquitto", "mosquitto-clients")
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 
 
-class MosquittoProcess:
-    """One Mosquitto broker listening on ``host:port`` (MQTT 3.1, 3.1.1 and 5, anonymous)."""
+class MosquittoProcess(ManagedBroker):
+    """One Mosquitto broker listening on ``host:port`` (MQTT 3.1, 3.1.1 and 5, anonymous).
+
+    :meth:`stop` lets Mosquitto write its persistence file (SIGTERM); after :meth:`kill` whatever
+    arrived since the last autosave is lost.
+    """
+
+    READY_TIMEOUT = 20.0
+    STOP_TIMEOUT = 15.0
 
     def __init__(self, root: Path, *, port: int = DEFAULT_PORT, host: str = LOCALHOST) -> None:
         self.root = root
@@ -75,8 +82,9 @@ class MosquittoProcess:
             raise StackError("apt-get installed mosquitto, yet no `mosquitto` is on PATH or in /usr/sbin")
         return found
 
-    def is_running(self) -> bool:
-        return self.process.is_running()
+    @property
+    def ready_what(self) -> str:
+        return f"MQTT CONNACK from {self.uri}"
 
     def is_ready(self, timeout: float = 2.0) -> bool:
         """True when the broker answers an MQTT 5 CONNECT with a successful CONNACK."""
@@ -91,24 +99,6 @@ class MosquittoProcess:
         reference = compose_file("mosquitto", "mosquitto.conf").read_text()
         self.config_file.write_text(self.render_config(reference))
         self.process.spawn([binary, "-c", str(self.config_file)], cwd=self.root)
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        self.process.wait_ready(self.is_ready, timeout=timeout, what=f"MQTT CONNACK from {self.uri}")
-
-    def start(self, timeout: float = 20.0) -> None:
-        self.launch()
-        self.wait_ready(timeout)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """Graceful: Mosquitto writes its persistence file on SIGTERM."""
-        self.process.stop(timeout)
-
-    def kill(self) -> None:
-        """A crash: whatever arrived since the last autosave is lost."""
-        self.process.kill()
-
-    def log_tail(self) -> str:
-        return tail(self.process.logs)
 
     def render_config(self, reference: str) -> str:
         """The reference config with our listener, data dir, log file and user swapped in."""

@@ -160,3 +160,47 @@ def _is_ours(pid: int, marker: str) -> bool:
     except OSError:
         return True  # no /proc: trust the pid file
     return marker in cmdline
+
+
+class ManagedBroker:
+    """What the local stack's brokers share: start is launch then wait until ready; stop, kill, logs.
+
+    A broker class sets :attr:`process`, :attr:`READY_TIMEOUT`, :attr:`STOP_TIMEOUT` and
+    :attr:`ready_what`, and implements :meth:`launch` and :meth:`is_ready`.
+    """
+
+    process: BrokerProcess
+    READY_TIMEOUT = 60.0
+    STOP_TIMEOUT = 30.0
+
+    @property
+    def ready_what(self) -> str:
+        """What :meth:`wait_ready` waits for, for its error message."""
+        raise NotImplementedError
+
+    def launch(self) -> None:
+        raise NotImplementedError
+
+    def is_ready(self, timeout: float = 2.0) -> bool:
+        raise NotImplementedError
+
+    def is_running(self) -> bool:
+        return self.process.is_running()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        self.process.wait_ready(self.is_ready, timeout=timeout or self.READY_TIMEOUT, what=self.ready_what)
+
+    def start(self, timeout: float | None = None) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Graceful: SIGTERM, and SIGKILL after ``timeout``."""
+        self.process.stop(timeout or self.STOP_TIMEOUT)
+
+    def kill(self) -> None:
+        """A crash: SIGKILL."""
+        self.process.kill()
+
+    def log_tail(self) -> str:
+        return tail(self.process.logs)
