@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from mqtt_kafka_sync.sim.payload import device_ids
 from mqtt_kafka_sync.sim.verify import VerifyReport, read_topic
 from tests.integration.relay_scenario import RelayScenario
-from tests.integration.test_ingest import Scenario
+from tests.integration.test_ingest import Scenario, kill_9_then_restart
+from tests.integration.test_relay import relay_kill_9_then_restart
 
 pytestmark = pytest.mark.integration
 
@@ -70,26 +70,10 @@ def test_qos2_publishes_arrive_as_qos1_and_none_is_lost(hivemq: Any, tmp_path: P
 
 
 def test_kill_9_mid_run_then_restart_loses_nothing(hivemq: Any, tmp_path: Path) -> None:
-    scenario = Scenario(hivemq, tmp_path)
-    worker = scenario.worker().start()
-    worker.wait_subscribed()
-    simulator = scenario.simulator(200, 50, rate=4000)
-    simulator.start()
-    try:
-        assert worker.wait_acked(3000, timeout=60), worker.log()
-        worker.kill9()
-        time.sleep(1.0)  # messages keep arriving at the broker meanwhile
-        worker = scenario.worker("restarted").start()
-        result = simulator.wait(120)
-        assert result is not None and result.ok, result
-        report = scenario.verify(result.per_device_last_seq)
-        _report("kill -9", report)
-        assert report.lost == 0, report.summary()
-        assert report.key_errors == 0 and report.header_errors == 0 and report.partition_splits == 0
-    finally:
-        if simulator.running:
-            simulator.stop()
-        worker.stop()
+    report = kill_9_then_restart(Scenario(hivemq, tmp_path), 200, 50, kill_after=3000)
+    _report("kill -9", report)
+    assert report.lost == 0, report.summary()
+    assert report.key_errors == 0 and report.header_errors == 0 and report.partition_splits == 0
 
 
 def test_two_workers_in_one_group_and_the_busy_one_is_killed(hivemq: Any, tmp_path: Path) -> None:
@@ -134,21 +118,6 @@ def test_two_workers_in_one_group_and_the_busy_one_is_killed(hivemq: Any, tmp_pa
 
 
 def test_relay_kill_9_mid_stream_then_restart_loses_no_command(hivemq: Any, tmp_path: Path) -> None:
-    scenario = RelayScenario(hivemq, tmp_path)
-    devices = device_ids(100)
-    fleet = scenario.fleet(devices)
-    producer = scenario.produce_in_background(devices, 50, rate=2000)
-    worker = scenario.worker().start()
-    try:
-        assert worker.wait_acked(1500, timeout=60), worker.log()
-        before = worker.totals()
-        worker.kill9()
-        time.sleep(1.0)  # commands keep arriving in Kafka meanwhile
-        worker = scenario.worker("relay-restarted").start()
-        expected = producer.wait(60)
-        report = fleet.wait_complete(expected, timeout=90)
-        print(f"\n[hivemq relay kill -9] {report.summary()}; before the kill: {before}")
-        assert report.lost == 0 and report.out_of_order == 0 and report.foreign == 0, report.summary()
-    finally:
-        worker.stop()
-        fleet.stop()
+    report, before = relay_kill_9_then_restart(RelayScenario(hivemq, tmp_path), 100, 50, kill_after=1500)
+    print(f"\n[hivemq relay kill -9] {report.summary()}; before the kill: {before}")
+    assert report.lost == 0 and report.out_of_order == 0 and report.foreign == 0, report.summary()

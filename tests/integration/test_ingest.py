@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from mqtt_kafka_sync.kafka.admin import ensure_topics
-from mqtt_kafka_sync.sim.devices import DeviceSimulator, publish_raw
+from mqtt_kafka_sync.sim.devices import DeviceSimulator
+from mqtt_kafka_sync.sim.raw import publish_raw
 from mqtt_kafka_sync.sim.verify import VerifyReport, read_topic, verify_topic
 from tests.integration.worker_process import WorkerProcess, write_source_config
 from tests.murmur2 import java_partition
@@ -131,28 +132,33 @@ def test_qos2_messages_arrive_exactly_where_mapped(brokers: Any, tmp_path: Path)
         worker.stop()
 
 
-def test_kill_9_mid_run_then_restart_loses_nothing(brokers: Any, tmp_path: Path) -> None:
-    scenario = Scenario(brokers, tmp_path)
+def kill_9_then_restart(scenario: Scenario, devices: int, per_device: int, kill_after: int) -> VerifyReport:
+    """Devices publish at 4,000/s; the worker is killed with kill -9 once ``kill_after`` messages
+    are acknowledged and started again a second later; the topic read back, per device."""
     worker = scenario.worker().start()
     worker.wait_subscribed()
-    simulator = scenario.simulator(200, 100, rate=4000)
+    simulator = scenario.simulator(devices, per_device, rate=4000)
     simulator.start()
     try:
-        assert worker.wait_acked(4000, timeout=60), worker.log()
+        assert worker.wait_acked(kill_after, timeout=60), worker.log()
         worker.kill9()
         time.sleep(1.0)  # messages keep arriving at the broker meanwhile
-        worker = scenario.worker().start()
+        worker = scenario.worker("restarted").start()
         result = simulator.wait(120)
         assert result is not None and result.ok, result
-        report = scenario.verify(result.per_device_last_seq)
-        _report("kill -9", report)
-        assert report.lost == 0, report.summary()
-        assert report.key_errors == 0 and report.header_errors == 0 and report.partition_splits == 0
-        assert report.out_of_order == 0, report.summary()
+        return scenario.verify(result.per_device_last_seq)
     finally:
         if simulator.running:
             simulator.stop()
         worker.stop()
+
+
+def test_kill_9_mid_run_then_restart_loses_nothing(brokers: Any, tmp_path: Path) -> None:
+    report = kill_9_then_restart(Scenario(brokers, tmp_path), 200, 100, kill_after=4000)
+    _report("kill -9", report)
+    assert report.lost == 0, report.summary()
+    assert report.key_errors == 0 and report.header_errors == 0 and report.partition_splits == 0
+    assert report.out_of_order == 0, report.summary()
 
 
 def test_a_backlog_queued_for_a_stopped_worker_survives_a_mosquitto_restart(

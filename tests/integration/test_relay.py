@@ -131,26 +131,34 @@ def test_qos2_commands_arrive_once_each_in_order(brokers: Any, tmp_path: Path) -
         fleet.stop()
 
 
-def test_kill_9_mid_stream_then_restart_loses_no_command(brokers: Any, tmp_path: Path) -> None:
-    scenario = RelayScenario(brokers, tmp_path)
-    devices = device_ids(100)
-    fleet = scenario.fleet(devices)
-    producer = scenario.produce_in_background(devices, 100, rate=2000)
+def relay_kill_9_then_restart(
+    scenario: RelayScenario, devices: int, per_device: int, kill_after: int
+) -> tuple[CommandReport, dict[str, int]]:
+    """Commands produced at 2,000/s; the relay is killed with kill -9 once ``kill_after`` offsets
+    are stored and started again a second later. The fleet's report, and the relay's totals before
+    the kill."""
+    ids = device_ids(devices)
+    fleet = scenario.fleet(ids)
+    producer = scenario.produce_in_background(ids, per_device, rate=2000)
     worker = scenario.worker().start()
     try:
-        assert worker.wait_acked(3000, timeout=60), worker.log()
+        assert worker.wait_acked(kill_after, timeout=60), worker.log()
         before = worker.totals()
         worker.kill9()
         time.sleep(1.0)  # commands keep arriving in Kafka meanwhile
         worker = scenario.worker("relay-restarted").start()
         expected = producer.wait(60)
-        report = fleet.wait_complete(expected, timeout=90)
-        _report("kill -9", report)
-        print(f"[kill -9] before the kill: {before}; after the restart: {worker.totals()}")
-        assert report.lost == 0 and report.out_of_order == 0 and report.foreign == 0, report.summary()
+        return fleet.wait_complete(expected, timeout=90), before
     finally:
         worker.stop()
         fleet.stop()
+
+
+def test_kill_9_mid_stream_then_restart_loses_no_command(brokers: Any, tmp_path: Path) -> None:
+    report, before = relay_kill_9_then_restart(RelayScenario(brokers, tmp_path), 100, 100, kill_after=3000)
+    _report("kill -9", report)
+    print(f"[kill -9] before the kill: {before}")
+    assert report.lost == 0 and report.out_of_order == 0 and report.foreign == 0, report.summary()
 
 
 def test_mqtt_broker_down_for_20_seconds_pauses_without_leaving_the_group_and_loses_nothing(
