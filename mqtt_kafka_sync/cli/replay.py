@@ -9,36 +9,25 @@ returns the exit code.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from confluent_kafka import Consumer, KafkaException
-from confluent_kafka.admin import AdminClient
-
-from mqtt_kafka_sync.config.model import RelayConnectorConfig
-from mqtt_kafka_sync.config.throttle import STEP_DIVISOR
-from mqtt_kafka_sync.kafka.admin import ensure_topics
-from mqtt_kafka_sync.kafka.lag import LagReader, LagSnapshot, describe_partitions
-from mqtt_kafka_sync.kafka.lag_process import IsolatedLagReader
-from mqtt_kafka_sync.replay.checkpoint import Checkpoint, load_checkpoint
-from mqtt_kafka_sync.replay.copier import Copier, Progress, ReplayResult, replay_consumer
+from mqtt_kafka_sync.config import throttle as throttle_defaults
+from mqtt_kafka_sync.kafka.lag import LagReader, LagSnapshot
 from mqtt_kafka_sync.replay.exceptions import ReplayError
-from mqtt_kafka_sync.replay.mqtt_target import STALL_TIMEOUT_S, MqttTarget, mqtt_target
-from mqtt_kafka_sync.replay.plan import RangeSpec, make_plan
-from mqtt_kafka_sync.replay.target import KafkaTarget, Target
-from mqtt_kafka_sync.replay.to_mqtt import dead_letter_summary, describe, load_relay_connector, source_route
-from mqtt_kafka_sync.throttle.controller import ControllerSettings, Decision
-from mqtt_kafka_sync.throttle.lag_throttle import FixedRateThrottle, LagThrottle, ThrottleLoop, TopicTemplates
-from mqtt_kafka_sync.throttle.pacing import AckThrottle
+from mqtt_kafka_sync.replay.mqtt_target import STALL_TIMEOUT_S
+from mqtt_kafka_sync.replay.progress import Progress
+from mqtt_kafka_sync.replay.request import ReplayRequest, ThrottleRequest
+from mqtt_kafka_sync.replay.runner import ReplayRunner
+from mqtt_kafka_sync.replay.session import Planned, ReplaySession, TopicCreation
+from mqtt_kafka_sync.throttle.controller import Decision
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 
@@ -162,7 +151,11 @@ def _register_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "--lag-low", type=int, metavar="N", help="low mark, records (default: half of high)"
     )
     throttle.add_argument(
-        "--rate-min", type=float, default=100.0, metavar="R", help="floor, records/s (default 100)"
+        "--rate-min",
+        type=float,
+        default=throttle_defaults.REPLAY_RATE_MIN,
+        metavar="R",
+        help=f"floor, records/s (default {throttle_defaults.REPLAY_RATE_MIN:g})",
     )
     throttle.add_argument(
         "--rate-max",
@@ -174,20 +167,21 @@ def _register_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "--step-max",
         type=float,
         metavar="R",
-        help=f"most the rate rises per interval, records/s (default: high / ({STEP_DIVISOR} * interval))",
+        help="most the rate rises per interval, records/s (default: high / "
+        f"({throttle_defaults.STEP_DIVISOR} * interval))",
     )
     throttle.add_argument(
         "--lag-interval",
         type=float,
-        default=2.0,
+        default=throttle_defaults.LAG_INTERVAL_S,
         metavar="SECONDS",
-        help="seconds between lag reads (default 2)",
+        help=f"seconds between lag reads (default {throttle_defaults.LAG_INTERVAL_S:g})",
     )
     throttle.add_argument(
         "--throttle-mode",
         choices=("enforce", "observe"),
-        default="enforce",
-        help="observe: report the rate it would set, copy unthrottled (default enforce)",
+        default=throttle_defaults.MODE,
+        help=f"observe: report the rate it would set, copy unthrottled (default {throttle_defaults.MODE})",
     )
     replay.add_argument(
         "--progress-interval", type=float, default=2.0, metavar="SECONDS", help="default %(default)s"
@@ -196,277 +190,67 @@ def _register_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    relay = load_relay_connector(args.to_mqtt) if args.to_mqtt is not None else None
-    _check_target_options(args, relay)
-    bootstrap: str = args.bootstrap or (relay.kafka_bootstrap_servers if relay else _bootstrap_default())
-    spec = RangeSpec(
-        source=args.source,
-        target=args.target if relay is None else relay.name,
-        partitions=tuple(sorted(set(args.partition))),
-        from_offsets=tuple(args.from_offset),
-        to_offsets=tuple(args.to_offset),
-        from_time=args.from_time,
-        to_time=args.to_time,
-        target_kind="kafka" if relay is None else "mqtt",
-    )
-    target_bootstrap: str = args.target_bootstrap or bootstrap
-    if relay is None and spec.source == spec.target and target_bootstrap == bootstrap:
-        raise ReplayError("--target is --source: the replay would read its own output")
-    settings = _controller_settings(args)
-    path: Path = args.checkpoint or _default_checkpoint(spec)
-    client_id = f"mqtt-kafka-sync-replay-{uuid.uuid4().hex[:12]}"
-    consumer = replay_consumer(bootstrap, client_id)
-    try:
-        source = _partitions(bootstrap, spec.source)
-        if not source:
-            raise ReplayError(f"topic {spec.source} does not exist at {bootstrap}")
-        target_partitions, where = _check_target(args, spec, relay, len(source), target_bootstrap)
-        checkpoint = _checkpoint(spec, path, consumer, source, target_partitions)
-        if checkpoint is None:
+    with ReplaySession(_request(args)) as session:
+        planned = session.plan(_print_creation)
+        if planned is None:
+            print(f"checkpoint {session.path}: this replay is already complete; nothing to do")
             return 0
-        resuming = checkpoint.done > 0 or checkpoint.may_repeat > 0
-        _print_plan(checkpoint, path, settings, args, where, resuming=resuming)
+        _print_plan(planned, args.to_mqtt)
         if args.dry_run:
             return 0
-        stop = threading.Event()
-        target = _open_target(
-            args, relay, checkpoint, target_bootstrap=target_bootstrap, client_id=client_id, stop=stop
-        )
-        try:
-            result = _run(
-                args,
-                checkpoint=checkpoint,
-                path=path,
-                consumer=consumer,
-                target=target,
-                settings=settings,
-                stop=stop,
-                lag_bootstrap=target_bootstrap,
-            )
-        except ReplayError:
-            if note := _dead_letter_note(target):
-                print(note.removeprefix("; "), file=sys.stderr)
-            raise
-        finally:
-            target.close()
-    finally:
-        consumer.close()
-    note = _dead_letter_note(target)
+        with ReplayRunner(session, planned, ProgressLine(sys.stderr)) as runner:
+            try:
+                with _stop_on_signals(runner.stop):
+                    result = runner.run()
+            except ReplayError:
+                if summary := runner.dead_letter_summary():
+                    print(summary, file=sys.stderr)
+                raise
+    summary = runner.dead_letter_summary()
+    note = f"; {summary}" if summary else ""
     if not result.complete:
         print(
             f"stopped at {result.done:,} of {result.total:,}{note}; run the same command again to resume",
             file=sys.stderr,
         )
         return 130
-    label = checkpoint.plan.target_label
-    print(f"replayed {result.total:,} offsets of {spec.source} into {label} ({result.sent:,} sent{note})")
+    label = planned.checkpoint.plan.target_label
+    print(f"replayed {result.total:,} offsets of {args.source} into {label} ({result.sent:,} sent{note})")
     return 0
 
 
-def _check_target_options(args: argparse.Namespace, relay: RelayConnectorConfig | None) -> None:
-    """Options that only make sense with the other kind of target."""
-    if relay is None:
-        for option in ("expiry_from", "stall_timeout"):
-            if getattr(args, option) is not None:
-                raise ReplayError(f"--{option.replace('_', '-')} is for --to-mqtt")
-        return
-    if args.target_bootstrap is not None:
-        raise ReplayError(
-            "--target-bootstrap is for --target; with --to-mqtt dead letters go to the connector's "
-            "kafka.bootstrap.servers"
-        )
-    if args.create_target:
-        raise ReplayError("--create-target is for --target (a Kafka topic)")
-    if args.throttle_group and not args.throttle_topic:
-        raise ReplayError(
-            "with --to-mqtt, --throttle-group needs --throttle-topic: the topics whose lag the replay "
-            "drives, e.g. the one the devices' answers are ingested into"
-        )
-    if args.stall_timeout is not None and args.stall_timeout <= 0:
-        raise ReplayError("--stall-timeout must be above 0 seconds")
-
-
-def _default_checkpoint(spec: RangeSpec) -> Path:
-    if spec.target_kind == "mqtt":
-        return Path(f"replay-{spec.source}-mqtt-{spec.target}.checkpoint.json")
-    return Path(f"replay-{spec.source}-{spec.target}.checkpoint.json")
-
-
-def _dead_letter_note(target: Target) -> str:
-    """``; N dead-lettered to <topic> (...)`` after an MQTT replay that dead-lettered records."""
-    if isinstance(target, MqttTarget) and target.stats.dead_lettered:
-        return "; " + dead_letter_summary(target.stats, target.dead_letter_topic)
-    return ""
-
-
-def _controller_settings(args: argparse.Namespace) -> ControllerSettings | None:
-    if not args.throttle_group:
-        for option in ("lag_high", "lag_low", "step_max"):
-            if getattr(args, option) is not None:
-                raise ReplayError(f"--{option.replace('_', '-')} needs --throttle-group")
-        if args.throttle_topic:
-            raise ReplayError("--throttle-topic needs --throttle-group")
-        return None
-    if args.lag_high is None:
-        raise ReplayError("--throttle-group needs --lag-high, the lag (records) to stay under")
-    high: int = args.lag_high
-    interval: float = args.lag_interval
-    try:
-        return ControllerSettings(
-            lag_high=high,
-            lag_low=high // 2 if args.lag_low is None else args.lag_low,
+def _request(args: argparse.Namespace) -> ReplayRequest:
+    """The options, as the replay package takes them."""
+    return ReplayRequest(
+        source=args.source,
+        target=args.target,
+        to_mqtt=args.to_mqtt,
+        bootstrap=args.bootstrap,
+        default_bootstrap=_bootstrap_default(),
+        target_bootstrap=args.target_bootstrap,
+        partitions=tuple(args.partition),
+        from_offsets=tuple(args.from_offset),
+        to_offsets=tuple(args.to_offset),
+        from_time=args.from_time,
+        to_time=args.to_time,
+        checkpoint=args.checkpoint,
+        dry_run=args.dry_run,
+        create_target=args.create_target,
+        expiry_from=args.expiry_from,
+        stall_timeout=args.stall_timeout,
+        throttle=ThrottleRequest(
+            groups=tuple(args.throttle_group),
+            topics=tuple(args.throttle_topic),
+            lag_high=args.lag_high,
+            lag_low=args.lag_low,
             rate_min=args.rate_min,
-            rate_max=args.rate_max if args.rate_max is not None else 1_000_000.0,
-            step=args.step_max if args.step_max is not None else max(1.0, high / (STEP_DIVISOR * interval)),
-            interval=interval,
+            rate_max=args.rate_max,
+            step_max=args.step_max,
+            interval=args.lag_interval,
             mode=args.throttle_mode,
-        )
-    except ValueError as exc:
-        raise ReplayError(f"throttle settings: {exc}") from None
-
-
-def _check_target(
-    args: argparse.Namespace,
-    spec: RangeSpec,
-    relay: RelayConnectorConfig | None,
-    source_partitions: int,
-    target_bootstrap: str,
-) -> tuple[int, list[str]]:
-    """The target's partition count (0 for MQTT) and the plan's lines about it; raises
-    :class:`ReplayError` when the target cannot take the replay."""
-    if relay is not None:
-        where = describe(relay, source_route(relay, spec.source), args.expiry_from or "written")
-        if not _partitions(relay.kafka_bootstrap_servers, relay.dlq_topic):
-            raise ReplayError(
-                f"dead-letter topic {relay.dlq_topic} of {relay.name} does not exist at "
-                f"{relay.kafka_bootstrap_servers}: create it, records the relay would not publish go there"
-            )
-        return 0, where
-    target = len(_partitions(target_bootstrap, spec.target))
-    if target:
-        return target, []
-    if not args.create_target:
-        raise ReplayError(f"topic {spec.target} does not exist; create it, or pass --create-target")
-    if args.dry_run:
-        print(f"would create {spec.target} with {source_partitions} partitions, as {spec.source} has")
-    else:
-        ensure_topics(target_bootstrap, [spec.target], partitions=source_partitions)
-        print(f"created {spec.target} with {source_partitions} partitions, as {spec.source} has")
-    return source_partitions, []
-
-
-def _open_target(
-    args: argparse.Namespace,
-    relay: RelayConnectorConfig | None,
-    checkpoint: Checkpoint,
-    *,
-    target_bootstrap: str,
-    client_id: str,
-    stop: threading.Event,
-) -> KafkaTarget | MqttTarget:
-    """The target, ready to send (for MQTT: once the broker accepted the connection)."""
-    plan = checkpoint.plan
-    if relay is None:
-        return KafkaTarget(
-            target_bootstrap, plan.target, same_partitions=plan.same_partitions, client_id=client_id
-        )
-    target = mqtt_target(
-        relay,
-        plan.source,
-        expiry_from=args.expiry_from or "written",
-        stall_timeout=args.stall_timeout or STALL_TIMEOUT_S,
-        stop=stop,
-    )
-    try:
-        target.connect(relay.mqtt_connect_timeout_seconds)
-    except BaseException:
-        target.close()
-        raise
-    return target
-
-
-def _checkpoint(
-    spec: RangeSpec, path: Path, consumer: Consumer, source: list[int], target: int
-) -> Checkpoint | None:
-    """The checkpoint to run from (resumed or fresh); None when there is nothing to do."""
-    existing = load_checkpoint(path)
-    if existing is None:
-        plan = make_plan(consumer, spec, source_partitions=source, target_partitions=target)
-        return Checkpoint.fresh(spec, plan)
-    if existing.spec != spec:
-        raise ReplayError(
-            f"checkpoint {path} is for another replay ({_spec_text(existing.spec)}); "
-            "use --checkpoint with another path, or remove it to start over"
-        )
-    if existing.complete:
-        print(f"checkpoint {path}: this replay is already complete; nothing to do")
-        return None
-    if spec.target_kind == "kafka" and target != existing.plan.target_partitions:
-        raise ReplayError(
-            f"{spec.target} had {existing.plan.target_partitions} partitions when the replay started "
-            f"and has {target} now: keys would land elsewhere; start over with a new checkpoint"
-        )
-    return existing
-
-
-def _partitions(bootstrap: str, topic: str) -> list[int]:
-    """The topic's partitions; empty when it does not exist (never creates it)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap}, logger=logging.getLogger("librdkafka"))
-    try:
-        return describe_partitions(admin, [topic], 10.0).get(topic, [])
-    except KafkaException as exc:
-        raise ReplayError(f"cannot describe {topic} at {bootstrap}: {exc.args[0]}") from exc
-
-
-def _run(
-    args: argparse.Namespace,
-    *,
-    checkpoint: Checkpoint,
-    path: Path,
-    consumer: Consumer,
-    target: Target,
-    settings: ControllerSettings | None,
-    stop: threading.Event,
-    lag_bootstrap: str,
-) -> ReplayResult:
-    throttle: AckThrottle | None = None
-    loop: ThrottleLoop | None = None
-    line = ProgressLine(sys.stderr)
-    if settings is not None:
-        lag_throttle = LagThrottle(settings)
-        reader = IsolatedLagReader(
-            lag_bootstrap, args.throttle_group, topics=TopicTemplates(_watched_topics(args, checkpoint))
-        )
-        loop = ThrottleLoop(
-            lag_throttle, reader.read_lag, settings.interval, on_decision=line.decision, close=reader.close
-        )
-        throttle = lag_throttle
-    elif args.rate_max is not None:
-        throttle = FixedRateThrottle(args.rate_max)
-    copier = Copier(
-        checkpoint,
-        path,
-        consumer,
-        target,
-        throttle=throttle,
-        stop=stop,
-        on_progress=line.progress,
+        ),
         progress_interval=args.progress_interval,
-        final_wait=(args.stall_timeout or STALL_TIMEOUT_S) if isinstance(target, MqttTarget) else 30.0,
     )
-    with _stop_on_signals(stop):
-        if loop is not None:
-            loop.start()
-        try:
-            return copier.run()
-        finally:
-            if loop is not None:
-                loop.stop()
-
-
-def _watched_topics(args: argparse.Namespace, checkpoint: Checkpoint) -> frozenset[str]:
-    """The topics whose lag the throttle reads: ``--throttle-topic``, else the target topic."""
-    return frozenset(args.throttle_topic or [checkpoint.plan.target])
 
 
 @contextmanager
@@ -497,11 +281,10 @@ class ProgressLine:
         self._decision = decision
 
     def progress(self, progress: Progress) -> None:
-        pct = 100.0 * progress.done / progress.total if progress.total else 100.0
         eta = progress.eta_seconds
         text = (
-            f"replay {progress.done:,}/{progress.total:,} ({pct:.1f}%)  {progress.rate:,.0f} rec/s  "
-            f"ETA {_duration(eta) if eta is not None else '?'}"
+            f"replay {progress.done:,}/{progress.total:,} ({progress.percent:.1f}%)  "
+            f"{progress.rate:,.0f} rec/s  ETA {_duration(eta) if eta is not None else '?'}"
         )
         if self._decision is not None:
             lag = "unknown" if self._decision.lag is None else f"{self._decision.lag:,}"
@@ -518,19 +301,16 @@ def _duration(seconds: float) -> str:
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
-def _print_plan(
-    checkpoint: Checkpoint,
-    path: Path,
-    settings: ControllerSettings | None,
-    args: argparse.Namespace,
-    where: list[str],
-    *,
-    resuming: bool,
-) -> None:
-    """``where``: lines about the target beyond its name (the MQTT route, broker, dead letters)."""
+def _print_creation(creation: TopicCreation) -> None:
+    verb = "would create" if creation.dry_run else "created"
+    print(f"{verb} {creation.topic} with {creation.partitions} partitions, as {creation.source} has")
+
+
+def _print_plan(planned: Planned, to_mqtt: Path | None) -> None:
+    checkpoint = planned.checkpoint
     plan = checkpoint.plan
     if plan.target_kind == "mqtt":
-        print(f"replay {plan.source} -> MQTT through relay connector {plan.target} ({args.to_mqtt})")
+        print(f"replay {plan.source} -> MQTT through relay connector {plan.target} ({to_mqtt})")
     elif plan.same_partitions:
         print(
             f"replay {plan.source} -> {plan.target}: same partition numbers ({plan.target_partitions} "
@@ -542,12 +322,11 @@ def _print_plan(
             f"source -> {plan.target_partitions} target partitions; records without a key go to any "
             "partition)"
         )
-    for text in where:
+    for text in planned.where:
         print(text)
     print(f"  {'partition':>9}  {'from':>12}  {'to (excl.)':>12}  {'offsets':>12}  {'done':>12}")
-    for r in plan.ranges:
-        done = checkpoint.next[r.partition] - r.start
-        print(f"  {r.partition:>9}  {r.start:>12,}  {r.end:>12,}  {r.span:>12,}  {done:>12,}")
+    for r in planned.rows:
+        print(f"  {r.partition:>9}  {r.start:>12,}  {r.end:>12,}  {r.span:>12,}  {r.done:>12,}")
     print(f"  {'total':>9}  {'':>12}  {'':>12}  {plan.total:>12,}  {checkpoint.done:>12,}")
     for note in plan.notes:
         print(f"  note: {note}")
@@ -557,37 +336,23 @@ def _print_plan(
         if plan.total
         else "  nothing to copy"
     )
+    settings = planned.settings
     if settings is not None:
-        watched = ", ".join(sorted(_watched_topics(args, checkpoint)))
+        watched = ", ".join(sorted(planned.watched))
         print(
-            f"  throttle ({settings.mode}): lag of {', '.join(args.throttle_group)} on {watched} between "
+            f"  throttle ({settings.mode}): lag of {', '.join(planned.groups)} on {watched} between "
             f"{settings.lag_low:,} and {settings.lag_high:,}; {settings.rate_min:,.0f} to "
             f"{settings.rate_max:,.0f} records/s, rising {settings.step:,.0f}/s per {settings.interval:g}s"
         )
-    elif args.rate_max is not None:
-        print(f"  fixed rate: {args.rate_max:,.0f} records/s")
-    print(f"  checkpoint: {path}")
-    if resuming:
+    elif planned.fixed_rate is not None:
+        print(f"  fixed rate: {planned.fixed_rate:,.0f} records/s")
+    print(f"  checkpoint: {planned.path}")
+    if planned.resuming:
         print(
             f"  resuming: {checkpoint.done:,} done; up to {checkpoint.may_repeat:,} records sent after "
             "the last checkpoint may be sent again"
         )
     sys.stdout.flush()
-
-
-def _spec_text(spec: RangeSpec) -> str:
-    target = spec.target if spec.target_kind == "kafka" else f"MQTT via {spec.target}"
-    parts = [f"{spec.source} -> {target}"]
-    for name, value in (
-        ("partitions", ",".join(map(str, spec.partitions))),
-        ("from-offset", " ".join(spec.from_offsets)),
-        ("to-offset", " ".join(spec.to_offsets)),
-        ("from-time", spec.from_time or ""),
-        ("to-time", spec.to_time or ""),
-    ):
-        if value:
-            parts.append(f"--{name} {value}")
-    return " ".join(parts)
 
 
 # -- lag ------------------------------------------------------------------------------------------

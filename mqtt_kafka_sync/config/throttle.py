@@ -8,14 +8,35 @@ acknowledgements so that those groups' lag, on the topics the routes write, stay
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from mqtt_kafka_sync.config.keyspec import KeySpec
 from mqtt_kafka_sync.config.model import ThrottleConfig
 
 GROUPS = "throttle.lag.groups"
+
+# -- defaults: the one place for them (the connector keys below and ``mqtt-kafka-sync replay``) --
 STEP_DIVISOR = 25
 """Default step: ``lag.high / (25 * interval)``, so the overshoot bound ``2 * step * T`` is 8% of high."""
+RATE_MAX = 1_000_000.0
+"""Default cap, records/s: high enough to mean "none"."""
+LAG_INTERVAL_S = 2.0
+"""Default seconds between lag reads."""
+MODE: Final = "enforce"
+REPLAY_RATE_MIN = 100.0
+"""The replay's default floor, records/s: it has no live traffic to protect, the floor only keeps it
+moving (a connector has no default: its floor must cover its live traffic)."""
+
+
+def default_lag_low(lag_high: int) -> int:
+    """The low mark when none is given: half of the high mark."""
+    return lag_high // 2
+
+
+def default_step(lag_high: int, interval: float) -> float:
+    """The step when none is given: ``lag_high / (STEP_DIVISOR * interval)``, at least 1 record/s."""
+    return max(1.0, lag_high / (STEP_DIVISOR * interval))
+
 
 THROTTLE_KEYS = (
     KeySpec(
@@ -63,7 +84,7 @@ THROTTLE_KEYS = (
         "float",
         "Cap, messages/s for the connector (its tasks share it).",
         "50000",
-        default="1000000",
+        default=f"{RATE_MAX:.0f}",
         minimum=1,
     ),
     KeySpec(
@@ -81,7 +102,7 @@ THROTTLE_KEYS = (
         "`enforce` paces acknowledgements; `observe` only computes the rate it would set (for "
         "metrics), to try the settings on live traffic first.",
         "observe",
-        default="enforce",
+        default=MODE,
         choices=("enforce", "observe"),
     ),
     KeySpec(
@@ -90,7 +111,7 @@ THROTTLE_KEYS = (
         "Seconds between lag reads (each one a few admin requests per task). Lag is only as fresh as "
         "the groups' commits, so reading much more often than they commit adds little.",
         "2",
-        default="2",
+        default=f"{LAG_INTERVAL_S:g}",
         minimum=0.1,
         maximum=3600,
     ),
@@ -147,12 +168,12 @@ def throttle_config(
     return ThrottleConfig(
         groups=groups,
         lag_high=high,
-        lag_low=high // 2 if low is None else low,
+        lag_low=default_lag_low(high) if low is None else low,
         rate_min=rate_min,
         rate_max=rate_max,
-        step_max=step if step is not None else max(1.0, high / (STEP_DIVISOR * interval)),
+        step_max=step if step is not None else default_step(high, interval),
         interval_seconds=interval,
-        mode=values["throttle.mode"] or "enforce",
+        mode=values["throttle.mode"] or MODE,
     )
 
 

@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from confluent_kafka import OFFSET_INVALID, TIMESTAMP_NOT_AVAILABLE, Consumer, K
 
 from mqtt_kafka_sync.replay.checkpoint import Checkpoint, Confirmations, save_checkpoint
 from mqtt_kafka_sync.replay.exceptions import ReplayError
+from mqtt_kafka_sync.replay.progress import Progress, RateMeter, ReplayResult
 from mqtt_kafka_sync.replay.target import Target
 from mqtt_kafka_sync.throttle.pacing import AckThrottle
 
@@ -36,35 +36,6 @@ RESERVE_MIN = 1_000
 """Offsets per partition a checkpoint reserves at least (see ``produced_below``)."""
 MAX_PERMIT_WAIT = 0.1
 """Seconds the loop sleeps at most while waiting for permits (it serves deliveries in between)."""
-
-
-@dataclass(frozen=True)
-class Progress:
-    done: int
-    """Offsets confirmed by the target."""
-    total: int
-    rate: float
-    """Confirmed records per second, recently."""
-    elapsed: float
-    finished: bool = False
-
-    @property
-    def eta_seconds(self) -> float | None:
-        left = self.total - self.done
-        if left <= 0:
-            return 0.0
-        return left / self.rate if self.rate > 0 else None
-
-
-@dataclass(frozen=True)
-class ReplayResult:
-    complete: bool
-    """False: stopped (Ctrl-C, SIGTERM) before the end; run again to resume."""
-    done: int
-    total: int
-    sent: int
-    """Records produced by this run (a resume also counts the ones it repeats)."""
-    seconds: float
 
 
 def replay_consumer(bootstrap: str, client_id: str) -> Consumer:
@@ -117,8 +88,7 @@ class Copier:
         self._confirmations = Confirmations(checkpoint.next)
         self._failure: str | None = None
         self._sent = 0
-        self._rate = 0.0
-        self._done_at_start = checkpoint.done
+        self._meter = RateMeter(checkpoint.done, 0.0)
         self._sent_below = dict(checkpoint.next)  # per partition: one past the highest offset sent
 
     def run(self) -> ReplayResult:
@@ -129,8 +99,8 @@ class Copier:
             self._consumer.assign(
                 [TopicPartition(self._source, p, self.checkpoint.next[p]) for p in sorted(open_partitions)]
             )
-        last_checkpoint = last_progress = started
-        done_at_last = self.checkpoint.done
+        last_checkpoint = started
+        self._meter = RateMeter(self.checkpoint.done, started)
         while open_partitions and not self._stop.is_set() and self._failure is None:
             messages = self._consumer.consume(BATCH, 0.2)
             batch = self._keep_in_range(messages, open_partitions)
@@ -141,10 +111,8 @@ class Copier:
             if now - last_checkpoint >= self._checkpoint_interval:
                 self._save()
                 last_checkpoint = now
-            if now - last_progress >= self._progress_interval:
-                done = self._record_done()
-                self._rate = 0.7 * self._rate + 0.3 * (done - done_at_last) / (now - last_progress)
-                done_at_last, last_progress = done, now
+            if now - self._meter.last >= self._progress_interval:
+                self._meter.update(self._record_done(), now)
                 self._report(now - started, finished=False)
         complete = not open_partitions and self._failure is None
         remaining = self._target.flush(self._final_wait if complete else 10.0)
@@ -277,7 +245,7 @@ class Copier:
         checkpoint = self.checkpoint
         checkpoint.next = self._confirmations.next_offsets()
         if reserve_for is not None:
-            stretch = max(RESERVE_MIN, int(2 * self._rate))
+            stretch = max(RESERVE_MIN, int(2 * self._meter.rate))
             checkpoint.produced_below[reserve_for] = min(self._ends[reserve_for], offset + stretch)
         save_checkpoint(self._path, checkpoint)
 
@@ -285,7 +253,7 @@ class Copier:
         if self._on_progress is None:
             return
         done = self._record_done()
-        rate = (done - self._done_at_start) / elapsed if finished and elapsed > 0 else self._rate
+        rate = self._meter.reported(done, elapsed, finished=finished)
         self._on_progress(Progress(done, self.checkpoint.plan.total, rate, elapsed, finished))
 
 

@@ -13,9 +13,9 @@ import pytest
 from mqtt_kafka_sync.cli.replay import ProgressLine, format_lag_table
 from mqtt_kafka_sync.kafka.lag import GroupLag, LagSample, LagSnapshot
 from mqtt_kafka_sync.replay.checkpoint import Checkpoint, Confirmations, load_checkpoint, save_checkpoint
-from mqtt_kafka_sync.replay.copier import Progress
 from mqtt_kafka_sync.replay.exceptions import ReplayError
 from mqtt_kafka_sync.replay.plan import PartitionRange, RangeSpec, ReplayPlan, parse_offsets, parse_time
+from mqtt_kafka_sync.replay.progress import Progress
 from mqtt_kafka_sync.replay.to_mqtt import describe, source_route
 from tests.unit.telemetry_fakes import RELAY, SOURCE, relay_config
 
