@@ -71,7 +71,9 @@ MQTT_KEYS = (
         "mqtt.qos",
         "int",
         "Subscription QoS. With 1 or 2 the broker redelivers what a task had not acknowledged; "
-        "0 is lossy: messages in flight when a task stops, and those published while it is away, are gone.",
+        "0 is lossy: messages in flight when a task stops, and those published while it is away, are gone. "
+        "A broker may grant less than asked (HiveMQ CE grants QoS 1 on shared subscriptions, so QoS 2 "
+        "becomes at-least-once there): the task logs it once at WARNING; docs/brokers.md lists brokers.",
         "1",
         default="1",
         minimum=0,
