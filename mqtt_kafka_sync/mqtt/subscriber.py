@@ -1,4 +1,4 @@
-"""A lean MQTT 5 subscriber that acknowledges only when told to.
+"""A lean MQTT 5 subscriber that acknowledges only when told to: its network loop and flow window.
 
 Why not paho here: paho sends PUBREC for a QoS 2 message the moment it arrives (so a crash before
 Kafka confirms loses it), and reads each packet with several small ``recv`` calls under a lock.
@@ -8,86 +8,54 @@ may do. Acks carry the connection *generation* they belong to: an ack for a mess
 earlier connection is dropped, because the broker re-sends that message on the new one and its
 packet id may since name another message.
 
-Every broker answer is read, never guessed at (:mod:`mqtt_kafka_sync.mqtt.reasons` words them):
+Every broker answer is read, never guessed at (:mod:`mqtt_kafka_sync.mqtt.reasons` words them).
+The subscriber's parts, one job each:
 
-- A CONNACK with any code but 0 is a refusal (a 3.1.1 broker answers an MQTT 5 CONNECT with return
-  code 1): logged in words once, then tried again with capped exponential backoff.
-- Every reconnect waits first, with jitter, and the wait grows while connections keep ending early;
-  it starts small again only after a connection was healthy (an acknowledgement sent, or up for
-  :data:`HEALTHY_S`). A broker that drops us after each redelivery cannot make us re-produce the
-  session's messages hundreds of times a second. Redeliveries (DUP, or a packet id left
-  unacknowledged on the previous connection) are counted in :attr:`MqttSubscriber.redeliveries`.
-- Each SUBACK code is read per filter: 0x91 (packet id in use, held by a resumed session) is
-  answered with a SUBSCRIBE under another id; a refusal is logged once naming the filter and the
-  reason, and subscribed again with backoff (:data:`REFUSED_MIN_S` .. :data:`REFUSED_MAX_S`) when
-  ``retriable``; a lower QoS than asked is logged once at WARNING, with what it costs.
+- :mod:`~mqtt_kafka_sync.mqtt.connection`: CONNECT and the CONNACK, refusals, the reconnect backoff
+  (:mod:`~mqtt_kafka_sync.mqtt.backoff`). Redeliveries (DUP, or a packet id left unacknowledged on
+  the previous connection) are counted here, in :attr:`MqttSubscriber.redeliveries`.
+- :mod:`~mqtt_kafka_sync.mqtt.subscriptions`: SUBSCRIBE, every SUBACK code per filter, the refresh.
+- this module: the public API, the network loop, the flow window (Receive Maximum, in messages and
+  bytes) and the keepalive. They stay in one class because every PUBLISH passes through the loop,
+  the window and the dispatch: spread over several objects, each message would cost more attribute
+  look-ups or calls. Hence about 480 lines.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import selectors
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Protocol
 
-from mqtt_kafka_sync.errors import MqttConnectError, MqttError, MqttProtocolError
+from mqtt_kafka_sync.errors import MqttError, MqttProtocolError
 from mqtt_kafka_sync.mqtt import packets as p
-from mqtt_kafka_sync.mqtt import reasons
+from mqtt_kafka_sync.mqtt.backoff import Backoff
+from mqtt_kafka_sync.mqtt.connection import (
+    HEALTHY_S,
+    LOOP_TURN_MAX_S,
+    RECONNECT_REQUESTED,
+    SESSION_TAKEN_OVER,
+    ConnectionLost,
+    Reconnects,
+    connect,
+)
+from mqtt_kafka_sync.mqtt.subscriber_settings import LOGGER_NAME, SubscriberSettings
+from mqtt_kafka_sync.mqtt.subscriptions import Subscriptions
 
-logger = logging.getLogger(__name__)
+__all__ = ["Backoff", "MessageHandler", "MqttSubscriber", "SubscriberSettings", "message_bytes"]
+"""What other modules and the tests take from here (``Backoff`` and ``SubscriberSettings`` live in
+their own modules since the split)."""
+
+logger = logging.getLogger(LOGGER_NAME)
 
 READ_SIZE = 262_144
 """Bytes asked of the socket per read."""
-
-RECONNECT_MIN_S = 0.2
-"""First wait before reconnecting after a connection ended or failed; doubles up to
-``SubscriberSettings.reconnect_max_delay`` until a connection is healthy again."""
-REFUSED_MIN_S, REFUSED_MAX_S = 1.0, 60.0
-"""Waits after the broker refused us (CONNACK or SUBACK), or an error that is not ``retriable``."""
-HEALTHY_S = 10.0
-"""A connection up this long (or that sent an acknowledgement) resets the reconnect backoff."""
-LOOP_TURN_MAX_S = 1.0
-"""The network thread turns its loop at least this often, also while waiting to reconnect, so
-:attr:`MqttSubscriber.loop_turned_at` shows a wedged thread."""
-SUBSCRIBE_ID_RETRIES = 10
-REFRESH_AFTER_S = 1.0
-"""The data SUBSCRIBE is sent a second time this long after its SUBACK (see :meth:`_refresh`)."""
-IDLE_REFRESH_S = 30.0
-"""...and again whenever this long passed with the window open and no PUBLISH received."""
-"""SUBACK 0x91 (packet identifier in use) answered with another id at most this often per connection."""
-SESSION_TAKEN_OVER = 0x8E
-PACKET_ID_IN_USE = 0x91
-RECONNECT_REQUESTED = -1
-
-
-@dataclass(frozen=True)
-class SubscriberSettings:
-    host: str
-    port: int
-    client_id: str
-    filters: tuple[str, ...]
-    """Data subscriptions at ``qos``; empty for a session we only drain (no SUBSCRIBE sent)."""
-    qos: int
-    keepalive: int = 30
-    session_expiry: int = 86_400
-    receive_maximum: int = 1_000
-    receive_maximum_bytes: int = 0
-    """Most message bytes unacknowledged at once (0: no limit; see :func:`message_bytes`); one message
-    always gets through."""
-    connect_timeout: float = 10.0
-    username: str | None = None
-    password: str | None = None
-    will: p.Will | None = None
-    control_filters: tuple[str, ...] = ()
-    """Extra subscriptions at QoS 0 (membership records), never acknowledged."""
-    reconnect_max_delay: float = 10.0
 
 
 class MessageHandler(Protocol):
@@ -102,61 +70,6 @@ class MessageHandler(Protocol):
     def on_tick(self) -> float | None:
         """Called on every turn of the network loop; returns how long the loop may sleep at most."""
         ...
-
-
-class ConnectionLost(MqttError):
-    retriable = True
-
-    def __init__(self, reason: str, code: int = 0) -> None:
-        self.code = code
-        super().__init__(reason)
-
-
-class BrokerRefused(MqttConnectError):
-    """The broker answered CONNACK with a refusal; ``retriable`` as the reason code's table says."""
-
-    def __init__(self, code: int) -> None:
-        self.code = code
-        self.words = reasons.describe(code, reasons.CONNACK, needs="the ingest")
-        self.retriable = reasons.lookup(code, reasons.CONNACK).retriable
-        super().__init__(f"broker refused the connection: {self.words}")
-
-
-class Backoff:
-    """Capped exponential waits with jitter: the n-th wait since :meth:`reset` is drawn from
-    ``[d/2, d]`` with ``d = min(cap, first * 2**(n-1))``, so peers refused together spread out."""
-
-    def __init__(self, rand: Callable[[], float] = random.random) -> None:
-        self.attempts = 0
-        self._rand = rand
-
-    def next(self, first: float, cap: float) -> float:
-        ceiling = min(cap, first * 2.0 ** min(self.attempts, 30))
-        self.attempts += 1
-        return ceiling * (0.5 + 0.5 * self._rand())
-
-    def reset(self) -> None:
-        self.attempts = 0
-
-
-@dataclass
-class _Subscriptions:
-    """Where the subscriptions of one connection stand (network thread only)."""
-
-    asked: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
-    """SUBSCRIBE packet id -> the (filter, QoS) it asked for, until its SUBACK."""
-    refused: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """Filter -> (QoS asked, reason code) of subscriptions the broker refused."""
-    again_at: float | None = None
-    """Monotonic time to subscribe the retriable refused filters again."""
-    backoff: Backoff = field(default_factory=Backoff)
-    id_retries: int = 0
-    refresh_at: float | None = None
-    """Monotonic time to send the data SUBSCRIBE again (:meth:`MqttSubscriber._refresh`)."""
-    refreshes: int = 0
-    refreshed_at: float = 0.0
-    last_publish_at: float = field(default_factory=time.monotonic)
-    """When the latest PUBLISH was read (``loop_turned_at`` then)."""
 
 
 class MqttSubscriber:
@@ -210,14 +123,11 @@ class MqttSubscriber:
         may take up to ``connect_timeout``). Older means the thread is wedged."""
         self.last_refusal: str | None = None
         """The broker's latest refusal in words (CONNACK, SUBACK); None once subscribed."""
-        self._backoff = Backoff()
+        self._reconnects = Reconnects(settings)
         self._expect_again: set[int] = set()
         """Packet ids unacknowledged when the last connection ended: the broker sends them again."""
         self._acks_sent = 0
-        self._subs = _Subscriptions()
-        self._logged_refusals: dict[str, int] = {}
-        """What each refusal (connection, filter) last logged at ERROR, so a repeat logs at DEBUG."""
-        self._downgrades_logged: set[str] = set()
+        self._subs = Subscriptions(settings, self._control, self._packet_id, self._may_refresh)
 
     # -- public API, any thread -------------------------------------------------------------------
     @property
@@ -302,6 +212,10 @@ class MqttSubscriber:
                 break
         return self._next_packet_id
 
+    def _may_refresh(self) -> bool:
+        """An idle refresh needs the subscriptions granted and the window open."""
+        return self._subscribed.is_set() and self._window_open()
+
     def _run(self) -> None:
         self._thread_id = threading.get_ident()
         wait = 0.0
@@ -313,7 +227,9 @@ class MqttSubscriber:
             try:
                 sock = self._connect()
             except (OSError, MqttError) as exc:
-                wait = self._connect_failed(exc)
+                wait, refusal = self._reconnects.failed(exc)
+                if refusal is not None:
+                    self.last_refusal = refusal
                 continue
             started, self._acks_sent = time.monotonic(), 0
             try:
@@ -325,11 +241,8 @@ class MqttSubscriber:
                 reason, code = f"{type(exc).__name__}: {exc}", 0
             finally:
                 sock.close()
-            if self._acks_sent or time.monotonic() - started >= HEALTHY_S:
-                self._backoff.reset()
-            wait = self._backoff.next(RECONNECT_MIN_S, self.settings.reconnect_max_delay)
-            if code == RECONNECT_REQUESTED:
-                wait = max(wait, 1.0)
+            healthy = bool(self._acks_sent) or time.monotonic() - started >= HEALTHY_S
+            wait = self._reconnects.after_lost(healthy=healthy, code=code)
             final = code == SESSION_TAKEN_OVER and self.give_up_on_takeover
             self._on_lost(reason, None if final else wait)
             if final:
@@ -346,42 +259,6 @@ class MqttSubscriber:
             self._turned()
             self._stopping.wait(min(left, LOOP_TURN_MAX_S))
         self._turned()
-
-    def _connect_failed(self, exc: OSError | MqttError) -> float:
-        """Log a failed connection attempt; returns how long to wait before the next."""
-        s = self.settings
-        retriable = isinstance(exc, OSError) or exc.retriable
-        if isinstance(exc, BrokerRefused) or not retriable:
-            wait = self._backoff.next(REFUSED_MIN_S, REFUSED_MAX_S)
-        else:
-            wait = self._backoff.next(RECONNECT_MIN_S, s.reconnect_max_delay)
-        attempt = self._backoff.attempts
-        if isinstance(exc, BrokerRefused):
-            self.last_refusal = f"broker {s.host}:{s.port} refused the connection: {exc.words}"
-            first = self._logged_refusals.get("") != exc.code
-            self._logged_refusals[""] = exc.code
-            log = logger.error if first else logger.warning if attempt % 50 == 0 else logger.debug
-            log(
-                "mqtt %s: broker %s:%d refused the connection: %s; trying again in %.1fs (attempt %d)",
-                s.client_id,
-                s.host,
-                s.port,
-                exc.words,
-                wait,
-                attempt,
-            )
-            return wait
-        log = logger.warning if attempt in (1, 10) or attempt % 50 == 0 else logger.debug
-        log(
-            "mqtt %s: cannot connect to %s:%d (%s); trying again in %.1fs (attempt %d)",
-            s.client_id,
-            s.host,
-            s.port,
-            exc,
-            wait,
-            attempt,
-        )
-        return wait
 
     def _on_lost(self, reason: str, wait: float | None) -> None:
         """The connection ended; ``wait``: seconds until reconnecting (None: not reconnecting)."""
@@ -402,74 +279,25 @@ class MqttSubscriber:
 
     def _connect(self) -> socket.socket:
         s = self.settings
-        sock = socket.create_connection((s.host, s.port), timeout=s.connect_timeout)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(
-                p.encode_connect(
-                    s.client_id,
-                    keepalive=s.keepalive,
-                    clean_start=False,
-                    session_expiry=s.session_expiry,
-                    receive_maximum=s.receive_maximum,
-                    username=s.username,
-                    password=s.password,
-                    will=s.will,
-                )
-            )
-            connack, reader, pending = self._await_connack(sock)
-            code = connack.reason_codes[0]
-            if reasons.is_refusal(code, reasons.CONNACK):
-                raise BrokerRefused(code)
-        except BaseException:
-            sock.close()
-            raise
-        sock.setblocking(False)
-        self._reader, self._backlog = reader, pending
+        sock, connack, self._reader, self._backlog = connect(s, self._turned)
         self._generation += 1
         self._acks.clear()  # acks of the previous connection must never reach this one
         self._unacked = self._unacked_bytes = 0
         self._sizes.clear()
-        self._subs = _Subscriptions()
-        self._logged_refusals.pop("", None)
+        self._subs.connected()
+        self._reconnects.connected()
         self.session_present = connack.session_present
         self._handler.on_connected(self._generation, connack.session_present)
         wanted = [(f, s.qos) for f in s.filters] + [(f, 0) for f in s.control_filters]
         if wanted:
-            self._subscribe(wanted, first=True)
+            self._subs.subscribe(wanted, first=True)
         else:
             self._subscribed.set()
             self.last_refusal = None
         self._connected.set()
-        if self.reconnects or self._backoff.attempts:
+        if self.reconnects or self._reconnects.backoff.attempts:
             logger.info("mqtt %s: connected (session present: %s)", s.client_id, connack.session_present)
         return sock
-
-    def _await_connack(self, sock: socket.socket) -> tuple[p.Ack, p.PacketReader, list[p.Packet]]:
-        """The CONNACK, the reader holding what came after it, and packets that came with it."""
-        timeout = self.settings.connect_timeout
-        deadline = time.monotonic() + timeout
-        reader = p.PacketReader()
-        pending: list[p.Packet] = []
-        while True:
-            self._turned()
-            sock.settimeout(max(0.01, min(LOOP_TURN_MAX_S, deadline - time.monotonic())))
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                if time.monotonic() < deadline:
-                    continue
-                raise MqttConnectError(f"no CONNACK within {timeout:g}s") from None
-            if not data:
-                raise MqttConnectError("broker closed the connection before CONNACK")
-            connack: p.Ack | None = None
-            for packet in reader.feed_all(data):
-                if connack is None and isinstance(packet, p.Ack) and packet.kind == p.CONNACK:
-                    connack = packet
-                else:
-                    pending.append(packet)
-            if connack is not None:
-                return connack, reader, pending
 
     def _select_timeout(self) -> float:
         """How long the loop may wait for the socket: until the next keepalive, retried SUBSCRIBE
@@ -487,19 +315,6 @@ class MqttSubscriber:
             return 0.0
         return max(0.0, timeout)
 
-    def _subscribe(
-        self, wanted: list[tuple[str, int]], *, first: bool = False, retain_handling: int = 0
-    ) -> int:
-        """Queue a SUBSCRIBE for ``wanted`` (before anything else when ``first``); returns its id."""
-        packet_id = self._packet_id()
-        self._subs.asked[packet_id] = wanted
-        packet = p.encode_subscribe(packet_id, wanted, retain_handling=retain_handling)
-        if first:
-            self._control.appendleft(packet)
-        else:
-            self._control.append(packet)
-        return packet_id
-
     def _loop(self, sock: socket.socket) -> None:
         sel = selectors.DefaultSelector()
         sel.register(self._wake_r, selectors.EVENT_READ)
@@ -513,9 +328,7 @@ class MqttSubscriber:
         try:
             while True:
                 self._turned()
-                if self._subs.again_at is not None and self.loop_turned_at >= self._subs.again_at:
-                    self._subscribe_again()
-                self._refresh_if_due()
+                self._subs.on_turn(self.loop_turned_at)
                 # Flush first: what is queued must not wait for the next event.
                 self._collect_outgoing(gen, out)
                 self._resume_window(gen, out)
@@ -642,154 +455,17 @@ class MqttSubscriber:
             # We sent PUBREC only after Kafka confirmed the message, so completing is safe.
             out += p.encode_ack(p.PUBCOMP, packet.packet_id)
         elif kind == p.SUBACK:
-            self._on_suback(packet)
+            if self._subs.on_suback(packet):
+                self._subscribed.set()
+                self.last_refusal = None
+            elif self._subs.refusal is not None:
+                self.last_refusal, self._subs.refusal = self._subs.refusal, None
         elif kind == p.UNSUBACK:
             self._unsubscribed.set()
         elif kind == p.DISCONNECT:
             code = packet.reason_codes[0]
             raise ConnectionLost(f"broker sent DISCONNECT reason 0x{code:02x}", code)
         # PUBACK/PUBREC of our own control publishes need nothing more (QoS 1 only).
-
-    # -- SUBACK: every code read, per filter ------------------------------------------------------
-    def _on_suback(self, packet: p.Ack) -> None:
-        asked = self._subs.asked.pop(packet.packet_id, None)
-        if asked is None:
-            logger.debug("mqtt %s: SUBACK for unknown id %d", self.settings.client_id, packet.packet_id)
-            return
-        codes = packet.reason_codes
-        if len(codes) != len(asked):
-            raise MqttProtocolError(
-                f"SUBACK {packet.packet_id} carries {len(codes)} reason codes for {len(asked)} filters"
-            )
-        in_use = []
-        for (topic_filter, qos), code in zip(asked, codes, strict=True):
-            if code < 0x80:
-                self._subs.refused.pop(topic_filter, None)
-                self._logged_refusals.pop(topic_filter, None)
-                if code < qos:
-                    self._downgraded(topic_filter, qos, code)
-            elif code == PACKET_ID_IN_USE and self._subs.id_retries < SUBSCRIBE_ID_RETRIES:
-                in_use.append((topic_filter, qos))
-            else:
-                self._subs.refused[topic_filter] = (qos, code)
-        if in_use:
-            self._subs.id_retries += 1
-            packet_id = self._subscribe(in_use)
-            logger.warning(
-                "mqtt %s: broker %s:%d answered SUBACK %s for %s with packet id %d; subscribing again "
-                "with packet id %d",
-                self.settings.client_id,
-                self.settings.host,
-                self.settings.port,
-                reasons.describe(PACKET_ID_IN_USE, reasons.SUBACK),
-                ", ".join(f for f, _ in in_use),
-                packet.packet_id,
-                packet_id,
-            )
-        if self._subs.refused:
-            self._subscriptions_refused()
-        elif not self._subs.asked:
-            self._subscribed.set()
-            self.last_refusal = None
-            self._subs.backoff.reset()
-            if self._subs.refreshes == 0 and self.settings.filters:
-                self._subs.refresh_at = time.monotonic() + REFRESH_AFTER_S
-
-    def _refresh_if_due(self) -> None:
-        subs, now = self._subs, self.loop_turned_at
-        if subs.refresh_at is not None:
-            due = now >= subs.refresh_at
-        else:
-            idle = now - max(subs.last_publish_at, subs.refreshed_at)
-            due = (
-                subs.refreshes > 0
-                and idle >= IDLE_REFRESH_S
-                and self._subscribed.is_set()
-                and self._window_open()
-            )
-        if due:
-            self._refresh()
-
-    def _refresh(self) -> None:
-        """Send the data SUBSCRIBE again (Retain Handling 2: no retained messages come with it).
-
-        HiveMQ CE can flag a connection as having no shared subscription when its SUBSCRIBE arrives
-        just after CONNACK, before the subscription is stored; only another SUBSCRIBE clears the flag,
-        and until then the worker gets one batch and nothing more while the backlog grows (issue 17
-        item 7, docs/brokers.md). A broker that keeps the subscription replaces it with the same one.
-        Sent once a second after the first SUBACK of each connection, and again after every
-        ``IDLE_REFRESH_S`` with the window open and nothing received: a stall of that kind ends
-        there, whatever its cause.
-        """
-        subs = self._subs
-        subs.refresh_at = None
-        subs.refreshes += 1
-        subs.refreshed_at = self.loop_turned_at
-        if subs.refreshes > 1:
-            logger.debug(
-                "mqtt %s: nothing received for %.0fs; subscribing again",
-                self.settings.client_id,
-                IDLE_REFRESH_S,
-            )
-        s = self.settings
-        self._subscribe([(f, s.qos) for f in s.filters], retain_handling=p.RETAIN_SEND_NEVER)
-
-    def _subscriptions_refused(self) -> None:
-        """Log each refused filter (ERROR the first time, DEBUG while the answer repeats) and plan the
-        next SUBSCRIBE of the retriable ones with backoff."""
-        s = self.settings
-        subs = self._subs
-        retriable = [f for f, (_, code) in subs.refused.items() if reasons.lookup(code).retriable]
-        wait = subs.backoff.next(REFUSED_MIN_S, REFUSED_MAX_S) if retriable else 0.0
-        if retriable and not subs.asked:
-            subs.again_at = time.monotonic() + wait
-        for topic_filter, (_, code) in subs.refused.items():
-            words = reasons.describe(code, reasons.SUBACK)
-            self.last_refusal = (
-                f"broker {s.host}:{s.port} refused the subscription to {topic_filter}: {words}"
-            )
-            then = f"subscribing again in {wait:.1f}s" if topic_filter in retriable else "not trying again"
-            first = self._logged_refusals.get(topic_filter) != code
-            self._logged_refusals[topic_filter] = code
-            (logger.error if first else logger.debug)(
-                "mqtt %s: broker %s:%d refused the subscription to %s: %s; %s (attempt %d)",
-                s.client_id,
-                s.host,
-                s.port,
-                topic_filter,
-                words,
-                then,
-                subs.backoff.attempts,
-            )
-
-    def _subscribe_again(self) -> None:
-        self._subs.again_at = None
-        wanted = [(f, qos) for f, (qos, code) in self._subs.refused.items() if reasons.lookup(code).retriable]
-        if wanted:
-            self._subscribe(wanted)
-
-    def _downgraded(self, topic_filter: str, asked: int, granted: int) -> None:
-        """Logged once per filter: what the lower QoS costs."""
-        if topic_filter in self._downgrades_logged:
-            return
-        self._downgrades_logged.add(topic_filter)
-        meaning = (
-            "the broker may send a message twice (at least once) and each copy becomes a Kafka "
-            "record: duplicates are possible where QoS 2 promised none"
-            if granted == 1
-            else "the broker sends each message once without acknowledgement (at most once): a "
-            "message in flight when the connection or this worker fails is lost"
-        )
-        logger.warning(
-            "mqtt %s: broker %s:%d granted QoS %d for %s where QoS %d was asked: %s",
-            self.settings.client_id,
-            self.settings.host,
-            self.settings.port,
-            granted,
-            topic_filter,
-            asked,
-            meaning,
-        )
 
 
 def message_bytes(packet: p.Publish) -> int:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from mqtt_kafka_sync.mqtt import packets as p
-from mqtt_kafka_sync.mqtt import subscriber as subscriber_module
+from mqtt_kafka_sync.mqtt import subscriptions as subscriptions_module
 from mqtt_kafka_sync.mqtt.subscriber import MqttSubscriber, SubscriberSettings
 from tests.scripted_broker import Conn, ScriptedBroker, accept, suback
 from tests.unit.test_broker_answers import CLIENT, FILTER, Recorder
@@ -47,8 +47,8 @@ def test_the_subscribe_is_sent_again_a_second_after_its_suback_without_retained_
 
 
 def test_a_silent_window_is_refreshed_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(subscriber_module, "IDLE_REFRESH_S", 0.5)
-    monkeypatch.setattr(subscriber_module, "REFRESH_AFTER_S", 0.1)
+    monkeypatch.setattr(subscriptions_module, "IDLE_REFRESH_S", 0.5)
+    monkeypatch.setattr(subscriptions_module, "REFRESH_AFTER_S", 0.1)
     subscribes: list[float] = []
 
     def broker_script(conn: Conn, index: int) -> None:

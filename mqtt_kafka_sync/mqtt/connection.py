@@ -1,0 +1,172 @@
+"""Connecting the ingest subscriber: TCP, CONNECT, the CONNACK read in full, and when to try again.
+
+A CONNACK with any code but 0 is a refusal (a 3.1.1 broker answers an MQTT 5 CONNECT with return
+code 1): :class:`BrokerRefused`, logged in words once, then tried again with capped exponential
+backoff. Every reconnect waits first, with jitter, and the wait grows while connections keep ending
+early; it starts small again only after a connection was healthy (an acknowledgement sent, or up for
+:data:`HEALTHY_S`), so a broker that drops us after each redelivery cannot make us re-produce the
+session's messages hundreds of times a second (:class:`Reconnects`).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+from mqtt_kafka_sync.errors import MqttConnectError, MqttError
+from mqtt_kafka_sync.mqtt import packets as p
+from mqtt_kafka_sync.mqtt import reasons
+from mqtt_kafka_sync.mqtt.backoff import REFUSED_MAX_S, REFUSED_MIN_S, Backoff
+from mqtt_kafka_sync.mqtt.subscriber_settings import LOGGER_NAME, SubscriberSettings
+
+logger = logging.getLogger(LOGGER_NAME)
+
+RECONNECT_MIN_S = 0.2
+"""First wait before reconnecting after a connection ended or failed; doubles up to
+``SubscriberSettings.reconnect_max_delay`` until a connection is healthy again."""
+HEALTHY_S = 10.0
+"""A connection up this long (or that sent an acknowledgement) resets the reconnect backoff."""
+LOOP_TURN_MAX_S = 1.0
+"""The network thread turns its loop at least this often, also while connecting or waiting to
+reconnect, so :attr:`~mqtt_kafka_sync.mqtt.subscriber.MqttSubscriber.loop_turned_at` shows a wedged
+thread."""
+SESSION_TAKEN_OVER = 0x8E
+RECONNECT_REQUESTED = -1
+
+
+class ConnectionLost(MqttError):
+    retriable = True
+
+    def __init__(self, reason: str, code: int = 0) -> None:
+        self.code = code
+        super().__init__(reason)
+
+
+class BrokerRefused(MqttConnectError):
+    """The broker answered CONNACK with a refusal; ``retriable`` as the reason code's table says."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.words = reasons.describe(code, reasons.CONNACK, needs="the ingest")
+        self.retriable = reasons.lookup(code, reasons.CONNACK).retriable
+        super().__init__(f"broker refused the connection: {self.words}")
+
+
+def connect(
+    s: SubscriberSettings, turned: Callable[[], None]
+) -> tuple[socket.socket, p.Ack, p.PacketReader, list[p.Packet]]:
+    """A non-blocking socket with the session accepted, its CONNACK, the reader holding what came
+    after it, and packets that came with it; ``turned`` is called at least every
+    :data:`LOOP_TURN_MAX_S` meanwhile. Raises :class:`BrokerRefused` on a refusal."""
+    sock = socket.create_connection((s.host, s.port), timeout=s.connect_timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(
+            p.encode_connect(
+                s.client_id,
+                keepalive=s.keepalive,
+                clean_start=False,
+                session_expiry=s.session_expiry,
+                receive_maximum=s.receive_maximum,
+                username=s.username,
+                password=s.password,
+                will=s.will,
+            )
+        )
+        connack, reader, pending = _await_connack(sock, s.connect_timeout, turned)
+        code = connack.reason_codes[0]
+        if reasons.is_refusal(code, reasons.CONNACK):
+            raise BrokerRefused(code)
+    except BaseException:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock, connack, reader, pending
+
+
+def _await_connack(
+    sock: socket.socket, timeout: float, turned: Callable[[], None]
+) -> tuple[p.Ack, p.PacketReader, list[p.Packet]]:
+    """The CONNACK, the reader holding what came after it, and packets that came with it."""
+    deadline = time.monotonic() + timeout
+    reader = p.PacketReader()
+    pending: list[p.Packet] = []
+    while True:
+        turned()
+        sock.settimeout(max(0.01, min(LOOP_TURN_MAX_S, deadline - time.monotonic())))
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            if time.monotonic() < deadline:
+                continue
+            raise MqttConnectError(f"no CONNACK within {timeout:g}s") from None
+        if not data:
+            raise MqttConnectError("broker closed the connection before CONNACK")
+        connack: p.Ack | None = None
+        for packet in reader.feed_all(data):
+            if connack is None and isinstance(packet, p.Ack) and packet.kind == p.CONNACK:
+                connack = packet
+            else:
+                pending.append(packet)
+        if connack is not None:
+            return connack, reader, pending
+
+
+class Reconnects:
+    """How long to wait before the next connection attempt, and what to log (network thread only)."""
+
+    def __init__(self, settings: SubscriberSettings) -> None:
+        self.settings = settings
+        self.backoff = Backoff()
+        self._logged_code: int | None = None
+        """The CONNACK refusal last logged at ERROR, so a repeat logs lower."""
+
+    def connected(self) -> None:
+        self._logged_code = None
+
+    def after_lost(self, *, healthy: bool, code: int) -> float:
+        """The wait after a connection ended (``code``: its DISCONNECT reason, or our own)."""
+        if healthy:
+            self.backoff.reset()
+        wait = self.backoff.next(RECONNECT_MIN_S, self.settings.reconnect_max_delay)
+        if code == RECONNECT_REQUESTED:
+            wait = max(wait, 1.0)
+        return wait
+
+    def failed(self, exc: OSError | MqttError) -> tuple[float, str | None]:
+        """Log a failed connection attempt; returns how long to wait before the next, and the
+        broker's refusal in words (None when it did not refuse)."""
+        s = self.settings
+        retriable = isinstance(exc, OSError) or exc.retriable
+        if isinstance(exc, BrokerRefused) or not retriable:
+            wait = self.backoff.next(REFUSED_MIN_S, REFUSED_MAX_S)
+        else:
+            wait = self.backoff.next(RECONNECT_MIN_S, s.reconnect_max_delay)
+        attempt = self.backoff.attempts
+        if isinstance(exc, BrokerRefused):
+            first = self._logged_code != exc.code
+            self._logged_code = exc.code
+            log = logger.error if first else logger.warning if attempt % 50 == 0 else logger.debug
+            log(
+                "mqtt %s: broker %s:%d refused the connection: %s; trying again in %.1fs (attempt %d)",
+                s.client_id,
+                s.host,
+                s.port,
+                exc.words,
+                wait,
+                attempt,
+            )
+            return wait, f"broker {s.host}:{s.port} refused the connection: {exc.words}"
+        log = logger.warning if attempt in (1, 10) or attempt % 50 == 0 else logger.debug
+        log(
+            "mqtt %s: cannot connect to %s:%d (%s); trying again in %.1fs (attempt %d)",
+            s.client_id,
+            s.host,
+            s.port,
+            exc,
+            wait,
+            attempt,
+        )
+        return wait, None
