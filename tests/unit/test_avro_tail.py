@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
+from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
 from mqtt_kafka_sync.cli.tail import format_record
 from mqtt_kafka_sync.codec import registry
@@ -76,38 +77,18 @@ def test_other_values(value: bytes | None, kind: str, shown: Any) -> None:
     assert (decoded.kind, decoded.value) == (kind, shown)
 
 
-class _Message:
-    """The parts of confluent_kafka.Message that format_record reads."""
-
-    def __init__(self, value: bytes, headers: list[tuple[str, bytes]]) -> None:
-        self._value, self._headers = value, headers
-
-    def topic(self) -> str:
-        return "telemetry"
-
-    def partition(self) -> int:
-        return 3
-
-    def offset(self) -> int:
-        return 17
-
-    def key(self) -> bytes:
-        return b"p01.d0001"
-
-    def timestamp(self) -> tuple[int, int]:
-        return 1, 1_718_000_000_123
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return self._headers
-
-    def value(self) -> bytes:
-        return self._value
-
-
 def test_a_record_prints_position_key_headers_and_value() -> None:
     store, _ = SchemaStore.from_dir(SCHEMAS)
-    msg = _Message(_encoded(), [("mqtt.topic", TOPIC.encode()), ("dlq.detail", b"field 'seq': x y")])
-    lines = format_record(msg, ValueDecoder(store).decode(msg.value())).splitlines()  # type: ignore[arg-type]
+    msg = Message(
+        topic="telemetry",
+        partition=3,
+        offset=17,
+        key=b"p01.d0001",
+        value=_encoded(),
+        headers=[("mqtt.topic", TOPIC.encode()), ("dlq.detail", b"field 'seq': x y")],
+        timestamp=(TIMESTAMP_CREATE_TIME, 1_718_000_000_123),
+    )
+    lines = format_record(msg, ValueDecoder(store).decode(msg.value())).splitlines()
     assert lines[0] == "telemetry  partition 3  offset 17  key p01.d0001  2024-06-10T06:13:20.123+00:00"
     assert lines[1] == f"  headers  mqtt.topic={TOPIC}  dlq.detail=\"field 'seq': x y\""
     label, _, value = lines[2].partition(")  ")
