@@ -25,7 +25,7 @@ from fastavro import parse_schema, schemaless_reader
 from mqtt_kafka_sync.codec import registry
 from mqtt_kafka_sync.codec.avro import AvroEncoder
 from mqtt_kafka_sync.codec.exceptions import Rejected
-from mqtt_kafka_sync.codec.json_avro import compile_converter
+from mqtt_kafka_sync.codec.json_avro import UnknownFields, compile_converter
 from mqtt_kafka_sync.codec.registry_settings import RegistrySettings
 from mqtt_kafka_sync.codec.schema import AvroSchema, load_schema_file, parse_schema_text
 from mqtt_kafka_sync.codec.values import encode_value as encode_with
@@ -47,14 +47,14 @@ def _match(
     registry_settings: RegistrySettings | None = None,
     subject: str | None = None,
     from_registry: bool = False,
-    unknown: str = "reject",
+    unknown: UnknownFields = "reject",
 ) -> Routed:
     schema = load_schema_file(SCHEMAS / schema_file)
     value = AvroValueConfig(
         schema=None if from_registry else schema,
         subject=subject,
         fields=(("device", "{plant}.{device}"),),
-        unknown_fields=unknown,  # type: ignore[arg-type]
+        unknown_fields=unknown,
         registry=registry_settings,
     )
     routes = IngestRoutes([RouteConfig("r", PATTERN, "out", "{plant}.{device}", "avro", value)])
