@@ -75,7 +75,9 @@ def _run_slice(
         for packet in reader.feed_all(sock.recv(65536)):
             if isinstance(packet, p.Ack) and packet.kind == p.CONNACK:
                 connack = packet
-    window = int(connack.properties.get(p.PROP_RECEIVE_MAXIMUM, 65535))  # type: ignore[call-overload]
+    receive_maximum = connack.properties.get(p.PROP_RECEIVE_MAXIMUM, 65535)
+    assert isinstance(receive_maximum, int), receive_maximum  # a two-byte integer property
+    window = receive_maximum
     topics = [device_topic(d, spec.topic_template).encode() for d in devices]
     templates = [_payload_template(d, spec.payload_size) for d in devices]
     total = len(devices) * spec.messages_per_device

@@ -159,11 +159,15 @@ class _Throttle:
     last_decision: Any = field(default_factory=lambda: SimpleNamespace(action="hold"))
 
 
+class _ObservedSink(FakeSink):
+    """The fake sink with what telemetry reads of a KafkaSink (views.SinkView)."""
+
+    kafka_up = True
+    errors = 2
+
+
 def _sink() -> FakeSink:
-    sink = FakeSink()
-    sink.kafka_up = True  # type: ignore[attr-defined]
-    sink.errors = 2  # type: ignore[attr-defined]
-    return sink
+    return _ObservedSink()
 
 
 def test_probe_writes_every_pipeline_of_the_connector_into_the_block(tracked: None) -> None:
