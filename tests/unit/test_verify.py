@@ -337,9 +337,9 @@ def kafka(monkeypatch: pytest.MonkeyPatch) -> type[FakeConsumer]:
 def split_by_device(records: list[Record], partitions: int = 2) -> list[list[Record]]:
     out: list[list[Record]] = [[] for _ in range(partitions)]
     for r in records:
-        out[DEVICES.index(r.key.decode()) % partitions].append(  # type: ignore[union-attr]
-            dataclasses.replace(r, partition=DEVICES.index(r.key.decode()) % partitions)  # type: ignore[union-attr]
-        )
+        assert r.key is not None
+        partition = DEVICES.index(r.key.decode()) % partitions
+        out[partition].append(dataclasses.replace(r, partition=partition))
     return out
 
 
