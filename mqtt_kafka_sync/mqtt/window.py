@@ -9,9 +9,10 @@ A command may go out while the broker is connected, fewer than
 ``min(mqtt.max.inflight.messages, the broker's Receive Maximum)`` are in flight, and no command
 re-sent after a reconnect is still unacknowledged: paho re-sends every unacknowledged QoS 1/2
 publish after a reconnect (QoS 1 with DUP, QoS 2 continued with PUBREL), and nothing new goes out
-before the broker acknowledged all of them, so a new command never overtakes an older one. Commands
-go out in the order they are handed over, on one connection, so the broker keeps that order per
-topic.
+before the broker acknowledged all of them, so a new command never overtakes an older one (the
+re-send rule, :class:`~mqtt_kafka_sync.mqtt.resend.ResendGate`, which the device simulator's
+publishers follow too). Commands go out in the order they are handed over, on one connection, so
+the broker keeps that order per topic.
 
 Each acknowledgement becomes an :class:`Answer`: delivered, or refused (reason code >= 0x80) as a
 ``mqtt-rejected`` :class:`~mqtt_kafka_sync.errors.CommandError`. A PUBCOMP saying the broker lost a
@@ -42,6 +43,7 @@ from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.logs import per_record_logger
 from mqtt_kafka_sync.mqtt import reasons
 from mqtt_kafka_sync.mqtt.publisher import Acked, Command, Connected, Disconnected, Refused
+from mqtt_kafka_sync.mqtt.resend import ResendGate
 
 logger = logging.getLogger(__name__)
 record_logger = per_record_logger(__name__)
@@ -112,38 +114,35 @@ class PublishWindow(Generic[P]):
         self.name = name
         self.in_flight: dict[int, Flight[P]] = {}
         """Packet id -> command, in publish order."""
-        self.online = False
         self.ever_connected = False
         self.limits: Connected | None = None
         self.outage_since: float | None = None
         """Monotonic time the broker became unreachable; None while connected."""
         self._publisher = publisher
-        self._max_inflight = max_inflight
-        self._size = max_inflight
+        self._gate = ResendGate(max_inflight)
         self._counters = counters
         self._monotonic = monotonic
-        self._resync = False
         self._last_progress = monotonic()
         self._max_attempts = max_attempts
         self._given_up: list[Answer[P]] = []
 
     @property
+    def online(self) -> bool:
+        """Between a CONNACK and the next disconnect."""
+        return self._gate.online
+
+    @property
     def size(self) -> int:
         """Commands that may be in flight: ``min(max_inflight, the broker's Receive Maximum)``."""
-        return self._size
+        return self._gate.size
 
     @property
     def resending(self) -> bool:
         """Commands re-sent after a reconnect are still unacknowledged: nothing new may go out."""
-        return self._resync
+        return self._gate.resending
 
     def can_publish(self) -> bool:
-        return (
-            self.online
-            and not self._resync
-            and len(self.in_flight) < self._size
-            and self._publisher.connected()
-        )
+        return self._gate.allows(len(self.in_flight)) and self._publisher.connected()
 
     def publish(self, record: Message, command: Command, pending: P) -> None:
         """Hand ``command`` to paho. Raises :class:`CommandError` (``mqtt-rejected``) when the broker
@@ -176,8 +175,7 @@ class PublishWindow(Generic[P]):
 
     def settle(self) -> None:
         """After a batch of events: new commands may go out again once every re-sent one is acknowledged."""
-        if self._resync and self.online and not self.in_flight:
-            self._resync = False
+        self._gate.settle(len(self.in_flight))
 
     def check_stall(self) -> None:
         """Log (at ERROR, every :data:`STALL_S`) when the broker is connected and acknowledged
@@ -236,14 +234,11 @@ class PublishWindow(Generic[P]):
         return Answer(flight, CommandError("mqtt-rejected", detail, mqtt_topic=command.topic))
 
     def _connected(self, event: Connected) -> None:
-        self.online = True
         self.limits = event
-        self._size = max(1, min(self._max_inflight, event.receive_maximum))
-        if self.in_flight:
-            self._resync = True
+        self._gate.connected(len(self.in_flight), event.receive_maximum)
         if not self.ever_connected:
             self.ever_connected = True
-            logger.info("%s: connected to the MQTT broker (window %d)", self.name, self._size)
+            logger.info("%s: connected to the MQTT broker (window %d)", self.name, self._gate.size)
         elif self.outage_since is not None:
             logger.warning(
                 "%s: MQTT broker reachable again after %.1fs (session %s); sending %d commands again",
@@ -260,10 +255,9 @@ class PublishWindow(Generic[P]):
 
     def _disconnected(self, event: Disconnected) -> None:
         was_online = self.online
-        self.online = False
         if was_online and event.reason_code in reasons.REJECTS_WHAT_WAS_SENT:
             self._failed_attempt(event)
-        self._resync = bool(self.in_flight)
+        self._gate.disconnected(len(self.in_flight))
         if event.reason_code == _SESSION_TAKEN_OVER:
             logger.error(
                 "%s: another MQTT client connected with this client id; give every relay its own "
