@@ -39,7 +39,8 @@ from mqtt_kafka_sync.ingest.task import IngestTask
 from mqtt_kafka_sync.ingest.worker import IngestWorker
 from mqtt_kafka_sync.kafka.admin import ensure_topics
 from mqtt_kafka_sync.mqtt import packets as p
-from mqtt_kafka_sync.sim.devices import DeviceSimulator, publish_raw
+from mqtt_kafka_sync.sim.devices import DeviceSimulator
+from mqtt_kafka_sync.sim.raw import publish_raw
 from mqtt_kafka_sync.sim.verify import read_topic, verify_topic
 from tests.integration.worker_process import write_source_config
 

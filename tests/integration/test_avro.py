@@ -34,7 +34,8 @@ from fastavro import schemaless_reader
 from mqtt_kafka_sync.codec.schema import AvroSchema, load_schema_file, parse_schema_text
 from mqtt_kafka_sync.codec.wire import split
 from mqtt_kafka_sync.kafka.admin import ensure_topics
-from mqtt_kafka_sync.sim.devices import DeviceSimulator, publish_raw
+from mqtt_kafka_sync.sim.devices import DeviceSimulator
+from mqtt_kafka_sync.sim.raw import publish_raw
 from mqtt_kafka_sync.sim.verify import Record, read_topic
 from tests.avro_samples import SAMPLES, SCHEMAS, as_json_types, expected_record
 from tests.integration.schema_registry_fake import FakeSchemaRegistry

@@ -14,7 +14,7 @@ import pytest
 
 from mqtt_kafka_sync.mqtt.packets import Publish
 from mqtt_kafka_sync.mqtt.subscriber import MqttSubscriber, SubscriberSettings
-from mqtt_kafka_sync.sim.devices import publish_raw
+from mqtt_kafka_sync.sim.raw import publish_raw
 
 pytestmark = pytest.mark.integration
 

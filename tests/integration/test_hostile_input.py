@@ -23,8 +23,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # imported th
 )
 
 from mqtt_kafka_sync.kafka.admin import ensure_topics, topic_message_limits
-from mqtt_kafka_sync.sim.devices import DeviceSimulator, SimResult, publish_raw
+from mqtt_kafka_sync.sim.devices import DeviceSimulator
 from mqtt_kafka_sync.sim.payload import device_topic
+from mqtt_kafka_sync.sim.raw import publish_raw
+from mqtt_kafka_sync.sim.result import SimResult
 from mqtt_kafka_sync.sim.verify import read_topic, verify_topic
 from tests.integration.relay_scenario import RelayScenario
 from tests.integration.test_ingest import Scenario, _report, _wait_records

@@ -18,9 +18,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from mqtt_kafka_sync.errors import MqttConnectError
-from mqtt_kafka_sync.sim import devices
-from mqtt_kafka_sync.sim.devices import DeviceSimulator, SimResult, publish_raw
+from mqtt_kafka_sync.sim.device_client import DeviceClient
+from mqtt_kafka_sync.sim.devices import DeviceSimulator
 from mqtt_kafka_sync.sim.payload import device_topic, parse_payload
+from mqtt_kafka_sync.sim.raw import publish_raw
+from mqtt_kafka_sync.sim.result import SimResult
 
 pytestmark = pytest.mark.integration
 
@@ -221,7 +223,7 @@ def test_publishing_survives_a_broker_restart(brokers: Any, root: str, subscribe
 
 
 def test_failures_are_counted_never_dropped(brokers: Any, root: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_publish, real_on_publish = Client.publish, devices._Worker._on_publish
+    real_publish, real_on_publish = Client.publish, DeviceClient._on_publish
     calls = {"n": 0}
 
     def publish(self: Client, *args: Any, **kwargs: Any) -> MQTTMessageInfo:
@@ -239,7 +241,7 @@ def test_failures_are_counted_never_dropped(brokers: Any, root: str, monkeypatch
         real_on_publish(self, client, userdata, mid, reason, properties)
 
     monkeypatch.setattr(Client, "publish", publish)
-    monkeypatch.setattr(devices._Worker, "_on_publish", on_publish)
+    monkeypatch.setattr(DeviceClient, "_on_publish", on_publish)
     result = simulator(brokers, root, 10, 100, clients=2).run()
     assert not result.ok
     assert result.failed == 3  # one refused publish(), mid 50 on each of the two clients
