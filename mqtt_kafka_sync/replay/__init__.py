@@ -1,11 +1,13 @@
-"""Replay and the lag-driven throttle: Kafka -> Kafka backfills, paced by consumer lag.
+"""Replay: a range of a Kafka topic copied into another topic, or into MQTT through a command relay
+connector's routes, paced by consumer lag, resumable.
 
-- ``lag.py``: consumer lag of named groups through the admin API (records and age).
-- ``lag_process.py``: the same reads in a child process, so a librdkafka crash spares the data path.
-- ``controller.py``: the rate controller (AIMD with hysteresis over lag) and the token bucket.
-- ``throttle.py``: :class:`~mqtt_kafka_sync.throttle.lag_throttle.AckThrottle`, what the ingest and the
-  replay ask before letting records through, and the thread that steers it by lag.
-- ``plan.py``, ``checkpoint.py``, ``target.py``, ``copier.py``: ``mqtt-kafka-sync replay``:
-  which offsets to copy, the resumable checkpoint, where records go, the copy loop.
-- ``cli.py``: the ``replay`` and ``lag`` commands.
+- ``request.py``: what was asked (the command's options as one object) and its checks.
+- ``session.py``: from request to plan: the target checked or created, the checkpoint resumed or a
+  fresh plan made (``plan.py``: which offsets; ``checkpoint.py``: the resumable checkpoint).
+- ``runner.py``: a planned replay run: the target opened, the throttle wired, the copy loop driven
+  until done, failed or stopped (its ``stop`` Event); ``copier.py``: the copy loop;
+  ``progress.py``: what it reports and returns.
+- ``target.py``: a Kafka topic; ``mqtt_target.py`` and ``to_mqtt.py``: MQTT through the relay's routes.
+
+The commands (``mqtt-kafka-sync replay``, ``lag``) parse and print in :mod:`mqtt_kafka_sync.cli.replay`.
 """
