@@ -33,6 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from mqtt_kafka_sync.errors import MqttConnectError, SyncError
+from mqtt_kafka_sync.sim.paho_client import release, session_properties
 from mqtt_kafka_sync.sim.payload import PayloadError, device_topic, make_payload, parse_payload
 
 _log = logging.getLogger(__name__)
@@ -127,8 +128,7 @@ class CommandDevice:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.reconnect_delay_set(1, 2)
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 3600
+        props = session_properties(PacketTypes.CONNECT, 3600)
         self._subscribed.clear()
         client.connect_async(
             self.host,
@@ -147,13 +147,7 @@ class CommandDevice:
         client = self._client
         if client is None:
             return
-        props = None
-        if not keep_session:
-            props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = 0
-        client.disconnect(properties=props)
-        client.loop_stop()
-        client.reinitialise()  # closes paho's socket pair now
+        release(client, None if keep_session else session_properties(PacketTypes.DISCONNECT, 0))
         self._client = None
 
     def snapshot(self) -> list[Received]:

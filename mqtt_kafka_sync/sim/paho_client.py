@@ -1,4 +1,4 @@
-"""A paho client as the simulator's publishers use it: made, given MQTT 5 properties, released."""
+"""A paho client as the simulator uses it: made (for publishing), given MQTT 5 properties, released."""
 
 from __future__ import annotations
 
