@@ -16,7 +16,7 @@ import pytest
 
 from mqtt_kafka_sync.config.model import RouteConfig
 from mqtt_kafka_sync.errors import KafkaDeliveryError
-from mqtt_kafka_sync.ingest import pipeline as pipeline_module
+from mqtt_kafka_sync.ingest import held as held_module
 from mqtt_kafka_sync.ingest.acks import AckTracker
 from mqtt_kafka_sync.ingest.pipeline import IngestPipeline, device_properties
 from mqtt_kafka_sync.ingest.routes import IngestRoutes
@@ -208,7 +208,7 @@ def test_device_properties_keep_other_names_and_order() -> None:
 def test_an_unknown_topic_holds_only_its_records_in_order_until_it_appears(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(pipeline_module, "HOLD_FIRST_DELAY", 0.001)
+    monkeypatch.setattr(held_module, "HOLD_FIRST_DELAY", 0.001)
     pipeline, sink, acks, _ = _setup()
     sink.unknown.add("telemetry")
     for i in range(1, 6):
@@ -235,7 +235,7 @@ def test_an_unknown_topic_holds_only_its_records_in_order_until_it_appears(
 
 
 def test_an_unknown_topic_is_dead_lettered_after_the_retry_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline_module, "HOLD_FIRST_DELAY", 0.001)
+    monkeypatch.setattr(held_module, "HOLD_FIRST_DELAY", 0.001)
     pipeline, sink, acks, _ = _setup(retry_timeout=0.05)
     sink.unknown.add("telemetry")
     for i in range(1, 4):
@@ -254,7 +254,7 @@ def test_an_unknown_topic_is_dead_lettered_after_the_retry_timeout(monkeypatch: 
 def test_a_missing_dead_letter_topic_holds_the_message_unacknowledged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(pipeline_module, "HOLD_FIRST_DELAY", 0.001)
+    monkeypatch.setattr(held_module, "HOLD_FIRST_DELAY", 0.001)
     pipeline, sink, acks, _ = _setup(retry_timeout=0.0)
     sink.unknown.add("c-dlq")
     pipeline.on_message(Publish("nowhere", b"v", 1, False, False, 1, []), 1)
@@ -316,7 +316,7 @@ def test_a_topic_deleted_under_in_flight_records_keeps_them_in_arrival_order(
 ) -> None:
     """Delivery reports fail one by one while new messages arrive: the held queue is sorted by
     arrival, so the device's records still reach the topic in the order it sent them."""
-    monkeypatch.setattr(pipeline_module, "HOLD_FIRST_DELAY", 0.001)
+    monkeypatch.setattr(held_module, "HOLD_FIRST_DELAY", 0.001)
     pipeline, sink, acks, _ = _setup()
     for i in (1, 2, 3):
         pipeline.on_message(_msg(i, str(i).encode()), 1)
