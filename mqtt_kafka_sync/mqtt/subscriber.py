@@ -11,19 +11,24 @@ packet id may since name another message.
 Every broker answer is read, never guessed at (:mod:`mqtt_kafka_sync.mqtt.reasons` words them).
 The subscriber's parts, one job each:
 
-- :mod:`~mqtt_kafka_sync.mqtt.connection`: CONNECT and the CONNACK, refusals, the reconnect backoff
-  (:mod:`~mqtt_kafka_sync.mqtt.backoff`). Redeliveries (DUP, or a packet id left unacknowledged on
-  the previous connection) are counted here, in :attr:`MqttSubscriber.redeliveries`.
+- :mod:`~mqtt_kafka_sync.mqtt.connection`: CONNECT, the CONNACK and its refusals, how long to wait
+  before reconnecting (:mod:`~mqtt_kafka_sync.mqtt.backoff` draws the waits).
 - :mod:`~mqtt_kafka_sync.mqtt.subscriptions`: SUBSCRIBE, every SUBACK code per filter, the refresh.
-- this module: the public API, the network loop, the flow window (Receive Maximum, in messages and
-  bytes) and the keepalive. They stay in one class because every PUBLISH passes through the loop,
-  the window and the dispatch: spread over several objects, each message would cost more attribute
-  look-ups or calls. Hence about 480 lines.
+- :mod:`~mqtt_kafka_sync.mqtt.keepalive` (PINGREQ, PINGRESP) and :mod:`~mqtt_kafka_sync.mqtt.wakeup`
+  (other threads waking the network thread).
+- this module: the public API, the life of each connection, the network loop, the flow window
+  (Receive Maximum, in messages and bytes) and the dispatch of packets. Redeliveries (DUP, or a
+  packet id left unacknowledged on the previous connection) are counted in
+  :attr:`MqttSubscriber.redeliveries`.
+
+Why over 350 lines: every PUBLISH passes through the loop, the flow window and the dispatch
+(``_take_packets``, ``_dispatch``, ``_window_full``), and every acknowledgement through
+``_collect_outgoing``; they share one object's state so that each message costs no more attribute
+look-ups or calls than it must, and the API and the connection's life set that same state.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import selectors
 import socket
@@ -45,8 +50,10 @@ from mqtt_kafka_sync.mqtt.connection import (
     Reconnects,
     connect,
 )
+from mqtt_kafka_sync.mqtt.keepalive import Keepalive
 from mqtt_kafka_sync.mqtt.subscriber_settings import LOGGER_NAME, SubscriberSettings
 from mqtt_kafka_sync.mqtt.subscriptions import Subscriptions
+from mqtt_kafka_sync.mqtt.wakeup import Wakeup
 
 __all__ = ["Backoff", "MessageHandler", "MqttSubscriber", "SubscriberSettings", "message_bytes"]
 """What other modules and the tests take from here (``Backoff`` and ``SubscriberSettings`` live in
@@ -81,10 +88,7 @@ class MqttSubscriber:
         self._generation = 0
         self._acks: deque[tuple[int, int, int]] = deque()
         self._control: deque[bytes] = deque()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._wake_pending = False
+        self._wakeup = Wakeup()
         self._stopping = threading.Event()
         self._disconnect_expiry: int | None = None
         self._paused = False
@@ -105,8 +109,7 @@ class MqttSubscriber:
         self._unacked_bytes = 0
         self._sizes: dict[int, int] = {}
         """Payload size of each unacknowledged QoS 1/2 message by packet id (this connection)."""
-        self._last_sent = 0.0
-        self._ping_sent_at: float | None = None
+        self._keepalive = Keepalive(settings.keepalive)
         self._reader = p.PacketReader()
         self._recv_buffer = memoryview(bytearray(READ_SIZE))
         """Reused by every read: ``recv(READ_SIZE)`` would allocate (mmap) and shrink (mremap) a
@@ -152,22 +155,22 @@ class MqttSubscriber:
         """Queue acknowledgements ``(generation, packet_id, qos)``, sent in the order given."""
         self._acks.extend(items)
         if threading.get_ident() != self._thread_id:  # the network thread collects them anyway
-            self._wake()
+            self._wakeup.wake()
 
     def pause(self) -> None:
         """Stop reading from the broker (flow control keeps the backlog on the broker)."""
         self._paused = True
-        self._wake()
+        self._wakeup.wake()
 
     def resume(self) -> None:
         self._paused = False
-        self._wake()
+        self._wakeup.wake()
 
     def unsubscribe(self, filters: tuple[str, ...], timeout: float) -> bool:
         """Remove subscriptions of this session; messages already queued for it still arrive."""
         self._unsubscribed.clear()
         self._control.append(p.encode_unsubscribe(self._packet_id(), filters))
-        self._wake()
+        self._wakeup.wake()
         return self._unsubscribed.wait(timeout)
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
@@ -175,34 +178,27 @@ class MqttSubscriber:
         self._control.append(
             p.encode_publish(topic, payload, qos=1, retain=retain, packet_id=self._packet_id())
         )
-        self._wake()
+        self._wakeup.wake()
 
     def stop(self, *, session_expiry: int | None = None, timeout: float = 10.0) -> None:
         """Disconnect normally (the session stays, unless ``session_expiry=0``) and end the thread."""
         self._disconnect_expiry = session_expiry
         self._stopping.set()
-        self._wake()
+        self._wakeup.wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
-        self._wake_r.close()
-        self._wake_w.close()
+        self._wakeup.close()
 
     def reconnect(self, reason: str) -> None:
         """Drop the connection and reconnect after a pause: the broker re-sends what is unacknowledged."""
         self._reconnect_reason = reason
-        self._wake()
+        self._wakeup.wake()
 
     @property
     def stopped(self) -> bool:
         return self._thread is not None and not self._thread.is_alive()
 
     # -- network thread ---------------------------------------------------------------------------
-    def _wake(self) -> None:
-        if not self._wake_pending:
-            self._wake_pending = True
-            with contextlib.suppress(OSError):
-                self._wake_w.send(b"\0")
-
     def _packet_id(self) -> int:
         """The next packet id not held by an unacknowledged message or a SUBSCRIBE of this connection
         (brokers such as mochi refuse a SUBSCRIBE whose id the session holds: SUBACK 0x91)."""
@@ -303,7 +299,7 @@ class MqttSubscriber:
         """How long the loop may wait for the socket: until the next keepalive, retried SUBSCRIBE
         or tick, at most :data:`LOOP_TURN_MAX_S`; 0 when something is queued."""
         now = time.monotonic()
-        timeout = min(self._last_sent + self.settings.keepalive / 2 - now, LOOP_TURN_MAX_S)
+        timeout = min(self._keepalive.last_sent + self.settings.keepalive / 2 - now, LOOP_TURN_MAX_S)
         if self._subs.again_at is not None:
             timeout = min(timeout, self._subs.again_at - now)
         if self._subs.refresh_at is not None:
@@ -316,13 +312,13 @@ class MqttSubscriber:
         return max(0.0, timeout)
 
     def _loop(self, sock: socket.socket) -> None:
+        wakeup, keepalive = self._wakeup, self._keepalive
         sel = selectors.DefaultSelector()
-        sel.register(self._wake_r, selectors.EVENT_READ)
+        sel.register(wakeup.reader, selectors.EVENT_READ)
         registered = 0
         out = bytearray()
         gen = self._generation
-        self._last_sent = time.monotonic()
-        self._ping_sent_at = None
+        keepalive.start()
         for packet in self._backlog:
             self._dispatch(packet, gen, out)
         try:
@@ -343,32 +339,24 @@ class MqttSubscriber:
                 # keeps the rest on the broker). After _resume_window, held-back packets remain only
                 # when the window is full, so this also covers them.
                 reading = self._window_open()
-                self._keepalive(out, reading=reading)
+                keepalive.check(out, reading=reading)
                 if out:
                     try:
                         sent = sock.send(out)
                     except BlockingIOError:
                         sent = 0
                     del out[:sent]
-                    self._last_sent = time.monotonic()
+                    keepalive.last_sent = time.monotonic()
                 want = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if out else 0)
                 if want != registered:
                     registered = _reregister(sel, sock, registered, want)
                 for key, mask in sel.select(self._select_timeout()):
-                    if key.fileobj is self._wake_r:
-                        self._drain_wake()
+                    if key.fileobj is wakeup.reader:
+                        wakeup.drain()
                     elif mask & selectors.EVENT_READ:
                         self._read(sock, gen, out)
         finally:
             sel.close()
-
-    def _drain_wake(self) -> None:
-        # Read the wake bytes first, then clear the flag: the queues are collected after this, so
-        # anything queued before the flag cleared is seen, and anything after sends a fresh byte.
-        with contextlib.suppress(BlockingIOError):
-            while self._wake_r.recv(4096):
-                pass
-        self._wake_pending = False
 
     def _read(self, sock: socket.socket, gen: int, out: bytearray) -> None:
         size = sock.recv_into(self._recv_buffer)
@@ -398,7 +386,7 @@ class MqttSubscriber:
         """Dispatch buffered packets until the window is full; the rest waits, in order."""
         for packet in self._reader.packets():
             if isinstance(packet, p.Ack) and packet.kind == p.PINGRESP:
-                self._ping_sent_at = None
+                self._keepalive.ping_sent_at = None
             else:
                 self._dispatch(packet, gen, out)
             if self._window_full():
@@ -420,22 +408,6 @@ class MqttSubscriber:
         if self._reconnect_reason is not None:
             reason, self._reconnect_reason = self._reconnect_reason, None
             raise ConnectionLost(f"reconnect requested: {reason}", RECONNECT_REQUESTED)
-
-    def _keepalive(self, out: bytearray, *, reading: bool) -> None:
-        now = time.monotonic()
-        keepalive = self.settings.keepalive
-        if self._ping_sent_at is not None:
-            if not reading:
-                # A full window stops our reads, so a PINGRESP cannot be seen: its deadline counts
-                # from when we read again (a Kafka outage longer than the keepalive must not look
-                # like a dead broker, and a reconnect would make the broker send the window again).
-                self._ping_sent_at = now
-            elif now - self._ping_sent_at > keepalive:
-                raise ConnectionLost("no PINGRESP within the keepalive interval")
-        if now - self._last_sent >= keepalive / 2:
-            out += p.PINGREQ_PACKET
-            if self._ping_sent_at is None:
-                self._ping_sent_at = now
 
     def _dispatch(self, packet: p.Packet, gen: int, out: bytearray) -> None:
         if isinstance(packet, p.Publish):
