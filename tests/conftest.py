@@ -31,10 +31,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from mqtt_kafka_sync.devstack import HiveMQProcess, LocalStack, free_ports, kafka_ready, mqtt5_handshake
-from mqtt_kafka_sync.devstack.paths import repo_root
+from mqtt_kafka_sync.devstack.paths import broker_file, repo_root
 from mqtt_kafka_sync.errors import StackError
 
-KAFKA_IMAGE = "apache/kafka:4.3.1"  # the version compose/kafka/pom.xml runs locally
+KAFKA_IMAGE = "apache/kafka:4.3.1"  # the version mqtt_kafka_sync/devstack/brokers/kafka/pom.xml runs locally
 MOSQUITTO_IMAGE = "eclipse-mosquitto:2"
 READY_TIMEOUT = 120.0
 
@@ -189,7 +189,7 @@ def _docker_brokers() -> Iterator[Brokers]:
             KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
         )
     )
-    conf = repo_root() / "compose" / "mosquitto" / "mosquitto.conf"
+    conf = broker_file("mosquitto", "mosquitto.conf")
     mosquitto = (
         DockerContainer(MOSQUITTO_IMAGE)
         .with_bind_ports(11883, mqtt_port)

@@ -68,14 +68,14 @@ class _Progress:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from mqtt_kafka_sync.config.loader import load_connectors  # noqa: PLC0415
-    from mqtt_kafka_sync.devstack.paths import repo_root  # noqa: PLC0415
+    from mqtt_kafka_sync.devstack.paths import example_connector  # noqa: PLC0415
     from mqtt_kafka_sync.devstack.stack import LocalStack  # noqa: PLC0415
     from mqtt_kafka_sync.kafka.admin import ensure_topics  # noqa: PLC0415
     from mqtt_kafka_sync.runtime.supervisor import Supervisor  # noqa: PLC0415
     from mqtt_kafka_sync.sim.devices import DeviceSimulator  # noqa: PLC0415
     from mqtt_kafka_sync.sim.verify import verify_topic  # noqa: PLC0415
 
-    config_path = Path(args.config) if args.config else repo_root() / EXAMPLE_CONFIG
+    config_path = Path(args.config) if args.config else example_connector()
     [config] = load_connectors([config_path], os.environ)
     stack = LocalStack()
     was_running = stack.status().healthy

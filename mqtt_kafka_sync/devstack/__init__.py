@@ -1,7 +1,7 @@
 """The local development and test stack: a real Kafka (KRaft) and a real Mosquitto, without Docker.
 
-``LocalStack`` composes ``KafkaProcess`` (jars from Maven Central via ``compose/kafka/pom.xml``) and
-``MosquittoProcess`` (Debian's package, config from ``compose/mosquitto/mosquitto.conf``);
+``LocalStack`` composes ``KafkaProcess`` (jars from Maven Central via ``brokers/kafka/pom.xml``) and
+``MosquittoProcess`` (Debian's package, config from ``brokers/mosquitto/mosquitto.conf``);
 ``commands.register`` adds ``mqtt-kafka-sync stack up|down|status``. Failures raise
 :class:`mqtt_kafka_sync.errors.StackError` with a message meant for a person.
 """

@@ -1,10 +1,10 @@
 """HiveMQ Community Edition, embedded, as a second MQTT 5 broker for the tests (jars from Maven Central).
 
-``compose/hivemq/pom.xml`` names ``com.hivemq:hivemq-community-edition-embedded``; on first use Maven
-copies its runtime jars under ``libs_dir`` and ``javac`` compiles ``compose/hivemq/Launcher.java``
+``brokers/hivemq/pom.xml`` names ``com.hivemq:hivemq-community-edition-embedded``; on first use Maven
+copies its runtime jars under ``libs_dir`` and ``javac`` compiles ``brokers/hivemq/Launcher.java``
 beside them, once per version of those two files (the same cache, lock and marker scheme as the Kafka
 jars in :mod:`mqtt_kafka_sync.devstack.jars`). Layout under ``root``: ``conf/`` (``config.xml`` and
-``logback.xml`` from ``compose/hivemq/``), ``data/`` (file persistence: sessions, queues, retained
+``logback.xml`` from ``brokers/hivemq/``), ``data/`` (file persistence: sessions, queues, retained
 messages), ``extensions/`` (empty), ``hivemq.out`` (the broker's log) and ``hivemq.pid``.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mqtt_kafka_sync.devstack.jars import JAVA_HINT, _exclusive, _prune, require_binary
 from mqtt_kafka_sync.devstack.mosquitto import mqtt5_handshake
-from mqtt_kafka_sync.devstack.paths import compose_file
+from mqtt_kafka_sync.devstack.paths import broker_file
 from mqtt_kafka_sync.devstack.ports import LOCALHOST, require_free
 from mqtt_kafka_sync.devstack.process import BrokerProcess, ManagedBroker
 from mqtt_kafka_sync.errors import StackError
@@ -82,7 +82,7 @@ class HiveMQProcess(ManagedBroker):
         java = require_binary("java", JAVA_HINT)
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         for name in ("config.xml", "logback.xml"):
-            shutil.copyfile(compose_file("hivemq", name), self.conf_dir / name)
+            shutil.copyfile(broker_file("hivemq", name), self.conf_dir / name)
         argv = [
             java,
             *JVM_OPTIONS,
@@ -100,7 +100,7 @@ def launcher_dir(libs_dir: Path) -> Path:
     """Where the jars and the launcher of the current pom and Launcher.java live (or will)."""
     digest = hashlib.sha256()
     for name in _INPUTS:
-        digest.update(compose_file("hivemq", name).read_bytes())
+        digest.update(broker_file("hivemq", name).read_bytes())
     return libs_dir / digest.hexdigest()[:16]
 
 
@@ -119,11 +119,11 @@ def install_launcher(libs_dir: Path) -> Path:
         logger.info("installing HiveMQ CE (embedded) into %s with mvn and javac (first run only)", target)
         staging = libs_dir / f".staging-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
-        pom = compose_file("hivemq", "pom.xml")
+        pom = broker_file("hivemq", "pom.xml")
         fetch = [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", "-DincludeScope=runtime"]
         _run([*fetch, f"-DoutputDirectory={staging / 'libs'}"], staging, "download the HiveMQ jars")
         compile_ = [javac, "-d", str(staging / "classes"), "-cp", str(staging / "libs" / "*")]
-        _run([*compile_, str(compose_file("hivemq", "Launcher.java"))], staging, "compile Launcher.java")
+        _run([*compile_, str(broker_file("hivemq", "Launcher.java"))], staging, "compile Launcher.java")
         (staging / _MARKER).write_text(f"{pom}\n")
         shutil.rmtree(target, ignore_errors=True)  # a half-finished earlier attempt
         staging.rename(target)

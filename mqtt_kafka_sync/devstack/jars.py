@@ -1,4 +1,4 @@
-"""The Kafka broker's jars: resolved by Maven from ``compose/kafka/pom.xml`` into a libs dir, once.
+"""The Kafka broker's jars: resolved by Maven from ``brokers/kafka/pom.xml`` into a libs dir, once.
 
 Each version of the pom gets its own subdirectory, ``<libs dir>/<pom digest>/``, so editing the pom
 (a Kafka upgrade) fetches again without pulling jars from under a broker that still runs the old
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mqtt_kafka_sync.devstack.paths import compose_file
+from mqtt_kafka_sync.devstack.paths import broker_file
 from mqtt_kafka_sync.errors import StackError
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def install_jars(libs_dir: Path) -> Path:
             "-q",
             "-B",
             "-f",
-            str(compose_file("kafka", "pom.xml")),
+            str(broker_file("kafka", "pom.xml")),
             "dependency:copy-dependencies",
             "-DincludeScope=runtime",
             f"-DoutputDirectory={staging}",
@@ -75,7 +75,7 @@ def install_jars(libs_dir: Path) -> Path:
                 "could not download the Kafka jars: is Maven Central reachable? "
                 f"(ran: {' '.join(argv)})\n{last}"
             )
-        (staging / _MARKER).write_text(f"{compose_file('kafka', 'pom.xml')}\n")
+        (staging / _MARKER).write_text(f"{broker_file('kafka', 'pom.xml')}\n")
         shutil.rmtree(target, ignore_errors=True)  # a half-finished earlier attempt
         staging.rename(target)
         _prune(libs_dir, keep=target)
@@ -94,7 +94,7 @@ def _prune(libs_dir: Path, keep: Path) -> None:
 
 
 def _pom_digest() -> str:
-    return hashlib.sha256(compose_file("kafka", "pom.xml").read_bytes()).hexdigest()
+    return hashlib.sha256(broker_file("kafka", "pom.xml").read_bytes()).hexdigest()
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 
 from mqtt_kafka_sync.devstack.jars import JAVA_HINT, install_jars, jars_dir, jars_installed, require_binary
-from mqtt_kafka_sync.devstack.paths import compose_file
+from mqtt_kafka_sync.devstack.paths import broker_file
 from mqtt_kafka_sync.devstack.ports import LOCALHOST, accepts, require_free
 from mqtt_kafka_sync.devstack.process import BrokerProcess, ManagedBroker
 from mqtt_kafka_sync.errors import StackError
@@ -113,7 +113,7 @@ class KafkaProcess(ManagedBroker):
             *JVM_OPTIONS,
             f"-Xlog:gc:file={self.logs_dir / 'gc.log'}:uptime:filecount=2,filesize=10M",
             f"-Dkafka.logs.dir={self.logs_dir}",
-            f"-Dlog4j2.configurationFile={compose_file('kafka', 'log4j2.yaml')}",
+            f"-Dlog4j2.configurationFile={broker_file('kafka', 'log4j2.yaml')}",
             "-cp",
             str(jars_dir(self.libs_dir) / "*"),
             main_class,

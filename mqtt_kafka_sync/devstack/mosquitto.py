@@ -1,6 +1,6 @@
 """Eclipse Mosquitto for the local stack, from Debian's package, configured from the reference file.
 
-Layout under ``root``: ``mosquitto.conf`` (rendered from ``compose/mosquitto/mosquitto.conf`` with
+Layout under ``root``: ``mosquitto.conf`` (rendered from ``brokers/mosquitto/mosquitto.conf`` with
 our port, data dir and log file), ``data/`` (persistence), ``mosquitto.log``, ``mosquitto.out`` and
 ``mosquitto.pid``.
 """
@@ -15,7 +15,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from mqtt_kafka_sync.devstack.paths import compose_file
+from mqtt_kafka_sync.devstack.paths import broker_file
 from mqtt_kafka_sync.devstack.ports import LOCALHOST, require_free
 from mqtt_kafka_sync.devstack.process import BrokerProcess, ManagedBroker
 from mqtt_kafka_sync.errors import StackError
@@ -96,7 +96,7 @@ class MosquittoProcess(ManagedBroker):
         require_free(self.port, "--mqtt-port", self.host)
         binary = self.install()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        reference = compose_file("mosquitto", "mosquitto.conf").read_text()
+        reference = broker_file("mosquitto", "mosquitto.conf").read_text()
         self.config_file.write_text(self.render_config(reference))
         self.process.spawn([binary, "-c", str(self.config_file)], cwd=self.root)
 
@@ -118,7 +118,7 @@ class MosquittoProcess(ManagedBroker):
                 lines.append(line)
         missing = sorted(set(replacements) - seen)
         if missing:
-            raise StackError(f"compose/mosquitto/mosquitto.conf lacks {', '.join(missing)}: cannot render it")
+            raise StackError(f"brokers/mosquitto/mosquitto.conf lacks {', '.join(missing)}: cannot render it")
         # Run as ourselves: as root Mosquitto would switch to user `mosquitto`, which cannot write a
         # data dir inside a private (0700) temporary directory.
         lines.append(f"user {pwd.getpwuid(os.geteuid()).pw_name}")

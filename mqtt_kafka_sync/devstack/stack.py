@@ -18,7 +18,7 @@ from pathlib import Path
 from mqtt_kafka_sync.devstack.kafka import DEFAULT_CONTROLLER_PORT, DEFAULT_PORT, KafkaProcess
 from mqtt_kafka_sync.devstack.mosquitto import DEFAULT_PORT as DEFAULT_MQTT_PORT
 from mqtt_kafka_sync.devstack.mosquitto import MosquittoProcess
-from mqtt_kafka_sync.devstack.paths import repo_root
+from mqtt_kafka_sync.devstack.paths import state_dir
 from mqtt_kafka_sync.devstack.ports import LOCALHOST, free_ports, require_free
 from mqtt_kafka_sync.errors import StackError
 
@@ -37,7 +37,7 @@ _DEFAULT_PORTS = {
 
 
 def default_root() -> Path:
-    return repo_root() / ".stack"
+    return state_dir()
 
 
 @dataclass(frozen=True)

@@ -78,3 +78,27 @@ def test_no_module_imports_itself_back() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     edges: dict[str, set[str]] = defaultdict(set, {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}})
     assert _cycles(edges, ["a", "b", "c", "d"]) == [["a", "b", "c"]]
+
+
+def test_the_local_stack_needs_nothing_outside_the_package() -> None:
+    """``stack``, ``demo`` and the test fixtures work from a plain ``pip install``: every broker input
+    ships under devstack/brokers/ (package data), and the demo's packaged connector is the checkout's."""
+    from mqtt_kafka_sync.devstack import paths  # noqa: PLC0415
+
+    for parts in [
+        ("kafka", "pom.xml"),
+        ("kafka", "log4j2.yaml"),
+        ("mosquitto", "mosquitto.conf"),
+        ("hivemq", "pom.xml"),
+        ("hivemq", "Launcher.java"),
+        ("hivemq", "config.xml"),
+        ("hivemq", "logback.xml"),
+    ]:
+        assert paths.broker_file(*parts).is_file()
+    repo = PACKAGE.parent
+    packaged = paths.broker_file(paths.EXAMPLE_CONNECTOR).read_text()
+    assert packaged == (repo / "connectors" / paths.EXAMPLE_CONNECTOR).read_text()
+    pyproject = (repo / "pyproject.toml").read_text()
+    assert '"devstack/brokers/*", "devstack/brokers/*/*"' in pyproject
+    devstack_sources = "".join(p.read_text() for p in (PACKAGE / "devstack").glob("*.py"))
+    assert "compose/" not in devstack_sources.replace("docker compose", "")

@@ -3,7 +3,7 @@
  *
  *   java -cp '<libs>/*:<classes>' Launcher --port 1883 --bind 127.0.0.1 --conf DIR --data DIR --extensions DIR
  *
- * DIR/config.xml (see compose/hivemq/config.xml) reads the port and address as ${HIVEMQ_PORT} and
+ * DIR/config.xml (see mqtt_kafka_sync/devstack/brokers/hivemq/config.xml) reads the port and address as ${HIVEMQ_PORT} and
  * ${HIVEMQ_BIND_ADDRESS}: HiveMQ resolves such placeholders from system properties first, then the
  * environment, so --port/--bind win over the variables of the same name. SIGTERM stops the broker
  * (sessions and queues are written to the data dir as they change, so SIGKILL loses nothing acknowledged
