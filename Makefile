@@ -34,7 +34,7 @@ test: $(STAMP)  ## everything CI runs: lint, type check, unit and integration te
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-typecheck: $(STAMP)  ## mypy --strict on the package
+typecheck: $(STAMP)  ## mypy --strict on the package, the tests and the load tests
 	$(BIN)/mypy
 
 imports: $(STAMP)  ## the house plan: import-linter contracts (pyproject.toml, docs/architecture.md)
