@@ -1,6 +1,6 @@
 """Where an MQTT message goes in Kafka: the first route whose pattern matches its topic wins.
 
-``Router.route()`` runs once per message; results (and misses) are cached per MQTT topic in an LRU
+``Router.route()`` runs once per message; results (and misses) are cached per MQTT topic in a cache
 bounded by bytes (:class:`TopicCache`), so a fleet of a few thousand devices costs one dict lookup
 per message, and long topics cannot drive memory: 6,000 topics of 60 KB would fill a cache bounded
 by entries with 740 MiB. A match carries
@@ -10,10 +10,8 @@ from the topic (``value.fields.*``), rendered once per topic.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -95,47 +93,38 @@ DEFAULT_CACHE_BYTES = 16 * 2**20
 
 
 class TopicCache:
-    """An LRU of route results by MQTT topic, bounded by the bytes of the topics and what they map to.
+    """Route results by MQTT topic, bounded by the bytes of the topics and what they map to.
 
-    A hit moves the topic to the back; an insert drops the least recently used entries beyond
-    ``max_bytes``. The task's network thread is the main user; a delivery report that routes a
-    message again can run on another thread (an adopted session's, served by the main task), so
-    inserts take a lock and a hit tolerates an entry evicted meanwhile.
+    A hit is one dict lookup (the router reads :attr:`results` itself); an insert drops the oldest
+    entries beyond ``max_bytes`` (first in, first out: a fleet whose topics fit never evicts, and one
+    whose topics do not fit cannot make the cache grow). The task's network thread is the main user;
+    a delivery report that routes a message again can run on another thread (an adopted session's,
+    served by the main task), so inserts take a lock.
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self.hits = self.misses = 0
-        self._entries: OrderedDict[str, tuple[RouteMatch | str, int]] = OrderedDict()
+        self.results: dict[str, RouteMatch | str] = {}
+        self._sizes: dict[str, int] = {}
+        """The size of each entry, in insertion order (the eviction order)."""
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, topic: str) -> RouteMatch | str | None:
-        entry = self._entries.get(topic)
-        if entry is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        with contextlib.suppress(KeyError):  # evicted by another thread since the get
-            self._entries.move_to_end(topic)
-        return entry[0]
+        return len(self.results)
 
     def put(self, topic: str, found: RouteMatch | str) -> None:
         size = _size(topic, found)
         if size > self.max_bytes:
             return  # larger than the whole cache: worked out again each time
         with self._lock:
-            old = self._entries.pop(topic, None)
-            if old is not None:
-                self.bytes -= old[1]
-            self._entries[topic] = (found, size)
-            self.bytes += size
+            self.bytes += size - self._sizes.pop(topic, 0)
+            self._sizes[topic] = size
+            self.results[topic] = found
             while self.bytes > self.max_bytes:
-                _, (_, dropped) = self._entries.popitem(last=False)
-                self.bytes -= dropped
+                oldest = next(iter(self._sizes))
+                self.bytes -= self._sizes.pop(oldest)
+                self.results.pop(oldest, None)
 
 
 def _size(topic: str, found: RouteMatch | str) -> int:
@@ -157,6 +146,7 @@ class Router:
         self._filters = merge_filters(r.pattern.filter for r in self._routes)
         self._tried = ", ".join(r.name for r in self._routes) or "none configured"
         self.cache = TopicCache(cache_bytes)
+        self._results = self.cache.results
 
     @property
     def filters(self) -> tuple[str, ...]:
@@ -165,7 +155,7 @@ class Router:
 
     def route(self, mqtt_topic: str) -> RouteMatch:
         """Raises :class:`RoutingError` when no route matches or the Kafka topic is illegal."""
-        found = self.cache.get(mqtt_topic)
+        found = self._results.get(mqtt_topic)
         if found is None:
             found = self._resolve(mqtt_topic)
             self.cache.put(mqtt_topic, found)
