@@ -3,9 +3,9 @@
 ``Router.route()`` runs once per message; results (and misses) are cached per MQTT topic in a cache
 bounded by bytes (:class:`TopicCache`), so a fleet of a few thousand devices costs one dict lookup
 per message, and long topics cannot drive memory: 6,000 topics of 60 KB would fill a cache bounded
-by entries with 740 MiB. A match carries
-its route's value encoder (built once, when the router is) and the record fields the route fills
-from the topic (``value.fields.*``), rendered once per topic.
+by entries with 740 MiB. A match carries the Kafka topic and key and the record fields the route
+fills from the topic (``value.fields.*``), rendered once per topic; encoding the value is not the
+router's job (``ingest/routes.py`` pairs each route with its encoder).
 """
 
 from __future__ import annotations
