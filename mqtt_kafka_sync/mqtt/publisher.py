@@ -166,7 +166,7 @@ class PackedProperties:
     paho only ever calls ``pack()`` on the properties of a PUBLISH (when sending it, and again when
     re-sending it after a reconnect). Its own :class:`Properties` validates every attribute by name
     and costs about 30 µs per message, a fifth of the relay thread's time, so commands carry this
-    instead. ``tests/unit/test_relay_publisher.py`` checks the bytes against paho's encoding.
+    instead. ``tests/unit/mqtt/test_relay_publisher.py`` checks the bytes against paho's encoding.
     """
 
     __slots__ = ("_packed",)

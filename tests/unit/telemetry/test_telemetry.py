@@ -39,8 +39,8 @@ from mqtt_kafka_sync.telemetry.layout import Layout
 from mqtt_kafka_sync.telemetry.probe import Probe
 from mqtt_kafka_sync.telemetry.service import TelemetryService
 from mqtt_kafka_sync.telemetry.shared import TaskMetrics, TaskSnapshot
-from tests.unit.telemetry_fakes import relay_config, source_config
-from tests.unit.test_pipeline import FakeSink, _Rec
+from tests.unit.ingest.test_pipeline import FakeSink, _Rec
+from tests.unit.telemetry.telemetry_fakes import relay_config, source_config
 
 TELEMETRY = "plants/{plant}/devices/{device}/telemetry"
 

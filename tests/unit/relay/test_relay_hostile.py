@@ -15,8 +15,8 @@ from mqtt_kafka_sync.kafka.producer import DeliveryCallback, Headers
 from mqtt_kafka_sync.relay.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.routing.command_topic import unsafe_value
-from tests.unit.relay_fakes import FakeSink
-from tests.unit.test_relay_routes import NOW, ROUTE, _reason, _record
+from tests.unit.relay.relay_fakes import FakeSink
+from tests.unit.relay.test_relay_routes import NOW, ROUTE, _reason, _record
 
 UNSAFE = [
     *(chr(c) for c in range(0x00, 0x20)),

@@ -21,7 +21,7 @@ from mqtt_kafka_sync.config.model import (
 from mqtt_kafka_sync.config.reference import render_reference
 from mqtt_kafka_sync.kafka.consumer import consumer_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 BASE = {
     "name": "plant-commands",

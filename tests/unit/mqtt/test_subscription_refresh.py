@@ -11,7 +11,7 @@ from mqtt_kafka_sync.mqtt import packets as p
 from mqtt_kafka_sync.mqtt import subscriptions as subscriptions_module
 from mqtt_kafka_sync.mqtt.subscriber import MqttSubscriber, SubscriberSettings
 from tests.scripted_broker import Conn, ScriptedBroker, accept, suback
-from tests.unit.test_broker_answers import CLIENT, FILTER, Recorder
+from tests.unit.mqtt.test_broker_answers import CLIENT, FILTER, Recorder
 
 
 def _retain_handling(packet: object) -> int:

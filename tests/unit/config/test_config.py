@@ -19,7 +19,7 @@ from mqtt_kafka_sync.config.model import (
 )
 from mqtt_kafka_sync.errors import ConfigError, ConfigProblem
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 BASE = {
     "name": "plant-feed",

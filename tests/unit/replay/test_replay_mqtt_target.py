@@ -18,8 +18,8 @@ from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.replay import mqtt_target as target_module
 from mqtt_kafka_sync.replay.exceptions import ReplayError
 from mqtt_kafka_sync.replay.mqtt_target import ExpiryFrom, MqttTarget
-from tests.unit.relay_fakes import FakePublisher, FakeSink
-from tests.unit.test_broker_answers_relay import PAHO_PROTOCOL_ERROR, ForgettingPublisher
+from tests.unit.relay.relay_fakes import FakePublisher, FakeSink
+from tests.unit.relay.test_broker_answers_relay import PAHO_PROTOCOL_ERROR, ForgettingPublisher
 
 NOW = 1_800_000_000.0
 SOURCE = "commands"

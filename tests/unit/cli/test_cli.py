@@ -11,7 +11,7 @@ import pytest
 
 from mqtt_kafka_sync.cli.main import main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _bad_config(tmp_path: Path) -> Path:

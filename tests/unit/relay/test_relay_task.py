@@ -21,7 +21,7 @@ from mqtt_kafka_sync.relay.dead_letter import DeadLetters
 from mqtt_kafka_sync.relay.offsets import TopicPartition
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.relay.task import RelayTask
-from tests.unit.relay_fakes import FakePublisher, FakeSink
+from tests.unit.relay.relay_fakes import FakePublisher, FakeSink
 
 NOW = 1_800_000_000.0
 TOPIC = "commands"

@@ -7,7 +7,7 @@ from pathlib import Path
 from mqtt_kafka_sync.config import spec
 from mqtt_kafka_sync.config.reference import COMMAND, render_reference
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "config-reference.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "config-reference.md"
 
 
 def test_reference_is_up_to_date() -> None:

@@ -14,7 +14,7 @@ from mqtt_kafka_sync.ingest import task as task_module
 from mqtt_kafka_sync.ingest.takeover import OFFLINE, Member, Membership, membership_payload
 from mqtt_kafka_sync.ingest.worker import IngestWorker
 from mqtt_kafka_sync.mqtt.packets import Publish
-from tests.unit.test_pipeline import FakeSink
+from tests.unit.ingest.test_pipeline import FakeSink
 
 
 def _record(membership: Membership, client_id: str, state: str | None, now: float) -> None:

@@ -23,7 +23,7 @@ from mqtt_kafka_sync.ingest.routes import IngestRoutes
 from mqtt_kafka_sync.kafka.dead_letter_copy import STUB_FIELD_BYTES, record_size
 from mqtt_kafka_sync.kafka.producer import fit_batches
 from mqtt_kafka_sync.mqtt.packets import Publish
-from tests.unit.test_pipeline import FakeSink
+from tests.unit.ingest.test_pipeline import FakeSink
 
 LIMIT = 100_000
 ROUTES = [

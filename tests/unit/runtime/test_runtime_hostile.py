@@ -17,7 +17,7 @@ from mqtt_kafka_sync.config.loader import load_connector
 from mqtt_kafka_sync.runtime import supervisor as supervisor_module
 from mqtt_kafka_sync.runtime import task_process
 from mqtt_kafka_sync.runtime.supervisor import SharedMemoryError, Supervisor
-from tests.unit.test_config import _write
+from tests.unit.config.test_config import _write
 
 
 def _supervisor(tmp_path: Path) -> Supervisor:

@@ -17,7 +17,7 @@ from mqtt_kafka_sync.replay.exceptions import ReplayError
 from mqtt_kafka_sync.replay.plan import PartitionRange, RangeSpec, ReplayPlan, parse_offsets, parse_time
 from mqtt_kafka_sync.replay.progress import Progress
 from mqtt_kafka_sync.replay.to_mqtt import describe, source_route
-from tests.unit.telemetry_fakes import RELAY, SOURCE, relay_config
+from tests.unit.telemetry.telemetry_fakes import RELAY, SOURCE, relay_config
 
 
 def test_offsets_for_every_partition_or_one() -> None:

@@ -36,9 +36,9 @@ from mqtt_kafka_sync.relay.dead_letter import DeadLetters
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.relay.task import RelayStats, RelayTask
 from tests.scripted_broker import Conn, ScriptedBroker, accept, connack_v311, puback_invalid
-from tests.unit.relay_fakes import FakePublisher, FakeSink
-from tests.unit.test_relay_config import _problems, _write
-from tests.unit.test_relay_task import NOW, P0, ROUTE, Callback, FakeConsumer
+from tests.unit.config.test_relay_config import _problems, _write
+from tests.unit.relay.relay_fakes import FakePublisher, FakeSink
+from tests.unit.relay.test_relay_task import NOW, P0, ROUTE, Callback, FakeConsumer
 
 PAHO_PROTOCOL_ERROR = Disconnected(
     "Protocol error", 0x82, "Received malformed packet: Expected exactly one name, found []"

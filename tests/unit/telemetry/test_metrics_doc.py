@@ -14,7 +14,7 @@ from typing import Any
 
 from mqtt_kafka_sync.devstack.paths import repo_root
 from mqtt_kafka_sync.telemetry import catalog as c
-from tests.unit.test_telemetry import FakeSource, scrape
+from tests.unit.telemetry.test_telemetry import FakeSource, scrape
 
 DOC = repo_root() / "docs" / "metrics.md"
 ROW = re.compile(r"^\| `(?P<name>mqtt_kafka_sync_\w+)` \| (?P<kind>\w+) \| (?P<labels>[\w, ]+) \|")

@@ -9,8 +9,8 @@ import pytest
 from mqtt_kafka_sync.cli.main import main
 from mqtt_kafka_sync.config.librdkafka import librdkafka_problems
 from mqtt_kafka_sync.config.spec import MAX_TASKS
-from tests.unit.test_config import _problems, _write
-from tests.unit.test_relay_config import BASE as RELAY_BASE
+from tests.unit.config.test_config import _problems, _write
+from tests.unit.config.test_relay_config import BASE as RELAY_BASE
 
 
 @pytest.mark.parametrize(
