@@ -19,6 +19,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Secret", "ValueFormat"]
 
+# Defaults used by the model, the key spec (and so the docs) and the MQTT clients alike: one place.
+MQTT_KEEPALIVE_S = 30
+MQTT_SESSION_EXPIRY_S = 86_400
+MQTT_RECEIVE_MAXIMUM = 4_000
+MQTT_RECEIVE_MAXIMUM_BYTES = 16 * 2**20
+MQTT_CONNECT_TIMEOUT_S = 10.0
+
 SOURCE_CONNECTOR_CLASS = "mqtt_kafka_sync.MqttSourceConnector"
 RELAY_CONNECTOR_CLASS = "mqtt_kafka_sync.KafkaCommandRelayConnector"
 
@@ -116,14 +123,14 @@ class SourceConnectorConfig:
     dlq_topic: str
     mqtt_username: str | None = None
     mqtt_password: Secret | None = None
-    mqtt_keepalive_seconds: int = 30
-    mqtt_session_expiry_seconds: int = 86_400
-    mqtt_receive_maximum: int = 4_000
-    mqtt_receive_maximum_bytes: int = 16 * 2**20
+    mqtt_keepalive_seconds: int = MQTT_KEEPALIVE_S
+    mqtt_session_expiry_seconds: int = MQTT_SESSION_EXPIRY_S
+    mqtt_receive_maximum: int = MQTT_RECEIVE_MAXIMUM
+    mqtt_receive_maximum_bytes: int = MQTT_RECEIVE_MAXIMUM_BYTES
     mqtt_topic_max_length: int = 1024
     mqtt_topic_cache_max_bytes: int = 16 * 2**20
     errors_retry_timeout_ms: int = 60_000
-    mqtt_connect_timeout_seconds: float = 10.0
+    mqtt_connect_timeout_seconds: float = MQTT_CONNECT_TIMEOUT_S
     mqtt_takeover_enabled: bool = True
     mqtt_takeover_delay_seconds: int = 10
     kafka_producer_overrides: dict[str, str] = field(default_factory=dict, repr=False)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import get_args
 
-from mqtt_kafka_sync.config import avro, checks
+from mqtt_kafka_sync.config import avro, checks, model
 from mqtt_kafka_sync.config.keyspec import KeySpec
 from mqtt_kafka_sync.config.model import RELAY_CONNECTOR_CLASS, SOURCE_CONNECTOR_CLASS, ValueFormat
 from mqtt_kafka_sync.config.throttle import THROTTLE_KEYS
@@ -102,7 +102,7 @@ MQTT_KEYS = (
         "int",
         "MQTT keep-alive: the broker drops a client silent for 1.5 times this.",
         "30",
-        default="30",
+        default=str(model.MQTT_KEEPALIVE_S),
         minimum=5,
         maximum=3600,
     ),
@@ -112,7 +112,7 @@ MQTT_KEYS = (
         "How long the broker keeps a task's session, and the QoS 1/2 messages queued in it, after the "
         "task disconnects. Persistent sessions are how a restart loses nothing, so 0 is not allowed.",
         "86400",
-        default="86400",
+        default=str(model.MQTT_SESSION_EXPIRY_S),
         minimum=1,
         maximum=4_294_967_295,
     ),
@@ -122,7 +122,7 @@ MQTT_KEYS = (
         "Most unacknowledged QoS 1/2 messages a task takes at once (announced to the broker as Receive "
         "Maximum and enforced by the task); bounds its memory, about 1.5 KB per 256 B message.",
         "4000",
-        default="4000",
+        default=str(model.MQTT_RECEIVE_MAXIMUM),
         minimum=1,
         maximum=65535,
     ),
@@ -135,7 +135,7 @@ MQTT_KEYS = (
         "its topic three times (packet, mqtt.topic header, a key rendered from it) and its user "
         "properties. 0: no byte limit.",
         "16777216",
-        default="16777216",
+        default=str(model.MQTT_RECEIVE_MAXIMUM_BYTES),
         minimum=0,
     ),
     KeySpec(
@@ -164,7 +164,7 @@ MQTT_KEYS = (
         "float",
         "How long to wait for the broker to accept a connection.",
         "10",
-        default="10",
+        default=f"{model.MQTT_CONNECT_TIMEOUT_S:g}",
         minimum=1,
         maximum=300,
     ),

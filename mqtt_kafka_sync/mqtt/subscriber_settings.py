@@ -5,6 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mqtt_kafka_sync.config.model import (
+    MQTT_CONNECT_TIMEOUT_S,
+    MQTT_KEEPALIVE_S,
+    MQTT_RECEIVE_MAXIMUM,
+    MQTT_RECEIVE_MAXIMUM_BYTES,
+    MQTT_SESSION_EXPIRY_S,
+)
 from mqtt_kafka_sync.mqtt import packets as p
 
 LOGGER_NAME = "mqtt_kafka_sync.mqtt.subscriber"
@@ -20,13 +27,13 @@ class SubscriberSettings:
     filters: tuple[str, ...]
     """Data subscriptions at ``qos``; empty for a session we only drain (no SUBSCRIBE sent)."""
     qos: int
-    keepalive: int = 30
-    session_expiry: int = 86_400
-    receive_maximum: int = 1_000
-    receive_maximum_bytes: int = 0
+    keepalive: int = MQTT_KEEPALIVE_S
+    session_expiry: int = MQTT_SESSION_EXPIRY_S
+    receive_maximum: int = MQTT_RECEIVE_MAXIMUM
+    receive_maximum_bytes: int = MQTT_RECEIVE_MAXIMUM_BYTES
     """Most message bytes unacknowledged at once (0: no limit; see
     :func:`~mqtt_kafka_sync.mqtt.subscriber.message_bytes`); one message always gets through."""
-    connect_timeout: float = 10.0
+    connect_timeout: float = MQTT_CONNECT_TIMEOUT_S
     username: str | None = None
     password: str | None = None
     will: p.Will | None = None
