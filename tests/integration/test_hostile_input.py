@@ -101,30 +101,40 @@ def test_a_2_mb_payload_and_spoofed_headers_cost_nothing_and_the_next_messages_f
             worker.stop()
 
 
-def test_records_for_a_topic_kafka_does_not_have_yet_are_held_and_delivered_in_order_once_it_exists(
-    brokers: Any, tmp_path: Path
-) -> None:
+def _missing_topic_scenario(
+    brokers: Any, tmp_path: Path, name: str, *, retry_timeout_ms: int
+) -> tuple[Scenario, str, str]:
+    """A scenario with a second route, ``name``, into a Kafka topic that does not exist (and that the
+    producer may not create): the scenario, the route's MQTT topic template, the missing topic."""
     tag = uuid.uuid4().hex[:8]
-    missing = f"late-{tag}"
+    template = f"t{tag}-{name}/{{plant}}/{{device}}"
+    missing = f"{name}-{tag}"
     scenario = Scenario(
         brokers,
         tmp_path,
         **{
-            "routes": "telemetry,late",
-            "routes.late.mqtt.topic": f"t{tag}-late/{{plant}}/{{device}}",
-            "routes.late.kafka.topic": missing,
-            "routes.late.kafka.key": "{plant}.{device}",
-            "routes.late.value.format": "json",
+            "routes": f"telemetry,{name}",
+            f"routes.{name}.mqtt.topic": template,
+            f"routes.{name}.kafka.topic": missing,
+            f"routes.{name}.kafka.key": "{plant}.{device}",
+            f"routes.{name}.value.format": "json",
             "mqtt.topics": "",
             "kafka.producer.allow.auto.create.topics": "false",
             "kafka.producer.topic.metadata.propagation.max.ms": "1000",
-            "errors.retry.timeout.ms": "120000",
+            "errors.retry.timeout.ms": str(retry_timeout_ms),
         },
     )
+    return scenario, template, missing
+
+
+def test_records_for_a_topic_kafka_does_not_have_yet_are_held_and_delivered_in_order_once_it_exists(
+    brokers: Any, tmp_path: Path
+) -> None:
+    scenario, template, missing = _missing_topic_scenario(brokers, tmp_path, "late", retry_timeout_ms=120_000)
     worker = scenario.worker().start()
     try:
         worker.wait_subscribed()
-        held = _devices(brokers, 10, 50, rate=500, topic_template=f"t{tag}-late/{{plant}}/{{device}}")
+        held = _devices(brokers, 10, 50, rate=500, topic_template=template)
         held_thread, held_results = _in_background(held.run)
         flowing = scenario.simulator(10, 50, rate=500).run()  # the other route is not held up
         assert flowing.ok, flowing.summary()
@@ -139,7 +149,7 @@ def test_records_for_a_topic_kafka_does_not_have_yet_are_held_and_delivered_in_o
             held_results[0].per_device_last_seq,
             timeout_s=120,
             idle_s=15,
-            topic_template=f"t{tag}-late/{{plant}}/{{device}}",
+            topic_template=template,
         )
         _report("topic created late", report)
         assert report.lost == 0 and report.out_of_order == 0, report.summary()
@@ -156,23 +166,7 @@ def test_records_for_a_topic_kafka_does_not_have_yet_are_held_and_delivered_in_o
 def test_records_for_a_topic_that_never_appears_are_dead_lettered_after_the_retry_timeout(
     brokers: Any, tmp_path: Path
 ) -> None:
-    tag = uuid.uuid4().hex[:8]
-    template = f"t{tag}-never/{{plant}}/{{device}}"
-    scenario = Scenario(
-        brokers,
-        tmp_path,
-        **{
-            "routes": "telemetry,never",
-            "routes.never.mqtt.topic": template,
-            "routes.never.kafka.topic": f"never-{tag}",
-            "routes.never.kafka.key": "{plant}.{device}",
-            "routes.never.value.format": "json",
-            "mqtt.topics": "",
-            "kafka.producer.allow.auto.create.topics": "false",
-            "kafka.producer.topic.metadata.propagation.max.ms": "1000",
-            "errors.retry.timeout.ms": "3000",
-        },
-    )
+    scenario, template, _ = _missing_topic_scenario(brokers, tmp_path, "never", retry_timeout_ms=3_000)
     worker = scenario.worker().start()
     try:
         worker.wait_subscribed()
