@@ -18,10 +18,10 @@ import subprocess
 from pathlib import Path
 
 from mqtt_kafka_sync.devstack.jars import JAVA_HINT, _exclusive, _prune, require_binary
-from mqtt_kafka_sync.devstack.mosquitto import mqtt5_handshake
+from mqtt_kafka_sync.devstack.mosquitto import ManagedMqttBroker
 from mqtt_kafka_sync.devstack.paths import broker_file
 from mqtt_kafka_sync.devstack.ports import LOCALHOST, require_free
-from mqtt_kafka_sync.devstack.process import BrokerProcess, ManagedBroker
+from mqtt_kafka_sync.devstack.process import BrokerProcess
 from mqtt_kafka_sync.errors import StackError
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ _INPUTS = ("pom.xml", "Launcher.java")
 _MARKER = ".installed"
 
 
-class HiveMQProcess(ManagedBroker):
+class HiveMQProcess(ManagedMqttBroker):
     """One embedded HiveMQ CE broker listening on ``host:port`` (MQTT 3.1, 3.1.1 and 5, anonymous)."""
 
     READY_TIMEOUT = 60.0
@@ -55,24 +55,12 @@ class HiveMQProcess(ManagedBroker):
             marker=str(self.conf_dir),
         )
 
-    @property
-    def uri(self) -> str:
-        return f"tcp://{self.host}:{self.port}"
-
     def is_installed(self) -> bool:
         return (launcher_dir(self.libs_dir) / _MARKER).is_file()
 
     def install(self) -> Path:
         """The jars and compiled launcher, fetched and built under ``libs_dir`` unless there already."""
         return install_launcher(self.libs_dir)
-
-    @property
-    def ready_what(self) -> str:
-        return f"MQTT CONNACK from {self.uri}"
-
-    def is_ready(self, timeout: float = 2.0) -> bool:
-        """True when the broker answers an MQTT 5 CONNECT with a successful CONNACK."""
-        return mqtt5_handshake(self.host, self.port, timeout)
 
     def launch(self) -> None:
         if self.is_running():

@@ -28,7 +28,25 @@ APT_PACKAGES = ("mosquitto", "mosquitto-clients")
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 
 
-class MosquittoProcess(ManagedBroker):
+class ManagedMqttBroker(ManagedBroker):
+    """A local MQTT broker: ready when it answers an MQTT 5 CONNECT with a successful CONNACK."""
+
+    host: str
+    port: int
+
+    @property
+    def uri(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+    @property
+    def ready_what(self) -> str:
+        return f"MQTT CONNACK from {self.uri}"
+
+    def is_ready(self, timeout: float = 2.0) -> bool:
+        return mqtt5_handshake(self.host, self.port, timeout)
+
+
+class MosquittoProcess(ManagedMqttBroker):
     """One Mosquitto broker listening on ``host:port`` (MQTT 3.1, 3.1.1 and 5, anonymous).
 
     :meth:`stop` lets Mosquitto write its persistence file (SIGTERM); after :meth:`kill` whatever
@@ -52,10 +70,6 @@ class MosquittoProcess(ManagedBroker):
             marker=str(self.config_file),
             logs=[self.log_file],
         )
-
-    @property
-    def uri(self) -> str:
-        return f"tcp://{self.host}:{self.port}"
 
     def install(self) -> str:
         """The path of the ``mosquitto`` binary, installing Debian's package when we can."""
@@ -81,14 +95,6 @@ class MosquittoProcess(ManagedBroker):
         if not found:
             raise StackError("apt-get installed mosquitto, yet no `mosquitto` is on PATH or in /usr/sbin")
         return found
-
-    @property
-    def ready_what(self) -> str:
-        return f"MQTT CONNACK from {self.uri}"
-
-    def is_ready(self, timeout: float = 2.0) -> bool:
-        """True when the broker answers an MQTT 5 CONNECT with a successful CONNACK."""
-        return mqtt5_handshake(self.host, self.port, timeout)
 
     def launch(self) -> None:
         if self.is_running():
