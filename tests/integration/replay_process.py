@@ -10,6 +10,12 @@ import time
 from pathlib import Path
 
 
+def start_logged(command: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """Start ``command`` in ``cwd`` with its stdout and stderr written to ``log``."""
+    with log.open("w") as out:
+        return subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+
+
 def confirmed(checkpoint: Path) -> int:
     """Offsets the replay's checkpoint file says the target confirmed (0 before it exists)."""
     if not checkpoint.exists():

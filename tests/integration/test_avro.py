@@ -39,6 +39,7 @@ from mqtt_kafka_sync.sim.raw import publish_raw
 from mqtt_kafka_sync.sim.verify import Record, read_topic
 from tests.avro_samples import SAMPLES, SCHEMAS, as_json_types, expected_record
 from tests.integration.schema_registry_fake import FakeSchemaRegistry
+from tests.integration.topic_reads import wait_records
 from tests.integration.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -122,17 +123,6 @@ def _schema(route: str) -> AvroSchema:
     return load_schema_file(SCHEMAS / ROUTES[route][0])
 
 
-def _wait_records(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> list[Record]:
-    deadline = time.monotonic() + timeout
-    records: list[Record] = []
-    while time.monotonic() < deadline:
-        records = read_topic(bootstrap, topic, timeout_s=10)
-        if len(records) >= count:
-            return records
-        time.sleep(0.3)
-    raise AssertionError(f"expected {count} records in {topic}, found {len(records)}")
-
-
 def _single_object(record: Record, writer: AvroSchema, reader: AvroSchema | None = None) -> Any:
     assert record.value is not None
     framed = split(record.value)
@@ -198,12 +188,12 @@ def test_every_schema_round_trips_in_single_object_encoding(
     scenario.publish_samples()
     bootstrap = brokers.kafka_bootstrap
     v1, v2 = _schema("telemetry1"), _schema("telemetry2")
-    telemetry = _wait_records(
+    telemetry = wait_records(
         bootstrap, scenario.topics["telemetry1"], 500 + len(SAMPLES["telemetry.v1.avsc"])
     )
     _check_simulated(telemetry, expected, lambda r: _single_object(r, v1))
     for route, (schema_file, _) in ROUTES.items():
-        records = telemetry if route == "telemetry1" else _wait_records(bootstrap, scenario.topics[route], 1)
+        records = telemetry if route == "telemetry1" else wait_records(bootstrap, scenario.topics[route], 1)
         samples = _samples_of(records)
         decoded = [_single_object(r, _schema(route)) for r in samples]
         assert decoded == [expected_record(schema_file, s, SAMPLE_DEVICE) for s in SAMPLES[schema_file]]
@@ -255,7 +245,7 @@ def test_bad_payloads_go_to_the_dead_letter_topic_and_nothing_is_lost(
         scenario.publish(
             "telemetry2", json.dumps({"seq": seq, "ts": 1.0, "value": float(seq)}).encode(), device
         )
-    dead = _wait_records(brokers.kafka_bootstrap, scenario.dlq, len(BAD))
+    dead = wait_records(brokers.kafka_bootstrap, scenario.dlq, len(BAD))
     assert len(dead) == len(BAD)
     by_payload = {r.value: r for r in dead}
     for payload, field, detail in BAD:
@@ -332,13 +322,13 @@ def test_every_schema_round_trips_in_the_registry_wire_format(
             context = SerializationContext(scenario.topics[route], MessageField.VALUE)
             return as_json_types(deserializer(record.value, context))
 
-        telemetry = _wait_records(
+        telemetry = wait_records(
             bootstrap, scenario.topics["telemetry1"], 200 + len(SAMPLES["telemetry.v1.avsc"])
         )
         _check_simulated(telemetry, expected, lambda r: decode("telemetry1", r))
         for route, (schema_file, _) in ROUTES.items():
             records = (
-                telemetry if route == "telemetry1" else _wait_records(bootstrap, scenario.topics[route], 1)
+                telemetry if route == "telemetry1" else wait_records(bootstrap, scenario.topics[route], 1)
             )
             decoded = [decode(route, r) for r in _samples_of(records)]
             assert decoded == [expected_record(schema_file, s, SAMPLE_DEVICE) for s in SAMPLES[schema_file]]

@@ -37,11 +37,7 @@ def test_qos1_10000_messages_from_200_devices_arrive_in_order(hivemq: Any, tmp_p
     scenario = Scenario(hivemq, tmp_path)
     worker = scenario.worker().start()
     try:
-        worker.wait_subscribed()
-        result = scenario.simulator(200, 50).run()
-        assert result.ok, result.summary()
-        report = scenario.verify(result.per_device_last_seq)
-        _report("qos1", report)
+        _, report = scenario.publish_and_verify(worker, 200, 50, "hivemq qos1")
         assert report.ok, report.summary()
         assert worker.stop() == 0, worker.log()
     finally:
@@ -55,11 +51,7 @@ def test_qos2_publishes_arrive_as_qos1_and_none_is_lost(hivemq: Any, tmp_path: P
     scenario = Scenario(hivemq, tmp_path, **{"mqtt.qos": 2})
     worker = scenario.worker().start()
     try:
-        worker.wait_subscribed()
-        result = scenario.simulator(20, 100, qos=2).run()
-        assert result.ok, result.summary()
-        report = scenario.verify(result.per_device_last_seq)
-        _report("qos2", report)
+        _, report = scenario.publish_and_verify(worker, 20, 100, "hivemq qos2", qos=2)
         assert report.lost == 0 and report.out_of_order == 0, report.summary()
         records = read_topic(hivemq.kafka_bootstrap, scenario.topic, timeout_s=60)
         qos = {r.headers["mqtt.qos"] for r in records}

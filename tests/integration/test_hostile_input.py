@@ -29,8 +29,9 @@ from mqtt_kafka_sync.sim.raw import publish_raw
 from mqtt_kafka_sync.sim.result import SimResult
 from mqtt_kafka_sync.sim.verify import read_topic, verify_topic
 from tests.integration.relay_scenario import RelayScenario
-from tests.integration.test_ingest import Scenario, _report, _wait_records
+from tests.integration.test_ingest import Scenario, _report
 from tests.integration.test_relay import TopicSpy, _wait_totals
+from tests.integration.topic_reads import wait_records
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +74,7 @@ def test_a_2_mb_payload_and_spoofed_headers_cost_nothing_and_the_next_messages_f
         _report("2 MB payload", report)
         assert report.lost == 0 and report.out_of_order == 0, report.summary()
 
-        [dead] = _wait_records(brokers.kafka_bootstrap, scenario.dlq, 1)
+        [dead] = wait_records(brokers.kafka_bootstrap, scenario.dlq, 1)
         assert dead.headers["dlq.reason"] == b"kafka-rejected"
         assert b"too large" in dead.headers["dlq.detail"].lower()
         assert dead.headers["dlq.truncated"] == b"true"
@@ -208,7 +209,7 @@ def test_a_600_kb_key_and_a_byte_order_mark_are_dead_lettered_and_later_commands
         producer.produce(scenario.topic, b'{"cmd": "x"}', "p01.d\ufeff1".encode(), partition=0)
         producer.produce(scenario.topic, b'{"cmd": "ok"}', b"p01.d0001", partition=0)
         assert producer.flush(30) == 0
-        dead = _wait_records(brokers.kafka_bootstrap, scenario.dlq, 2)
+        dead = wait_records(brokers.kafka_bootstrap, scenario.dlq, 2)
         by_size = sorted(dead, key=lambda r: len(r.key or b""))
         assert [r.headers["dlq.reason"] for r in by_size] == [b"unsafe-placeholder", b"unsafe-placeholder"]
         assert b"U+FEFF" in by_size[0].headers["dlq.detail"]
@@ -273,7 +274,7 @@ def test_payload_sizes_around_the_topic_and_dead_letter_topic_limits(
         _report(f"topic limits, {compression}", report)
         assert report.lost == 0 and report.duplicated == 0 and report.out_of_order == 0, report.summary()
         delivered = {r.key for r in read_topic(brokers.kafka_bootstrap, scenario.topic, timeout_s=30)}
-        dead = {r.key: r for r in _wait_records(brokers.kafka_bootstrap, scenario.dlq, 3)}
+        dead = {r.key: r for r in wait_records(brokers.kafka_bootstrap, scenario.dlq, 3)}
         for size in sizes:
             key = f"p99.s{size}".encode()
             if size <= 45_000:

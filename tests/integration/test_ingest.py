@@ -19,7 +19,9 @@ import pytest
 from mqtt_kafka_sync.kafka.admin import ensure_topics
 from mqtt_kafka_sync.sim.devices import DeviceSimulator
 from mqtt_kafka_sync.sim.raw import publish_raw
+from mqtt_kafka_sync.sim.result import SimResult
 from mqtt_kafka_sync.sim.verify import VerifyReport, read_topic, verify_topic
+from tests.integration.topic_reads import wait_records
 from tests.integration.worker_process import WorkerProcess, write_source_config
 from tests.murmur2 import java_partition
 
@@ -73,6 +75,17 @@ class Scenario:
             **kwargs,
         )
 
+    def publish_and_verify(
+        self, worker: WorkerProcess, devices: int, per_device: int, label: str, **kwargs: Any
+    ) -> tuple[SimResult, VerifyReport]:
+        """Once ``worker`` subscribed, ``devices`` publish ``per_device`` each; then what reached Kafka."""
+        worker.wait_subscribed()
+        result = self.simulator(devices, per_device, **kwargs).run()
+        assert result.ok, result.summary()
+        report = self.verify(result.per_device_last_seq)
+        print(f"\n[{label}] {report.summary()}")
+        return result, report
+
     def verify(self, expected: dict[str, int], timeout_s: float = 120.0) -> VerifyReport:
         return verify_topic(
             self.brokers.kafka_bootstrap,
@@ -94,12 +107,10 @@ def test_20000_messages_from_200_devices_arrive_in_order_with_keys_headers_and_j
     scenario = Scenario(brokers, tmp_path)
     worker = scenario.worker().start()
     try:
-        worker.wait_subscribed()
-        result = scenario.simulator(200, 100, user_properties={"site": "plant-a"}).run()
-        assert result.ok, result.summary()
+        result, report = scenario.publish_and_verify(
+            worker, 200, 100, "20k", user_properties={"site": "plant-a"}
+        )
         assert result.acked == 20_000
-        report = scenario.verify(result.per_device_last_seq)
-        _report("20k", report)
         assert report.lost == 0 and report.out_of_order == 0, report.summary()
         assert report.key_errors == 0 and report.header_errors == 0 and report.partition_splits == 0
         assert report.delivered >= 20_000
@@ -122,11 +133,7 @@ def test_qos2_messages_arrive_exactly_where_mapped(brokers: Any, tmp_path: Path)
     scenario = Scenario(brokers, tmp_path, **{"mqtt.qos": 2})
     worker = scenario.worker().start()
     try:
-        worker.wait_subscribed()
-        result = scenario.simulator(20, 100, qos=2).run()
-        assert result.ok, result.summary()
-        report = scenario.verify(result.per_device_last_seq)
-        _report("qos2", report)
+        _, report = scenario.publish_and_verify(worker, 20, 100, "qos2", qos=2)
         assert report.ok, report.summary()
     finally:
         worker.stop()
@@ -277,7 +284,7 @@ def test_unroutable_topics_and_bad_payloads_go_to_the_dead_letter_topic(brokers:
         publish_raw(
             host, port, good_topic, b'{"device": "p01.d0001", "seq": 1, "ts": 0, "value": 1.5}', qos=1
         )
-        dead = _wait_records(brokers.kafka_bootstrap, scenario.dlq, 2)
+        dead = wait_records(brokers.kafka_bootstrap, scenario.dlq, 2)
         reasons = Counter(r.headers["dlq.reason"].decode() for r in dead)
         assert reasons == {"no-route": 1, "bad-payload": 1}
         by_reason = {r.headers["dlq.reason"].decode(): r for r in dead}
@@ -286,19 +293,9 @@ def test_unroutable_topics_and_bad_payloads_go_to_the_dead_letter_topic(brokers:
         bad = by_reason["bad-payload"]
         assert bad.value == b"not json {" and bad.headers["mqtt.topic"] == good_topic.encode()
         assert b"JSON" in bad.headers["dlq.detail"] and bad.headers["dlq.connector"] == scenario.name.encode()
-        good = _wait_records(brokers.kafka_bootstrap, scenario.topic, 1)
+        good = wait_records(brokers.kafka_bootstrap, scenario.topic, 1)
+        assert good[0].value is not None
         assert json.loads(good[0].value) == {"device": "p01.d0001", "seq": 1, "ts": 0, "value": 1.5}
         assert worker.alive()
     finally:
         worker.stop()
-
-
-def _wait_records(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> list[Any]:
-    deadline = time.monotonic() + timeout
-    records: list[Any] = []
-    while time.monotonic() < deadline:
-        records = read_topic(bootstrap, topic, timeout_s=10)
-        if len(records) >= count:
-            return records
-        time.sleep(0.5)
-    raise AssertionError(f"expected {count} records in {topic}, found {len(records)}")

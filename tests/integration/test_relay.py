@@ -26,8 +26,9 @@ from mqtt_kafka_sync.kafka.admin import ensure_topics
 from mqtt_kafka_sync.kafka.producer import Headers
 from mqtt_kafka_sync.sim.command_devices import CommandDevice, CommandReport
 from mqtt_kafka_sync.sim.payload import device_ids, device_topic
-from mqtt_kafka_sync.sim.verify import Record, read_topic
+from mqtt_kafka_sync.sim.verify import read_topic
 from tests.integration.relay_scenario import PARTITIONS, RelayScenario
+from tests.integration.topic_reads import wait_records
 from tests.integration.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -70,17 +71,6 @@ def _wait_totals(worker: WorkerProcess, condition: Any, what: str, timeout: floa
     while not condition(worker.totals()):
         assert time.monotonic() < deadline, f"timed out waiting for {what}: {worker.totals()}\n{worker.log()}"
         time.sleep(0.2)
-
-
-def _dead_letters(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> list[Record]:
-    deadline = time.monotonic() + timeout
-    records: list[Record] = []
-    while time.monotonic() < deadline:
-        records = read_topic(bootstrap, topic, timeout_s=10)
-        if len(records) >= count:
-            return records
-        time.sleep(0.5)
-    raise AssertionError(f"expected {count} records in {topic}, found {len(records)}")
 
 
 def test_10000_commands_for_100_devices_arrive_in_order_each_at_its_own_device(
@@ -287,7 +277,7 @@ def test_injection_attempts_go_to_the_dead_letter_topic_and_nothing_is_published
             producer.produce(topic, b'{"cmd": "ok"}', good_key, headers=headers)
         assert producer.flush(30) == 0
         expected_bad = len(bad_keys) + 5
-        dead = _dead_letters(brokers.kafka_bootstrap, scenario.dlq, expected_bad)
+        dead = wait_records(brokers.kafka_bootstrap, scenario.dlq, expected_bad)
         deadline = time.monotonic() + 30
         while len(spy.topics) < len(good) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -330,7 +320,7 @@ def test_expired_commands_are_not_delivered_to_a_device_that_reconnects_later(
         device.start(clean=False)
         assert device.wait_subscribed(10)
         scenario.produce([device_id], 5, first_seq=11)  # fresh, device online
-        dead = _dead_letters(brokers.kafka_bootstrap, scenario.dlq, 5)
+        dead = wait_records(brokers.kafka_bootstrap, scenario.dlq, 5)
         deadline = time.monotonic() + 30
         while len(device.snapshot()) < 5 and time.monotonic() < deadline:
             time.sleep(0.2)

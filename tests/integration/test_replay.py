@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from mqtt_kafka_sync.kafka.admin import ensure_topics
 from mqtt_kafka_sync.sim.verify import Record, read_topic
 from tests.integration.paced_consumer import LagProbe, PacedConsumer
-from tests.integration.replay_process import kill_9_once_confirmed
+from tests.integration.replay_process import kill_9_once_confirmed, start_logged
 from tests.murmur2 import java_partition
 
 pytestmark = pytest.mark.integration
@@ -179,13 +179,11 @@ def test_resume_after_kill_9_leaves_no_gap_and_reports_what_may_repeat(brokers: 
     checkpoint = tmp_path / "cp.json"
     args = ["--bootstrap", bootstrap, "--source", source, "--target", target, "--checkpoint", str(checkpoint)]
 
-    with (tmp_path / "first.log").open("w") as log:
-        first = subprocess.Popen(
-            [sys.executable, "-m", "mqtt_kafka_sync", "replay", *args, "--rate-max", "5000"],
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    first = start_logged(
+        [sys.executable, "-m", "mqtt_kafka_sync", "replay", *args, "--rate-max", "5000"],
+        tmp_path / "first.log",
+        tmp_path,
+    )
     done_at_kill = kill_9_once_confirmed(first, checkpoint, 8000, tmp_path / "first.log", timeout=30)
 
     resumed = _replay(*args, cwd=tmp_path)
@@ -268,13 +266,11 @@ def test_throttled_replay_keeps_the_group_lag_near_the_high_mark(brokers: Any, t
     args += ["--lag-high", str(high), "--step-max", str(step), "--lag-interval", "1", "--rate-min", "600"]
     try:
         # The group has no commit until it reads something: the throttle holds the floor until then.
-        with (tmp_path / "replay.log").open("w") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "mqtt_kafka_sync", "replay", *args, "--progress-interval", "1"],
-                cwd=tmp_path,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        proc = start_logged(
+            [sys.executable, "-m", "mqtt_kafka_sync", "replay", *args, "--progress-interval", "1"],
+            tmp_path / "replay.log",
+            tmp_path,
+        )
         curve: list[int] = []
         deadline = time.monotonic() + 75
         try:

@@ -14,9 +14,7 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +22,13 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, Client, MQTTMessage
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
+from paho.mqtt.client import MQTTMessage
 
 from mqtt_kafka_sync.sim.payload import device_ids, device_topic, parse_payload
 from mqtt_kafka_sync.sim.verify import Record, read_topic
+from tests.integration.mqtt_subscriber import RecordingSubscriber
 from tests.integration.relay_scenario import PARTITIONS, RelayScenario
-from tests.integration.replay_process import kill_9_once_confirmed
+from tests.integration.replay_process import kill_9_once_confirmed, start_logged
 from tests.integration.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -47,66 +42,18 @@ class Got:
     expiry: int | None
 
 
-class Subscriber:
-    """One MQTT 5 client subscribed to ``topic_filter`` (QoS 1, a session that survives broker
-    restarts): every message, in arrival order."""
+def _got(message: MQTTMessage) -> Got:
+    props = message.properties
+    return Got(
+        message.topic,
+        bytes(message.payload),
+        dict(getattr(props, "UserProperty", []) or []),
+        getattr(props, "MessageExpiryInterval", None),
+    )
 
-    def __init__(self, brokers: Any, topic_filter: str) -> None:
-        self.messages: list[Got] = []
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._client = Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"replay-sub-{uuid.uuid4().hex[:8]}",
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        self._client.on_connect = lambda c, *_: c.subscribe(topic_filter, options=SubscribeOptions(qos=1))
-        self._client.on_subscribe = lambda *_: self._ready.set()
-        self._client.on_message = self._on_message
-        self._client.reconnect_delay_set(1, 2)
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: __init__ unannotated
-        props.SessionExpiryInterval = 3600
-        self._client.connect_async(
-            brokers.mqtt_host, brokers.mqtt_port, clean_start=MQTT_CLEAN_START_FIRST_ONLY, properties=props
-        )
-        self._client.loop_start()
-        assert self._ready.wait(10), "subscriber did not subscribe"
 
-    def _on_message(self, client: Client, userdata: object, message: MQTTMessage) -> None:
-        props = message.properties
-        got = Got(
-            message.topic,
-            bytes(message.payload),
-            dict(getattr(props, "UserProperty", []) or []),
-            getattr(props, "MessageExpiryInterval", None),
-        )
-        with self._lock:
-            self.messages.append(got)
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.messages)
-
-    def wait(self, count: int, timeout: float = 60.0, idle: float = 2.0) -> list[Got]:
-        """Every message once ``count`` arrived and nothing more for ``idle`` s (or at the timeout)."""
-        deadline = time.monotonic() + timeout
-        last, since = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            now, seen = time.monotonic(), self.count()
-            if seen != last:
-                last, since = seen, now
-            elif seen >= count and now - since >= idle:
-                break
-            time.sleep(0.1)
-        with self._lock:
-            return list(self.messages)
-
-    def close(self) -> None:
-        props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]  # paho: __init__ unannotated
-        props.SessionExpiryInterval = 0
-        self._client.disconnect(properties=props)
-        self._client.loop_stop()
-        self._client.reinitialise()
+def _subscriber(brokers: Any, topic_filter: str) -> RecordingSubscriber[Got]:
+    return RecordingSubscriber(brokers, topic_filter, convert=_got)
 
 
 class ReplayScenario(RelayScenario):
@@ -187,7 +134,7 @@ def test_offset_and_time_ranges_into_mqtt_through_the_relay_routes(brokers: Any,
     assert len(originals) == 5003
     first_mid = {p: min((o for (q, o), r in originals.items() if q == p and r.timestamp_ms == mid), default=0)
                  for p in range(PARTITIONS)}  # fmt: skip
-    subscriber = Subscriber(brokers, f"{scenario.root}/#")
+    subscriber = _subscriber(brokers, f"{scenario.root}/#")
     try:
         offsets = ["--from-offset", "10", *(f"--to-offset={p}:{first_mid[p]}" for p in range(PARTITIONS))]
         plan = scenario.replay(*offsets, "--dry-run")
@@ -251,15 +198,13 @@ def test_kill_9_mid_replay_into_mqtt_then_resume_loses_nothing(brokers: Any, tmp
     scenario.numbered(1, 300)  # 15,000 commands
     originals = scenario.originals()
     checkpoint = tmp_path / "cp.json"
-    subscriber = Subscriber(brokers, f"{scenario.root}/#")
+    subscriber = _subscriber(brokers, f"{scenario.root}/#")
     try:
-        with (tmp_path / "first.log").open("w") as log:
-            first = subprocess.Popen(
-                scenario.command("--checkpoint", str(checkpoint), "--rate-max", "2500"),
-                cwd=tmp_path,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        first = start_logged(
+            scenario.command("--checkpoint", str(checkpoint), "--rate-max", "2500"),
+            tmp_path / "first.log",
+            tmp_path,
+        )
         done_at_kill = kill_9_once_confirmed(first, checkpoint, 4000, tmp_path / "first.log", timeout=60)
         before = subscriber.count()
 
@@ -288,16 +233,10 @@ def test_broker_unreachable_mid_replay_waits_and_loses_nothing(brokers: Any, tmp
     scenario = ReplayScenario(brokers, tmp_path, **{"mqtt.server.uri": f"tcp://127.0.0.1:{proxy.port}"})
     scenario.numbered(1, 80)  # 4,000 commands
     originals = scenario.originals()
-    subscriber = Subscriber(brokers, f"{scenario.root}/#")
+    subscriber = _subscriber(brokers, f"{scenario.root}/#")
     log = tmp_path / "replay.log"
     try:
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                scenario.command("--rate-max", "1000", "--progress-interval", "1"),
-                cwd=tmp_path,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        proc = start_logged(scenario.command("--rate-max", "1000", "--progress-interval", "1"), log, tmp_path)
         try:
             deadline = time.monotonic() + 30
             while subscriber.count() < 1000:
@@ -337,16 +276,10 @@ def test_unreachable_longer_than_the_stall_timeout_stops_and_the_same_command_re
     scenario = ReplayScenario(brokers, tmp_path, **{"mqtt.server.uri": f"tcp://127.0.0.1:{proxy.port}"})
     scenario.numbered(1, 60)  # 3,000 commands
     originals = scenario.originals()
-    subscriber = Subscriber(brokers, f"{scenario.root}/#")
+    subscriber = _subscriber(brokers, f"{scenario.root}/#")
     args = ("--checkpoint", "cp.json", "--stall-timeout", "3")
     try:
-        with (tmp_path / "first.log").open("w") as out:
-            first = subprocess.Popen(
-                scenario.command(*args, "--rate-max", "500"),
-                cwd=tmp_path,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        first = start_logged(scenario.command(*args, "--rate-max", "500"), tmp_path / "first.log", tmp_path)
         try:
             deadline = time.monotonic() + 30
             while subscriber.count() < 500:
@@ -386,7 +319,7 @@ def test_ctrl_c_stops_after_the_last_acknowledgement_and_the_resume_repeats_noth
     scenario = ReplayScenario(brokers, tmp_path)
     scenario.numbered(1, 60)  # 3,000 commands
     originals = scenario.originals()
-    subscriber = Subscriber(brokers, f"{scenario.root}/#")
+    subscriber = _subscriber(brokers, f"{scenario.root}/#")
     try:
         first = subprocess.Popen(
             scenario.command("--checkpoint", "cp.json", "--rate-max", "500"),

@@ -4,7 +4,6 @@ device in order, through broker acks, paced rates, stops mid-run, takeovers and 
 from __future__ import annotations
 
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,7 +13,6 @@ import pytest
 from paho.mqtt.client import Client, MQTTMessage, MQTTMessageInfo
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from mqtt_kafka_sync.errors import MqttConnectError
@@ -23,54 +21,20 @@ from mqtt_kafka_sync.sim.devices import DeviceSimulator
 from mqtt_kafka_sync.sim.payload import device_topic, parse_payload
 from mqtt_kafka_sync.sim.raw import publish_raw
 from mqtt_kafka_sync.sim.result import SimResult
+from tests.integration.mqtt_subscriber import RecordingSubscriber, properties
 
 pytestmark = pytest.mark.integration
 
 
-def _properties(packet_type: int, **values: Any) -> Properties:
-    props = Properties(packet_type)  # type: ignore[no-untyped-call]
-    for name, value in values.items():
-        setattr(props, name, value)
-    return props
-
-
-class Subscriber:
-    """A paho MQTT 5 subscriber on ``<root>/#`` at QoS 1 with a persistent session, so it also
-    receives what the broker queued for it across a broker restart."""
+class Subscriber(RecordingSubscriber[MQTTMessage]):
+    """Every message on ``<root>/#`` (see :class:`RecordingSubscriber`), read back per device."""
 
     def __init__(self, brokers: Any, root: str) -> None:
+        super().__init__(brokers, f"{root}/#", convert=lambda message: message)
         self.root = root
-        self.messages: list[MQTTMessage] = []
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"sub-{uuid.uuid4().hex[:8]}",
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        self.client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(f"{root}/#", qos=1)
-        self.client.on_subscribe = lambda _c, _u, _mid, _rcs, _p: self._subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect_async(
-            brokers.mqtt_host,
-            brokers.mqtt_port,
-            clean_start=False,
-            properties=_properties(PacketTypes.CONNECT, SessionExpiryInterval=300),
-        )
-        self.client.loop_start()
-        assert self._subscribed.wait(10), "subscriber did not get its SUBACK within 10s"
-
-    def _on_message(self, _c: Client, _u: object, msg: MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append(msg)
 
     def wait_for(self, count: int, timeout: float = 60.0) -> list[MQTTMessage]:
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.2)  # a few more would be duplicates: let them show
-        with self._lock:
-            return list(self.messages)
+        return self.wait(count, timeout, idle=0.2)  # a few more would be duplicates: let them show
 
     def seqs_by_device(self, count: int, timeout: float = 60.0) -> dict[str, list[int]]:
         seqs: dict[str, list[int]] = {}
@@ -81,10 +45,6 @@ class Subscriber:
             )
             seqs.setdefault(device, []).append(seq)
         return seqs
-
-    def close(self) -> None:
-        self.client.disconnect(properties=_properties(PacketTypes.DISCONNECT, SessionExpiryInterval=0))
-        self.client.loop_stop()
 
 
 @pytest.fixture
@@ -180,7 +140,7 @@ def _take_over(brokers: Any, client_id: str) -> None:
         brokers.mqtt_host,
         brokers.mqtt_port,
         clean_start=False,
-        properties=_properties(PacketTypes.CONNECT, SessionExpiryInterval=300),
+        properties=properties(PacketTypes.CONNECT, SessionExpiryInterval=300),
     )
     thief.loop_start()
     time.sleep(0.2)
