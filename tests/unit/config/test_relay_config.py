@@ -13,6 +13,9 @@ from mqtt_kafka_sync.config import spec
 from mqtt_kafka_sync.config.loader import check_files, load_connector, load_connectors
 from mqtt_kafka_sync.config.model import (
     RELAY_CONNECTOR_CLASS,
+    RELAY_MQTT_SESSION_EXPIRY_S,
+    KafkaConnection,
+    MqttConnection,
     MqttServer,
     RelayConnectorConfig,
     RelayRouteConfig,
@@ -56,8 +59,11 @@ def test_defaults(tmp_path: Path) -> None:
         name="plant-commands",
         source=str(tmp_path / "relay.properties"),
         tasks_max=1,
-        mqtt_server=MqttServer("tcp", "127.0.0.1", 1883),
-        mqtt_client_id="plant-commands",
+        mqtt=MqttConnection(
+            MqttServer("tcp", "127.0.0.1", 1883),
+            "plant-commands",
+            session_expiry_seconds=RELAY_MQTT_SESSION_EXPIRY_S,
+        ),
         routes=(
             RelayRouteConfig(
                 name="cmd",
@@ -66,7 +72,7 @@ def test_defaults(tmp_path: Path) -> None:
                 mqtt_topic="plants/{plant}/devices/{device}/commands",
             ),
         ),
-        kafka_bootstrap_servers="127.0.0.1:9092",
+        kafka=KafkaConnection("127.0.0.1:9092"),
         kafka_group_id="plant-commands",
         dlq_topic="plant-commands-dlq",
     )
@@ -98,8 +104,8 @@ def test_every_route_key(tmp_path: Path) -> None:
     assert cmd.correlation_header == "correlation-id"
     assert every.kafka_key == "{key}" and every.kafka_topic == "^site-.*-commands"
     assert config.kafka_topics() == ("commands", "^site-.*-commands")
-    assert config.kafka_consumer_overrides == {"session.timeout.ms": "10000"}
-    assert config.kafka_producer_overrides == {"linger.ms": "20"}
+    assert config.kafka.consumer_overrides == {"session.timeout.ms": "10000"}
+    assert config.kafka.producer_overrides == {"linger.ms": "20"}
     settings = consumer_config(config, "relay-0")
     assert settings["group.id"] == "relays" and settings["session.timeout.ms"] == "10000"
     assert settings["enable.auto.offset.store"] == "false"
