@@ -23,6 +23,62 @@ NAME_DOC = "letters, digits, '_', '.' and '-'"
 ROUTE_NAME = r"[A-Za-z0-9_-]+"
 ROUTE_NAME_DOC = "letters, digits, '_' and '-'"
 
+# -- Keys both connectors take under one name, with their own words (and default) ------------------
+
+
+def tasks_max_key(description: str) -> KeySpec:
+    return KeySpec("tasks.max", "int", description, "2", default="1", minimum=1, maximum=MAX_TASKS)
+
+
+def mqtt_client_id_key(description: str, example: str) -> KeySpec:
+    """A prefix: each connector completes it its own way, so each describes it."""
+    return KeySpec(
+        "mqtt.client.id",
+        "str",
+        description,
+        example,
+        default_doc="the connector `name`",
+        pattern=NAME,
+        pattern_doc=NAME_DOC,
+    )
+
+
+def mqtt_session_expiry_key(description: str, default: int) -> KeySpec:
+    """Persistent sessions only (0 is refused); how long differs by connector."""
+    return KeySpec(
+        "mqtt.session.expiry.interval.seconds",
+        "int",
+        description,
+        str(default),
+        default=str(default),
+        minimum=1,
+        maximum=4_294_967_295,
+    )
+
+
+def routes_key(description: str, example: str) -> KeySpec:
+    return KeySpec(
+        "routes",
+        "list",
+        description,
+        example,
+        required=True,
+        pattern=ROUTE_NAME,
+        pattern_doc=ROUTE_NAME_DOC,
+    )
+
+
+def dead_letter_topic_key(description: str, example: str) -> KeySpec:
+    return KeySpec(
+        "errors.deadletterqueue.topic.name",
+        "str",
+        description,
+        example,
+        default_doc="`<name>-dlq`",
+        check=checks.kafka_topic,
+    )
+
+
 CONNECTOR_KEYS = (
     KeySpec(
         "name",
@@ -42,15 +98,7 @@ CONNECTOR_KEYS = (
         required=True,
         choices=(SOURCE_CONNECTOR_CLASS, RELAY_CONNECTOR_CLASS),
     ),
-    KeySpec(
-        "tasks.max",
-        "int",
-        "Worker processes; each is one MQTT client in the shared-subscription group.",
-        "2",
-        default="1",
-        minimum=1,
-        maximum=MAX_TASKS,
-    ),
+    tasks_max_key("Worker processes; each is one MQTT client in the shared-subscription group."),
 )
 
 # -- The MQTT connection ---------------------------------------------------------------------------

@@ -34,7 +34,15 @@ def build_relay_connector(
     routes = [r for r in built if r is not None]
     consumer = _consumer_overrides(raw, problems)
     producer = producer_overrides(raw, problems)
-    _check_keys(raw, listed if values["routes"] else None, problems)
+    check_keys(
+        raw,
+        keys=spec.RELAY_KEYS,
+        route_keys=spec.RELAY_ROUTE_KEYS,
+        listed=listed if values["routes"] else None,
+        routes=_route_of,
+        client_prefixes=(spec.CONSUMER_PREFIX, spec.PRODUCER_PREFIX),
+        problems=problems,
+    )
     dlq = dead_letter_topic(
         values,
         {r.kafka_topic for r in routes},
@@ -99,19 +107,6 @@ def _consumer_overrides(raw: Mapping[str, str], problems: Problems) -> dict[str,
         spec.CONSUMER_FORBIDDEN,
         problems,
         example="kafka.consumer.session.timeout.ms=10000",
-    )
-
-
-def _check_keys(raw: Mapping[str, str], listed: tuple[str, ...] | None, problems: Problems) -> None:
-    known = [s.key for s in spec.RELAY_KEYS]
-    known += [f"routes.{n}.{sfx}" for n in listed or () for sfx in spec.RELAY_ROUTE_KEYS]
-    check_keys(
-        raw,
-        known=known,
-        listed=listed,
-        routes=_route_of,
-        client_prefixes=(spec.CONSUMER_PREFIX, spec.PRODUCER_PREFIX),
-        problems=problems,
     )
 
 

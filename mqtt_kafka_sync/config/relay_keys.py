@@ -1,8 +1,9 @@
 """The keys of a command relay (``connector.class=mqtt_kafka_sync.KafkaCommandRelayConnector``), by section.
 
-It takes the keys in :mod:`~mqtt_kafka_sync.config.common_keys` and these, and only those; where a key
-shares its name with a source connector's but means something else for the relay (``tasks.max``,
-``mqtt.client.id``, ``mqtt.session.expiry.interval.seconds``), it is declared again here.
+It takes the keys in :mod:`~mqtt_kafka_sync.config.common_keys` and these, and only those. Where a key
+shares its name and rules with a source connector's but means something else for the relay
+(``tasks.max``, ``mqtt.client.id``, ``mqtt.session.expiry.interval.seconds``, ``routes``, the
+dead-letter topic), it is made here by common_keys' factory with the relay's own words.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from mqtt_kafka_sync.config import checks, model
 from mqtt_kafka_sync.config.common_keys import (
     CONNECTOR_KEYS,
     KAFKA_BOOTSTRAP_KEY,
-    MAX_TASKS,
     MQTT_CONNECT_TIMEOUT_KEY,
     MQTT_KEEPALIVE_KEY,
     MQTT_PASSWORD_KEY,
@@ -19,52 +19,39 @@ from mqtt_kafka_sync.config.common_keys import (
     MQTT_USERNAME_KEY,
     NAME,
     NAME_DOC,
-    ROUTE_NAME,
-    ROUTE_NAME_DOC,
+    dead_letter_topic_key,
+    mqtt_client_id_key,
+    mqtt_session_expiry_key,
+    routes_key,
+    tasks_max_key,
 )
 from mqtt_kafka_sync.config.keyspec import KeySpec
 
 RELAY_CONNECTOR_KEYS = (
     CONNECTOR_KEYS[0],
     CONNECTOR_KEYS[1],
-    KeySpec(
-        "tasks.max",
-        "int",
-        "Relay tasks per process; each is one member of the consumer group and one MQTT connection.",
-        "2",
-        default="1",
-        minimum=1,
-        maximum=MAX_TASKS,
+    tasks_max_key(
+        "Relay tasks per process; each is one member of the consumer group and one MQTT connection."
     ),
 )
 
 RELAY_MQTT_KEYS = (
     MQTT_SERVER_KEY,
-    KeySpec(
-        "mqtt.client.id",
-        "str",
+    mqtt_client_id_key(
         "Client id prefix; task `i` connects as `<prefix>-<i>-<random>`. The random part is new for "
         "every process: a relay's MQTT session only has to outlive reconnects of that process "
         "(offsets not yet stored are published again after a restart), and two workers started from "
         "one file never take each other's session.",
         "mks-commands",
-        default_doc="the connector `name`",
-        pattern=NAME,
-        pattern_doc=NAME_DOC,
     ),
     MQTT_USERNAME_KEY,
     MQTT_PASSWORD_KEY,
     MQTT_KEEPALIVE_KEY,
-    KeySpec(
-        "mqtt.session.expiry.interval.seconds",
-        "int",
+    mqtt_session_expiry_key(
         "How long the broker keeps a task's session after the connection drops, so QoS 1/2 publishes "
         "in flight complete after a reconnect. Cover your longest broker restart or network outage. "
         "A task that stops cleanly ends its session.",
-        "3600",
-        default=str(model.RELAY_MQTT_SESSION_EXPIRY_S),
-        minimum=1,
-        maximum=4_294_967_295,
+        model.RELAY_MQTT_SESSION_EXPIRY_S,
     ),
     MQTT_CONNECT_TIMEOUT_KEY,
     KeySpec(
@@ -109,15 +96,10 @@ RELAY_KAFKA_KEYS = (
     ),
 )
 
-RELAY_ROUTES_KEY = KeySpec(
-    "routes",
-    "list",
+RELAY_ROUTES_KEY = routes_key(
     "Comma-separated route names, tried in this order: the first route whose `kafka.topic` matches "
     "a record's topic wins. Each route is set with `routes.<route>.*` keys.",
     "commands",
-    required=True,
-    pattern=ROUTE_NAME,
-    pattern_doc=ROUTE_NAME_DOC,
 )
 
 RELAY_ROUTE_KEYS = {
@@ -199,15 +181,11 @@ RELAY_ROUTE_KEYS = {
 }
 
 RELAY_ERRORS_KEYS = (
-    KeySpec(
-        "errors.deadletterqueue.topic.name",
-        "str",
+    dead_letter_topic_key(
         "Kafka topic for records that are not published: key not fitting the route, unsafe "
         "placeholder value, missing header, expired, refused by the MQTT broker. The record keeps "
         "its key, value and headers; `dlq.*` headers say why.",
         "example-commands-dlq",
-        default_doc="`<name>-dlq`",
-        check=checks.kafka_topic,
     ),
 )
 

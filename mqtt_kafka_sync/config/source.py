@@ -117,12 +117,11 @@ def _topics(
 
 
 def _check_keys(raw: Mapping[str, str], listed: tuple[str, ...] | None, problems: Problems) -> None:
-    known = [s.key for s in spec.SOURCE_KEYS]
-    known += [f"routes.{n}.{sfx}" for n in listed or () for sfx in spec.ROUTE_KEYS]
     field_prefixes = tuple(f"routes.{n}.{avro.FIELDS_PREFIX}" for n in listed or ())
     check_keys(
         raw,
-        known=known,
+        keys=spec.SOURCE_KEYS,
+        route_keys=spec.ROUTE_KEYS,
         listed=listed,
         routes=_route_of,
         client_prefixes=(spec.PRODUCER_PREFIX,),

@@ -2,7 +2,8 @@
 
 The keys it shares with the relay are in :mod:`~mqtt_kafka_sync.config.common_keys`, the Avro route and
 converter keys in :mod:`~mqtt_kafka_sync.config.avro`, the throttle keys in
-:mod:`~mqtt_kafka_sync.config.throttle`; the sections here order them for the reference.
+:mod:`~mqtt_kafka_sync.config.throttle`; the sections here order them for the reference. Keys the
+relay also takes under the same name but with other words are made by common_keys' factories.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from mqtt_kafka_sync.config.common_keys import (
     MQTT_USERNAME_KEY,
     NAME,
     NAME_DOC,
-    ROUTE_NAME,
-    ROUTE_NAME_DOC,
+    dead_letter_topic_key,
+    mqtt_client_id_key,
+    mqtt_session_expiry_key,
+    routes_key,
 )
 from mqtt_kafka_sync.config.keyspec import KeySpec
 from mqtt_kafka_sync.config.model import ValueFormat
@@ -51,29 +54,19 @@ MQTT_KEYS = (
         minimum=0,
         maximum=2,
     ),
-    KeySpec(
-        "mqtt.client.id",
-        "str",
+    mqtt_client_id_key(
         "Client id prefix; task `i` connects as `<prefix>-<i>`. Keep it stable across restarts: the "
         "broker keeps each session under its client id. MQTT only obliges brokers to accept ids of up "
         "to 23 characters; most accept longer.",
         "mks-telemetry",
-        default_doc="the connector `name`",
-        pattern=NAME,
-        pattern_doc=NAME_DOC,
     ),
     MQTT_USERNAME_KEY,
     MQTT_PASSWORD_KEY,
     MQTT_KEEPALIVE_KEY,
-    KeySpec(
-        "mqtt.session.expiry.interval.seconds",
-        "int",
+    mqtt_session_expiry_key(
         "How long the broker keeps a task's session, and the QoS 1/2 messages queued in it, after the "
         "task disconnects. Persistent sessions are how a restart loses nothing, so 0 is not allowed.",
-        "86400",
-        default=str(model.MQTT_SESSION_EXPIRY_S),
-        minimum=1,
-        maximum=4_294_967_295,
+        model.MQTT_SESSION_EXPIRY_S,
     ),
     KeySpec(
         "mqtt.receive.maximum",
@@ -151,15 +144,10 @@ MQTT_KEYS = (
 
 KAFKA_KEYS = (KAFKA_BOOTSTRAP_KEY,)
 
-ROUTES_KEY = KeySpec(
-    "routes",
-    "list",
+ROUTES_KEY = routes_key(
     "Comma-separated route names, tried in this order: the first route whose pattern matches a "
     "message's topic wins. Each route is set with `routes.<route>.*` keys.",
     "telemetry,status",
-    required=True,
-    pattern=ROUTE_NAME,
-    pattern_doc=ROUTE_NAME_DOC,
 )
 
 ROUTE_KEYS = {
@@ -199,14 +187,10 @@ ROUTE_KEYS = {
 }
 
 ERRORS_KEYS = (
-    KeySpec(
-        "errors.deadletterqueue.topic.name",
-        "str",
+    dead_letter_topic_key(
         "Kafka topic for messages that cannot be delivered as routed (no route, illegal topic name, "
         "payload the value format rejects), with the reason in headers.",
         "example-telemetry-dlq",
-        default_doc="`<name>-dlq`",
-        check=checks.kafka_topic,
     ),
     KeySpec(
         "errors.retry.timeout.ms",
