@@ -21,15 +21,12 @@ from mqtt_kafka_sync.config.model import (
     SourceConnectorConfig,
 )
 from mqtt_kafka_sync.errors import ConfigError, ConfigProblem
+from tests.unit.config.files import SOURCE_KEYS, load_source, write_properties
 
 REPO = Path(__file__).resolve().parents[3]
 
 BASE = {
-    "name": "plant-feed",
-    "connector.class": SOURCE_CONNECTOR_CLASS,
-    "mqtt.server.uri": "tcp://127.0.0.1:1883",
-    "mqtt.shared.group": "mks",
-    "kafka.bootstrap.servers": "127.0.0.1:9092",
+    **SOURCE_KEYS,
     "routes": "r",
     "routes.r.mqtt.topic": "plants/{plant}/#",
     "routes.r.kafka.topic": "plant-{plant}",
@@ -38,10 +35,7 @@ BASE = {
 
 def _write(tmp_path: Path, changes: Mapping[str, str | None], name: str = "c.properties") -> Path:
     """BASE with ``changes`` applied (None removes a key), as a .properties file."""
-    config = {k: v for k, v in {**BASE, **changes}.items() if v is not None}
-    path = tmp_path / name
-    path.write_text("".join(f"{k}={v}\n" for k, v in config.items()), encoding="utf-8")
-    return path
+    return write_properties(tmp_path / name, BASE, changes)
 
 
 def _problems(
@@ -53,9 +47,7 @@ def _problems(
 def _load(
     tmp_path: Path, changes: Mapping[str, str | None], env: dict[str, str] | None = None
 ) -> SourceConnectorConfig:
-    config = load_connector(_write(tmp_path, changes), env or {})
-    assert isinstance(config, SourceConnectorConfig)
-    return config
+    return load_source(_write(tmp_path, changes), env)
 
 
 def test_defaults(tmp_path: Path) -> None:

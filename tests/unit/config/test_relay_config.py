@@ -12,7 +12,6 @@ from mqtt_kafka_sync import KafkaCommandRelayConnector
 from mqtt_kafka_sync.config import spec
 from mqtt_kafka_sync.config.loader import check_files, load_connector, load_connectors
 from mqtt_kafka_sync.config.model import (
-    RELAY_CONNECTOR_CLASS,
     RELAY_MQTT_SESSION_EXPIRY_S,
     KafkaConnection,
     MqttConnection,
@@ -23,14 +22,12 @@ from mqtt_kafka_sync.config.model import (
 )
 from mqtt_kafka_sync.config.reference import render_reference
 from mqtt_kafka_sync.kafka.consumer import consumer_config
+from tests.unit.config.files import RELAY_KEYS, write_properties
 
 REPO = Path(__file__).resolve().parents[3]
 
 BASE = {
-    "name": "plant-commands",
-    "connector.class": RELAY_CONNECTOR_CLASS,
-    "mqtt.server.uri": "tcp://127.0.0.1:1883",
-    "kafka.bootstrap.servers": "127.0.0.1:9092",
+    **RELAY_KEYS,
     "routes": "cmd",
     "routes.cmd.kafka.topic": "commands",
     "routes.cmd.kafka.key": "{plant}.{device}",
@@ -39,10 +36,7 @@ BASE = {
 
 
 def _write(tmp_path: Path, changes: Mapping[str, str | None]) -> Path:
-    config = {k: v for k, v in {**BASE, **changes}.items() if v is not None}
-    path = tmp_path / "relay.properties"
-    path.write_text("".join(f"{k}={v}\n" for k, v in config.items()), encoding="utf-8")
-    return path
+    return write_properties(tmp_path / "relay.properties", BASE, changes)
 
 
 def _problems(tmp_path: Path, changes: Mapping[str, str | None]) -> dict[str, str]:
