@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from mqtt_kafka_sync.config.keyspec import BadValue, KeySpec
@@ -106,7 +106,8 @@ def route_of(key: str, route_keys: Collection[str], route_key_prefixes: tuple[st
 def check_keys(
     raw: Mapping[str, str],
     *,
-    known: list[str],
+    keys: Iterable[KeySpec],
+    route_keys: Iterable[str],
     listed: tuple[str, ...] | None,
     routes: Callable[[str], str | None],
     client_prefixes: tuple[str, ...],
@@ -115,9 +116,12 @@ def check_keys(
 ) -> None:
     """Unknown keys (with the closest known key) and route keys of routes not listed in ``routes``.
 
-    ``known`` holds the connector keys and the listed routes' keys; ``routes(key)`` names the
-    route a route key belongs to; ``allowed(key)`` accepts keys of an open-ended family.
+    ``keys`` are the connector keys, ``route_keys`` the suffixes of ``routes.<route>.*`` each listed
+    route takes; ``routes(key)`` names the route a route key belongs to; ``allowed(key)`` accepts keys
+    of an open-ended family.
     """
+    suffixes = tuple(route_keys)
+    known = [s.key for s in keys] + [f"routes.{n}.{sfx}" for n in listed or () for sfx in suffixes]
     for key in raw:
         if key in known or key.startswith(client_prefixes) or allowed(key):
             continue

@@ -19,12 +19,24 @@ if TYPE_CHECKING:
 
 __all__ = ["Secret", "ValueFormat"]
 
-# Defaults used by the model, the key spec (and so the docs) and the MQTT clients alike: one place.
+# Defaults used by the model, the key spec (and so the docs) and the clients alike: one place.
 MQTT_KEEPALIVE_S = 30
+MQTT_CONNECT_TIMEOUT_S = 10.0
+# Where the two connectors differ (docs/config-reference.md says why for each key):
 MQTT_SESSION_EXPIRY_S = 86_400
+"""An ingest task's session: holds what the broker queues while the task is away."""
+RELAY_MQTT_SESSION_EXPIRY_S = 3_600
+"""A relay task's session: only has to outlive reconnects of one process."""
+# The source connector's own:
 MQTT_RECEIVE_MAXIMUM = 4_000
 MQTT_RECEIVE_MAXIMUM_BYTES = 16 * 2**20
-MQTT_CONNECT_TIMEOUT_S = 10.0
+MQTT_TOPIC_MAX_LENGTH = 1_024
+MQTT_TOPIC_CACHE_MAX_BYTES = 16 * 2**20
+MQTT_TAKEOVER_DELAY_S = 10
+ERRORS_RETRY_TIMEOUT_MS = 60_000
+# The command relay's own:
+RELAY_MQTT_MAX_INFLIGHT = 1_000
+RELAY_MQTT_PUBLISH_MAX_ATTEMPTS = 5
 
 SOURCE_CONNECTOR_CLASS = "mqtt_kafka_sync.MqttSourceConnector"
 RELAY_CONNECTOR_CLASS = "mqtt_kafka_sync.KafkaCommandRelayConnector"
@@ -40,6 +52,35 @@ class MqttServer:
     def uri(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class MqttConnection:
+    """``mqtt.*`` keys every connector shares: where the broker is and how a task connects to it."""
+
+    server: MqttServer
+    client_id: str
+    """Prefix: each connector adds the task index (and the relay a random part) to it."""
+    session_expiry_seconds: int
+    """No default: the connectors differ,
+    :data:`MQTT_SESSION_EXPIRY_S` for a source, :data:`RELAY_MQTT_SESSION_EXPIRY_S` for a relay."""
+    username: str | None = None
+    password: Secret | None = None
+    keepalive_seconds: int = MQTT_KEEPALIVE_S
+    connect_timeout_seconds: float = MQTT_CONNECT_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """``kafka.bootstrap.servers`` and the ``kafka.<client>.*`` librdkafka pass-through keys."""
+
+    bootstrap_servers: str
+    producer_overrides: dict[str, str] = field(default_factory=dict, repr=False)
+    """``kafka.producer.<librdkafka key>`` (never the delivery-guarantee keys): the ingest producer,
+    the relay's dead-letter producer."""
+    consumer_overrides: dict[str, str] = field(default_factory=dict, repr=False)
+    """``kafka.consumer.<librdkafka key>`` (never the keys the relay's guarantee needs); a source
+    connector takes none."""
 
 
 @dataclass(frozen=True)
@@ -111,35 +152,27 @@ class SourceConnectorConfig:
     source: str
     """The file this came from, for error messages."""
     tasks_max: int
-    mqtt_server: MqttServer
+    mqtt: MqttConnection
+    """Task ``i`` connects as ``f"{mqtt.client_id}-{i}"``."""
     mqtt_shared_group: str
     mqtt_qos: int
-    mqtt_client_id: str
-    """Prefix; task ``i`` connects as ``f"{mqtt_client_id}-{i}"``."""
     mqtt_topics: tuple[str, ...]
     """Filters to subscribe (without ``$share/<group>/``); by default derived from the routes."""
     routes: tuple[RouteConfig, ...]
-    kafka_bootstrap_servers: str
+    kafka: KafkaConnection
     dlq_topic: str
-    mqtt_username: str | None = None
-    mqtt_password: Secret | None = None
-    mqtt_keepalive_seconds: int = MQTT_KEEPALIVE_S
-    mqtt_session_expiry_seconds: int = MQTT_SESSION_EXPIRY_S
     mqtt_receive_maximum: int = MQTT_RECEIVE_MAXIMUM
     mqtt_receive_maximum_bytes: int = MQTT_RECEIVE_MAXIMUM_BYTES
-    mqtt_topic_max_length: int = 1024
-    mqtt_topic_cache_max_bytes: int = 16 * 2**20
-    errors_retry_timeout_ms: int = 60_000
-    mqtt_connect_timeout_seconds: float = MQTT_CONNECT_TIMEOUT_S
+    mqtt_topic_max_length: int = MQTT_TOPIC_MAX_LENGTH
+    mqtt_topic_cache_max_bytes: int = MQTT_TOPIC_CACHE_MAX_BYTES
+    errors_retry_timeout_ms: int = ERRORS_RETRY_TIMEOUT_MS
     mqtt_takeover_enabled: bool = True
-    mqtt_takeover_delay_seconds: int = 10
-    kafka_producer_overrides: dict[str, str] = field(default_factory=dict, repr=False)
-    """``kafka.producer.<librdkafka key>`` pass-through (never the delivery-guarantee keys)."""
+    mqtt_takeover_delay_seconds: int = MQTT_TAKEOVER_DELAY_S
     throttle: ThrottleConfig | None = None
     """``throttle.*``: pace MQTT acknowledgements by consumer lag; None when no group is named."""
 
     def task_client_id(self, index: int) -> str:
-        return f"{self.mqtt_client_id}-{index}"
+        return f"{self.mqtt.client_id}-{index}"
 
     def shared_filters(self) -> tuple[str, ...]:
         return tuple(f"$share/{self.mqtt_shared_group}/{t}" for t in self.mqtt_topics)
@@ -174,26 +207,17 @@ class RelayConnectorConfig:
     source: str
     """The file this came from, for error messages."""
     tasks_max: int
-    mqtt_server: MqttServer
-    mqtt_client_id: str
-    """Prefix; task ``i`` of one process connects as ``f"{mqtt_client_id}-{i}-<random>"``."""
+    mqtt: MqttConnection
+    """Task ``i`` of one process connects as ``f"{mqtt.client_id}-{i}-<random>"``."""
     routes: tuple[RelayRouteConfig, ...]
-    kafka_bootstrap_servers: str
+    kafka: KafkaConnection
+    """The consumer's settings, and the dead-letter producer's."""
     kafka_group_id: str
     dlq_topic: str
-    mqtt_username: str | None = None
-    mqtt_password: Secret | None = None
-    mqtt_keepalive_seconds: int = 30
-    mqtt_session_expiry_seconds: int = 3_600
-    mqtt_connect_timeout_seconds: float = 10.0
-    mqtt_max_inflight: int = 1_000
-    mqtt_publish_max_attempts: int = 5
+    mqtt_max_inflight: int = RELAY_MQTT_MAX_INFLIGHT
+    mqtt_publish_max_attempts: int = RELAY_MQTT_PUBLISH_MAX_ATTEMPTS
     """Sends of one command before it is dead-lettered, counting those the broker answered with a
     protocol error or ended the connection for (a plain network loss counts none)."""
-    kafka_consumer_overrides: dict[str, str] = field(default_factory=dict, repr=False)
-    """``kafka.consumer.<librdkafka key>`` pass-through (never the keys the relay's guarantee needs)."""
-    kafka_producer_overrides: dict[str, str] = field(default_factory=dict, repr=False)
-    """``kafka.producer.<librdkafka key>`` for the dead-letter producer."""
 
     def kafka_topics(self) -> tuple[str, ...]:
         """What the consumer subscribes to: every route's topic or ``^`` pattern, once each."""

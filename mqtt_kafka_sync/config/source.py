@@ -6,20 +6,24 @@ Values arrive as text with providers already resolved. An empty value counts as 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 
 from mqtt_kafka_sync.codec.registry_settings import RegistrySettings
 from mqtt_kafka_sync.config import avro, spec
 from mqtt_kafka_sync.config.checks import overlap_problem
-from mqtt_kafka_sync.config.keycheck import Problems, check_keys, client_overrides, route_of
+from mqtt_kafka_sync.config.connector import (
+    connector_values,
+    dead_letter_topic,
+    kafka_connection,
+    mqtt_connection,
+    producer_overrides,
+)
+from mqtt_kafka_sync.config.keycheck import Problems, check_keys, route_of
 from mqtt_kafka_sync.config.model import RouteConfig, SourceConnectorConfig
 from mqtt_kafka_sync.config.throttle import throttle_config
 from mqtt_kafka_sync.errors import ConfigProblem
 from mqtt_kafka_sync.routing.pattern import TopicPattern, merge_filters, overlaps
-from mqtt_kafka_sync.routing.router import kafka_topic_problem, topic_template_problem
+from mqtt_kafka_sync.routing.router import topic_template_problem
 from mqtt_kafka_sync.routing.template import TemplateError, compile_template
-
-_IN_FLIGHT_ALLOWED = frozenset(str(n) for n in range(1, spec.MAX_IN_FLIGHT + 1))
 
 
 def build_source_connector(
@@ -27,58 +31,36 @@ def build_source_connector(
 ) -> tuple[SourceConnectorConfig | None, list[ConfigProblem]]:
     """The config, or None and every problem found."""
     problems = Problems(source)
-    mentioned = ",".join(dict.fromkeys(r for k in raw if (r := _route_of(k)) is not None))
-    routes_key = replace(spec.ROUTES_KEY, example=mentioned or spec.ROUTES_KEY.example)
-    values = {s.key: problems.value(routes_key if s is spec.ROUTES_KEY else s, raw) for s in spec.SOURCE_KEYS}
-    listed: tuple[str, ...] = values["routes"] or ()
-    for twice in dict.fromkeys(n for n in listed if listed.count(n) > 1):
-        problems.add("routes", f"route {twice!r} is listed twice", "list each route once")
+    values, listed = connector_values(raw, problems, spec.SOURCE_KEYS, spec.ROUTES_KEY, _route_of)
     registry = avro.registry_settings(values, problems)
     built = [_route(route, raw, problems, registry) for route in dict.fromkeys(listed)]
     routes = [r for r in built if r is not None]
     overrides = producer_overrides(raw, problems)
     _check_keys(raw, listed if values["routes"] else None, problems)
-    name: str | None = values["name"]
-    dlq: str | None = values["errors.deadletterqueue.topic.name"]
-    if dlq is None and name is not None:
-        dlq = f"{name}-dlq"
-        if problem := kafka_topic_problem(dlq):
-            problems.add(
-                "errors.deadletterqueue.topic.name", f"the default {problem}", "set it, or shorten name"
-            )
-    if dlq in {r.kafka_topic for r, _ in routes}:
-        problems.add(
-            "errors.deadletterqueue.topic.name", f"{dlq!r} is also a route's topic", "use its own topic"
-        )
+    dlq = dead_letter_topic(values, {r.kafka_topic for r, _ in routes}, problems)
     topics = _topics(values["mqtt.topics"], routes, problems)
     throttle = throttle_config(values, raw, problems)
+    name: str | None = values["name"]
     if problems or name is None:
         return None, list(problems)
     config = SourceConnectorConfig(
         name=name,
         source=source,
         tasks_max=values["tasks.max"],
-        mqtt_server=values["mqtt.server.uri"],
+        mqtt=mqtt_connection(values, name),
         mqtt_shared_group=values["mqtt.shared.group"],
         mqtt_qos=values["mqtt.qos"],
-        mqtt_client_id=values["mqtt.client.id"] or name,
         mqtt_topics=topics,
         routes=tuple(r for r, _ in routes),
-        kafka_bootstrap_servers=values["kafka.bootstrap.servers"],
+        kafka=kafka_connection(values, producer=overrides),
         dlq_topic=dlq or "",
-        mqtt_username=values["mqtt.username"],
-        mqtt_password=values["mqtt.password"],
-        mqtt_keepalive_seconds=values["mqtt.keepalive.interval.seconds"],
-        mqtt_session_expiry_seconds=values["mqtt.session.expiry.interval.seconds"],
         mqtt_receive_maximum=values["mqtt.receive.maximum"],
         mqtt_receive_maximum_bytes=values["mqtt.receive.maximum.bytes"],
         mqtt_topic_max_length=values["mqtt.topic.max.length"],
         mqtt_topic_cache_max_bytes=values["mqtt.topic.cache.max.bytes"],
         errors_retry_timeout_ms=values["errors.retry.timeout.ms"],
-        mqtt_connect_timeout_seconds=values["mqtt.connect.timeout.seconds"],
         mqtt_takeover_enabled=values["mqtt.takeover.enabled"],
         mqtt_takeover_delay_seconds=values["mqtt.takeover.delay.seconds"],
-        kafka_producer_overrides=overrides,
         throttle=throttle,
     )
     return config, []
@@ -134,33 +116,12 @@ def _topics(
     return given
 
 
-def producer_overrides(raw: Mapping[str, str], problems: Problems) -> dict[str, str]:
-    """``kafka.producer.*`` pass-through, refusing what would break the idempotent producer's order."""
-
-    def refuse(prop: str, value: str) -> tuple[str, str] | None:
-        if prop in spec.PRODUCER_LIMITED and value not in _IN_FLIGHT_ALLOWED:
-            why = f"above {spec.MAX_IN_FLIGHT} the idempotent producer cannot keep order"
-            return f"{value!r} is not allowed: {why}", f"use 1 to {spec.MAX_IN_FLIGHT}"
-        return None
-
-    return client_overrides(
-        raw,
-        spec.PRODUCER_PREFIX,
-        spec.PRODUCER_FORBIDDEN,
-        problems,
-        example="kafka.producer.linger.ms=5",
-        refuse=refuse,
-        fixed=spec.PRODUCER_GUARANTEE,
-    )
-
-
 def _check_keys(raw: Mapping[str, str], listed: tuple[str, ...] | None, problems: Problems) -> None:
-    known = [s.key for s in spec.SOURCE_KEYS]
-    known += [f"routes.{n}.{sfx}" for n in listed or () for sfx in spec.ROUTE_KEYS]
     field_prefixes = tuple(f"routes.{n}.{avro.FIELDS_PREFIX}" for n in listed or ())
     check_keys(
         raw,
-        known=known,
+        keys=spec.SOURCE_KEYS,
+        route_keys=spec.ROUTE_KEYS,
         listed=listed,
         routes=_route_of,
         client_prefixes=(spec.PRODUCER_PREFIX,),

@@ -32,19 +32,19 @@ def subscriber_settings(
     control_filters: tuple[str, ...] = (),
 ) -> SubscriberSettings:
     return SubscriberSettings(
-        host=config.mqtt_server.host,
-        port=config.mqtt_server.port,
+        host=config.mqtt.server.host,
+        port=config.mqtt.server.port,
         client_id=client_id,
         filters=config.shared_filters() if subscribe else (),
         control_filters=control_filters,
         qos=config.mqtt_qos,
-        keepalive=config.mqtt_keepalive_seconds,
-        session_expiry=config.mqtt_session_expiry_seconds,
+        keepalive=config.mqtt.keepalive_seconds,
+        session_expiry=config.mqtt.session_expiry_seconds,
         receive_maximum=config.mqtt_receive_maximum,
         receive_maximum_bytes=config.mqtt_receive_maximum_bytes,
-        connect_timeout=config.mqtt_connect_timeout_seconds,
-        username=config.mqtt_username,
-        password=config.mqtt_password.reveal() if config.mqtt_password is not None else None,
+        connect_timeout=config.mqtt.connect_timeout_seconds,
+        username=config.mqtt.username,
+        password=config.mqtt.password.reveal() if config.mqtt.password is not None else None,
         will=will,
     )
 
@@ -70,7 +70,7 @@ class IngestTask:
         self._own_sink = sink is None
         if sink is None:  # not ``sink or ...``: a KafkaSink with nothing outstanding is falsy (len 0)
             producer_settings = producer_config(
-                config.kafka_bootstrap_servers, self.client_id, config.kafka_producer_overrides
+                config.kafka.bootstrap_servers, self.client_id, config.kafka.producer_overrides
             )
             # Records above a topic's own max.message.bytes are dead-lettered before they are
             # produced, and batches kept below it: Kafka refuses a batch above it whole.

@@ -173,7 +173,7 @@ class IngestWorker:
         )
         task.subscriber.give_up_on_takeover = True
         task.start()
-        if not task.subscriber.wait_connected(self.config.mqtt_connect_timeout_seconds * 3):
+        if not task.subscriber.wait_connected(self.config.mqtt.connect_timeout_seconds * 3):
             task.drain(5.0)
             return False
         # New messages go to live members only; and the session's membership subscription goes too,

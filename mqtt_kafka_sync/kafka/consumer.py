@@ -41,7 +41,7 @@ _NUMBERS = re.compile(r"\d+")
 
 def consumer_config(config: RelayConnectorConfig, client_id: str) -> dict[str, str]:
     settings = {
-        "bootstrap.servers": config.kafka_bootstrap_servers,
+        "bootstrap.servers": config.kafka.bootstrap_servers,
         "group.id": config.kafka_group_id,
         "client.id": client_id,
         # A new group reads commands already waiting; expiry keeps old ones from being executed.
@@ -52,7 +52,7 @@ def consumer_config(config: RelayConnectorConfig, client_id: str) -> dict[str, s
         "queued.max.messages.kbytes": "16384",  # prefetch per partition: bounds memory
         "statistics.interval.ms": STATISTICS_INTERVAL_MS,  # the Kafka connection flag of the metrics
     }
-    settings.update(config.kafka_consumer_overrides)
+    settings.update(config.kafka.consumer_overrides)
     settings.update(GUARANTEE_SETTINGS)
     return settings
 

@@ -143,15 +143,15 @@ class PublisherSettings:
     @classmethod
     def of(cls, config: RelayConnectorConfig, client_id: str) -> PublisherSettings:
         """The connection a relay connector's ``mqtt.*`` keys describe, as ``client_id``."""
-        password = config.mqtt_password.reveal() if config.mqtt_password is not None else None
+        password = config.mqtt.password.reveal() if config.mqtt.password is not None else None
         return cls(
-            host=config.mqtt_server.host,
-            port=config.mqtt_server.port,
+            host=config.mqtt.server.host,
+            port=config.mqtt.server.port,
             client_id=client_id,
-            keepalive=config.mqtt_keepalive_seconds,
-            session_expiry=config.mqtt_session_expiry_seconds,
+            keepalive=config.mqtt.keepalive_seconds,
+            session_expiry=config.mqtt.session_expiry_seconds,
             max_inflight=config.mqtt_max_inflight,
-            username=config.mqtt_username,
+            username=config.mqtt.username,
             password=password,
         )
 

@@ -40,11 +40,11 @@ class RelayWorker:
         self.config = config
         self.loop_turned_at = time.monotonic()
         """When the relay thread last turned its loop (metrics: a wedged thread shows)."""
-        self.client_id = f"{config.mqtt_client_id}-{index}-{secrets.token_hex(4)}"
+        self.client_id = f"{config.mqtt.client_id}-{index}-{secrets.token_hex(4)}"
         events: queue.SimpleQueue[object] = queue.SimpleQueue()
         settings = PublisherSettings.of(config, self.client_id)
         sink = KafkaSink(
-            producer_config(config.kafka_bootstrap_servers, self.client_id, config.kafka_producer_overrides)
+            producer_config(config.kafka.bootstrap_servers, self.client_id, config.kafka.producer_overrides)
         )
         kafka_settings = consumer_config(config, self.client_id)
 

@@ -313,10 +313,10 @@ def mqtt_target(
 ) -> MqttTarget:
     """The target for replaying ``source`` through ``config``'s routes, broker and dead-letter topic.
     Connects as ``<mqtt.client.id>-replay-<random>``, a session of its own."""
-    client_id = f"{config.mqtt_client_id}-replay-{secrets.token_hex(4)}"
+    client_id = f"{config.mqtt.client_id}-replay-{secrets.token_hex(4)}"
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
     sink = KafkaSink(
-        producer_config(config.kafka_bootstrap_servers, client_id, config.kafka_producer_overrides)
+        producer_config(config.kafka.bootstrap_servers, client_id, config.kafka.producer_overrides)
     )
     return MqttTarget(
         source,
@@ -325,7 +325,7 @@ def mqtt_target(
         dead_letters=DeadLetters(sink, config.dlq_topic, config.name, events),
         events=events,
         max_inflight=config.mqtt_max_inflight,
-        broker=config.mqtt_server.uri,
+        broker=config.mqtt.server.uri,
         expiry_from=expiry_from,
         stall_timeout=stall_timeout,
         stop=stop,

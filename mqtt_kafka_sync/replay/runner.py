@@ -76,7 +76,7 @@ class ReplayRunner:
             stop=self.stop,
         )
         try:
-            target.connect(relay.mqtt_connect_timeout_seconds)
+            target.connect(relay.mqtt.connect_timeout_seconds)
         except BaseException:
             target.close()
             raise

@@ -99,7 +99,7 @@ class ReplaySession:
         self.request = request
         self.relay: RelayConnectorConfig | None = relay
         self.bootstrap: str = request.bootstrap or (
-            relay.kafka_bootstrap_servers if relay else request.default_bootstrap
+            relay.kafka.bootstrap_servers if relay else request.default_bootstrap
         )
         self.spec: RangeSpec = request.range_spec(relay)
         self.target_bootstrap: str = request.target_bootstrap or self.bootstrap
@@ -162,10 +162,10 @@ class ReplaySession:
         spec, relay, request = self.spec, self.relay, self.request
         if relay is not None:
             where = describe(relay, source_route(relay, spec.source), request.expiry_from or "written")
-            if not _partitions(relay.kafka_bootstrap_servers, relay.dlq_topic):
+            if not _partitions(relay.kafka.bootstrap_servers, relay.dlq_topic):
                 raise ReplayError(
                     f"dead-letter topic {relay.dlq_topic} of {relay.name} does not exist at "
-                    f"{relay.kafka_bootstrap_servers}: create it, records the relay would not publish "
+                    f"{relay.kafka.bootstrap_servers}: create it, records the relay would not publish "
                     "go there"
                 )
             return 0, where

@@ -56,7 +56,7 @@ def describe(config: RelayConnectorConfig, route: RelayRouteConfig, expiry_from:
     retain = ", retained" if route.mqtt_retain else ""
     lines = [
         f"  route {route.name}: key {route.kafka_key} -> {route.mqtt_topic}, QoS {route.mqtt_qos}{retain}",
-        f"  broker {config.mqtt_server.uri} as {config.mqtt_client_id}-replay-<random>; at most "
+        f"  broker {config.mqtt.server.uri} as {config.mqtt.client_id}-replay-<random>; at most "
         f"{config.mqtt_max_inflight:,} in flight, fewer if the broker's Receive Maximum is lower",
     ]
     lifetime = route.message_expiry_seconds

@@ -73,13 +73,13 @@ def watches(configs: Iterable[ConnectorConfig]) -> list[_Watch]:
     for config in configs:
         if isinstance(config, RelayConnectorConfig):
             add(
-                config.kafka_bootstrap_servers,
+                config.kafka.bootstrap_servers,
                 config.kafka_group_id,
                 _subscription_filter(config.kafka_topics()),
             )
         elif config.throttle is not None:
             for group in config.throttle.groups:
-                add(config.kafka_bootstrap_servers, group, route_topics(config.routes))
+                add(config.kafka.bootstrap_servers, group, route_topics(config.routes))
     return list(found.values())
 
 

@@ -223,7 +223,7 @@ def ingest_throttle(
     settings = controller_settings(cfg).share(1.0 / tasks)
     throttle = LagThrottle(settings, clock=clock)
     reader = IsolatedLagReader(
-        config.kafka_bootstrap_servers,
+        config.kafka.bootstrap_servers,
         cfg.groups,
         topics=route_topics(config.routes),
         name=f"lag-reader-{config.name}",

@@ -9,17 +9,14 @@ from pathlib import Path
 import pytest
 
 from mqtt_kafka_sync.codec.registry_settings import RegistrySettings
-from mqtt_kafka_sync.config.loader import check_files, load_connector
-from mqtt_kafka_sync.config.model import SOURCE_CONNECTOR_CLASS, SourceConnectorConfig
+from mqtt_kafka_sync.config.loader import check_files
+from mqtt_kafka_sync.config.model import SourceConnectorConfig
 from mqtt_kafka_sync.errors import ConfigProblem
 from tests.avro_samples import SCHEMAS
+from tests.unit.config.files import SOURCE_KEYS, load_source, write_properties
 
 BASE = {
-    "name": "plant-feed",
-    "connector.class": SOURCE_CONNECTOR_CLASS,
-    "mqtt.server.uri": "tcp://127.0.0.1:1883",
-    "mqtt.shared.group": "mks",
-    "kafka.bootstrap.servers": "127.0.0.1:9092",
+    **SOURCE_KEYS,
     "routes": "r",
     "routes.r.mqtt.topic": "plants/{plant}/devices/{device}/telemetry",
     "routes.r.kafka.topic": "telemetry",
@@ -30,10 +27,7 @@ BASE = {
 
 
 def _write(folder: Path, changes: Mapping[str, str | None]) -> Path:
-    config = {k: v for k, v in {**BASE, **changes}.items() if v is not None}
-    path = folder / "c.properties"
-    path.write_text("".join(f"{k}={v}\n" for k, v in config.items()), encoding="utf-8")
-    return path
+    return write_properties(folder / "c.properties", BASE, changes)
 
 
 def _problems(folder: Path, changes: Mapping[str, str | None]) -> list[ConfigProblem]:
@@ -43,9 +37,7 @@ def _problems(folder: Path, changes: Mapping[str, str | None]) -> list[ConfigPro
 def _load(
     folder: Path, changes: Mapping[str, str | None], env: dict[str, str] | None = None
 ) -> SourceConnectorConfig:
-    config = load_connector(_write(folder, changes), env or {})
-    assert isinstance(config, SourceConnectorConfig)
-    return config
+    return load_source(_write(folder, changes), env)
 
 
 def test_an_avro_route_without_a_registry_uses_single_object_encoding(tmp_path: Path) -> None:

@@ -11,22 +11,22 @@ import pytest
 
 from mqtt_kafka_sync.config.loader import check_files, load_connector, load_connectors
 from mqtt_kafka_sync.config.model import (
+    MQTT_SESSION_EXPIRY_S,
     SOURCE_CONNECTOR_CLASS,
+    KafkaConnection,
+    MqttConnection,
     MqttServer,
     RouteConfig,
     Secret,
     SourceConnectorConfig,
 )
 from mqtt_kafka_sync.errors import ConfigError, ConfigProblem
+from tests.unit.config.files import SOURCE_KEYS, load_source, write_properties
 
 REPO = Path(__file__).resolve().parents[3]
 
 BASE = {
-    "name": "plant-feed",
-    "connector.class": SOURCE_CONNECTOR_CLASS,
-    "mqtt.server.uri": "tcp://127.0.0.1:1883",
-    "mqtt.shared.group": "mks",
-    "kafka.bootstrap.servers": "127.0.0.1:9092",
+    **SOURCE_KEYS,
     "routes": "r",
     "routes.r.mqtt.topic": "plants/{plant}/#",
     "routes.r.kafka.topic": "plant-{plant}",
@@ -35,10 +35,7 @@ BASE = {
 
 def _write(tmp_path: Path, changes: Mapping[str, str | None], name: str = "c.properties") -> Path:
     """BASE with ``changes`` applied (None removes a key), as a .properties file."""
-    config = {k: v for k, v in {**BASE, **changes}.items() if v is not None}
-    path = tmp_path / name
-    path.write_text("".join(f"{k}={v}\n" for k, v in config.items()), encoding="utf-8")
-    return path
+    return write_properties(tmp_path / name, BASE, changes)
 
 
 def _problems(
@@ -50,9 +47,7 @@ def _problems(
 def _load(
     tmp_path: Path, changes: Mapping[str, str | None], env: dict[str, str] | None = None
 ) -> SourceConnectorConfig:
-    config = load_connector(_write(tmp_path, changes), env or {})
-    assert isinstance(config, SourceConnectorConfig)
-    return config
+    return load_source(_write(tmp_path, changes), env)
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -61,13 +56,14 @@ def test_defaults(tmp_path: Path) -> None:
         name="plant-feed",
         source=str(tmp_path / "c.properties"),
         tasks_max=1,
-        mqtt_server=MqttServer("tcp", "127.0.0.1", 1883),
+        mqtt=MqttConnection(
+            MqttServer("tcp", "127.0.0.1", 1883), "plant-feed", session_expiry_seconds=MQTT_SESSION_EXPIRY_S
+        ),
         mqtt_shared_group="mks",
         mqtt_qos=1,
-        mqtt_client_id="plant-feed",
         mqtt_topics=("plants/+/#",),
         routes=(RouteConfig("r", "plants/{plant}/#", "plant-{plant}", None, "bytes"),),
-        kafka_bootstrap_servers="127.0.0.1:9092",
+        kafka=KafkaConnection("127.0.0.1:9092"),
         dlq_topic="plant-feed-dlq",
     )
 
@@ -207,7 +203,7 @@ def test_producer_overrides_pass_through(tmp_path: Path) -> None:
         tmp_path,
         {"kafka.producer.linger.ms": "20", "kafka.producer.max.in.flight": "5", "kafka.producer.acks": ""},
     )
-    assert config.kafka_producer_overrides == {"linger.ms": "20", "max.in.flight": "5"}
+    assert config.kafka.producer_overrides == {"linger.ms": "20", "max.in.flight": "5"}
 
 
 @pytest.mark.parametrize(
@@ -254,7 +250,7 @@ def test_every_route_must_be_reachable_from_mqtt_topics(tmp_path: Path) -> None:
 
 def test_derived_defaults_follow_the_name(tmp_path: Path) -> None:
     config = _load(tmp_path, {"name": "feed.2", "mqtt.client.id": "mks-feed"})
-    assert (config.mqtt_client_id, config.task_client_id(3), config.dlq_topic) == (
+    assert (config.mqtt.client_id, config.task_client_id(3), config.dlq_topic) == (
         "mks-feed",
         "mks-feed-3",
         "feed.2-dlq",
@@ -277,11 +273,11 @@ def test_env_and_file_providers(tmp_path: Path) -> None:
         "kafka.bootstrap.servers": f"${{file:{tmp_path}/kafka.properties:bootstrap}}",
     }
     config = _load(tmp_path, changes, env={"MQTT_HOST": "broker.local", "MQTT_USER": "bridge"})
-    assert config.mqtt_server == MqttServer("tcp", "broker.local", 1883)
-    assert config.mqtt_username == "bridge"
-    assert isinstance(config.mqtt_password, Secret)
-    assert config.mqtt_password.reveal() == "s3cret"
-    assert config.kafka_bootstrap_servers == "k1:9092,k2:9092"
+    assert config.mqtt.server == MqttServer("tcp", "broker.local", 1883)
+    assert config.mqtt.username == "bridge"
+    assert isinstance(config.mqtt.password, Secret)
+    assert config.mqtt.password.reveal() == "s3cret"
+    assert config.kafka.bootstrap_servers == "k1:9092,k2:9092"
 
 
 @pytest.mark.parametrize(
@@ -380,10 +376,10 @@ def test_properties_syntax(tmp_path: Path) -> None:
     path = tmp_path / "c.properties"
     path.write_text(text, encoding="utf-8")
     config = load_connector(path, {})
-    assert config.mqtt_server.port == 1883
+    assert config.mqtt.server.port == 1883
     assert config.routes[0].kafka_key == "\u00fc-{plant}\\"
-    assert config.mqtt_password is not None
-    assert config.mqtt_password.reveal() == "p=w#1 "  # secrets keep their blanks
+    assert config.mqtt.password is not None
+    assert config.mqtt.password.reveal() == "p=w#1 "  # secrets keep their blanks
 
 
 @pytest.mark.parametrize(
@@ -436,7 +432,7 @@ def test_secret_is_never_printed(tmp_path: Path) -> None:
     config = _load(tmp_path, {"mqtt.password": "${env:PW}"}, env={"PW": "hunter2-secret"})
     assert "hunter2-secret" not in repr(config)
     assert "hunter2-secret" not in str(config)
-    assert "hunter2-secret" not in f"{config.mqtt_password}"
+    assert "hunter2-secret" not in f"{config.mqtt.password}"
     with pytest.raises(ConfigError) as caught:
         _load(tmp_path, {"mqtt.password": "${env:PW}", "mqtt.qos": "9"}, env={"PW": "hunter2-secret"})
     assert "hunter2-secret" not in str(caught.value)

@@ -9,6 +9,7 @@ import pytest
 from mqtt_kafka_sync.cli.main import main
 from mqtt_kafka_sync.config.librdkafka import librdkafka_problems
 from mqtt_kafka_sync.config.spec import MAX_TASKS
+from tests.unit.config.files import write_properties
 from tests.unit.config.test_config import _problems, _write
 from tests.unit.config.test_relay_config import BASE as RELAY_BASE
 
@@ -55,9 +56,8 @@ def test_properties_valid_only_together_pass(tmp_path: Path) -> None:
 
 
 def test_bad_consumer_properties_of_the_relay_are_refused(tmp_path: Path) -> None:
-    path = tmp_path / "relay.properties"
-    config = {**RELAY_BASE, "kafka.consumer.fetch.wait.max.ms": "soon", "kafka.consumer.bogus": "1"}
-    path.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
+    bad = {"kafka.consumer.fetch.wait.max.ms": "soon", "kafka.consumer.bogus": "1"}
+    path = write_properties(tmp_path / "relay.properties", RELAY_BASE, bad)
     assert main(["validate", str(path)]) == 1
 
 
@@ -78,13 +78,12 @@ def test_tasks_max_is_bounded(tmp_path: Path, tasks: str, ok: bool) -> None:
         assert problems[0].key == "tasks.max"
 
 
-def test_a_route_hidden_behind_an_earlier_route_is_a_warning(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = _write(
+def _broad_and_narrow_routes(tmp_path: Path, order: str) -> Path:
+    """Route ``all`` (``plants/#``) and route ``one`` (a narrower pattern), listed in ``order``."""
+    return _write(
         tmp_path,
         {
-            "routes": "all,one",
+            "routes": order,
             "routes.all.mqtt.topic": "plants/#",
             "routes.all.kafka.topic": "everything",
             "routes.one.mqtt.topic": "plants/{plant}/devices/{device}",
@@ -93,6 +92,12 @@ def test_a_route_hidden_behind_an_earlier_route_is_a_warning(
             "routes.r.kafka.topic": None,
         },
     )
+
+
+def test_a_route_hidden_behind_an_earlier_route_is_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _broad_and_narrow_routes(tmp_path, "all,one")
     assert main(["validate", str(path)]) == 0  # valid, but not what was meant
     captured = capsys.readouterr()
     assert "1 file(s) OK, 1 warning(s)" in captured.out
@@ -103,17 +108,6 @@ def test_a_route_hidden_behind_an_earlier_route_is_a_warning(
 def test_a_narrower_route_listed_first_is_no_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = _write(
-        tmp_path,
-        {
-            "routes": "one,all",
-            "routes.all.mqtt.topic": "plants/#",
-            "routes.all.kafka.topic": "everything",
-            "routes.one.mqtt.topic": "plants/{plant}/devices/{device}",
-            "routes.one.kafka.topic": "devices",
-            "routes.r.mqtt.topic": None,
-            "routes.r.kafka.topic": None,
-        },
-    )
+    path = _broad_and_narrow_routes(tmp_path, "one,all")
     assert main(["validate", str(path)]) == 0
     assert "warning" not in capsys.readouterr().err

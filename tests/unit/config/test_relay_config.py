@@ -12,7 +12,9 @@ from mqtt_kafka_sync import KafkaCommandRelayConnector
 from mqtt_kafka_sync.config import spec
 from mqtt_kafka_sync.config.loader import check_files, load_connector, load_connectors
 from mqtt_kafka_sync.config.model import (
-    RELAY_CONNECTOR_CLASS,
+    RELAY_MQTT_SESSION_EXPIRY_S,
+    KafkaConnection,
+    MqttConnection,
     MqttServer,
     RelayConnectorConfig,
     RelayRouteConfig,
@@ -20,14 +22,12 @@ from mqtt_kafka_sync.config.model import (
 )
 from mqtt_kafka_sync.config.reference import render_reference
 from mqtt_kafka_sync.kafka.consumer import consumer_config
+from tests.unit.config.files import RELAY_KEYS, write_properties
 
 REPO = Path(__file__).resolve().parents[3]
 
 BASE = {
-    "name": "plant-commands",
-    "connector.class": RELAY_CONNECTOR_CLASS,
-    "mqtt.server.uri": "tcp://127.0.0.1:1883",
-    "kafka.bootstrap.servers": "127.0.0.1:9092",
+    **RELAY_KEYS,
     "routes": "cmd",
     "routes.cmd.kafka.topic": "commands",
     "routes.cmd.kafka.key": "{plant}.{device}",
@@ -36,10 +36,7 @@ BASE = {
 
 
 def _write(tmp_path: Path, changes: Mapping[str, str | None]) -> Path:
-    config = {k: v for k, v in {**BASE, **changes}.items() if v is not None}
-    path = tmp_path / "relay.properties"
-    path.write_text("".join(f"{k}={v}\n" for k, v in config.items()), encoding="utf-8")
-    return path
+    return write_properties(tmp_path / "relay.properties", BASE, changes)
 
 
 def _problems(tmp_path: Path, changes: Mapping[str, str | None]) -> dict[str, str]:
@@ -56,8 +53,11 @@ def test_defaults(tmp_path: Path) -> None:
         name="plant-commands",
         source=str(tmp_path / "relay.properties"),
         tasks_max=1,
-        mqtt_server=MqttServer("tcp", "127.0.0.1", 1883),
-        mqtt_client_id="plant-commands",
+        mqtt=MqttConnection(
+            MqttServer("tcp", "127.0.0.1", 1883),
+            "plant-commands",
+            session_expiry_seconds=RELAY_MQTT_SESSION_EXPIRY_S,
+        ),
         routes=(
             RelayRouteConfig(
                 name="cmd",
@@ -66,7 +66,7 @@ def test_defaults(tmp_path: Path) -> None:
                 mqtt_topic="plants/{plant}/devices/{device}/commands",
             ),
         ),
-        kafka_bootstrap_servers="127.0.0.1:9092",
+        kafka=KafkaConnection("127.0.0.1:9092"),
         kafka_group_id="plant-commands",
         dlq_topic="plant-commands-dlq",
     )
@@ -98,8 +98,8 @@ def test_every_route_key(tmp_path: Path) -> None:
     assert cmd.correlation_header == "correlation-id"
     assert every.kafka_key == "{key}" and every.kafka_topic == "^site-.*-commands"
     assert config.kafka_topics() == ("commands", "^site-.*-commands")
-    assert config.kafka_consumer_overrides == {"session.timeout.ms": "10000"}
-    assert config.kafka_producer_overrides == {"linger.ms": "20"}
+    assert config.kafka.consumer_overrides == {"session.timeout.ms": "10000"}
+    assert config.kafka.producer_overrides == {"linger.ms": "20"}
     settings = consumer_config(config, "relay-0")
     assert settings["group.id"] == "relays" and settings["session.timeout.ms"] == "10000"
     assert settings["enable.auto.offset.store"] == "false"

@@ -8,21 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_kafka_sync.config.loader import check_files, load_connector
-from mqtt_kafka_sync.config.model import SOURCE_CONNECTOR_CLASS, SourceConnectorConfig, ThrottleConfig
+from mqtt_kafka_sync.config.loader import check_files
+from mqtt_kafka_sync.config.model import SourceConnectorConfig, ThrottleConfig
 from mqtt_kafka_sync.throttle.lag_throttle import (
     TopicTemplates,
     controller_settings,
     ingest_throttle,
     route_topics,
 )
+from tests.unit.config.files import SOURCE_KEYS, load_source, write_properties
 
 BASE = {
-    "name": "plant-feed",
-    "connector.class": SOURCE_CONNECTOR_CLASS,
-    "mqtt.server.uri": "tcp://127.0.0.1:1883",
-    "mqtt.shared.group": "mks",
-    "kafka.bootstrap.servers": "127.0.0.1:9092",
+    **SOURCE_KEYS,
     "routes": "r,s",
     "routes.r.mqtt.topic": "plants/{plant}/telemetry",
     "routes.r.kafka.topic": "plant-{plant}",
@@ -32,15 +29,11 @@ BASE = {
 
 
 def _write(tmp_path: Path, changes: Mapping[str, str]) -> Path:
-    path = tmp_path / "c.properties"
-    path.write_text("".join(f"{k}={v}\n" for k, v in {**BASE, **changes}.items()), encoding="utf-8")
-    return path
+    return write_properties(tmp_path / "c.properties", BASE, changes)
 
 
 def _load(tmp_path: Path, changes: Mapping[str, str]) -> SourceConnectorConfig:
-    config = load_connector(_write(tmp_path, changes), {})
-    assert isinstance(config, SourceConnectorConfig)
-    return config
+    return load_source(_write(tmp_path, changes))
 
 
 def _problems(tmp_path: Path, changes: Mapping[str, str]) -> list[tuple[str, str]]:

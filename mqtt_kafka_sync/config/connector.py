@@ -1,0 +1,101 @@
+"""What the source and relay builders (:mod:`~mqtt_kafka_sync.config.source`,
+:mod:`~mqtt_kafka_sync.config.relay`) build alike: the route list, the MQTT and Kafka connections,
+the ``kafka.producer.*`` rules and the dead-letter topic.
+
+Both connectors declare these keys under the same names (:mod:`~mqtt_kafka_sync.config.spec`), so
+one function reads each; a key a connector lacks never reaches here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import replace
+from typing import Any
+
+from mqtt_kafka_sync.config import spec
+from mqtt_kafka_sync.config.keycheck import Problems, client_overrides
+from mqtt_kafka_sync.config.keyspec import KeySpec
+from mqtt_kafka_sync.config.model import KafkaConnection, MqttConnection
+from mqtt_kafka_sync.routing.router import kafka_topic_problem
+
+DLQ_KEY = "errors.deadletterqueue.topic.name"
+_IN_FLIGHT_ALLOWED = frozenset(str(n) for n in range(1, spec.MAX_IN_FLIGHT + 1))
+
+
+def connector_values(
+    raw: Mapping[str, str],
+    problems: Problems,
+    keys: tuple[KeySpec, ...],
+    routes_key: KeySpec,
+    route_of: Callable[[str], str | None],
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Every connector key's typed value (or None after a problem), and the route names listed.
+
+    A missing ``routes`` key is suggested with the routes the file's ``routes.<route>.*`` keys name.
+    """
+    mentioned = ",".join(dict.fromkeys(r for k in raw if (r := route_of(k)) is not None))
+    suggesting = replace(routes_key, example=mentioned or routes_key.example)
+    values = {s.key: problems.value(suggesting if s is routes_key else s, raw) for s in keys}
+    listed: tuple[str, ...] = values["routes"] or ()
+    for twice in dict.fromkeys(n for n in listed if listed.count(n) > 1):
+        problems.add("routes", f"route {twice!r} is listed twice", "list each route once")
+    return values, listed
+
+
+def mqtt_connection(values: Mapping[str, Any], name: str) -> MqttConnection:
+    """The ``mqtt.*`` connection keys of a file without problems; the client id defaults to ``name``."""
+    return MqttConnection(
+        server=values["mqtt.server.uri"],
+        client_id=values["mqtt.client.id"] or name,
+        session_expiry_seconds=values["mqtt.session.expiry.interval.seconds"],
+        username=values["mqtt.username"],
+        password=values["mqtt.password"],
+        keepalive_seconds=values["mqtt.keepalive.interval.seconds"],
+        connect_timeout_seconds=values["mqtt.connect.timeout.seconds"],
+    )
+
+
+def kafka_connection(
+    values: Mapping[str, Any], producer: dict[str, str], consumer: dict[str, str] | None = None
+) -> KafkaConnection:
+    """``kafka.bootstrap.servers`` with the checked ``kafka.producer.*`` / ``kafka.consumer.*`` overrides."""
+    return KafkaConnection(values["kafka.bootstrap.servers"], producer, consumer or {})
+
+
+def producer_overrides(raw: Mapping[str, str], problems: Problems) -> dict[str, str]:
+    """``kafka.producer.*`` pass-through, refusing what would break the idempotent producer's order."""
+
+    def refuse(prop: str, value: str) -> tuple[str, str] | None:
+        if prop in spec.PRODUCER_LIMITED and value not in _IN_FLIGHT_ALLOWED:
+            why = f"above {spec.MAX_IN_FLIGHT} the idempotent producer cannot keep order"
+            return f"{value!r} is not allowed: {why}", f"use 1 to {spec.MAX_IN_FLIGHT}"
+        return None
+
+    return client_overrides(
+        raw,
+        spec.PRODUCER_PREFIX,
+        spec.PRODUCER_FORBIDDEN,
+        problems,
+        example="kafka.producer.linger.ms=5",
+        refuse=refuse,
+        fixed=spec.PRODUCER_GUARANTEE,
+    )
+
+
+def dead_letter_topic(
+    values: Mapping[str, Any],
+    route_topics: Collection[str],
+    problems: Problems,
+    *,
+    why_not_a_route_topic: str = "",
+) -> str | None:
+    """``errors.deadletterqueue.topic.name``, by default ``<name>-dlq``; never one of the routes' topics."""
+    name: str | None = values["name"]
+    dlq: str | None = values[DLQ_KEY]
+    if dlq is None and name is not None:
+        dlq = f"{name}-dlq"
+        if problem := kafka_topic_problem(dlq):
+            problems.add(DLQ_KEY, f"the default {problem}", "set it, or shorten name")
+    if dlq is not None and dlq in route_topics:
+        problems.add(DLQ_KEY, f"{dlq!r} is also a route's topic{why_not_a_route_topic}", "use its own topic")
+    return dlq
