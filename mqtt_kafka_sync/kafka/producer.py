@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 Headers = list[tuple[str, str | bytes | None]]
 DeliveryCallback = Callable[[KafkaError | None, Any], None]
+SIZE_REFUSALS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
+"""Delivery errors that say a record (or the batch it was in) is larger than the topic takes."""
 
 STATISTICS_INTERVAL_MS = "1000"
 """How often librdkafka reports its state (served by poll): our Kafka connection flag comes from it."""
