@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mqtt_kafka_sync.cli import demo, tail  # noqa: PLC0415 - subcommand modules register themselves
+    from mqtt_kafka_sync.cli import demo, lag, tail  # noqa: PLC0415 - subcommand modules register themselves
     from mqtt_kafka_sync.cli import replay as replay_commands  # noqa: PLC0415
     from mqtt_kafka_sync.devstack import commands as stack_commands  # noqa: PLC0415
     from mqtt_kafka_sync.sim import commands as sim_commands  # noqa: PLC0415
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     tail.register(sub)
     replay_commands.register(sub)
+    lag.register(sub)
     return parser
 
 

@@ -1,51 +1,31 @@
-"""``mqtt-kafka-sync replay`` (backfill a Kafka topic range into a topic or, through a command relay
-connector's routes, into MQTT, paced by consumer lag) and ``mqtt-kafka-sync lag`` (the lag table of
-consumer groups).
+"""``mqtt-kafka-sync replay``: backfill a Kafka topic range into a topic or, through a command relay
+connector's routes, into MQTT, paced by consumer lag.
 
-The main CLI calls :func:`register` with its subparsers; the chosen handler is ``args.func`` and
-returns the exit code.
+Parsing and printing only: the options become a :class:`~mqtt_kafka_sync.replay.request.ReplayRequest`
+(whose defaults, from ``config/throttle.py``, apply to every option not given), and
+:func:`~mqtt_kafka_sync.replay.command.run_replay` plans and runs it. The main CLI calls
+:func:`register` with its subparsers; the chosen handler is ``args.func`` and returns the exit code.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
+from mqtt_kafka_sync.cli.kafka_options import DEFAULT_BOOTSTRAP, bootstrap_default, duration
 from mqtt_kafka_sync.config import throttle as throttle_defaults
-from mqtt_kafka_sync.kafka.lag import LagReader, LagSnapshot
-from mqtt_kafka_sync.replay.exceptions import ReplayError
+from mqtt_kafka_sync.replay.command import run_replay
 from mqtt_kafka_sync.replay.mqtt_target import STALL_TIMEOUT_S
 from mqtt_kafka_sync.replay.progress import Progress
 from mqtt_kafka_sync.replay.request import ReplayRequest, ThrottleRequest
-from mqtt_kafka_sync.replay.runner import ReplayRunner
-from mqtt_kafka_sync.replay.session import Planned, ReplaySession, TopicCreation
+from mqtt_kafka_sync.replay.session import Planned, TopicCreation
 from mqtt_kafka_sync.throttle.controller import Decision
-
-DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``replay`` and ``lag`` commands."""
-    _register_replay(subparsers)
-    _register_lag(subparsers)
-
-
-def _bootstrap_default() -> str:
-    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP
-
-
-# -- replay ---------------------------------------------------------------------------------------
-
-
-def _register_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``replay`` command."""
     replay = subparsers.add_parser(
         "replay",
         help="copy a range of a Kafka topic into another topic or into MQTT, paced by consumer lag, "
@@ -150,12 +130,9 @@ def _register_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     throttle.add_argument(
         "--lag-low", type=int, metavar="N", help="low mark, records (default: half of high)"
     )
+    defaults = ThrottleRequest()
     throttle.add_argument(
-        "--rate-min",
-        type=float,
-        default=throttle_defaults.REPLAY_RATE_MIN,
-        metavar="R",
-        help=f"floor, records/s (default {throttle_defaults.REPLAY_RATE_MIN:g})",
+        "--rate-min", type=float, metavar="R", help=f"floor, records/s (default {defaults.rate_min:g})"
     )
     throttle.add_argument(
         "--rate-max",
@@ -173,72 +150,47 @@ def _register_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     throttle.add_argument(
         "--lag-interval",
         type=float,
-        default=throttle_defaults.LAG_INTERVAL_S,
         metavar="SECONDS",
-        help=f"seconds between lag reads (default {throttle_defaults.LAG_INTERVAL_S:g})",
+        help=f"seconds between lag reads (default {defaults.interval:g})",
     )
     throttle.add_argument(
         "--throttle-mode",
         choices=("enforce", "observe"),
-        default=throttle_defaults.MODE,
-        help=f"observe: report the rate it would set, copy unthrottled (default {throttle_defaults.MODE})",
+        help=f"observe: report the rate it would set, copy unthrottled (default {defaults.mode})",
     )
     replay.add_argument(
-        "--progress-interval", type=float, default=2.0, metavar="SECONDS", help="default %(default)s"
+        "--progress-interval",
+        type=float,
+        metavar="SECONDS",
+        help=f"default {ReplayRequest(source='').progress_interval:g}",
     )
     replay.set_defaults(func=cmd_replay)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    with ReplaySession(_request(args)) as session:
-        planned = session.plan(_print_creation)
-        if planned is None:
-            print(f"checkpoint {session.path}: this replay is already complete; nothing to do")
-            return 0
-        _print_plan(planned, args.to_mqtt)
-        if args.dry_run:
-            return 0
-        with ReplayRunner(session, planned, ProgressLine(sys.stderr)) as runner:
-            try:
-                with _stop_on_signals(runner.stop):
-                    result = runner.run()
-            except ReplayError:
-                if summary := runner.dead_letter_summary():
-                    print(summary, file=sys.stderr)
-                raise
-    summary = runner.dead_letter_summary()
-    note = f"; {summary}" if summary else ""
+    outcome = run_replay(_request(args), _Printout(sys.stderr, args.to_mqtt))
+    if outcome.planned is None:
+        print(f"checkpoint {outcome.checkpoint}: this replay is already complete; nothing to do")
+        return 0
+    result = outcome.result
+    if result is None:
+        return 0  # --dry-run: the plan is all
+    note = f"; {outcome.dead_letters}" if outcome.dead_letters else ""
     if not result.complete:
         print(
             f"stopped at {result.done:,} of {result.total:,}{note}; run the same command again to resume",
             file=sys.stderr,
         )
         return 130
-    label = planned.checkpoint.plan.target_label
+    label = outcome.planned.checkpoint.plan.target_label
     print(f"replayed {result.total:,} offsets of {args.source} into {label} ({result.sent:,} sent{note})")
     return 0
 
 
 def _request(args: argparse.Namespace) -> ReplayRequest:
-    """The options, as the replay package takes them."""
-    return ReplayRequest(
-        source=args.source,
-        target=args.target,
-        to_mqtt=args.to_mqtt,
-        bootstrap=args.bootstrap,
-        default_bootstrap=_bootstrap_default(),
-        target_bootstrap=args.target_bootstrap,
-        partitions=tuple(args.partition),
-        from_offsets=tuple(args.from_offset),
-        to_offsets=tuple(args.to_offset),
-        from_time=args.from_time,
-        to_time=args.to_time,
-        checkpoint=args.checkpoint,
-        dry_run=args.dry_run,
-        create_target=args.create_target,
-        expiry_from=args.expiry_from,
-        stall_timeout=args.stall_timeout,
-        throttle=ThrottleRequest(
+    """The options, as the replay package takes them; an option not given keeps the request's default."""
+    throttle = ThrottleRequest(
+        **_given(
             groups=tuple(args.throttle_group),
             topics=tuple(args.throttle_topic),
             lag_high=args.lag_high,
@@ -248,24 +200,35 @@ def _request(args: argparse.Namespace) -> ReplayRequest:
             step_max=args.step_max,
             interval=args.lag_interval,
             mode=args.throttle_mode,
+        )
+    )
+    return ReplayRequest(
+        source=args.source,
+        **_given(
+            target=args.target,
+            to_mqtt=args.to_mqtt,
+            bootstrap=args.bootstrap,
+            default_bootstrap=bootstrap_default(),
+            target_bootstrap=args.target_bootstrap,
+            partitions=tuple(args.partition),
+            from_offsets=tuple(args.from_offset),
+            to_offsets=tuple(args.to_offset),
+            from_time=args.from_time,
+            to_time=args.to_time,
+            checkpoint=args.checkpoint,
+            dry_run=args.dry_run,
+            create_target=args.create_target,
+            expiry_from=args.expiry_from,
+            stall_timeout=args.stall_timeout,
+            progress_interval=args.progress_interval,
         ),
-        progress_interval=args.progress_interval,
+        throttle=throttle,
     )
 
 
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM stop the copy cleanly: confirmed records are checkpointed, then exit."""
-
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+def _given(**options: Any) -> dict[str, Any]:
+    """``options`` without those not given (None): the request's defaults apply to them."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 class ProgressLine:
@@ -284,7 +247,7 @@ class ProgressLine:
         eta = progress.eta_seconds
         text = (
             f"replay {progress.done:,}/{progress.total:,} ({progress.percent:.1f}%)  "
-            f"{progress.rate:,.0f} rec/s  ETA {_duration(eta) if eta is not None else '?'}"
+            f"{progress.rate:,.0f} rec/s  ETA {duration(eta) if eta is not None else '?'}"
         )
         if self._decision is not None:
             lag = "unknown" if self._decision.lag is None else f"{self._decision.lag:,}"
@@ -296,9 +259,22 @@ class ProgressLine:
         self._out.flush()
 
 
-def _duration(seconds: float) -> str:
-    whole = round(seconds)
-    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+class _Printout(ProgressLine):
+    """The :class:`~mqtt_kafka_sync.replay.command.Reporter` of the command: progress on ``out``, the
+    plan on stdout."""
+
+    def __init__(self, out: TextIO, to_mqtt: Path | None) -> None:
+        super().__init__(out)
+        self._to_mqtt = to_mqtt
+
+    def creation(self, creation: TopicCreation) -> None:
+        _print_creation(creation)
+
+    def plan(self, planned: Planned) -> None:
+        _print_plan(planned, self._to_mqtt)
+
+    def dead_letters(self, summary: str) -> None:
+        print(summary, file=sys.stderr)
 
 
 def _print_creation(creation: TopicCreation) -> None:
@@ -353,86 +329,3 @@ def _print_plan(planned: Planned, to_mqtt: Path | None) -> None:
             "the last checkpoint may be sent again"
         )
     sys.stdout.flush()
-
-
-# -- lag ------------------------------------------------------------------------------------------
-
-
-def _register_lag(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    lag = subparsers.add_parser(
-        "lag",
-        help="print the lag of consumer groups: per partition, in records and in time",
-        description="For each group: every partition of the topics it has committed offsets on or is "
-        "assigned, with "
-        "the log end offset, the committed offset, the lag (end - committed) and the age of the "
-        "oldest unconsumed record (read from that record's timestamp). '-' where there is no "
-        "commit. Lag is as fresh as the group's last commit.",
-    )
-    lag.add_argument("--group", action="append", required=True, metavar="GROUP", help="repeatable")
-    lag.add_argument(
-        "--bootstrap",
-        default=_bootstrap_default(),
-        help="Kafka (default $KAFKA_BOOTSTRAP_SERVERS or %(default)s)",
-    )
-    lag.add_argument("--topic", action="append", default=[], metavar="TOPIC", help="only these topics")
-    lag.add_argument("--no-time-lag", action="store_true", help="skip reading record timestamps")
-    lag.set_defaults(func=cmd_lag)
-
-
-def cmd_lag(args: argparse.Namespace) -> int:
-    topics = set(args.topic)
-    reader = LagReader(
-        args.bootstrap,
-        args.group,
-        topics=(lambda t: t in topics) if topics else None,
-        track_uncommitted=False,
-    )
-    try:
-        snapshot = reader.read(time_lag=not args.no_time_lag)
-    finally:
-        reader.close()
-    print(format_lag_table(snapshot))
-    return 0 if any(g.partitions for g in snapshot.groups) else 1
-
-
-def format_lag_table(snapshot: LagSnapshot) -> str:
-    header = ("GROUP", "TOPIC", "PARTITION", "END", "COMMITTED", "LAG", "TIME LAG")
-    rows: list[tuple[str, ...]] = []
-    empty: list[str] = []
-    for group in snapshot.groups:
-        if not group.partitions:
-            empty.append(group.group)
-            continue
-        rows.extend(
-            (
-                s.group,
-                s.topic,
-                str(s.partition),
-                f"{s.end:,}",
-                "-" if s.committed is None else f"{s.committed:,}",
-                "-" if s.lag is None else f"{s.lag:,}",
-                _age(s.time_lag_s),
-            )
-            for s in group.partitions
-        )
-        rows.append((group.group, "(total)", "", "", "", f"{group.total:,}", _age(group.max_time_lag_s)))
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = {2, 3, 4, 5, 6}
-
-    def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    out = [line(header), *(line(r) for r in rows)] if rows else []
-    out += [f"{g}: no committed offsets (unknown group, or nothing committed yet)" for g in empty]
-    return "\n".join(out)
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    return _duration(seconds)

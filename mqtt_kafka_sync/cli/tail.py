@@ -19,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, TopicPartition
 
+from mqtt_kafka_sync.cli.kafka_options import DEFAULT_BOOTSTRAP
 from mqtt_kafka_sync.codec.decode import Decoded, ValueDecoder
 from mqtt_kafka_sync.codec.schema import AvroSchema, SchemaStore, parse_schema_text
 from mqtt_kafka_sync.config.model import Secret
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         f"${USER_INFO_ENV}, as user:password).",
     )
     tail.add_argument("topic", metavar="TOPIC")
-    tail.add_argument("--bootstrap", default="127.0.0.1:19092", help="Kafka (default %(default)s)")
+    tail.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help="Kafka (default %(default)s)")
     tail.add_argument(
         "--schemas", type=Path, default=Path("schemas"), help="folder of .avsc files (default %(default)s)"
     )

@@ -48,10 +48,9 @@ class HiveMQProcess(ManagedMqttBroker):
         self.conf_dir = self.root / "conf"
         self.data_dir = self.root / "data"
         self.extensions_dir = self.root / "extensions"
-        self.process = BrokerProcess(
+        self.process = BrokerProcess.under(
+            self.root,
             "hivemq",
-            pid_file=self.root / "hivemq.pid",
-            out_file=self.root / "hivemq.out",
             marker=str(self.conf_dir),
         )
 

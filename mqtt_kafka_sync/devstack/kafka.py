@@ -60,10 +60,9 @@ class KafkaProcess(ManagedBroker):
         self.config_file = root / "server.properties"
         self.data_dir = root / "data"
         self.logs_dir = root / "logs"
-        self.process = BrokerProcess(
+        self.process = BrokerProcess.under(
+            root,
             "kafka",
-            pid_file=root / "kafka.pid",
-            out_file=root / "kafka.out",
             marker=str(self.config_file),
             logs=[self.logs_dir / "server.log"],
         )

@@ -63,10 +63,9 @@ class MosquittoProcess(ManagedMqttBroker):
         self.config_file = root / "mosquitto.conf"
         self.data_dir = root / "data"
         self.log_file = root / "mosquitto.log"
-        self.process = BrokerProcess(
+        self.process = BrokerProcess.under(
+            root,
             "mosquitto",
-            pid_file=root / "mosquitto.pid",
-            out_file=root / "mosquitto.out",
             marker=str(self.config_file),
             logs=[self.log_file],
         )

@@ -49,6 +49,13 @@ class BrokerProcess:
         self.logs = (*logs, out_file)
         self._popen: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def under(cls, root: Path, name: str, *, marker: str, logs: Sequence[Path] = ()) -> BrokerProcess:
+        """The broker ``name`` whose pid and output files are ``<root>/<name>.pid`` and ``.out``."""
+        return cls(
+            name, pid_file=root / f"{name}.pid", out_file=root / f"{name}.out", marker=marker, logs=logs
+        )
+
     @property
     def pid(self) -> int | None:
         """The pid of our running process, or None."""

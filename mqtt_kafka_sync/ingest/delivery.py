@@ -7,6 +7,7 @@ increments and one call. A failure goes back to the pipeline: retried, held, or 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError
@@ -14,7 +15,7 @@ from confluent_kafka import KafkaError
 from mqtt_kafka_sync.ingest.acks import Pending
 from mqtt_kafka_sync.ingest.stats import IngestStats
 from mqtt_kafka_sync.kafka.dead_letter_copy import record_size
-from mqtt_kafka_sync.kafka.producer import Headers
+from mqtt_kafka_sync.kafka.producer import SIZE_REFUSALS, Headers
 from mqtt_kafka_sync.logs import per_record_logger
 from mqtt_kafka_sync.mqtt.packets import Publish
 from mqtt_kafka_sync.telemetry.counters import RouteCounters
@@ -22,11 +23,23 @@ from mqtt_kafka_sync.telemetry.counters import RouteCounters
 record_logger = per_record_logger("mqtt_kafka_sync.ingest.pipeline")
 """The pipeline's per-record logger (one line per kind and minute): the name kept from before the split."""
 
-SIZE_REFUSALS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
 TOPIC_MISSING = frozenset(
     {KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION}
 )
 """Delivery errors that say the topic is gone (deleted mid-run, never created): held and retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One MQTT message on its way to Kafka, as every retry, hold and dead-letter copy needs it."""
+
+    message: Publish
+    pending: Pending | None
+    """Its place among the acknowledgements (None for QoS 0)."""
+    headers: Headers
+    """Its ``mqtt.*`` headers and the device's user properties."""
+    seq: int
+    """Its place in arrival order: what is held back is retried in that order."""
 
 
 class Pipeline(Protocol):
@@ -41,63 +54,27 @@ class Pipeline(Protocol):
 
     def learn_limit(self, topic: str, refused_size: int) -> None: ...
 
-    def batch_refused(
-        self, message: Publish, pending: Pending | None, headers: Headers, seq: int, *, topic: str, why: str
-    ) -> None: ...
+    def batch_refused(self, incoming: Incoming, *, topic: str, why: str) -> None: ...
 
-    def topic_missing(
-        self, message: Publish, pending: Pending | None, headers: Headers, seq: int, *, topic: str, why: str
-    ) -> None: ...
+    def topic_missing(self, incoming: Incoming, *, topic: str, why: str) -> None: ...
 
-    def produce(
-        self,
-        message: Publish,
-        pending: Pending | None,
-        headers: Headers,
-        seq: int,
-        *,
-        again: bool = False,
-        alone: bool = False,
-    ) -> None: ...
+    def produce(self, incoming: Incoming, *, again: bool = False, alone: bool = False) -> None: ...
 
-    def dead_letter(
-        self,
-        mqtt_topic: str,
-        payload: bytes,
-        headers: Headers,
-        pending: Pending | None,
-        *,
-        reason: str,
-        detail: str,
-        seq: int,
-        stubs: int = 0,
-    ) -> None: ...
+    def dead_letter(self, incoming: Incoming, *, reason: str, detail: str, stubs: int = 0) -> None: ...
 
 
 class Delivery:
     """Delivery report of a data record: ack on success, dead-letter what Kafka refuses for good."""
 
-    __slots__ = ("_alone", "_headers", "_message", "_pending", "_pipeline", "_route", "_seq", "_topic")
+    __slots__ = ("_alone", "_incoming", "_pipeline", "_route", "_topic")
 
     def __init__(
-        self,
-        pipeline: Pipeline,
-        pending: Pending | None,
-        message: Publish,
-        headers: Headers,
-        route: RouteCounters,
-        *,
-        seq: int,
-        topic: str,
-        alone: bool,
+        self, pipeline: Pipeline, incoming: Incoming, route: RouteCounters, *, topic: str, alone: bool
     ) -> None:
-        self._seq = seq
         self._topic = topic
         self._alone = alone
         self._pipeline = pipeline
-        self._pending = pending
-        self._message = message
-        self._headers = headers
+        self._incoming = incoming
         self._route = route
 
     def __call__(self, err: KafkaError | None, record: Any) -> None:
@@ -111,39 +88,28 @@ class Delivery:
             latency = record.latency()
             if latency is not None:
                 pipeline.stats.delivery_latency.observe(latency)
-            pipeline.delivered(self._pending)
+            pipeline.delivered(self._incoming.pending)
             return
         pipeline.stats.delivery_failures += 1
         topic = self._topic
+        incoming = self._incoming
         where = f"{topic} [{record.partition()}]" if record is not None else topic
         if err.code() in SIZE_REFUSALS and self._alone and record is not None:
-            pipeline.learn_limit(topic, record_size(record.value() or b"", record.key(), self._headers))
+            pipeline.learn_limit(topic, record_size(record.value() or b"", record.key(), incoming.headers))
         if err.code() in SIZE_REFUSALS and not self._alone:
             pipeline.stats.retried += 1
-            pipeline.batch_refused(
-                self._message, self._pending, self._headers, self._seq, topic=topic, why=err.str()
-            )
+            pipeline.batch_refused(incoming, topic=topic, why=err.str())
             return
         if err.code() in TOPIC_MISSING:
             pipeline.stats.retried += 1
-            pipeline.topic_missing(
-                self._message, self._pending, self._headers, self._seq, topic=topic, why=err.str()
-            )
+            pipeline.topic_missing(incoming, topic=topic, why=err.str())
             return
         if err.retriable() or err.code() == KafkaError._MSG_TIMED_OUT:
             pipeline.stats.retried += 1
             record_logger.warning("kafka delivery to %s failed (%s); producing again", where, err.str())
-            pipeline.produce(self._message, self._pending, self._headers, self._seq, again=True)
+            pipeline.produce(incoming, again=True)
             return
         record_logger.error(
             "kafka refused a record for %s (%s); sending it to the dead-letter topic", where, err.str()
         )
-        pipeline.dead_letter(
-            self._message.topic,
-            self._message.payload,
-            self._headers,
-            self._pending,
-            reason="kafka-rejected",
-            detail=f"topic {topic}: {err.str()}",
-            seq=self._seq,
-        )
+        pipeline.dead_letter(incoming, reason="kafka-rejected", detail=f"topic {topic}: {err.str()}")

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from mqtt_kafka_sync.errors import KafkaDeliveryError, MessageError
 from mqtt_kafka_sync.ingest.acks import AckTracker, Pending
 from mqtt_kafka_sync.ingest.dead_letter import DeadLetters
-from mqtt_kafka_sync.ingest.delivery import Delivery
+from mqtt_kafka_sync.ingest.delivery import Delivery, Incoming
 from mqtt_kafka_sync.ingest.held import HeldTopics
 from mqtt_kafka_sync.ingest.routes import IngestRoutes
 from mqtt_kafka_sync.ingest.sink import Sink
@@ -43,6 +43,7 @@ from mqtt_kafka_sync.logs import per_record_logger
 from mqtt_kafka_sync.mqtt.packets import Publish
 from mqtt_kafka_sync.telemetry import registry
 from mqtt_kafka_sync.telemetry.catalog import UNROUTED
+from mqtt_kafka_sync.telemetry.counters import RouteCounters
 from mqtt_kafka_sync.throttle.pacing import PacedAcks
 
 __all__ = ["DELIVERY_POLL_INTERVAL", "IngestPipeline", "IngestStats", "Sink", "device_properties"]
@@ -163,101 +164,59 @@ class IngestPipeline:
         ]
         if message.user_properties:
             headers.extend(device_properties(message.user_properties))
+        incoming = Incoming(message, pending, headers, seq)
         if len(message.topic) > self._topic_max_length:
             self.dead_letter(
-                message.topic,
-                message.payload,
-                headers,
-                pending,
+                incoming,
                 reason="topic-too-long",
                 detail=f"topic of {len(message.topic)} characters, above mqtt.topic.max.length "
                 f"{self._topic_max_length}",
-                seq=seq,
             )
             return
-        self.produce(message, pending, headers, seq)
+        self.produce(incoming)
 
-    def produce(
-        self,
-        message: Publish,
-        pending: Pending | None,
-        headers: Headers,
-        seq: int,
-        *,
-        again: bool = False,
-        alone: bool = False,
-    ) -> None:
+    def produce(self, incoming: Incoming, *, again: bool = False, alone: bool = False) -> None:
         """Route, encode and produce one message (``again``: after a retriable delivery failure).
 
-        ``seq`` is the message's place in arrival order: what is held back is retried in that order.
+        What is held back is retried in arrival order (``incoming.seq``).
         ``alone``: the record is retried by itself after its batch was refused for size.
         """
+        message = incoming.message
         try:
             match = self._routes.route(message.topic)
         except MessageError as exc:
             if not again:
-                unrouted = self.stats.routes[UNROUTED]
-                unrouted.received += 1
-                unrouted.received_bytes += len(message.payload)
-            self.dead_letter(
-                message.topic,
-                message.payload,
-                headers,
-                pending,
-                reason=exc.reason,
-                detail=exc.detail,
-                seq=seq,
-            )
+                self._count_received(self.stats.routes[UNROUTED], message)
+            self.dead_letter(incoming, reason=exc.reason, detail=exc.detail)
             return
         route = self.stats.routes[match.route_name]
         if not again:
-            route.received += 1
-            route.received_bytes += len(message.payload)
+            self._count_received(route, message)
         try:
             value = self._routes.encode(match, message.payload, message.topic)
         except MessageError as exc:
-            self.dead_letter(
-                message.topic,
-                message.payload,
-                headers,
-                pending,
-                reason=exc.reason,
-                detail=exc.detail,
-                seq=seq,
-            )
+            self.dead_letter(incoming, reason=exc.reason, detail=exc.detail)
             return
         except Exception as exc:  # an encoder fault must cost one message, never the task
             record_logger.exception(
                 "route %s could not encode a message of %s", match.route_name, clip(message.topic)
             )
-            self.dead_letter(
-                message.topic,
-                message.payload,
-                headers,
-                pending,
-                reason="internal-error",
-                detail=f"{type(exc).__name__}: {exc}",
-                seq=seq,
-            )
+            self.dead_letter(incoming, reason="internal-error", detail=f"{type(exc).__name__}: {exc}")
             return
         topic = match.kafka_topic
         limit = self.limits.get(topic)
         if limit is not None and len(value) + len(match.key) + LIMIT_SLACK_BYTES > limit:
-            size = record_size(value, match.key, headers)
+            size = record_size(value, match.key, incoming.headers)
             if size > limit:
                 self.dead_letter(
-                    message.topic,
-                    message.payload,
-                    headers,
-                    pending,
+                    incoming,
                     reason="kafka-rejected",
                     detail=f"topic {topic}: a record of about {size} bytes, above the topic's "
                     f"max.message.bytes {limit}",
-                    seq=seq,
                 )
                 return
         if self._held and self._holds.held_back(
-            topic, seq, lambda: self.produce(message, pending, headers, seq, again=True)
+            topic, incoming.seq, lambda: self.produce(incoming, again=True)
         ):
             return
         try:
@@ -265,31 +224,28 @@ class IngestPipeline:
                 topic,
                 value,
                 match.key,
-                headers,
-                Delivery(self, pending, message, headers, route, seq=seq, topic=topic, alone=alone),
+                incoming.headers,
+                Delivery(self, incoming, route, topic=topic, alone=alone),
             )
         except KafkaDeliveryError as exc:
             if exc.fatal:
                 raise
             if exc.retriable:
-                self.topic_missing(message, pending, headers, seq, topic=topic, why=exc.detail)
+                self.topic_missing(incoming, topic=topic, why=exc.detail)
                 return
             record_logger.error(
                 "kafka refused a record for %s (%s); sending it to the dead-letter topic", topic, exc.detail
             )
             self.dead_letter(
-                message.topic,
-                message.payload,
-                headers,
-                pending,
-                reason="kafka-rejected",
-                detail=f"topic {topic}: {exc.detail} ({len(value)} bytes)",
-                seq=seq,
+                incoming, reason="kafka-rejected", detail=f"topic {topic}: {exc.detail} ({len(value)} bytes)"
             )
 
-    def batch_refused(
-        self, message: Publish, pending: Pending | None, headers: Headers, seq: int, *, topic: str, why: str
-    ) -> None:
+    @staticmethod
+    def _count_received(route: RouteCounters, message: Publish) -> None:
+        route.received += 1
+        route.received_bytes += len(message.payload)
+
+    def batch_refused(self, incoming: Incoming, *, topic: str, why: str) -> None:
         """Kafka refused the batch this record was in for size (the topic's ``max.message.bytes``).
 
         librdkafka fails every record of the batch, so small ones fail beside the one too large:
@@ -298,9 +254,9 @@ class IngestPipeline:
         """
         self._holds.hold(
             topic,
-            seq,
+            incoming.seq,
             why,
-            lambda: self.produce(message, pending, headers, seq, again=True, alone=True),
+            lambda: self.produce(incoming, again=True, alone=True),
             give_up=None,
             alone=True,
         )
@@ -323,23 +279,17 @@ class IngestPipeline:
         if held is not None:
             held.busy = False
 
-    def topic_missing(
-        self, message: Publish, pending: Pending | None, headers: Headers, seq: int, *, topic: str, why: str
-    ) -> None:
+    def topic_missing(self, incoming: Incoming, *, topic: str, why: str) -> None:
         """Kafka or librdkafka calls ``topic`` unknown: hold the message, retry it, dead-letter it late."""
         self._holds.hold(
             topic,
-            seq,
+            incoming.seq,
             why,
-            lambda: self.produce(message, pending, headers, seq, again=True),
+            lambda: self.produce(incoming, again=True),
             give_up=lambda: self.dead_letter(
-                message.topic,
-                message.payload,
-                headers,
-                pending,
+                incoming,
                 reason="kafka-topic-missing",
                 detail=f"topic {topic}: {why}, for longer than errors.retry.timeout.ms",
-                seq=seq,
             ),
         )
 

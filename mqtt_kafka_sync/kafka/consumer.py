@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.config.spec import CONSUMER_GUARANTEE
-from mqtt_kafka_sync.kafka.producer import STATISTICS_INTERVAL_MS, ConnectionState
+from mqtt_kafka_sync.kafka.producer import STATISTICS_INTERVAL_MS, ConnectionReports, ConnectionState
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ GUARANTEE_SETTINGS = CONSUMER_GUARANTEE
 TP = tuple[str, int]
 """A topic and partition."""
 
+KafkaHeaders = list[tuple[str, bytes | None]]
 PartitionsCallback = Callable[[set[TP]], None]
 LOG_EVERY_S = 60.0
 _NUMBERS = re.compile(r"\d+")
@@ -57,6 +58,15 @@ def consumer_config(config: RelayConnectorConfig, client_id: str) -> dict[str, s
     return settings
 
 
+def kafka_headers(record: Message) -> KafkaHeaders:
+    """The record's headers as (name, bytes or None) pairs, in order."""
+    headers = record.headers()
+    if not headers:
+        return []
+    items = headers.items() if isinstance(headers, dict) else headers
+    return [(name, value.encode() if isinstance(value, str) else value) for name, value in items]
+
+
 def _label(tps: set[TP]) -> str:
     by_topic: dict[str, list[int]] = {}
     for topic, partition in sorted(tps):
@@ -64,7 +74,7 @@ def _label(tps: set[TP]) -> str:
     return ", ".join(f"{t}{parts}" for t, parts in by_topic.items()) or "none"
 
 
-class CommandConsumer:
+class CommandConsumer(ConnectionReports):
     """Calls ``on_revoked(tps)`` before committing and unassigning revoked partitions, so the relay
     can finish their in-flight commands first; ``on_assigned`` after assigning, ``on_lost`` before
     unassigning lost ones. All callbacks run inside :meth:`consume`, on the relay thread."""
@@ -118,16 +128,6 @@ class CommandConsumer:
 
     def member_id(self) -> str | None:
         return self._consumer.memberid() or None
-
-    @property
-    def kafka_up(self) -> bool:
-        """A broker connection is up (librdkafka's statistics, every ``statistics.interval.ms``)."""
-        return self.connection.up
-
-    @property
-    def errors(self) -> int:
-        """Errors librdkafka reported, for metrics."""
-        return self.connection.errors
 
     # -- pausing --------------------------------------------------------------------------------
     def pause(self, tps: set[TP]) -> None:

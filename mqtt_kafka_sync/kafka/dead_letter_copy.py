@@ -1,9 +1,9 @@
 """Dead-letter records that Kafka never refuses for size: bounded headers, and a truncated copy.
 
-Both data paths dead-letter through here. A dead-letter record repeats the original's value, key
-and headers and adds its own (``dlq.*``). Two things could make it larger than the original, and so
-larger than what Kafka takes: a detail that quotes the input (a 600 KB key), and a record that was
-refused *because* of its size. So:
+Every data path dead-letters through here (the writer is ``kafka/dead_letter.py``). A dead-letter
+record repeats the original's value, key and headers and adds its own (``dlq.*``). Two things
+could make it larger than the original, and so larger than what Kafka takes: a detail that quotes
+the input (a 600 KB key), and a record that was refused *because* of its size. So:
 
 - :func:`clip` bounds any text a header repeats: its first :data:`DETAIL_MAX_BYTES` bytes and the
   full length;

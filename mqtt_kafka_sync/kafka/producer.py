@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 Headers = list[tuple[str, str | bytes | None]]
 DeliveryCallback = Callable[[KafkaError | None, Any], None]
+SIZE_REFUSALS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
+"""Delivery errors that say a record (or the batch it was in) is larger than the topic takes."""
 
 STATISTICS_INTERVAL_MS = "1000"
 """How often librdkafka reports its state (served by poll): our Kafka connection flag comes from it."""
@@ -126,7 +128,23 @@ def producer_config(bootstrap: str, client_id: str, overrides: Mapping[str, str]
     return config
 
 
-class KafkaSink:
+class ConnectionReports:
+    """``kafka_up`` and ``errors`` (for /readyz and metrics) of a client with a :class:`ConnectionState`."""
+
+    connection: ConnectionState
+
+    @property
+    def kafka_up(self) -> bool:
+        """A broker connection is up (librdkafka's statistics, every ``statistics.interval.ms``)."""
+        return self.connection.up
+
+    @property
+    def errors(self) -> int:
+        """Errors librdkafka reported, for metrics."""
+        return self.connection.errors
+
+
+class KafkaSink(ConnectionReports):
     """The producer of a task. Delivery reports run in whichever thread calls :meth:`poll`.
 
     An ingest task polls from its MQTT network thread (``IngestPipeline.on_tick``): confluent-kafka
@@ -155,14 +173,6 @@ class KafkaSink:
             logger=logging.getLogger("librdkafka"),
         )
         self.last_error: KafkaError | None = None
-
-    @property
-    def kafka_up(self) -> bool:
-        return self.connection.up
-
-    @property
-    def errors(self) -> int:
-        return self.connection.errors
 
     def produce(
         self, topic: str, value: bytes, key: bytes | None, headers: Headers, on_delivery: DeliveryCallback

@@ -23,9 +23,9 @@ import time
 
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.kafka.consumer import CommandConsumer, PartitionsCallback, consumer_config
+from mqtt_kafka_sync.kafka.dead_letter import DeadLetters
 from mqtt_kafka_sync.kafka.producer import KafkaSink, producer_config
 from mqtt_kafka_sync.mqtt.publisher import MqttPublisher, PublisherSettings
-from mqtt_kafka_sync.relay.dead_letter import DeadLetters
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.relay.task import RelayTask
 

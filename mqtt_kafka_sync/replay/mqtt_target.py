@@ -5,7 +5,7 @@ Each record goes the way the relay sends a command, with the relay's own parts: 
 key template, placeholder checks, topic, response topic, headers as user properties, correlation
 data, expiry), a :class:`~mqtt_kafka_sync.mqtt.window.PublishWindow` decides when it may go out,
 the :class:`~mqtt_kafka_sync.mqtt.publisher.MqttPublisher` publishes it (QoS 1/2), and
-:class:`~mqtt_kafka_sync.relay.dead_letter.DeadLetters` takes what the relay would not publish.
+:class:`~mqtt_kafka_sync.kafka.dead_letter.DeadLetters` takes what the relay would not publish.
 What becomes of a record, reported once through its ``done``:
 
 ====================================================  ===========================================
@@ -56,10 +56,10 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Mess
 
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.errors import CommandError
+from mqtt_kafka_sync.kafka.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.kafka.producer import KafkaSink, producer_config
 from mqtt_kafka_sync.mqtt.publisher import MqttPublisher, PublisherSettings, Refused, take_events
 from mqtt_kafka_sync.mqtt.window import Answer, Publisher, PublishWindow
-from mqtt_kafka_sync.relay.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.replay.exceptions import ReplayError
 from mqtt_kafka_sync.replay.target import Done, Headers

@@ -20,6 +20,7 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
 from mqtt_kafka_sync.config.loader import load_connector
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
+from mqtt_kafka_sync.kafka.dead_letter import DeadLetters
 from mqtt_kafka_sync.mqtt import packets as p
 from mqtt_kafka_sync.mqtt.publisher import (
     Acked,
@@ -32,7 +33,6 @@ from mqtt_kafka_sync.mqtt.publisher import (
 )
 from mqtt_kafka_sync.mqtt.window import Answer, PublishWindow
 from mqtt_kafka_sync.relay import task as task_module
-from mqtt_kafka_sync.relay.dead_letter import DeadLetters
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.relay.task import RelayStats, RelayTask
 from tests.scripted_broker import Conn, ScriptedBroker, accept, connack_v311, puback_invalid

@@ -10,9 +10,9 @@ import pytest
 from confluent_kafka import KafkaError, Message
 
 from mqtt_kafka_sync.errors import CommandError
+from mqtt_kafka_sync.kafka.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.kafka.dead_letter_copy import DETAIL_MAX_BYTES, STUB_FIELD_BYTES, record_size
 from mqtt_kafka_sync.kafka.producer import DeliveryCallback, Headers
-from mqtt_kafka_sync.relay.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.routing.command_topic import unsafe_value
 from tests.unit.relay.relay_fakes import FakeSink

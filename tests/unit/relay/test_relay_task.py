@@ -14,10 +14,10 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
 from mqtt_kafka_sync.config.model import RelayRouteConfig
 from mqtt_kafka_sync.errors import CommandError
+from mqtt_kafka_sync.kafka.dead_letter import DeadLetters
 from mqtt_kafka_sync.mqtt import window as window_module
 from mqtt_kafka_sync.mqtt.publisher import Acked, Connected, Disconnected
 from mqtt_kafka_sync.relay import task as task_module
-from mqtt_kafka_sync.relay.dead_letter import DeadLetters
 from mqtt_kafka_sync.relay.offsets import TopicPartition
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.relay.task import RelayTask

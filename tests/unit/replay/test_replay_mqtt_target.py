@@ -12,8 +12,8 @@ from dataclasses import replace
 import pytest
 
 from mqtt_kafka_sync.config.model import RelayRouteConfig
+from mqtt_kafka_sync.kafka.dead_letter import DeadLetters
 from mqtt_kafka_sync.mqtt.publisher import Acked, Connected, Disconnected, Refused
-from mqtt_kafka_sync.relay.dead_letter import DeadLetters
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.replay import mqtt_target as target_module
 from mqtt_kafka_sync.replay.exceptions import ReplayError

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_kafka_sync.cli.replay import ProgressLine, format_lag_table
+from mqtt_kafka_sync.cli.lag import format_lag_table
+from mqtt_kafka_sync.cli.replay import ProgressLine
 from mqtt_kafka_sync.kafka.lag import GroupLag, LagSample, LagSnapshot
 from mqtt_kafka_sync.replay.checkpoint import Checkpoint, Confirmations, load_checkpoint, save_checkpoint
 from mqtt_kafka_sync.replay.exceptions import ReplayError
