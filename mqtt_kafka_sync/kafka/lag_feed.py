@@ -23,6 +23,9 @@ from multiprocessing.sharedctypes import SynchronizedArray
 from mqtt_kafka_sync.errors import LagReadError
 
 _SEQ, _LAG, _READABLE = range(3)
+FIRST_READING_GRACE_S = 30.0
+"""How long a new task waits for the first reading before calling its lag unreadable: the reader
+process may still be starting (Python, confluent-kafka, the first admin requests)."""
 
 
 class LagFeed:
@@ -61,20 +64,25 @@ class FedLagReader:
         self._max_age = max_age
         self._clock = clock
         self._seq = 0
-        self._seen_at = clock()
-        """When this reader first saw the current reading (or was made): its own clock, never the
-        supervisor's."""
+        self._started_at = clock()
+        self._seen_at = self._started_at
+        """When this reader first saw the current reading: its own clock, never the supervisor's."""
 
     def read_lag(self) -> int | None:
-        """The lag of the latest reading; raises :class:`LagReadError` when it failed or is stale."""
+        """The lag of the latest reading; raises :class:`LagReadError` when it failed or is stale.
+
+        None before the first reading, for :data:`FIRST_READING_GRACE_S`: the throttle holds its
+        rate either way, and a start is no failure to log."""
         seq, lag, readable = self._feed.get()
         now = self._clock()
+        if seq == 0:
+            if now - self._started_at <= FIRST_READING_GRACE_S:
+                return None
+            raise LagReadError(f"the supervisor's lag reader has read no lag in {FIRST_READING_GRACE_S:.0f}s")
         if seq != self._seq:
             self._seq, self._seen_at = seq, now
         elif now - self._seen_at > self._max_age:
             raise LagReadError(f"no new lag reading from the supervisor's lag reader in {self._max_age:.0f}s")
-        if seq == 0:
-            raise LagReadError("the supervisor's lag reader has not read the lag yet")
         if not readable:
             raise LagReadError("the supervisor's lag reader cannot read the lag (it logs why)")
         return lag

@@ -67,7 +67,7 @@ class LagWatch:
 
 @dataclass(frozen=True)
 class Reading:
-    """One read of one watched group: its lag, or why it could not be read."""
+    """One read of one watched group: its lag; None when it could not be read (the child logs why)."""
 
     key: GroupKey
     lag: GroupLag | None

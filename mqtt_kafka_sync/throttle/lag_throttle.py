@@ -2,7 +2,7 @@
 
 How the ingest uses it (``throttle/pacing.py`` holds the acknowledgements it may not send yet)::
 
-    throttle, loop = ingest_throttle(config, tasks=config.tasks_max)   # None when throttling is off
+    throttle, loop = ingest_throttle(config, tasks=config.tasks_max, lag=fed)   # None when off
     task = IngestTask(config, index, throttle=throttle)
     loop.start()           # samples lag every throttle.lag.interval.seconds, sets the rate
     ...                    # network thread: m = throttle.allow(k, now); send the first m acks, keep
@@ -11,7 +11,9 @@ How the ingest uses it (``throttle/pacing.py`` holds the acknowledgements it may
 
 :class:`LagThrottle` implements :class:`AckThrottle`; both calls are O(1), allocate nothing and take
 one short lock, so the MQTT network thread can call them for every batch of acknowledgements.
-``rate``, ``last_lag``, ``mode`` and ``last_decision`` are there for metrics to read.
+``rate``, ``last_lag``, ``mode`` and ``last_decision`` are there for metrics to read. The lag comes
+from a :class:`LagSource`: under the supervisor the feed of its one lag reader process, else a
+reader process of the throttle's own.
 """
 
 from __future__ import annotations

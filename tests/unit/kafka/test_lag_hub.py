@@ -9,7 +9,7 @@ import pytest
 
 from mqtt_kafka_sync.errors import LagReadError
 from mqtt_kafka_sync.kafka.lag import GroupLag, LagSample
-from mqtt_kafka_sync.kafka.lag_feed import FedLagReader, LagFeed
+from mqtt_kafka_sync.kafka.lag_feed import FIRST_READING_GRACE_S, FedLagReader, LagFeed
 from mqtt_kafka_sync.kafka.lag_hub import LagHub, LagWatch, Reading
 from mqtt_kafka_sync.kafka.lag_topics import AnyTopic, SubscribedTopics, TopicTemplates
 
@@ -78,8 +78,11 @@ def test_a_fed_reader_fails_on_a_failed_or_stale_reading() -> None:
     now = [0.0]
     feed = LagFeed(CTX)
     reader = FedLagReader(feed, 2.0, clock=lambda: now[0])
-    with pytest.raises(LagReadError, match="not read the lag yet"):
+    assert reader.read_lag() is None  # the reader process is starting: no lag, nothing to log
+    now[0] = FIRST_READING_GRACE_S + 1
+    with pytest.raises(LagReadError, match="has read no lag"):
         reader.read_lag()
+    now[0] = 0.0
     feed.put(120)
     assert reader.read_lag() == 120
     now[0] = 2.0
