@@ -41,9 +41,9 @@ from mqtt_kafka_sync.kafka.dead_letter_copy import clip, record_size
 from mqtt_kafka_sync.kafka.producer import Headers
 from mqtt_kafka_sync.logs import per_record_logger
 from mqtt_kafka_sync.mqtt.packets import Publish
-from mqtt_kafka_sync.telemetry import registry
 from mqtt_kafka_sync.telemetry.catalog import UNROUTED
 from mqtt_kafka_sync.telemetry.counters import RouteCounters
+from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
 from mqtt_kafka_sync.throttle.pacing import PacedAcks
 
 __all__ = ["DELIVERY_POLL_INTERVAL", "IngestPipeline", "IngestStats", "Sink", "device_properties"]
@@ -92,9 +92,10 @@ class IngestPipeline:
         pacer: PacedAcks | None = None,
         topic_max_length: int = 65_535,
         retry_timeout: float | None = 60.0,
+        telemetry: PipelineRegistry | None = None,
     ) -> None:
         """``retry_timeout``: seconds a topic librdkafka calls unknown is retried before its records
-        are dead-lettered (None: for ever)."""
+        are dead-lettered (None: for ever); ``telemetry``: where the task's probe finds its counters."""
         self._topic_max_length = topic_max_length
         self.limits = sink.topic_limits
         """Kafka topic -> its ``max.message.bytes``, where known (read at start, learned from
@@ -120,7 +121,8 @@ class IngestPipeline:
         )
         self.dead_letter = dead_letters.write
         """Produce the dead-letter copy of a message (:meth:`DeadLetters.write`)."""
-        registry.track_ingest(connector, self.stats, tracker)
+        if telemetry is not None:
+            telemetry.track_ingest(connector, self.stats, tracker)
 
     # -- MessageHandler -------------------------------------------------------------------------
     def on_connected(self, generation: int, session_present: bool) -> None:

@@ -14,6 +14,7 @@ from mqtt_kafka_sync.kafka.admin import topic_message_limits
 from mqtt_kafka_sync.kafka.producer import KafkaSink, fit_batches, producer_config
 from mqtt_kafka_sync.mqtt.packets import Will
 from mqtt_kafka_sync.mqtt.subscriber import MessageHandler, MqttSubscriber, SubscriberSettings
+from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
 from mqtt_kafka_sync.throttle.pacing import AckThrottle, PacedAcks
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class IngestTask:
         control_filters: tuple[str, ...] = (),
         handler_wrapper: HandlerWrapper | None = None,
         throttle: AckThrottle | None = None,
+        telemetry: PipelineRegistry | None = None,
     ) -> None:
         self.config = config
         self.client_id = client_id or config.task_client_id(index)
@@ -95,6 +97,7 @@ class IngestTask:
             retry_timeout=None
             if config.errors_retry_timeout_ms < 0
             else config.errors_retry_timeout_ms / 1000,
+            telemetry=telemetry,
         )
         handler: MessageHandler = self.pipeline if handler_wrapper is None else handler_wrapper(self.pipeline)
         settings = subscriber_settings(

@@ -22,7 +22,8 @@ from mqtt_kafka_sync.ingest.takeover import (
 )
 from mqtt_kafka_sync.ingest.task import IngestTask
 from mqtt_kafka_sync.mqtt.packets import Publish, Will
-from mqtt_kafka_sync.throttle.lag_throttle import LagThrottle, ThrottleLoop, ingest_throttle
+from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
+from mqtt_kafka_sync.throttle.lag_throttle import LagSource, LagThrottle, ThrottleLoop, ingest_throttle
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +70,19 @@ class _MembershipHandler:
 
 
 class IngestWorker:
-    def __init__(self, config: SourceConnectorConfig, index: int) -> None:
+    def __init__(
+        self,
+        config: SourceConnectorConfig,
+        index: int,
+        *,
+        lag: LagSource | None = None,
+        telemetry: PipelineRegistry | None = None,
+    ) -> None:
+        """``lag``: the throttle's lag source (None: a reader process of its own); ``telemetry``:
+        where every pipeline of this task, adopted sessions' too, registers its counters."""
         self.config = config
         self.index = index
+        self._telemetry = telemetry
         client_id = config.task_client_id(index)
         group = config.mqtt_shared_group
         self.membership: Membership | None = None
@@ -86,7 +97,7 @@ class IngestWorker:
                 retain=True,
             )
             control = (membership_filter(group),)
-        throttled = ingest_throttle(config, tasks=config.tasks_max)
+        throttled = ingest_throttle(config, tasks=config.tasks_max, lag=lag)
         self.throttle: LagThrottle | None = None
         self._throttle_loop: ThrottleLoop | None = None
         if throttled is not None:
@@ -98,6 +109,7 @@ class IngestWorker:
             control_filters=control,
             handler_wrapper=lambda pipeline: _MembershipHandler(self, pipeline),
             throttle=self.throttle,
+            telemetry=telemetry,
         )
         self._adoptions: dict[str, tuple[Adoption, IngestTask]] = {}
         self._retired = dict.fromkeys(COUNTERS, 0)
@@ -164,7 +176,12 @@ class IngestWorker:
         and so serves the adopted session's delivery reports too, whenever the adoption starts.
         """
         return IngestTask(
-            self.config, self.index, client_id=member.client_id, sink=self.task.sink, subscribe=False
+            self.config,
+            self.index,
+            client_id=member.client_id,
+            sink=self.task.sink,
+            subscribe=False,
+            telemetry=self._telemetry,
         )
 
     def _adopt(self, member: Member, *, task: IngestTask) -> bool:

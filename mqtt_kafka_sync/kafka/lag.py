@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -52,8 +52,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec  # confluent_kafka.admin re-exports it untyped
 
 from mqtt_kafka_sync.errors import LagReadError
+from mqtt_kafka_sync.kafka.lag_topics import TopicFilter
 
-TopicFilter = Callable[[str], bool]
 _LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 
 
@@ -107,6 +107,10 @@ class GroupLag:
         """Whether any partition has a lag, so :attr:`total` means something."""
         return any(s.lag is not None for s in self.partitions)
 
+    def on(self, topics: TopicFilter) -> GroupLag:
+        """The partitions of the topics ``topics`` accepts (a throttle's share of a wider read)."""
+        return GroupLag(self.group, tuple(s for s in self.partitions if topics(s.topic)))
+
 
 @dataclass(frozen=True)
 class LagSnapshot:
@@ -119,6 +123,13 @@ class LagSnapshot:
         """The largest total lag among the groups; None when no group has committed anything here."""
         totals = [g.total for g in self.groups if g.known]
         return max(totals) if totals else None
+
+
+def unique_groups(groups: Sequence[str]) -> tuple[str, ...]:
+    """``groups`` without repeats, in order; at least one (a lag read of nothing is a mistake)."""
+    if not groups:
+        raise ValueError("name at least one consumer group")
+    return tuple(dict.fromkeys(groups))
 
 
 class LagReader:
@@ -137,10 +148,8 @@ class LagReader:
         config: dict[str, str] | None = None,
         track_uncommitted: bool = True,
     ) -> None:
-        if not groups:
-            raise ValueError("name at least one consumer group")
         self.bootstrap = bootstrap
-        self.groups = tuple(dict.fromkeys(groups))
+        self.groups = unique_groups(groups)
         self._topics = topics
         self._timeout = timeout
         self._config = dict(config or {})

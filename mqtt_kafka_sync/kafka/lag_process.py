@@ -1,4 +1,6 @@
-"""A :class:`~mqtt_kafka_sync.kafka.lag.LagReader` in a child process: the throttle's lag source.
+"""A :class:`~mqtt_kafka_sync.kafka.lag.LagReader` in a child process: the throttle's lag source
+where no supervisor reads lag for it (a replay; an ingest task built outside ``run``). Under the
+supervisor one reader process serves every throttle and the metrics (``lag_hub.py``).
 
 librdkafka's admin client can crash the process it runs in: a NULL dereference when
 ListConsumerGroupOffsets meets NOT_COORDINATOR, e.g. for a group whose coordinator is still loading
@@ -31,7 +33,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 
 from mqtt_kafka_sync.errors import LagReadError
-from mqtt_kafka_sync.kafka.lag import LagReader, TopicFilter
+from mqtt_kafka_sync.kafka.lag import LagReader, unique_groups
+from mqtt_kafka_sync.kafka.lag_topics import TopicFilter
 from mqtt_kafka_sync.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -41,13 +44,14 @@ START_GRACE_S = 30.0
 """Added to the first answer's deadline: a spawned child imports Python and confluent-kafka first."""
 
 
-def _signal_name(code: int | None) -> str:
+def how_it_ended(code: int | None) -> str:
+    """A child's exit code in words: ``died (signal SIGSEGV)``, ``exited (code 3)``."""
     if code is None or code >= 0:
-        return f"exit code {code}"
+        return f"exited (code {code})"
     try:
-        return f"signal {signal.Signals(-code).name}"
+        return f"died (signal {signal.Signals(-code).name})"
     except ValueError:
-        return f"signal {-code}"
+        return f"died (signal {-code})"
 
 
 @dataclass(frozen=True)
@@ -86,9 +90,10 @@ def _serve(conn: Connection, spec: _ReaderSpec) -> None:
 
 
 class IsolatedLagReader:
-    """``read_lag`` of a :class:`LagReader` that lives in a child process (started on first use).
+    """``read_lag`` of a :class:`LagReader` that lives in a child process (started on first use): the
+    throttle's lag source where no supervisor feeds one (a replay, a task run on its own).
 
-    ``topics`` must be picklable (e.g. :class:`~mqtt_kafka_sync.throttle.lag_throttle.TopicTemplates`),
+    ``topics`` must be picklable (e.g. :class:`~mqtt_kafka_sync.kafka.lag_topics.TopicTemplates`),
     since the child builds its reader from it. Safe to call from several threads (one at a time).
     """
 
@@ -101,10 +106,8 @@ class IsolatedLagReader:
         timeout: float = 10.0,
         name: str = "lag-reader",
     ) -> None:
-        if not groups:
-            raise ValueError("name at least one consumer group")
         self.bootstrap = bootstrap
-        self.groups = tuple(dict.fromkeys(groups))
+        self.groups = unique_groups(groups)
         self._topics = topics
         self._timeout = timeout
         self._name = name
@@ -142,9 +145,7 @@ class IsolatedLagReader:
                 kind, value = conn.recv()
             except (EOFError, OSError):
                 code = self._discard(kill=False)
-                raise LagReadError(
-                    f"lag reader process died ({_signal_name(code)}); starting a new one"
-                ) from None
+                raise LagReadError(f"lag reader process {how_it_ended(code)}; starting a new one") from None
         if kind == "error":
             raise LagReadError(str(value))
         return value if isinstance(value, int) else None

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Protocol
 
 from mqtt_kafka_sync.kafka.lag_process import IsolatedLagReader
+from mqtt_kafka_sync.kafka.lag_topics import TopicTemplates
 from mqtt_kafka_sync.replay.copier import Copier
 from mqtt_kafka_sync.replay.mqtt_target import STALL_TIMEOUT_S, MqttTarget, mqtt_target
 from mqtt_kafka_sync.replay.progress import Progress, ReplayResult
@@ -26,7 +27,7 @@ from mqtt_kafka_sync.replay.session import Planned, ReplaySession
 from mqtt_kafka_sync.replay.target import KafkaTarget
 from mqtt_kafka_sync.replay.to_mqtt import dead_letter_summary
 from mqtt_kafka_sync.throttle.controller import Decision
-from mqtt_kafka_sync.throttle.lag_throttle import FixedRateThrottle, LagThrottle, ThrottleLoop, TopicTemplates
+from mqtt_kafka_sync.throttle.lag_throttle import FixedRateThrottle, LagThrottle, ThrottleLoop
 from mqtt_kafka_sync.throttle.pacing import AckThrottle
 
 KAFKA_FINAL_WAIT_S = 30.0
@@ -96,11 +97,7 @@ class ReplayRunner:
                 session.target_bootstrap, planned.groups, topics=TopicTemplates(planned.watched)
             )
             loop = ThrottleLoop(
-                lag_throttle,
-                reader.read_lag,
-                planned.settings.interval,
-                on_decision=self._events.decision,
-                close=reader.close,
+                lag_throttle, reader, planned.settings.interval, on_decision=self._events.decision
             )
             throttle = lag_throttle
         elif planned.fixed_rate is not None:

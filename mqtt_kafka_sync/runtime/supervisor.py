@@ -8,6 +8,10 @@ it) and exits 0 once they have.
 Each task slot has two shared-memory arrays its process writes every 0.5 s: the counters of
 ``--status-file`` and the metrics block (``telemetry/shared.py``). With telemetry settings the
 supervisor serves them on one port (``/metrics``, ``/healthz``, ``/readyz``) and exports OTLP.
+
+Consumer lag, for the metrics and for every throttled task, is read by one child process of the
+supervisor (``kafka/lag_hub.py``, planned in ``runtime/lag.py``); a throttled task reads its lag
+from a shared-memory feed the supervisor writes (``kafka/lag_feed.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ from types import FrameType
 
 from mqtt_kafka_sync.config.model import ConnectorConfig
 from mqtt_kafka_sync.errors import SyncError
+from mqtt_kafka_sync.kafka.lag_feed import LagFeed
+from mqtt_kafka_sync.kafka.lag_hub import LagHub
 from mqtt_kafka_sync.logs import configure_logging
+from mqtt_kafka_sync.runtime.lag import lag_watches, throttle_feeds
 from mqtt_kafka_sync.runtime.task_process import STAT_FIELDS, task_main
 from mqtt_kafka_sync.telemetry.exporter import TelemetrySettings
 from mqtt_kafka_sync.telemetry.service import TelemetryService
@@ -57,6 +64,8 @@ class TaskSlot:
     index: int
     stats: SynchronizedArray[int]
     metrics: TaskMetrics
+    lag_feed: LagFeed | None = None
+    """Where the supervisor's lag reader writes this task's throttle lag (throttled tasks only)."""
     process: multiprocessing.context.SpawnProcess | None = None
     restarts: int = 0
     """Consecutive restarts (the backoff); reset after a minute alive."""
@@ -78,9 +87,13 @@ class Supervisor:
         log_level: int = logging.WARNING,
         telemetry: TelemetrySettings | None = None,
     ) -> None:
+        watches = lag_watches(configs, telemetry.lag_interval_s if telemetry is not None else None)
+        self.lag = LagHub(watches, functools.partial(configure_logging, log_level)) if watches else None
+        """The one lag reader process, for the metrics and every throttle (None: nobody needs lag)."""
         try:
+            feeds = throttle_feeds(configs, self.lag, _ctx)
             self.slots = [
-                TaskSlot(c, i, _ctx.Array("q", len(STAT_FIELDS)), TaskMetrics(c, i, _ctx))
+                TaskSlot(c, i, _ctx.Array("q", len(STAT_FIELDS)), TaskMetrics(c, i, _ctx), feeds.get(c.name))
                 for c in configs
                 for i in range(c.tasks_max)
             ]
@@ -91,9 +104,7 @@ class Supervisor:
         self._log_level = log_level
         self._stop = threading.Event()
         self.telemetry = (
-            TelemetryService(
-                telemetry, configs, self.snapshots, functools.partial(configure_logging, log_level)
-            )
+            TelemetryService(telemetry, self.snapshots, self.lag.samples if self.lag is not None else list)
             if telemetry is not None
             else None
         )
@@ -164,6 +175,8 @@ class Supervisor:
         """
         if self.telemetry is not None:
             self.telemetry.start()
+        if self.lag is not None:
+            self.lag.start()
         signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
         previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
         try:
@@ -182,6 +195,8 @@ class Supervisor:
                 signal.signal(sig, handler)
             if self.telemetry is not None:
                 self.telemetry.stop()
+            if self.lag is not None:
+                self.lag.stop()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stop.set()
@@ -219,6 +234,7 @@ class Supervisor:
                 "metrics": slot.metrics.block,
                 "log_level": self._log_level,
                 "drain_timeout": self._drain_timeout,
+                "lag_feed": slot.lag_feed,
             },
         )
         slot.process.start()

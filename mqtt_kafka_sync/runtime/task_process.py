@@ -2,6 +2,9 @@
 
 Every 0.5 s its main thread copies the worker's counters into the supervisor's shared arrays: the
 status counters, and the metrics block through :class:`~mqtt_kafka_sync.telemetry.probe.Probe`.
+The process makes the one :class:`~mqtt_kafka_sync.telemetry.registry.PipelineRegistry` its
+pipelines register in and the probe reads, and hands a throttled worker the lag feed the supervisor
+writes (``kafka/lag_feed.py``), so the task reads no lag itself.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from multiprocessing.sharedctypes import SynchronizedArray
 from typing import Protocol
 
 from mqtt_kafka_sync.config.model import ConnectorConfig, RelayConnectorConfig
+from mqtt_kafka_sync.kafka.lag_feed import LagFeed
 from mqtt_kafka_sync.logs import configure_logging, dump_stacks_on_sigusr1
-from mqtt_kafka_sync.telemetry import registry
-from mqtt_kafka_sync.telemetry.probe import Probe
+from mqtt_kafka_sync.runtime.lag import fed_lag
+from mqtt_kafka_sync.telemetry.probe import Probe, ingest_probe, relay_probe
+from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -77,17 +82,23 @@ class Worker(Protocol):
     def drain(self, timeout: float) -> bool: ...
 
 
-def _worker(config: ConnectorConfig, index: int) -> tuple[Worker, str]:
-    """The worker for ``config``'s connector class, and what it reads from, for the log."""
+def _worker(
+    config: ConnectorConfig, index: int, metrics: SynchronizedArray[float], lag_feed: LagFeed | None
+) -> tuple[Worker, Probe, str]:
+    """The worker for ``config``'s connector class, its probe, and what it reads from, for the log."""
     # Imported here: keep the spawn import light.
     if isinstance(config, RelayConnectorConfig):
         from mqtt_kafka_sync.relay.worker import RelayWorker  # noqa: PLC0415
 
+        relay = RelayWorker(config, index, exit_on_crash=True)
         topics = ", ".join(config.kafka_topics())
-        return RelayWorker(config, index, exit_on_crash=True), f"{topics} (group {config.kafka_group_id})"
+        return relay, relay_probe(config, relay, metrics), f"{topics} (group {config.kafka_group_id})"
     from mqtt_kafka_sync.ingest.worker import IngestWorker  # noqa: PLC0415
 
-    return IngestWorker(config, index), ", ".join(config.shared_filters())
+    pipelines = PipelineRegistry()
+    lag = fed_lag(config, lag_feed) if lag_feed is not None else None
+    ingest = IngestWorker(config, index, lag=lag, telemetry=pipelines)
+    return ingest, ingest_probe(config, ingest, metrics, pipelines), ", ".join(config.shared_filters())
 
 
 def task_main(
@@ -98,6 +109,7 @@ def task_main(
     metrics: SynchronizedArray[float],
     log_level: int,
     drain_timeout: float,
+    lag_feed: LagFeed | None = None,
 ) -> None:
     _die_with_parent()
     configure_logging(log_level)
@@ -107,9 +119,7 @@ def task_main(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     threading.excepthook = _exit_on_thread_crash
-    registry.enable()
-    worker, reads = _worker(config, index)
-    probe = Probe(config, worker, metrics)
+    worker, probe, reads = _worker(config, index, metrics, lag_feed)
     _tune_gc()
     worker.start()
     announced = False

@@ -23,6 +23,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mqtt_kafka_sync import __version__
+from mqtt_kafka_sync.kafka.lag import LagSample
 from mqtt_kafka_sync.telemetry import catalog as c
 from mqtt_kafka_sync.telemetry.bridge import (
     CUMULATIVE,
@@ -30,7 +31,6 @@ from mqtt_kafka_sync.telemetry.bridge import (
     BridgedPrometheusReader,
     HistogramBridge,
 )
-from mqtt_kafka_sync.telemetry.lag import LagPoint
 from mqtt_kafka_sync.telemetry.shared import TaskSnapshot
 
 SCOPE = "mqtt_kafka_sync"
@@ -66,14 +66,15 @@ class TelemetrySettings:
     """Full URL of an OTLP/HTTP metrics endpoint (``.../v1/metrics``); None: no OTLP export."""
     otlp_interval_s: float = 60.0
     lag_interval_s: float = 5.0
-    """Seconds between consumer lag reads (a few admin requests per group)."""
+    """Seconds between the metrics' consumer lag reads, with the time lag (a few admin requests per
+    group); a throttle's group may be read more often, for its ``throttle.lag.interval.seconds``."""
     liveness_timeout_s: float = 60.0
     """``/healthz`` fails when a task's network loop has not turned for this long."""
 
 
 class Source(Protocol):
     def snapshots(self) -> list[TaskSnapshot]: ...
-    def lag_points(self) -> list[LagPoint]: ...
+    def lag_points(self) -> list[LagSample]: ...
 
 
 Callback = Callable[[CallbackOptions], Iterator[Observation]]
@@ -100,7 +101,7 @@ class Exporter:
         callbacks[c.TASK_UP.name] = self._per_task(lambda s: float(s.alive))
         callbacks[c.TASK_READY.name] = self._per_task(lambda s: float(s.ready))
         callbacks[c.TASK_RESTARTS.name] = self._per_task(lambda s: float(s.restarts))
-        callbacks[c.CONSUMER_LAG.name] = self._lag(lambda p: float(p.lag))
+        callbacks[c.CONSUMER_LAG.name] = self._lag(lambda p: None if p.lag is None else float(p.lag))
         callbacks[c.CONSUMER_TIME_LAG.name] = self._lag(lambda p: p.time_lag_s)
         for metric in c.METRICS:
             if metric.kind == "histogram":
@@ -141,7 +142,7 @@ class Exporter:
 
         return observe
 
-    def _lag(self, read: Callable[[LagPoint], float | None]) -> Callback:
+    def _lag(self, read: Callable[[LagSample], float | None]) -> Callback:
         def observe(options: CallbackOptions) -> Iterator[Observation]:
             for point in self._source.lag_points():
                 value = read(point)

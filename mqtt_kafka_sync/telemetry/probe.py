@@ -13,13 +13,12 @@ import math
 import time
 from collections.abc import Callable
 from multiprocessing.sharedctypes import SynchronizedArray
-from typing import cast
 
-from mqtt_kafka_sync.config.model import ConnectorConfig, RelayConnectorConfig
+from mqtt_kafka_sync.config.model import RelayConnectorConfig, SourceConnectorConfig
 from mqtt_kafka_sync.telemetry import catalog as c
-from mqtt_kafka_sync.telemetry import registry
 from mqtt_kafka_sync.telemetry.counters import Buckets, RouteCounters
 from mqtt_kafka_sync.telemetry.layout import Layout
+from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
 from mqtt_kafka_sync.telemetry.views import IngestWorkerView, RelayWorkerView, ThrottleView
 
 logger = logging.getLogger(__name__)
@@ -30,15 +29,14 @@ UNTHROTTLED_SAMPLES = 10
 
 
 class Probe:
-    def __init__(self, config: ConnectorConfig, worker: object, block: SynchronizedArray[float]) -> None:
-        self.layout = Layout(config)
-        self.config = config
+    """Writes one task's block; made by :func:`ingest_probe` or :func:`relay_probe`."""
+
+    def __init__(
+        self, layout: Layout, fill: Callable[[list[float]], None], block: SynchronizedArray[float]
+    ) -> None:
+        self.layout = layout
         self._block = block
-        self._fill: Callable[[list[float]], None]
-        if isinstance(config, RelayConnectorConfig):
-            self._fill = _RelayReader(self.layout, cast(RelayWorkerView, worker)).fill
-        else:
-            self._fill = _IngestReader(self.layout, config.name, cast(IngestWorkerView, worker)).fill
+        self._fill = fill
 
     def values(self) -> list[float]:
         out = [0.0] * self.layout.size
@@ -48,6 +46,26 @@ class Probe:
 
     def write(self) -> None:
         self._block[:] = self.values()  # under the block's lock
+
+
+def ingest_probe(
+    config: SourceConnectorConfig,
+    worker: IngestWorkerView,
+    block: SynchronizedArray[float],
+    pipelines: PipelineRegistry,
+) -> Probe:
+    """The probe of an ingest task: ``worker``'s state, and the counters of every pipeline the
+    task registered in ``pipelines`` (its own session's and adopted ones')."""
+    layout = Layout(config)
+    return Probe(layout, _IngestReader(layout, config.name, worker, pipelines).fill, block)
+
+
+def relay_probe(
+    config: RelayConnectorConfig, worker: RelayWorkerView, block: SynchronizedArray[float]
+) -> Probe:
+    """The probe of a relay task."""
+    layout = Layout(config)
+    return Probe(layout, _RelayReader(layout, worker).fill, block)
 
 
 class _Common:
@@ -87,10 +105,13 @@ class _Common:
 
 
 class _IngestReader(_Common):
-    def __init__(self, layout: Layout, connector: str, worker: IngestWorkerView) -> None:
+    def __init__(
+        self, layout: Layout, connector: str, worker: IngestWorkerView, pipelines: PipelineRegistry
+    ) -> None:
         super().__init__(layout)
         self.connector = connector
         self.worker = worker
+        self.pipelines = pipelines
         self._warned = False
         self._throttled = False
         self._held_samples = 0
@@ -99,7 +120,7 @@ class _IngestReader(_Common):
     def fill(self, out: list[float]) -> None:
         task = self.worker.task
         retried = refused = awaiting = 0
-        for tracked in registry.ingest_pipelines(self.connector):
+        for tracked in self.pipelines.ingest_pipelines(self.connector):
             stats = tracked.stats
             self.routes(out, dict(stats.routes))
             self.reasons(out, dict(stats.dlq_by_reason))
@@ -165,7 +186,7 @@ class _IngestReader(_Common):
             return
         lag = throttle.last_lag
         decision = throttle.last_decision
-        action = getattr(decision, "action", None)
+        action = decision.action if decision is not None else None
         self.put(out, c.THROTTLE_RATE, throttle.rate)
         self.put(out, c.THROTTLE_LAG, math.nan if lag is None else lag)
         self.put(out, c.THROTTLE_ENFORCING, float(throttle.mode == "enforce"))

@@ -1,13 +1,13 @@
-"""The ingest pipelines of this task process, as metrics see them.
+"""The ingest pipelines of one task process, as metrics see them.
 
 A task runs its own MQTT session and, after a peer died, adopted sessions that come and go
-(``ingest/worker.py``), each with its own pipeline. Every pipeline registers its counters here when
-it is built, so the task's probe (:mod:`mqtt_kafka_sync.telemetry.probe`) counts adopted sessions'
-messages too. Counters and histograms are kept after their pipeline is gone (a few hundred bytes per
-adoption), so totals never go down; the ack tracker is kept weakly, for its in-flight count only.
-
-Only task processes enable it (``runtime/task_process.py``); pipelines built anywhere else (tests,
-tools) are not kept.
+(``ingest/worker.py``), each with its own pipeline. The task process makes one
+:class:`PipelineRegistry` and hands it to the worker it builds, which hands it to every pipeline;
+each pipeline registers its counters when it is built, so the task's probe
+(:mod:`mqtt_kafka_sync.telemetry.probe`) counts adopted sessions' messages too. Counters and
+histograms are kept after their pipeline is gone (a few hundred bytes per adoption), so totals
+never go down; the ack tracker is kept weakly, for its in-flight count only. A pipeline built
+without a registry (tests, tools) is not kept anywhere.
 """
 
 from __future__ import annotations
@@ -28,32 +28,18 @@ class TrackedPipeline:
     tracker: weakref.ref[AckView]
 
 
-_lock = threading.Lock()
-_enabled = False
-_pipelines: list[TrackedPipeline] = []
+class PipelineRegistry:
+    """What the pipelines of one task process registered (safe from any thread)."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pipelines: list[TrackedPipeline] = []
 
-def enable() -> None:
-    """Keep what pipelines register from now on (task processes only)."""
-    global _enabled
-    _enabled = True
+    def track_ingest(self, connector: str, stats: IngestCounters, tracker: AckView) -> None:
+        """Called by a pipeline when it is built."""
+        with self._lock:
+            self._pipelines.append(TrackedPipeline(connector, stats, tracker.latency, weakref.ref(tracker)))
 
-
-def reset() -> None:
-    """Forget everything and stop keeping (tests)."""
-    global _enabled
-    with _lock:
-        _enabled = False
-        _pipelines.clear()
-
-
-def track_ingest(connector: str, stats: IngestCounters, tracker: AckView) -> None:
-    if not _enabled:
-        return
-    with _lock:
-        _pipelines.append(TrackedPipeline(connector, stats, tracker.latency, weakref.ref(tracker)))
-
-
-def ingest_pipelines(connector: str) -> list[TrackedPipeline]:
-    with _lock:
-        return [p for p in _pipelines if p.connector == connector]
+    def ingest_pipelines(self, connector: str) -> list[TrackedPipeline]:
+        with self._lock:
+            return [p for p in self._pipelines if p.connector == connector]

@@ -1,6 +1,7 @@
-"""What ``mqtt-kafka-sync run`` adds to the supervisor: the metrics port, OTLP export, lag reads.
+"""What ``mqtt-kafka-sync run`` adds to the supervisor: the metrics port and OTLP export.
 
-The supervisor owns the task slots; it gives this service a function returning their snapshots.
+The supervisor owns the task slots and the lag reader (``kafka/lag_hub.py``); it gives this service a
+function returning the slots' snapshots and one returning the latest consumer lag.
 """
 
 from __future__ import annotations
@@ -8,12 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from mqtt_kafka_sync.config.model import ConnectorConfig
+from mqtt_kafka_sync.kafka.lag import LagSample
 from mqtt_kafka_sync.telemetry.exporter import Exporter, TelemetrySettings
 from mqtt_kafka_sync.telemetry.http import MetricsServer
-from mqtt_kafka_sync.telemetry.lag import LagPoint, LagPoller
 from mqtt_kafka_sync.telemetry.shared import TaskSnapshot
 
 logger = logging.getLogger(__name__)
@@ -26,23 +26,22 @@ class TelemetryService:
     def __init__(
         self,
         settings: TelemetrySettings,
-        configs: Sequence[ConnectorConfig],
         snapshots: Callable[[], list[TaskSnapshot]],
-        child_setup: Callable[[], None],
+        lag_samples: Callable[[], list[LagSample]] = list,
     ) -> None:
-        """``child_setup``: run first in the lag reader process (logging); must be picklable."""
+        """``lag_samples``: every watched partition with a lag now (none without a lag reader)."""
         self.settings = settings
         self._read = snapshots
+        self._lag_samples = lag_samples
         self._cache: tuple[float, list[TaskSnapshot]] = (-1.0, [])
         self._lock = threading.Lock()
         self.stopping = False
-        self.lag = LagPoller(configs, settings.lag_interval_s, child_setup)
         self.exporter = Exporter(self, settings)
         self.server: MetricsServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Bind the port (raises TelemetryError when taken), then serve and read lag in the background."""
+        """Bind the port (raises TelemetryError when taken), then serve in the background."""
         if self.settings.port:
             self.server = MetricsServer(
                 self.settings.host, self.settings.port, self.exporter.scrape, self.readiness, self.liveness
@@ -52,14 +51,12 @@ class TelemetryService:
             )
             self._thread.start()
             logger.info("metrics on http://%s:%d/metrics", self.settings.host, self.server.port)
-        self.lag.start()
 
     def stop(self) -> None:
         self.stopping = True
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
-        self.lag.stop()
         self.exporter.shutdown()
 
     # -- Source ---------------------------------------------------------------------------------
@@ -72,8 +69,8 @@ class TelemetryService:
                 self._cache = (now, cached)
             return cached
 
-    def lag_points(self) -> list[LagPoint]:
-        return self.lag.points()
+    def lag_points(self) -> list[LagSample]:
+        return self._lag_samples()
 
     # -- /healthz -------------------------------------------------------------------------------
     def liveness(self) -> tuple[bool, str]:

@@ -1,14 +1,15 @@
 """What telemetry reads of the data paths, as structural types: telemetry imports none of them.
 
-The ingest and relay workers (and their pipelines and trackers) have these attributes; the task's
-probe reads them twice a second (``probe.py``) and the registry keeps the pipelines' counters
-(``registry.py``). Anything with the same attributes will do, which is also what the tests use.
+The ingest and relay workers (and their pipelines and trackers) have these attributes; the task
+process hands its worker to the probe, which reads them twice a second (``probe.py``), and each
+pipeline registers its counters in the task's registry (``registry.py``). Anything with the same
+attributes will do, which is also what the tests use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from mqtt_kafka_sync.telemetry.counters import Buckets, RouteCounters
 
@@ -67,6 +68,13 @@ class PacerView(Protocol):
     def held(self) -> int: ...
 
 
+class DecisionView(Protocol):
+    """``throttle.controller.Decision``."""
+
+    @property
+    def action(self) -> str: ...
+
+
 class ThrottleView(Protocol):
     """``throttle.lag_throttle.LagThrottle``: an ingest worker with ``throttle.lag.groups`` has one."""
 
@@ -77,7 +85,7 @@ class ThrottleView(Protocol):
     @property
     def mode(self) -> str: ...
     @property
-    def last_decision(self) -> Any: ...
+    def last_decision(self) -> DecisionView | None: ...
 
 
 class IngestTaskView(Protocol):

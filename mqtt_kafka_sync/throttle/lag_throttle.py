@@ -2,7 +2,7 @@
 
 How the ingest uses it (``throttle/pacing.py`` holds the acknowledgements it may not send yet)::
 
-    throttle, loop = ingest_throttle(config, tasks=config.tasks_max)   # None when throttling is off
+    throttle, loop = ingest_throttle(config, tasks=config.tasks_max, lag=fed)   # None when off
     task = IngestTask(config, index, throttle=throttle)
     loop.start()           # samples lag every throttle.lag.interval.seconds, sets the rate
     ...                    # network thread: m = throttle.allow(k, now); send the first m acks, keep
@@ -11,21 +11,23 @@ How the ingest uses it (``throttle/pacing.py`` holds the acknowledgements it may
 
 :class:`LagThrottle` implements :class:`AckThrottle`; both calls are O(1), allocate nothing and take
 one short lock, so the MQTT network thread can call them for every batch of acknowledgements.
-``rate``, ``last_lag``, ``mode`` and ``last_decision`` are there for metrics to read.
+``rate``, ``last_lag``, ``mode`` and ``last_decision`` are there for metrics to read. The lag comes
+from a :class:`LagSource`: under the supervisor the feed of its one lag reader process, else a
+reader process of the throttle's own.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import string
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from mqtt_kafka_sync.config.model import RouteConfig, SourceConnectorConfig, ThrottleConfig
 from mqtt_kafka_sync.errors import LagReadError
 from mqtt_kafka_sync.kafka.lag_process import IsolatedLagReader
+from mqtt_kafka_sync.kafka.lag_topics import TopicTemplates
 from mqtt_kafka_sync.throttle.controller import (
     ControllerSettings,
     Decision,
@@ -33,6 +35,19 @@ from mqtt_kafka_sync.throttle.controller import (
     RateController,
     TokenBucket,
 )
+
+__all__ = [
+    "FixedRateThrottle",
+    "LagSource",
+    "LagThrottle",
+    "ThrottleLoop",
+    "TopicTemplates",
+    "controller_settings",
+    "ingest_throttle",
+    "route_topics",
+]
+"""``TopicTemplates`` lives in ``kafka/lag_topics.py`` (the lag reader process takes it); it is
+named here too because the throttle's callers build it."""
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +128,18 @@ class LagThrottle:
         return decision
 
 
-LagSource = Callable[[], int | None]
-"""Reads the lag the controller acts on now; may raise :class:`LagReadError`."""
+class LagSource(Protocol):
+    """Where a throttle's lag comes from: under the supervisor, the feed of its one lag reader process
+    (:class:`~mqtt_kafka_sync.kafka.lag_feed.FedLagReader`); elsewhere (a replay, a task built on its
+    own) a reader process of the throttle's own
+    (:class:`~mqtt_kafka_sync.kafka.lag_process.IsolatedLagReader`)."""
+
+    def read_lag(self) -> int | None:
+        """The lag the controller acts on now (None: no watched partition has one); raises
+        :class:`LagReadError` when it cannot be read."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class ThrottleLoop:
@@ -127,18 +152,17 @@ class ThrottleLoop:
     def __init__(
         self,
         throttle: LagThrottle,
-        read_lag: LagSource,
+        source: LagSource,
         interval: float,
         *,
         on_decision: Callable[[Decision], None] | None = None,
-        close: Callable[[], None] | None = None,
         name: str = "throttle",
     ) -> None:
+        """``source`` is closed at :meth:`stop`."""
         self.throttle = throttle
-        self._read_lag = read_lag
+        self._source: LagSource | None = source
         self._interval = interval
         self._on_decision = on_decision
-        self._close = close
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._failing = False
@@ -150,14 +174,16 @@ class ThrottleLoop:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        if self._close is not None:
-            self._close()
-            self._close = None
+        if self._source is not None:
+            self._source.close()
+            self._source = None
 
     def sample_once(self) -> Decision:
         """Read the lag and step the throttle once (what the thread does every interval)."""
         try:
-            lag = self._read_lag()
+            if self._source is None:
+                raise LagReadError("the throttle is stopped")
+            lag = self._source.read_lag()
         except LagReadError as exc:
             if not self._failing and not self._stop.is_set():  # not a failure while shutting down
                 logger.warning("throttle: cannot read consumer lag (%s); holding the rate", exc)
@@ -180,58 +206,40 @@ class ThrottleLoop:
                 logger.exception("throttle: lag sample failed; holding the rate")
 
 
-class TopicTemplates:
-    """Whether a Kafka topic is one of ``templates`` could render (``site-{site}`` -> ``site-.+``).
-
-    A template without placeholders is a plain topic name. The ingest only watches lag on topics it
-    writes: throttling cannot shrink lag elsewhere. Picklable, so a lag reader process can take it.
-    """
-
-    def __init__(self, templates: Iterable[str]) -> None:
-        self.templates = tuple(templates)
-        parts = []
-        for text in self.templates:
-            pieces = []
-            for literal, name, _spec, _conv in string.Formatter().parse(text):
-                pieces.append(re.escape(literal))
-                if name is not None:
-                    pieces.append(".+")
-            parts.append("".join(pieces))
-        self._regex = re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
-
-    def __call__(self, topic: str) -> bool:
-        return self._regex is not None and self._regex.fullmatch(topic) is not None
-
-
 def route_topics(routes: Iterable[RouteConfig]) -> TopicTemplates:
+    """The topics ``routes`` write: a throttle watches lag there only (throttling cannot shrink lag
+    elsewhere)."""
     return TopicTemplates(r.kafka_topic for r in routes)
 
 
 def ingest_throttle(
-    config: SourceConnectorConfig, *, tasks: int = 1, clock: Clock = time.monotonic
+    config: SourceConnectorConfig,
+    *,
+    tasks: int = 1,
+    clock: Clock = time.monotonic,
+    lag: LagSource | None = None,
 ) -> tuple[LagThrottle, ThrottleLoop] | None:
     """The throttle of one ingest task and its loop (not started); None when throttling is off.
 
     ``tasks``: how many tasks share the connector's rates (``tasks.max``); each gets an even share
-    of ``throttle.rate.min``, ``throttle.rate.max`` and ``throttle.step.max``. Lag is read for the
-    ``throttle.lag.groups`` on the topics the connector's routes write, by a reader in a child
-    process (``lag_process.py`` says why).
+    of ``throttle.rate.min``, ``throttle.rate.max`` and ``throttle.step.max``. The lag of the
+    ``throttle.lag.groups`` on the topics the connector's routes write comes from ``lag`` (under the
+    supervisor: its lag reader's feed), else from a reader process of the task's own
+    (``lag_process.py`` says why a process).
     """
     cfg = config.throttle
     if cfg is None:
         return None
     settings = controller_settings(cfg).share(1.0 / tasks)
     throttle = LagThrottle(settings, clock=clock)
-    reader = IsolatedLagReader(
-        config.kafka.bootstrap_servers,
-        cfg.groups,
-        topics=route_topics(config.routes),
-        name=f"lag-reader-{config.name}",
-    )
-    loop = ThrottleLoop(
-        throttle, reader.read_lag, cfg.interval_seconds, close=reader.close, name=f"throttle-{config.name}"
-    )
-    return throttle, loop
+    if lag is None:
+        lag = IsolatedLagReader(
+            config.kafka.bootstrap_servers,
+            cfg.groups,
+            topics=route_topics(config.routes),
+            name=f"lag-reader-{config.name}",
+        )
+    return throttle, ThrottleLoop(throttle, lag, cfg.interval_seconds, name=f"throttle-{config.name}")
 
 
 class FixedRateThrottle:

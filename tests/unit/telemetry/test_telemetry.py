@@ -11,7 +11,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import SimpleNamespace
@@ -26,17 +25,19 @@ from mqtt_kafka_sync.config.model import RouteConfig
 from mqtt_kafka_sync.ingest.acks import AckTracker
 from mqtt_kafka_sync.ingest.pipeline import IngestPipeline
 from mqtt_kafka_sync.ingest.routes import IngestRoutes
+from mqtt_kafka_sync.kafka.lag import LagSample
+from mqtt_kafka_sync.kafka.lag_hub import LagHub, LagWatch
+from mqtt_kafka_sync.kafka.lag_topics import SubscribedTopics
 from mqtt_kafka_sync.logs import RepeatFilter, TransientFilter
 from mqtt_kafka_sync.mqtt.packets import Publish
 from mqtt_kafka_sync.telemetry import catalog as c
-from mqtt_kafka_sync.telemetry import registry
 from mqtt_kafka_sync.telemetry.counters import Buckets
 from mqtt_kafka_sync.telemetry.exceptions import TelemetryError
 from mqtt_kafka_sync.telemetry.exporter import Exporter, TelemetrySettings
 from mqtt_kafka_sync.telemetry.http import MetricsServer
-from mqtt_kafka_sync.telemetry.lag import LagPoint, LagPoller
 from mqtt_kafka_sync.telemetry.layout import Layout
-from mqtt_kafka_sync.telemetry.probe import Probe
+from mqtt_kafka_sync.telemetry.probe import ingest_probe
+from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
 from mqtt_kafka_sync.telemetry.service import TelemetryService
 from mqtt_kafka_sync.telemetry.shared import TaskMetrics, TaskSnapshot
 from tests.unit.ingest.test_pipeline import FakeSink, _Rec
@@ -46,21 +47,27 @@ TELEMETRY = "plants/{plant}/devices/{device}/telemetry"
 
 
 @pytest.fixture
-def tracked() -> Iterator[None]:
-    registry.enable()
-    yield
-    registry.reset()
+def tracked() -> PipelineRegistry:
+    return PipelineRegistry()
 
 
 def _msg(topic: str, payload: bytes, packet_id: int) -> Publish:
     return Publish(topic, payload, 1, False, False, packet_id, [])
 
 
-def _pipeline(sink: FakeSink, name: str = "src") -> tuple[IngestPipeline, AckTracker]:
+def _pipeline(
+    sink: FakeSink, name: str = "src", telemetry: PipelineRegistry | None = None
+) -> tuple[IngestPipeline, AckTracker]:
     tracker = AckTracker(lambda acks: None)
     routes = [RouteConfig("t", TELEMETRY, "telemetry", "{plant}.{device}", "json")]
     pipeline = IngestPipeline(
-        name, IngestRoutes(routes), sink=sink, tracker=tracker, dlq_topic="dlq", on_stuck=lambda r: None
+        name,
+        IngestRoutes(routes),
+        sink=sink,
+        tracker=tracker,
+        dlq_topic="dlq",
+        on_stuck=lambda r: None,
+        telemetry=telemetry,
     )
     return pipeline, tracker
 
@@ -170,18 +177,18 @@ def _sink() -> FakeSink:
     return _ObservedSink()
 
 
-def test_probe_writes_every_pipeline_of_the_connector_into_the_block(tracked: None) -> None:
+def test_probe_writes_every_pipeline_of_the_connector_into_the_block(tracked: PipelineRegistry) -> None:
     config = source_config(throttled=True)
     sink = _sink()
-    main, _ = _pipeline(sink, config.name)
-    adopted, _ = _pipeline(sink, config.name)  # an adopted session of a dead peer: counted too
-    _pipeline(sink, "another-connector")
+    main, _ = _pipeline(sink, config.name, tracked)
+    adopted, _ = _pipeline(sink, config.name, tracked)  # an adopted session of a dead peer: counted too
+    _pipeline(sink, "another-connector", tracked)
     for pipeline, packet_id in ((main, 1), (adopted, 2)):
         pipeline.on_message(_msg("plants/p1/devices/d1/telemetry", b"{}", packet_id), 1)
     main.on_tick()
     worker = SimpleNamespace(task=_Task(sink), throttle=_Throttle())
     metrics = TaskMetrics(config, 0, multiprocessing.get_context("spawn"))
-    Probe(config, worker, metrics.block).write()
+    ingest_probe(config, worker, metrics.block, tracked).write()
     snap = metrics.snapshot(alive=True, restarts=0)
     assert snap.value(c.RECEIVED_MESSAGES, route="t") == 2
     assert snap.value(c.DELIVERED_MESSAGES, route="t") == 2
@@ -196,11 +203,12 @@ def test_probe_writes_every_pipeline_of_the_connector_into_the_block(tracked: No
 
 
 def test_a_throttle_the_worker_does_not_expose_leaves_its_gauges_empty(
-    tracked: None, caplog: pytest.LogCaptureFixture
+    tracked: PipelineRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = source_config(throttled=True)
     metrics = TaskMetrics(config, 0, multiprocessing.get_context("spawn"))
-    probe = Probe(config, SimpleNamespace(task=_Task(_sink()), throttle=None), metrics.block)
+    worker = SimpleNamespace(task=_Task(_sink()), throttle=None)
+    probe = ingest_probe(config, worker, metrics.block, tracked)
     with caplog.at_level(logging.WARNING):
         probe.write()
         probe.write()
@@ -208,7 +216,7 @@ def test_a_throttle_the_worker_does_not_expose_leaves_its_gauges_empty(
     assert sum("exposes no throttle" in r.getMessage() for r in caplog.records) == 1
 
 
-def test_restarted_task_keeps_counters_and_loses_gauges(tracked: None) -> None:
+def test_restarted_task_keeps_counters_and_loses_gauges() -> None:
     config = source_config()
     metrics = TaskMetrics(config, 0, multiprocessing.get_context("spawn"))
     layout = metrics.layout
@@ -245,13 +253,11 @@ def test_a_wedged_network_loop_fails_readiness_then_liveness() -> None:
     config = source_config()
     metrics = TaskMetrics(config, 0, multiprocessing.get_context("spawn"))
     subscriber = _Subscriber()
-    probe = Probe(config, SimpleNamespace(task=_Task(_sink(), subscriber=subscriber)), metrics.block)
+    worker = SimpleNamespace(task=_Task(_sink(), subscriber=subscriber), throttle=None)
+    probe = ingest_probe(config, worker, metrics.block, PipelineRegistry())
     probe.write()
     service = TelemetryService(
-        TelemetrySettings(port=0, liveness_timeout_s=30.0),
-        [config],
-        lambda: [metrics.snapshot(alive=True, restarts=0)],
-        lambda: None,
+        TelemetrySettings(port=0, liveness_timeout_s=30.0), lambda: [metrics.snapshot(alive=True, restarts=0)]
     )
     assert metrics.snapshot(True, 0).ready
     assert service.liveness() == (True, "ok\n")
@@ -295,8 +301,8 @@ class FakeSource:
     def snapshots(self) -> list[TaskSnapshot]:
         return self.tasks
 
-    def lag_points(self) -> list[LagPoint]:
-        return [LagPoint("commands-relay", "commands", 2, 17, 4.5)]
+    def lag_points(self) -> list[LagSample]:
+        return [LagSample("commands-relay", "commands", 2, 40, 23, 17, 4.5)]
 
 
 def scrape(source: Any) -> dict[str, Any]:
@@ -377,7 +383,11 @@ def test_a_taken_port_is_refused_with_the_option_to_change() -> None:
 
 def test_a_crashed_lag_reader_process_is_started_again(caplog: pytest.LogCaptureFixture) -> None:
     # The child dies at once, as librdkafka's admin client can make it (exit code 3 here).
-    poller = LagPoller([relay_config()], 1.0, functools.partial(os._exit, 3))
+    relay = relay_config()
+    watch = LagWatch(
+        relay.kafka.bootstrap_servers, relay.kafka_group_id, SubscribedTopics(["commands"]), 1.0, 1.0
+    )
+    poller = LagHub([watch], functools.partial(os._exit, 3))
     poller.RESTART_S = 0.1
     with caplog.at_level(logging.WARNING):
         poller.start()
@@ -386,7 +396,7 @@ def test_a_crashed_lag_reader_process_is_started_again(caplog: pytest.LogCapture
             assert time.monotonic() < deadline, "the lag reader was not started again"
             time.sleep(0.1)
         poller.stop()
-    assert poller.points() == []
+    assert poller.samples() == []
 
 
 # -- settings and logs ---------------------------------------------------------------------------
