@@ -10,6 +10,9 @@
 
 A broker that cannot be started fails the session loudly; it never skips.
 
+``secure`` (session) is Kafka's SASL_SSL listener and a TLS-only Mosquitto with certificates and
+users (see its docstring); in the local tier the ``brokers`` stack runs them too.
+
 ``hivemq`` (session) is the same Kafka with HiveMQ Community Edition as the MQTT broker:
 ``HIVEMQ_SERVER_URI`` when set, otherwise the embedded HiveMQ of ``mqtt_kafka_sync.devstack.hivemq``
 on a port the OS picks (jars cached in ``<repo>/.stack/hivemq/libs``). It fails loudly too.
@@ -32,6 +35,7 @@ import pytest
 
 from mqtt_kafka_sync.devstack import HiveMQProcess, LocalStack, free_ports, kafka_ready, mqtt5_handshake
 from mqtt_kafka_sync.devstack.paths import broker_file, repo_root
+from mqtt_kafka_sync.devstack.secure import SecureEndpoints, SecureMaterial
 from mqtt_kafka_sync.errors import StackError
 
 KAFKA_IMAGE = "apache/kafka:4.3.1"  # the version mqtt_kafka_sync/devstack/brokers/kafka/pom.xml runs locally
@@ -201,8 +205,14 @@ def _docker_brokers() -> Iterator[Brokers]:
         yield brokers
 
 
+def _kafka_libs() -> Path:
+    return repo_root() / ".stack" / "kafka" / "libs"
+
+
 def _local_brokers(root: Path) -> Iterator[Brokers]:
-    stack = LocalStack.ephemeral(root, libs_dir=repo_root() / ".stack" / "kafka" / "libs")
+    # secure: the same Kafka also serves the `secure` fixture (one JVM); a TLS-only Mosquitto runs
+    # beside the plain one. Neither changes the plain endpoints the other tests use.
+    stack = LocalStack.ephemeral(root, libs_dir=_kafka_libs(), secure=True)
     try:
         stack.up(timeout=READY_TIMEOUT)
         yield LocalBrokers(stack)
@@ -290,3 +300,36 @@ def unique(request: pytest.FixtureRequest) -> str:
     """A name no other test run uses, for topics, groups and MQTT client ids: ``<test>-<uuid>``."""
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name).strip("-")[:60]
     return f"{base}-{uuid.uuid4().hex[:12]}"
+
+
+SECURE_ENV = ("SECURE_KAFKA_BOOTSTRAP_SERVERS", "SECURE_MQTT_SERVER_URI", "SECURE_MATERIAL_DIR")
+
+
+@pytest.fixture(scope="session")
+def secure(brokers: Brokers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureEndpoints]:
+    """Kafka's SASL_SSL listener and a TLS-only Mosquitto, with the CA, client certificates, users.
+
+    1. ``SECURE_KAFKA_BOOTSTRAP_SERVERS``, ``SECURE_MQTT_SERVER_URI`` and ``SECURE_MATERIAL_DIR`` all
+       set (``mqtt-kafka-sync stack up --secure`` prints them): bring your own.
+    2. No Docker tier. The session's local stack runs them already (``_local_brokers``); with
+       external or Docker ``brokers``, a secured local stack of its own. Never skips.
+    """
+    values = [os.environ.get(name, "") for name in SECURE_ENV]
+    if any(values) and not all(values):
+        pytest.fail(f"set all of {', '.join(SECURE_ENV)}, or none", pytrace=False)
+    try:
+        if all(values):
+            endpoints = SecureEndpoints(values[0], values[1], SecureMaterial(Path(values[2])))
+            _wait(endpoints.is_ready, f"secured brokers at {values[0]} and {values[1]}")
+            yield endpoints
+        elif isinstance(brokers, LocalBrokers) and brokers.stack.material is not None:
+            yield brokers.stack.secure_endpoints
+        else:
+            own = LocalStack.ephemeral(tmp_path_factory.mktemp("secure"), libs_dir=_kafka_libs(), secure=True)
+            try:
+                own.up(timeout=READY_TIMEOUT)
+                yield own.secure_endpoints
+            finally:
+                own.down()
+    except StackError as exc:
+        pytest.fail(f"secured test brokers unavailable: {exc}", pytrace=False)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mqtt_kafka_sync.devstack.stack import LocalStack
+from mqtt_kafka_sync.devstack.stack import LocalStack, default_secure_root, shared_libs
 from mqtt_kafka_sync.errors import StackError
 
 EXIT_NOT_RUNNING = 3  # as `systemctl status`: the stack is not (fully) up
@@ -39,6 +39,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "--controller-port", type=int, default=None, help="KRaft controller listener (default 19093)"
         )
         action.add_argument("--mqtt-port", type=int, default=None, help="MQTT listener (default 11883)")
+        action.add_argument(
+            "--secure",
+            action="store_true",
+            help="the secured stack (own dir and ports): Kafka SASL_SSL + SCRAM-SHA-512, MQTT over "
+            "mutual TLS with password and ACL, throwaway CA",
+        )
+        action.add_argument(
+            "--kafka-sasl-port",
+            type=int,
+            default=None,
+            help="with --secure: SASL_SSL listener (default 29094)",
+        )
+        action.add_argument(
+            "--mqtts-port", type=int, default=None, help="with --secure: MQTT TLS listener (default 28883)"
+        )
         if name == "up":
             action.add_argument(
                 "--timeout", type=float, default=120.0, help="seconds to wait for readiness (default 120)"
@@ -47,8 +62,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _stack(args: argparse.Namespace) -> LocalStack:
+    if not args.secure:
+        return LocalStack(
+            args.dir,
+            kafka_port=args.kafka_port,
+            controller_port=args.controller_port,
+            mqtt_port=args.mqtt_port,
+        )
     return LocalStack(
-        args.dir, kafka_port=args.kafka_port, controller_port=args.controller_port, mqtt_port=args.mqtt_port
+        args.dir or default_secure_root(),
+        kafka_port=args.kafka_port,
+        controller_port=args.controller_port,
+        mqtt_port=args.mqtt_port,
+        libs_dir=shared_libs(),
+        secure=True,
+        kafka_sasl_port=args.kafka_sasl_port,
+        mqtts_port=args.mqtts_port,
     )
 
 
@@ -65,12 +94,32 @@ def _up(args: argparse.Namespace) -> int:
         return 1
     print(f"KAFKA_BOOTSTRAP_SERVERS={stack.kafka_bootstrap}")
     print(f"MQTT_SERVER_URI={stack.mqtt_uri}")
+    if args.secure:
+        _print_secure(stack)
     print(
         f"# up in {time.monotonic() - began:.1f}s; logs and data in {stack.root}; "
-        "stop with: mqtt-kafka-sync stack down",
+        f"stop with: mqtt-kafka-sync stack down{' --secure' if args.secure else ''}",
         file=sys.stderr,
     )
     return 0
+
+
+def _print_secure(stack: LocalStack) -> None:
+    """The secured endpoints as the tests' ``secure`` fixture reads them, then where the files are."""
+    secure = stack.secure_endpoints
+    certs = secure.material.certs
+    print(f"SECURE_KAFKA_BOOTSTRAP_SERVERS={secure.kafka_bootstrap}")
+    print(f"SECURE_MQTT_SERVER_URI={secure.mqtt_uri}")
+    print(f"SECURE_MATERIAL_DIR={secure.material.root}")
+    print(f"# CA: {certs.ca}", file=sys.stderr)
+    for name in ("bridge", "device"):
+        print(f"# {name} client: {certs.client_cert(name)} {certs.client_key(name)}", file=sys.stderr)
+    print(
+        f"# encrypted bridge key: {certs.bridge_encrypted_key} (passphrase in {certs.password_file})",
+        file=sys.stderr,
+    )
+    print(f"# users and passwords: {secure.material.users_file}", file=sys.stderr)
+    print(f"# librdkafka settings for the bridge: {stack.kafka_properties}", file=sys.stderr)
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -89,8 +138,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"stack dir  {status.root}")
-    print(status.kafka)
-    print(status.mqtt)
+    for component in status.components:
+        print(component)
     return 0 if status.healthy else EXIT_NOT_RUNNING
 
 

@@ -21,6 +21,8 @@ from mqtt_kafka_sync.devstack.jars import JAVA_HINT, install_jars, jars_dir, jar
 from mqtt_kafka_sync.devstack.paths import broker_file
 from mqtt_kafka_sync.devstack.ports import LOCALHOST, accepts, require_free
 from mqtt_kafka_sync.devstack.process import BrokerProcess, ManagedBroker
+from mqtt_kafka_sync.devstack.secure import LISTENER as SASL_SSL
+from mqtt_kafka_sync.devstack.secure import SaslSslListener
 from mqtt_kafka_sync.errors import StackError
 
 logger = logging.getLogger(__name__)
@@ -51,8 +53,10 @@ class KafkaProcess(ManagedBroker):
         controller_port: int = DEFAULT_CONTROLLER_PORT,
         host: str = LOCALHOST,
         libs_dir: Path | None = None,
+        sasl_ssl: SaslSslListener | None = None,
     ) -> None:
         self.root = root
+        self.sasl_ssl = sasl_ssl
         self.host = host
         self.port = port
         self.controller_port = controller_port
@@ -70,6 +74,13 @@ class KafkaProcess(ManagedBroker):
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        """The SASL_SSL listener's address (only with ``sasl_ssl``)."""
+        if self.sasl_ssl is None:
+            raise StackError("this Kafka has no SASL_SSL listener")
+        return f"{self.host}:{self.sasl_ssl.port}"
 
     # -- install -------------------------------------------------------------------------------
 
@@ -96,11 +107,19 @@ class KafkaProcess(ManagedBroker):
             return
         require_free(self.port, "--kafka-port", self.host)
         require_free(self.controller_port, "--controller-port", self.host)
+        if self.sasl_ssl is not None:
+            require_free(self.sasl_ssl.port, "--kafka-sasl-port", self.host)
         self.install()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self._server_properties())
+        self.config_file.chmod(0o600)  # with SASL_SSL it holds the server's private key
         if not (self.data_dir / "meta.properties").is_file():
             self._format()
+        elif self.sasl_ssl is not None and not self._scram_marker.is_file():
+            raise StackError(
+                f"Kafka's storage in {self.data_dir} was formatted without SCRAM users, which are only "
+                "added at format time: stop the stack and remove that dir, or use another --dir"
+            )
         self.process.spawn(self._java("kafka.Kafka", str(self.config_file)), cwd=self.root)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -128,22 +147,39 @@ class KafkaProcess(ManagedBroker):
             _cluster_id(),
             "-c",
             str(self.config_file),
+            *(self.sasl_ssl.format_arguments() if self.sasl_ssl else ()),
         )
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             last = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
             raise StackError(f"formatting Kafka storage in {self.data_dir} failed:\n{last}")
+        if self.sasl_ssl is not None:
+            self._scram_marker.write_text("SCRAM users added when this storage was formatted\n")
+
+    @property
+    def _scram_marker(self) -> Path:
+        return self.root / "scram-users-formatted"
+
+    def _listeners(self) -> dict[str, str]:
+        """Listener name -> port; CONTROLLER is not advertised, SASL_SSL only when configured."""
+        listeners = {"PLAINTEXT": self.port, "CONTROLLER": self.controller_port}
+        if self.sasl_ssl is not None:
+            listeners[SASL_SSL] = self.sasl_ssl.port
+        return {name: f"{name}://{self.host}:{port}" for name, port in listeners.items()}
 
     def _server_properties(self) -> str:
+        listeners = self._listeners()
+        advertised = [address for name, address in listeners.items() if name != "CONTROLLER"]
+        protocols = {"PLAINTEXT": "PLAINTEXT", "CONTROLLER": "PLAINTEXT", SASL_SSL: SASL_SSL}
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "listeners": ",".join(listeners.values()),
+            "advertised.listeners": ",".join(advertised),
             "inter.broker.listener.name": "PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": ",".join(f"{name}:{protocols[name]}" for name in listeners),
             "log.dirs": str(self.data_dir),
             "num.partitions": "6",
             "auto.create.topics.enable": "true",
@@ -157,6 +193,7 @@ class KafkaProcess(ManagedBroker):
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
+            **(self.sasl_ssl.server_properties() if self.sasl_ssl else {}),
         }
         header = "# written by mqtt_kafka_sync.devstack on every start; edit kafka.py, not this file\n"
         return header + "".join(f"{key}={value}\n" for key, value in settings.items())

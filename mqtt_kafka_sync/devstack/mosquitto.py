@@ -12,6 +12,7 @@ import os
 import pwd
 import shutil
 import socket
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class MosquittoProcess(ManagedMqttBroker):
 
     READY_TIMEOUT = 20.0
     STOP_TIMEOUT = 15.0
+    PORT_OPTION = "--mqtt-port"
 
     def __init__(self, root: Path, *, port: int = DEFAULT_PORT, host: str = LOCALHOST) -> None:
         self.root = root
@@ -98,20 +100,24 @@ class MosquittoProcess(ManagedMqttBroker):
     def launch(self) -> None:
         if self.is_running():
             return
-        require_free(self.port, "--mqtt-port", self.host)
+        require_free(self.port, self.PORT_OPTION, self.host)
         binary = self.install()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         reference = broker_file("mosquitto", "mosquitto.conf").read_text()
         self.config_file.write_text(self.render_config(reference))
         self.process.spawn([binary, "-c", str(self.config_file)], cwd=self.root)
 
-    def render_config(self, reference: str) -> str:
-        """The reference config with our listener, data dir, log file and user swapped in."""
-        replacements = {
+    def replacements(self) -> dict[str, str]:
+        """The first line of each key in the reference config, and what replaces it."""
+        return {
             "listener": f"listener {self.port} {self.host}",
             "persistence_location": f"persistence_location {self.data_dir}/",
             "log_dest": f"log_dest file {self.log_file}",
         }
+
+    def render_config(self, reference: str) -> str:
+        """The reference config with our listener, data dir, log file and user swapped in."""
+        replacements = self.replacements()
         seen: set[str] = set()
         lines = []
         for line in reference.splitlines():
@@ -130,15 +136,33 @@ class MosquittoProcess(ManagedMqttBroker):
         return "\n".join(lines) + "\n"
 
 
-def mqtt5_handshake(host: str, port: int, timeout: float = 2.0) -> bool:
-    """Send an MQTT 5 CONNECT (clean start, no session) and check for CONNACK reason code 0."""
+def mqtt5_handshake(
+    host: str,
+    port: int,
+    timeout: float = 2.0,
+    *,
+    tls: ssl.SSLContext | None = None,
+    login: tuple[str, str] | None = None,
+) -> bool:
+    """Send an MQTT 5 CONNECT (clean start, no session) and check for CONNACK reason code 0.
+
+    With ``tls`` the connection is wrapped first (a refused client certificate reads as not ready);
+    ``login`` is a user name and password.
+    """
     client_id = b"mqtt-kafka-sync-devstack-probe"
-    variable = b"\x00\x04MQTT" + bytes([5, 0x02]) + (10).to_bytes(2, "big") + b"\x00"
-    payload = len(client_id).to_bytes(2, "big") + client_id
+    flags = 0x02 | (0xC0 if login else 0)
+    variable = b"\x00\x04MQTT" + bytes([5, flags]) + (10).to_bytes(2, "big") + b"\x00"
+    payload = b"".join(len(field).to_bytes(2, "big") + field for field in _connect_fields(client_id, login))
     body = variable + payload
-    connect = bytes([0x10, len(body)]) + body  # remaining length < 128: one byte
+    if len(body) > 127:
+        raise ValueError("probe CONNECT too long for a one-byte remaining length")
+    connect = bytes([0x10, len(body)]) + body
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock, sock.makefile("rb") as reply:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            _wrap(raw, tls, host) as sock,
+            sock.makefile("rb") as reply,
+        ):
             sock.sendall(connect)
             if reply.read(1) != b"\x20":  # CONNACK
                 return False
@@ -148,5 +172,13 @@ def mqtt5_handshake(host: str, port: int, timeout: float = 2.0) -> bool:
             if reason == 0:
                 sock.sendall(b"\xe0\x00")  # DISCONNECT, normal
             return reason == 0
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
         return False
+
+
+def _connect_fields(client_id: bytes, login: tuple[str, str] | None) -> list[bytes]:
+    return [client_id, *(part.encode() for part in login)] if login else [client_id]
+
+
+def _wrap(sock: socket.socket, tls: ssl.SSLContext | None, host: str) -> socket.socket:
+    return tls.wrap_socket(sock, server_hostname=host) if tls is not None else sock

@@ -6,6 +6,13 @@ ports the OS picks (:meth:`LocalStack.ephemeral`) and stop them at teardown. Lay
     stack.json          the ports in use, so `status` and `down` need no options
     kafka/              see mqtt_kafka_sync.devstack.kafka
     mosquitto/          see mqtt_kafka_sync.devstack.mosquitto
+
+A *secure* stack (``secure=True``; ``stack up --secure`` runs one under ``<state dir>/secure`` on
+other default ports) adds, for the TLS and SASL work, Kafka's SASL_SSL listener and a TLS-only
+Mosquitto, with its certificates, passwords and client properties::
+
+    secure/             see mqtt_kafka_sync.devstack.secure (certs, users.json, bridge-kafka.properties)
+    mosquitto-tls/      see mqtt_kafka_sync.devstack.secure_mosquitto
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from mqtt_kafka_sync.devstack.mosquitto import DEFAULT_PORT as DEFAULT_MQTT_PORT
 from mqtt_kafka_sync.devstack.mosquitto import MosquittoProcess
 from mqtt_kafka_sync.devstack.paths import state_dir
 from mqtt_kafka_sync.devstack.ports import LOCALHOST, free_ports, require_free
+from mqtt_kafka_sync.devstack.process import ManagedBroker
+from mqtt_kafka_sync.devstack.secure import SaslSslListener, SecureEndpoints, SecureMaterial
+from mqtt_kafka_sync.devstack.secure_mosquitto import SecureMosquittoProcess
 from mqtt_kafka_sync.errors import StackError
 
 logger = logging.getLogger(__name__)
@@ -28,16 +38,37 @@ _PORT_OPTIONS = {
     "kafka_port": "--kafka-port",
     "controller_port": "--controller-port",
     "mqtt_port": "--mqtt-port",
+    "kafka_sasl_port": "--kafka-sasl-port",
+    "mqtts_port": "--mqtts-port",
 }
 _DEFAULT_PORTS = {
     "kafka_port": DEFAULT_PORT,
     "controller_port": DEFAULT_CONTROLLER_PORT,
     "mqtt_port": DEFAULT_MQTT_PORT,
 }
+# A secure stack may run beside the plain one: other ports.
+_SECURE_DEFAULT_PORTS = {
+    "kafka_port": 29092,
+    "controller_port": 29093,
+    "mqtt_port": 21883,
+    "kafka_sasl_port": 29094,
+    "mqtts_port": 28883,
+}
+SECURE_PROPERTIES = "bridge-kafka.properties"
 
 
 def default_root() -> Path:
     return state_dir()
+
+
+def default_secure_root() -> Path:
+    """Where ``stack up --secure`` runs (its Kafka jars are the plain stack's, see :func:`shared_libs`)."""
+    return state_dir() / "secure-stack"
+
+
+def shared_libs() -> Path:
+    """The Kafka jars of the default stack, which every other stack reuses."""
+    return default_root() / "kafka" / "libs"
 
 
 @dataclass(frozen=True)
@@ -59,15 +90,21 @@ class StackStatus:
     root: Path
     kafka: ComponentStatus
     mqtt: ComponentStatus
+    secure_mqtt: ComponentStatus | None = None
+
+    @property
+    def components(self) -> list[ComponentStatus]:
+        return [self.kafka, self.mqtt, *([self.secure_mqtt] if self.secure_mqtt else [])]
 
     @property
     def healthy(self) -> bool:
-        return self.kafka.ready and self.mqtt.ready
+        return all(component.ready for component in self.components)
 
 
 class LocalStack:
     """Kafka and Mosquitto under ``root``. A port left as None comes from ``stack.json`` when an
-    earlier ``up`` saved one, else the default; a port of 0 is picked by the OS."""
+    earlier ``up`` saved one, else the default; a port of 0 is picked by the OS. ``secure`` adds
+    Kafka's SASL_SSL listener and a TLS-only Mosquitto (:attr:`secure_endpoints`)."""
 
     def __init__(
         self,
@@ -78,28 +115,69 @@ class LocalStack:
         mqtt_port: int | None = None,
         host: str = LOCALHOST,
         libs_dir: Path | None = None,
+        secure: bool = False,
+        kafka_sasl_port: int | None = None,
+        mqtts_port: int | None = None,
     ) -> None:
         self.root = (root or default_root()).resolve()
         self.host = host
         asked = {"kafka_port": kafka_port, "controller_port": controller_port, "mqtt_port": mqtt_port}
+        if secure:
+            asked |= {"kafka_sasl_port": kafka_sasl_port, "mqtts_port": mqtts_port}
+        self._defaults = _SECURE_DEFAULT_PORTS if secure else _DEFAULT_PORTS
         self._asked = {key: port for key, port in asked.items() if port}
-        ports = {**_DEFAULT_PORTS, **self._saved_ports(), **self._asked}
+        ports = {**self._defaults, **self._saved_ports(), **self._asked}
         picked = iter(free_ports(sum(1 for port in asked.values() if port == 0), host))
         ports.update({key: next(picked) for key, port in asked.items() if port == 0})
         self.ports = ports
+        self.material = SecureMaterial(self.root / "secure") if secure else None
         self.kafka = KafkaProcess(
             self.root / "kafka",
             port=ports["kafka_port"],
             controller_port=ports["controller_port"],
             host=host,
             libs_dir=libs_dir,
+            sasl_ssl=SaslSslListener(ports["kafka_sasl_port"], self.material) if self.material else None,
         )
         self.mosquitto = MosquittoProcess(self.root / "mosquitto", port=ports["mqtt_port"], host=host)
+        self.secure_mosquitto = (
+            SecureMosquittoProcess(
+                self.root / "mosquitto-tls", self.material, port=ports["mqtts_port"], host=host
+            )
+            if self.material
+            else None
+        )
 
     @classmethod
-    def ephemeral(cls, root: Path, *, libs_dir: Path | None = None) -> LocalStack:
+    def ephemeral(cls, root: Path, *, libs_dir: Path | None = None, secure: bool = False) -> LocalStack:
         """A stack on free ports chosen by the OS, for tests."""
-        return cls(root, kafka_port=0, controller_port=0, mqtt_port=0, libs_dir=libs_dir)
+        return cls(
+            root,
+            kafka_port=0,
+            controller_port=0,
+            mqtt_port=0,
+            libs_dir=libs_dir,
+            secure=secure,
+            kafka_sasl_port=0,
+            mqtts_port=0,
+        )
+
+    @property
+    def components(self) -> list[ManagedBroker]:
+        """The brokers in start order."""
+        return [self.kafka, self.mosquitto, *([self.secure_mosquitto] if self.secure_mosquitto else [])]
+
+    @property
+    def secure_endpoints(self) -> SecureEndpoints:
+        """The SASL_SSL bootstrap, the TLS MQTT URI and the certificates and passwords (secure only)."""
+        if self.material is None or self.secure_mosquitto is None:
+            raise StackError(f"the stack in {self.root} is not a secure one")
+        return SecureEndpoints(self.kafka.sasl_ssl_bootstrap, self.secure_mosquitto.uri, self.material)
+
+    @property
+    def kafka_properties(self) -> Path:
+        """The bridge's librdkafka settings for the SASL_SSL listener, written by :meth:`up`."""
+        return self.root / "secure" / SECURE_PROPERTIES
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -128,43 +206,46 @@ class LocalStack:
         if not self.kafka.is_running():
             require_free(self.kafka.port, "--kafka-port", self.host)
             require_free(self.kafka.controller_port, "--controller-port", self.host)
-        if not self.mosquitto.is_running():
-            require_free(self.mosquitto.port, "--mqtt-port", self.host)
+            if self.kafka.sasl_ssl is not None:
+                require_free(self.kafka.sasl_ssl.port, "--kafka-sasl-port", self.host)
+        for mqtt in (self.mosquitto, self.secure_mosquitto):
+            if mqtt is not None and not mqtt.is_running():
+                require_free(mqtt.port, mqtt.PORT_OPTION, self.host)
 
     def up(self, timeout: float = 120.0) -> None:
-        """Install, start what is not running yet, and wait until both brokers answer."""
+        """Install, start what is not running yet, and wait until every broker answers."""
         self.check_ports()
         self.root.mkdir(parents=True, exist_ok=True)
         self.install()
-        started: list[KafkaProcess | MosquittoProcess] = []
+        if self.material is not None:
+            self.material.ensure()
+            self.secure_endpoints.write_kafka_properties(self.kafka_properties)
+        started: list[ManagedBroker] = []
         try:
-            for component in (self.kafka, self.mosquitto):
+            for component in self.components:
                 if not component.is_running():
                     component.launch()
                     started.append(component)
             (self.root / "stack.json").write_text(json.dumps(self.ports, indent=2) + "\n")
-            self.kafka.wait_ready(timeout)
-            self.mosquitto.wait_ready(timeout)
+            for component in self.components:
+                component.wait_ready(timeout)
         except BaseException:
             for component in started:
                 component.stop()
             raise
 
     def down(self) -> None:
-        """Stop both brokers (SIGTERM, then SIGKILL after a grace period); their data stays."""
-        self.mosquitto.stop()
-        self.kafka.stop()
+        """Stop the brokers (SIGTERM, then SIGKILL after a grace period); their data stays."""
+        for component in reversed(self.components):
+            component.stop()
 
     def status(self) -> StackStatus:
-        kafka_pid, mqtt_pid = self.kafka.process.pid, self.mosquitto.process.pid
+        secure = self.secure_mosquitto
         return StackStatus(
             root=self.root,
-            kafka=ComponentStatus(
-                "kafka", self.kafka_bootstrap, kafka_pid, kafka_pid is not None and self.kafka.is_ready(1.0)
-            ),
-            mqtt=ComponentStatus(
-                "mosquitto", self.mqtt_uri, mqtt_pid, mqtt_pid is not None and self.mosquitto.is_ready(1.0)
-            ),
+            kafka=_status("kafka", self.kafka_bootstrap, self.kafka),
+            mqtt=_status("mosquitto", self.mqtt_uri, self.mosquitto),
+            secure_mqtt=_status("mqtt-tls", secure.uri, secure) if secure else None,
         )
 
     def _saved_ports(self) -> dict[str, int]:
@@ -172,7 +253,7 @@ class LocalStack:
             saved = json.loads((self.root / "stack.json").read_text())
         except (OSError, ValueError):
             return {}
-        return {key: int(saved[key]) for key in _DEFAULT_PORTS if isinstance(saved.get(key), int)}
+        return {key: int(saved[key]) for key in self._defaults if isinstance(saved.get(key), int)}
 
     def _refuse_port_change(self) -> None:
         if not (self.kafka.is_running() or self.mosquitto.is_running()):
@@ -184,3 +265,8 @@ class LocalStack:
                     f"the stack in {self.root} is already running with {_PORT_OPTIONS[key]} {saved[key]}; "
                     "run `mqtt-kafka-sync stack down` first or leave the option out"
                 )
+
+
+def _status(name: str, endpoint: str, broker: ManagedBroker) -> ComponentStatus:
+    pid = broker.process.pid
+    return ComponentStatus(name, endpoint, pid, pid is not None and broker.is_ready(1.0))
