@@ -71,11 +71,12 @@ def encode_varint(value: int) -> bytes:
 
 
 def _str(text: str) -> bytes:
-    raw = text.encode("utf-8")
-    return struct.pack("!H", len(raw)) + raw
+    return _bin(text.encode("utf-8"))
 
 
 def _bin(raw: bytes) -> bytes:
+    if len(raw) > 0xFFFF:
+        raise ValueError(f"a string or property of {len(raw)} bytes does not fit MQTT's 65,535")
     return struct.pack("!H", len(raw)) + raw
 
 

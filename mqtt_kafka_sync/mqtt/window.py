@@ -3,7 +3,7 @@ and whether another may go out now.
 
 The relay task and the replay's MQTT target (``replay/mqtt_target.py``) publish through a
 :class:`PublishWindow` on one thread each, and feed it the events paho's network thread queued
-(:class:`~mqtt_kafka_sync.mqtt.publisher.Connected`, ``Disconnected``, ``Refused``, ``Acked``).
+(:class:`~mqtt_kafka_sync.mqtt.events.Connected`, ``Disconnected``, ``Refused``, ``Acked``).
 
 A command may go out while the broker is connected, fewer than
 ``min(mqtt.max.inflight.messages, the broker's Receive Maximum)`` are in flight, and no command
@@ -42,7 +42,8 @@ from confluent_kafka import Message
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.logs import per_record_logger
 from mqtt_kafka_sync.mqtt import reasons
-from mqtt_kafka_sync.mqtt.publisher import Acked, Command, Connected, Disconnected, Refused
+from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
+from mqtt_kafka_sync.mqtt.publisher import Command
 from mqtt_kafka_sync.mqtt.resend import ResendGate
 
 logger = logging.getLogger(__name__)

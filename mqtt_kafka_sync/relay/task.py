@@ -34,7 +34,7 @@ from confluent_kafka import Message
 
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.logs import per_record_logger
-from mqtt_kafka_sync.mqtt.publisher import take_events
+from mqtt_kafka_sync.mqtt.events import take_events
 from mqtt_kafka_sync.mqtt.window import Answer, Publisher, PublishWindow
 from mqtt_kafka_sync.relay.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.relay.offsets import OffsetTracker, Pending

@@ -21,15 +21,8 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 from mqtt_kafka_sync.config.loader import load_connector
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.mqtt import packets as p
-from mqtt_kafka_sync.mqtt.publisher import (
-    Acked,
-    Command,
-    Connected,
-    Disconnected,
-    MqttPublisher,
-    PublisherSettings,
-    Refused,
-)
+from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
+from mqtt_kafka_sync.mqtt.publisher import Command, MqttPublisher, PublisherSettings
 from mqtt_kafka_sync.mqtt.window import Answer, PublishWindow
 from mqtt_kafka_sync.relay import task as task_module
 from mqtt_kafka_sync.relay.dead_letter import DeadLetters

@@ -15,7 +15,7 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 from mqtt_kafka_sync.config.model import RelayRouteConfig
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.mqtt import window as window_module
-from mqtt_kafka_sync.mqtt.publisher import Acked, Connected, Disconnected
+from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected
 from mqtt_kafka_sync.relay import task as task_module
 from mqtt_kafka_sync.relay.dead_letter import DeadLetters
 from mqtt_kafka_sync.relay.offsets import TopicPartition

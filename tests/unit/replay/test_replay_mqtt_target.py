@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from mqtt_kafka_sync.config.model import RelayRouteConfig
-from mqtt_kafka_sync.mqtt.publisher import Acked, Connected, Disconnected, Refused
+from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
 from mqtt_kafka_sync.relay.dead_letter import DeadLetters
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.replay import mqtt_target as target_module
