@@ -24,12 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError
 
 from mqtt_kafka_sync.errors import CommandError, KafkaDeliveryError
 from mqtt_kafka_sync.kafka.dead_letter_copy import clip, fit, stub
 from mqtt_kafka_sync.kafka.producer import DeliveryCallback, Headers
-from mqtt_kafka_sync.relay.routes import kafka_headers
+from mqtt_kafka_sync.relay.routes import KafkaRecord, kafka_headers
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Sink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter(Generic[P]):
-    record: Message
+    record: KafkaRecord
     pending: P
     error: CommandError
 

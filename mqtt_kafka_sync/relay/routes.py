@@ -18,8 +18,9 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
 from mqtt_kafka_sync.config.model import RelayRouteConfig
 from mqtt_kafka_sync.errors import CommandError
@@ -34,9 +35,27 @@ from mqtt_kafka_sync.routing.command_topic import (
 from mqtt_kafka_sync.routing.key_template import KeyTemplate, compile_key_template
 
 KafkaHeaders = list[tuple[str, bytes | None]]
+RecordHeaders = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]]
+"""Headers as :meth:`confluent_kafka.Message.headers` gives them (a list, or a dict)."""
 
 
-def kafka_headers(record: Message) -> KafkaHeaders:
+class KafkaRecord(Protocol):
+    """What the router reads of a Kafka record, by the accessors of :class:`confluent_kafka.Message`:
+    the relay hands it the consumer's messages as they are, the replay its own
+    :class:`~mqtt_kafka_sync.replay.target.SourceRecord`."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> RecordHeaders | None: ...
+    def timestamp(self) -> tuple[int, int]:
+        """(``TIMESTAMP_*`` kind, epoch milliseconds); the kind ``TIMESTAMP_NOT_AVAILABLE``: age unknown."""
+        ...
+
+
+def kafka_headers(record: KafkaRecord) -> KafkaHeaders:
     """The record's headers as (name, bytes or None) pairs, in order."""
     headers = record.headers()
     if not headers:
@@ -75,7 +94,7 @@ class CommandRouter:
         self._routes = tuple(_compile(r) for r in routes)
         self._by_topic: dict[str, _Route | None] = {}
 
-    def command(self, record: Message, now: float) -> Command:
+    def command(self, record: KafkaRecord, now: float) -> Command:
         """The command for ``record`` (``now``: epoch seconds); raises :class:`CommandError`."""
         topic = record.topic() or ""
         route = self._route(topic)
@@ -188,7 +207,7 @@ def _user_properties(headers: KafkaHeaders) -> tuple[tuple[str, str], ...]:
     return tuple(properties)
 
 
-def _correlation(config: RelayRouteConfig, record: Message, headers: KafkaHeaders) -> bytes:
+def _correlation(config: RelayRouteConfig, record: KafkaRecord, headers: KafkaHeaders) -> bytes:
     if config.correlation_header is not None:
         for name, value in reversed(headers):
             if name == config.correlation_header and value:
@@ -196,7 +215,7 @@ def _correlation(config: RelayRouteConfig, record: Message, headers: KafkaHeader
     return f"{record.topic()}/{record.partition()}/{record.offset()}".encode()
 
 
-def _expiry(config: RelayRouteConfig, record: Message, now: float, mqtt_topic: str) -> int | None:
+def _expiry(config: RelayRouteConfig, record: KafkaRecord, now: float, mqtt_topic: str) -> int | None:
     lifetime = config.message_expiry_seconds
     if lifetime is None:
         return None

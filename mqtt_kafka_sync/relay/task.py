@@ -134,7 +134,7 @@ class RelayTask:
         self._publisher = publisher
         self._dead_letters = dead_letters
         self._events = events
-        self._window: PublishWindow[Pending] = PublishWindow(
+        self._window: PublishWindow[Message, Pending] = PublishWindow(
             name, publisher, max_inflight, self.stats, monotonic=monotonic, max_attempts=max_attempts
         )
         self._clock = clock
@@ -238,7 +238,7 @@ class RelayTask:
         for given_up in self._window.take_given_up():  # attempts used up: the partition moves on
             self._answered(given_up)
 
-    def _answered(self, answer: Answer[Pending]) -> None:
+    def _answered(self, answer: Answer[Message, Pending]) -> None:
         flight = answer.flight
         if answer.error is not None:
             self._dead_letter(flight.record, flight.pending, answer.error)

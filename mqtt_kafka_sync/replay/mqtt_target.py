@@ -52,8 +52,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Message
-
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.producer import KafkaSink, producer_config
@@ -63,7 +61,7 @@ from mqtt_kafka_sync.mqtt.window import Answer, Publisher, PublishWindow
 from mqtt_kafka_sync.relay.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.replay.exceptions import ReplayError
-from mqtt_kafka_sync.replay.target import Done, Headers
+from mqtt_kafka_sync.replay.target import Done, SourceRecord
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +91,6 @@ class MqttTargetStats:
 class MqttTarget:
     def __init__(
         self,
-        source: str,
         router: CommandRouter,
         *,
         publisher: Publisher,
@@ -108,17 +105,16 @@ class MqttTarget:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``source``: the topic the records come from (routes are chosen by it); ``broker``: how
-        messages name the broker; ``stop``: set to end a ``send`` that waits for room."""
+        """``broker``: how messages name the broker; ``stop``: set to end a ``send`` that waits for room.
+        The router picks each record's route by its topic, the replay's source."""
         self.stats = MqttTargetStats()
         self.broker = broker
         self.dead_letter_topic = dead_letters.topic
-        self._source = source
         self._router = router
         self._publisher = publisher
         self._dead_letters = dead_letters
         self._events = events
-        self._window: PublishWindow[Done] = PublishWindow(
+        self._window: PublishWindow[SourceRecord, Done] = PublishWindow(
             f"replay to {broker}",
             publisher,
             max_inflight,
@@ -131,7 +127,7 @@ class MqttTarget:
         self._stop = stop or threading.Event()
         self._clock = clock
         self._monotonic = monotonic
-        self._buffer: deque[tuple[Message, Done]] = deque()
+        self._buffer: deque[tuple[SourceRecord, Done]] = deque()
         self._dead_lettering: dict[int, DeadLetter[Done]] = {}
         self._last_progress = monotonic()
         self._failed = False
@@ -166,30 +162,9 @@ class MqttTarget:
         self._dead_letters.close(DLQ_CLOSE_S)
 
     # -- Target -----------------------------------------------------------------------------------
-    def send(
-        self,
-        key: bytes | None,
-        value: bytes | None,
-        *,
-        headers: Headers,
-        timestamp_ms: int | None,
-        partition: int,
-        offset: int,
-        done: Done,
-    ) -> None:
-        if timestamp_ms is None or self._expiry_from == "replayed":
-            stamp = (TIMESTAMP_NOT_AVAILABLE, 0)  # the router counts an unknown age as 0
-        else:
-            stamp = (TIMESTAMP_CREATE_TIME, timestamp_ms)
-        record = Message(
-            topic=self._source,
-            partition=partition,
-            offset=offset,
-            key=key,
-            value=value,
-            headers=headers,
-            timestamp=stamp,
-        )
+    def send(self, record: SourceRecord, done: Done) -> None:
+        if self._expiry_from == "replayed":
+            record = record.unstamped()  # the router counts an unknown age as 0
         self._buffer.append((record, done))
         self._pump(0.0)
         while len(self._buffer) >= BUFFER_MAX and not self._failed and not self._stop.is_set():
@@ -249,7 +224,7 @@ class MqttTarget:
                 self._answered(given_up)
         self._window.settle()
 
-    def _answered(self, answer: Answer[Done]) -> None:
+    def _answered(self, answer: Answer[SourceRecord, Done]) -> None:
         if answer.error is None:
             self.stats.delivered += 1
             self._confirm(answer.flight.pending)
@@ -306,13 +281,12 @@ class MqttTarget:
 
 def mqtt_target(
     config: RelayConnectorConfig,
-    source: str,
     *,
     expiry_from: ExpiryFrom,
     stall_timeout: float,
     stop: threading.Event,
 ) -> MqttTarget:
-    """The target for replaying ``source`` through ``config``'s routes, broker and dead-letter topic.
+    """The target for replaying records through ``config``'s routes, broker and dead-letter topic.
     Connects as ``<mqtt.client.id>-replay-<random>``, a session of its own."""
     client_id = f"{config.mqtt_client_id}-replay-{secrets.token_hex(4)}"
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -320,7 +294,6 @@ def mqtt_target(
         producer_config(config.kafka_bootstrap_servers, client_id, config.kafka_producer_overrides)
     )
     return MqttTarget(
-        source,
         CommandRouter(config.routes),
         publisher=MqttPublisher(PublisherSettings.of(config, client_id), events),
         dead_letters=DeadLetters(sink, config.dlq_topic, config.name, events),

@@ -194,7 +194,9 @@ def _command(n: int) -> Command:
     )
 
 
-def _pump(events: queue.SimpleQueue[object], window: PublishWindow[int], until: float) -> list[object]:
+def _pump(
+    events: queue.SimpleQueue[object], window: PublishWindow[Message, int], until: float
+) -> list[object]:
     """Feed paho's events to the window until ``until``; returns the events and the answers."""
     seen: list[object] = []
     while time.monotonic() < until:
@@ -222,7 +224,9 @@ def test_paho_rejecting_every_puback_ends_in_dead_letters_after_max_attempts(
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
     with ScriptedBroker(invalid_pubacks) as broker:
         publisher = MqttPublisher(PublisherSettings("127.0.0.1", broker.port, "relay-answers"), events)
-        window: PublishWindow[int] = PublishWindow("relay-test", publisher, 100, RelayStats(), max_attempts=3)
+        window: PublishWindow[Message, int] = PublishWindow(
+            "relay-test", publisher, 100, RelayStats(), max_attempts=3
+        )
         publisher.start()
         try:
             seen = _pump(events, window, time.monotonic() + 5.0) if not window.online else []
@@ -230,7 +234,7 @@ def test_paho_rejecting_every_puback_ends_in_dead_letters_after_max_attempts(
             for n in range(2):
                 window.publish(_record(n), _command(n), n)
             deadline = time.monotonic() + 20.0
-            answers: list[Answer[int]] = []
+            answers: list[Answer[Message, int]] = []
             while len(answers) < 2 and time.monotonic() < deadline:
                 answers += [a for a in _pump(events, window, time.monotonic() + 0.5) if isinstance(a, Answer)]
             _pump(events, window, time.monotonic() + 2.5)  # paho must not send them again now
@@ -266,7 +270,9 @@ def test_a_311_connack_to_the_relay_is_said_in_words(caplog: pytest.LogCaptureFi
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
     with ScriptedBroker(moquette) as broker:
         publisher = MqttPublisher(PublisherSettings("127.0.0.1", broker.port, "relay-answers"), events)
-        window: PublishWindow[int] = PublishWindow("relay-test", publisher, 100, RelayStats(), max_attempts=3)
+        window: PublishWindow[Message, int] = PublishWindow(
+            "relay-test", publisher, 100, RelayStats(), max_attempts=3
+        )
         publisher.start()
         try:
             seen = _pump(events, window, time.monotonic() + 2.5)

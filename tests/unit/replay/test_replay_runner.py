@@ -21,6 +21,7 @@ from mqtt_kafka_sync.replay.progress import Progress, RateMeter
 from mqtt_kafka_sync.replay.request import ReplayRequest, ThrottleRequest
 from mqtt_kafka_sync.replay.runner import ReplayRunner
 from mqtt_kafka_sync.replay.session import Planned, ReplaySession, TopicCreation
+from mqtt_kafka_sync.replay.target import SourceRecord
 from mqtt_kafka_sync.throttle.controller import Decision
 from mqtt_kafka_sync.throttle.lag_throttle import FixedRateThrottle
 
@@ -101,18 +102,8 @@ class FakeTarget:
         self.closed = False
         FakeTarget.made.append(self)
 
-    def send(
-        self,
-        _key: Any,
-        _value: Any,
-        *,
-        headers: Any,
-        timestamp_ms: Any,
-        partition: int,
-        offset: int,
-        done: Any,
-    ) -> None:
-        self.sent.append((partition, offset, headers))
+    def send(self, record: SourceRecord, done: Any) -> None:
+        self.sent.append((record.partition(), record.offset(), record.headers()))
         self._pending.append(done)
 
     def poll(self, _timeout: float = 0.0) -> None:
