@@ -4,9 +4,11 @@ paho runs its network loop on its own thread. Every callback only puts an event 
 queue (:class:`Connected`, :class:`Refused`, :class:`Disconnected`, :class:`Acked`) and returns: the
 relay thread does the work, so paho's loop never blocks and keepalives keep flowing.
 
-paho says why it ended a connection only in its log callback ("Received malformed packet: ..."
-when the broker's answer breaks the protocol), so that text is kept and carried by the
-:class:`Disconnected` event that follows; refusals are worded by :mod:`mqtt_kafka_sync.mqtt.reasons`.
+paho says why it ended a connection only in its log ("Received malformed packet: ..." when the
+broker's answer breaks the protocol), so that text is kept and carried by the :class:`Disconnected`
+event that follows; refusals are worded by :mod:`mqtt_kafka_sync.mqtt.reasons`. The MQTT bytes this
+module makes itself (a PUBLISH's properties) come from :mod:`mqtt_kafka_sync.mqtt.packets`; the one
+use of paho's internals left is :meth:`MqttPublisher.forget`, for which paho has no public call.
 
 Session: ``clean_start`` only on the first connection of the process, then resumed with
 ``mqtt.session.expiry.interval.seconds``. paho keeps every QoS 1/2 publish the broker has not
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -33,7 +34,7 @@ from paho.mqtt.client import (
     mqtt_ms_publish,
     mqtt_ms_queued,
 )
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -41,6 +42,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.mqtt import packets, reasons
 from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
+from mqtt_kafka_sync.mqtt.paho_client import new_client, session_properties
 
 if TYPE_CHECKING:
     from mqtt_kafka_sync.config.model import RelayConnectorConfig
@@ -64,7 +66,6 @@ class Command:
     """Message Expiry Interval, already reduced by the record's age; None: never expires."""
 
 
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 4
 _ACCEPTED = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
 """NO_CONN with QoS 1/2: paho keeps the message and sends it once connected again."""
 
@@ -94,10 +95,6 @@ class PublisherSettings:
             username=config.mqtt_username,
             password=password,
         )
-
-
-def _properties(packet_type: int) -> Properties:
-    return Properties(packet_type)  # type: ignore[no-untyped-call]  # paho leaves __init__ unannotated
 
 
 class PackedProperties(Properties):
@@ -156,27 +153,17 @@ class _PahoSaid(logging.Logger):
         return said
 
 
-def _no_delay(client: Client, userdata: object, sock: object) -> None:
-    """paho leaves Nagle on: a lone PUBLISH would wait for the TCP ACK of the previous one."""
-    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 class MqttPublisher:
     """Publishes :class:`Command`s; events go to ``events``, read by the relay thread."""
 
     def __init__(self, settings: PublisherSettings, events: queue.SimpleQueue[object]) -> None:
         self.settings = settings
         self._events = events
-        client = Client(
-            CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=MQTTProtocolVersion.MQTTv5
-        )
+        client = new_client(settings.client_id)
         client.max_inflight_messages_set(settings.max_inflight)
         client.max_queued_messages_set(0)  # unbounded: the relay bounds what it hands over
-        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         if settings.username is not None:
             client.username_pw_set(settings.username, settings.password)
-        client.on_socket_open = _no_delay
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -187,8 +174,7 @@ class MqttPublisher:
 
     def start(self) -> None:
         """Connect in the background; paho retries until the broker answers."""
-        props = _properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.session_expiry
+        props = session_properties(PacketTypes.CONNECT, self.settings.session_expiry)
         self._client.connect_async(
             self.settings.host,
             self.settings.port,
@@ -242,8 +228,7 @@ class MqttPublisher:
         """Disconnect (ending the session at the broker when ``end_session``) and stop paho's thread."""
         props = None
         if end_session:
-            props = _properties(PacketTypes.DISCONNECT)
-            props.SessionExpiryInterval = 0
+            props = session_properties(PacketTypes.DISCONNECT, 0)
         rc = self._client.disconnect(properties=props)
         if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             logger.warning("MQTT client %s: disconnect() returned %s", self.settings.client_id, rc.name)

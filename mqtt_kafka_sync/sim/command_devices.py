@@ -33,7 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from mqtt_kafka_sync.errors import MqttConnectError, SyncError
-from mqtt_kafka_sync.sim.paho_client import release, session_properties
+from mqtt_kafka_sync.mqtt.paho_client import release, session_properties
 from mqtt_kafka_sync.sim.payload import PayloadError, device_topic, make_payload, parse_payload
 
 _log = logging.getLogger(__name__)

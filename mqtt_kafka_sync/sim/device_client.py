@@ -25,8 +25,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from mqtt_kafka_sync.mqtt.paho_client import new_client, release, session_properties
 from mqtt_kafka_sync.mqtt.resend import DEFAULT_RECEIVE_MAXIMUM, ResendGate
-from mqtt_kafka_sync.sim.paho_client import new_client, release, session_properties
 from mqtt_kafka_sync.sim.payload import make_payload
 from mqtt_kafka_sync.sim.result import Tally
 
