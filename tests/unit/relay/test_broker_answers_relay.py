@@ -27,7 +27,8 @@ from mqtt_kafka_sync.mqtt.window import Answer, PublishWindow
 from mqtt_kafka_sync.relay import task as task_module
 from mqtt_kafka_sync.relay.dead_letter import DeadLetters
 from mqtt_kafka_sync.relay.routes import CommandRouter
-from mqtt_kafka_sync.relay.task import RelayStats, RelayTask
+from mqtt_kafka_sync.relay.stats import RelayStats
+from mqtt_kafka_sync.relay.task import RelayTask
 from tests.scripted_broker import Conn, ScriptedBroker, accept, connack_v311, puback_invalid
 from tests.unit.config.test_relay_config import _problems, _write
 from tests.unit.relay.relay_fakes import FakePublisher, FakeSink
