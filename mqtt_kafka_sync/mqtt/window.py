@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from mqtt_kafka_sync.errors import CommandError
@@ -80,14 +80,27 @@ class Publisher(Protocol):
     def stop(self, *, end_session: bool) -> None: ...
 
 
-class Counters(Protocol):
-    """Where the window counts (``RelayStats`` of a relay task)."""
+@dataclass
+class PublishCounters:
+    """What a publishing path counts: the window counts the publishes, outages and stalls, its user
+    the answers (the relay task's and the replay's stats extend this). Written by one thread, read by any."""
 
-    published: int
+    published: int = 0
     """PUBLISH packets handed to paho, re-publishes included."""
-    republished: int
-    outages: int
-    stalls: int
+    republished: int = 0
+    outages: int = 0
+    stalls: int = 0
+    """Times no in-flight command was acknowledged for ``STALL_S`` while connected."""
+    delivered: int = 0
+    """Commands the broker acknowledged (PUBACK / PUBCOMP)."""
+    dead_lettered: int = 0
+    """Records the dead-letter topic confirmed."""
+    dlq_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def count_dead_lettered(self, reason: str) -> None:
+        """The dead-letter topic confirmed a record dead-lettered for ``reason``."""
+        self.dead_lettered += 1
+        self.dlq_by_reason[reason] = self.dlq_by_reason.get(reason, 0) + 1
 
 
 class Flight(Generic[R, P]):
@@ -116,7 +129,7 @@ class PublishWindow(Generic[R, P]):
         name: str,
         publisher: Publisher,
         max_inflight: int,
-        counters: Counters,
+        counters: PublishCounters,
         *,
         monotonic: Callable[[], float] = time.monotonic,
         max_attempts: int | None = None,

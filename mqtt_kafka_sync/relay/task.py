@@ -219,9 +219,7 @@ class RelayTask:
     def _dead_lettered(self, event: DeadLettered) -> None:
         letter = event.letter
         if event.error is None:
-            self.stats.dead_lettered += 1
-            reason = letter.error.reason
-            self.stats.dlq_by_reason[reason] = self.stats.dlq_by_reason.get(reason, 0) + 1
+            self.stats.count_dead_lettered(letter.error.reason)
             self._finish(letter.pending)
             return
         record = letter.record

@@ -49,7 +49,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Literal
 
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
@@ -57,7 +56,7 @@ from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.producer import KafkaSink, producer_config
 from mqtt_kafka_sync.mqtt.events import Refused, take_events
 from mqtt_kafka_sync.mqtt.publisher import MqttPublisher, PublisherSettings
-from mqtt_kafka_sync.mqtt.window import Answer, Publisher, PublishWindow
+from mqtt_kafka_sync.mqtt.window import Answer, PublishCounters, Publisher, PublishWindow
 from mqtt_kafka_sync.relay.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.replay.exceptions import ReplayError
@@ -74,18 +73,8 @@ STALL_TIMEOUT_S = 600.0
 DLQ_CLOSE_S = 5.0
 
 
-@dataclass
-class MqttTargetStats:
-    published: int = 0
-    """PUBLISH packets handed to paho, re-publishes included."""
-    republished: int = 0
-    outages: int = 0
-    stalls: int = 0
-    delivered: int = 0
-    """Commands the broker acknowledged."""
-    dead_lettered: int = 0
-    """Records the dead-letter topic confirmed."""
-    dlq_by_reason: dict[str, int] = field(default_factory=dict)
+MqttTargetStats = PublishCounters
+"""The replay's MQTT target counts what the relay's window and answers count, nothing more."""
 
 
 class MqttTarget:
@@ -237,10 +226,8 @@ class MqttTarget:
     def _dead_lettered(self, event: DeadLettered) -> None:
         letter = event.letter
         self._dead_lettering.pop(id(letter), None)
-        reason = letter.error.reason
         if event.error is None:
-            self.stats.dead_lettered += 1
-            self.stats.dlq_by_reason[reason] = self.stats.dlq_by_reason.get(reason, 0) + 1
+            self.stats.count_dead_lettered(letter.error.reason)
             self._confirm(letter.pending)
             return
         self._fail(
