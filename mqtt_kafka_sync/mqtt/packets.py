@@ -282,18 +282,10 @@ def fixed_header(data: bytes, pos: int) -> tuple[int, int] | None:
     """The remaining length of the packet starting at ``data[pos]``, and where its body starts;
     None while its fixed header is incomplete. Raises :class:`MqttProtocolError` when the length
     takes more than four bytes."""
-    length, shift, hdr, size = 0, 0, pos + 1, len(data)
-    while True:
-        if hdr >= size:
-            return None
-        byte = data[hdr]
-        hdr += 1
-        length |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return length, hdr
-        shift += 7
-        if shift > 21:
-            raise MqttProtocolError("malformed remaining length")
+    try:
+        return _read_varint(data, pos + 1)
+    except IndexError:  # not all of the header has arrived
+        return None
 
 
 class PacketReader:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import socket
 
-from paho.mqtt.client import Client
+from paho.mqtt.client import CleanStartOption, Client
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -49,6 +49,27 @@ def session_properties(packet_type: int, expiry_s: int) -> Properties:
     props = _properties(packet_type)
     props.SessionExpiryInterval = expiry_s
     return props
+
+
+def connect_later(
+    client: Client,
+    host: str,
+    port: int,
+    *,
+    session_expiry: int,
+    clean_start: CleanStartOption,
+    keepalive: int = 60,
+) -> None:
+    """Connect once paho's network loop runs (paho retries until the broker answers), asking the broker
+    to keep the session ``session_expiry`` seconds; ``clean_start`` may be paho's
+    ``MQTT_CLEAN_START_FIRST_ONLY``."""
+    client.connect_async(
+        host,
+        port,
+        keepalive=keepalive,
+        clean_start=clean_start,
+        properties=session_properties(PacketTypes.CONNECT, session_expiry),
+    )
 
 
 def publish_properties(values: dict[str, str] | None) -> Properties | None:

@@ -42,7 +42,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.mqtt import packets, reasons
 from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
-from mqtt_kafka_sync.mqtt.paho_client import new_client, session_properties
+from mqtt_kafka_sync.mqtt.paho_client import connect_later, new_client, session_properties
 
 if TYPE_CHECKING:
     from mqtt_kafka_sync.config.model import RelayConnectorConfig
@@ -174,13 +174,14 @@ class MqttPublisher:
 
     def start(self) -> None:
         """Connect in the background; paho retries until the broker answers."""
-        props = session_properties(PacketTypes.CONNECT, self.settings.session_expiry)
-        self._client.connect_async(
-            self.settings.host,
-            self.settings.port,
-            keepalive=self.settings.keepalive,
+        settings = self.settings
+        connect_later(
+            self._client,
+            settings.host,
+            settings.port,
+            session_expiry=settings.session_expiry,
             clean_start=MQTT_CLEAN_START_FIRST_ONLY,
-            properties=props,
+            keepalive=settings.keepalive,
         )
         rc = self._client.loop_start()
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
