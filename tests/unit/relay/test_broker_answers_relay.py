@@ -195,22 +195,40 @@ def _command(n: int) -> Command:
     )
 
 
-def _pump(
-    events: queue.SimpleQueue[object], window: PublishWindow[Message, int], until: float
-) -> list[object]:
-    """Feed paho's events to the window until ``until``; returns the events and the answers."""
-    seen: list[object] = []
-    while time.monotonic() < until:
-        try:
-            event = events.get(timeout=0.05)
-        except queue.Empty:
-            continue
-        seen.append(event)
-        if (answer := window.handle(event)) is not None:
-            seen.append(answer)
-        seen.extend(window.take_given_up())
-        window.settle()
-    return seen
+class PahoRelay:
+    """The relay's real paho publisher and its window (``max_attempts`` 3) against ``broker``,
+    connected while in the ``with`` block."""
+
+    def __init__(self, broker: ScriptedBroker) -> None:
+        self.events: queue.SimpleQueue[object] = queue.SimpleQueue()
+        settings = PublisherSettings("127.0.0.1", broker.port, "relay-answers")
+        self.publisher = MqttPublisher(settings, self.events)
+        self.window: PublishWindow[Message, int] = PublishWindow(
+            "relay-test", self.publisher, 100, RelayStats(), max_attempts=3
+        )
+
+    def __enter__(self) -> PahoRelay:
+        self.publisher.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.publisher.stop(end_session=True)
+
+    def pump(self, seconds: float) -> list[object]:
+        """Feed paho's events to the window for ``seconds``; returns the events and the answers."""
+        until, window = time.monotonic() + seconds, self.window
+        seen: list[object] = []
+        while time.monotonic() < until:
+            try:
+                event = self.events.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            seen.append(event)
+            if (answer := window.handle(event)) is not None:
+                seen.append(answer)
+            seen.extend(window.take_given_up())
+            window.settle()
+        return seen
 
 
 def test_paho_rejecting_every_puback_ends_in_dead_letters_after_max_attempts(
@@ -222,25 +240,18 @@ def test_paho_rejecting_every_puback_ends_in_dead_letters_after_max_attempts(
             publish = conn.expect(p.PUBLISH, timeout=30.0)
             conn.send(puback_invalid(publish.packet_id, publish.publish_properties))
 
-    events: queue.SimpleQueue[object] = queue.SimpleQueue()
     with ScriptedBroker(invalid_pubacks) as broker:
-        publisher = MqttPublisher(PublisherSettings("127.0.0.1", broker.port, "relay-answers"), events)
-        window: PublishWindow[Message, int] = PublishWindow(
-            "relay-test", publisher, 100, RelayStats(), max_attempts=3
-        )
-        publisher.start()
-        try:
-            seen = _pump(events, window, time.monotonic() + 5.0) if not window.online else []
+        with PahoRelay(broker) as relay:
+            window = relay.window
+            seen = relay.pump(5.0) if not window.online else []
             assert window.online, seen
             for n in range(2):
                 window.publish(_record(n), _command(n), n)
             deadline = time.monotonic() + 20.0
             answers: list[Answer[Message, int]] = []
             while len(answers) < 2 and time.monotonic() < deadline:
-                answers += [a for a in _pump(events, window, time.monotonic() + 0.5) if isinstance(a, Answer)]
-            _pump(events, window, time.monotonic() + 2.5)  # paho must not send them again now
-        finally:
-            publisher.stop(end_session=True)
+                answers += [a for a in relay.pump(0.5) if isinstance(a, Answer)]
+            relay.pump(2.5)  # paho must not send them again now
         publishes = broker.packets(p.PUBLISH)
         connections = len(broker.accepted)
         assert broker.errors == []
@@ -268,18 +279,9 @@ def test_a_311_connack_to_the_relay_is_said_in_words(caplog: pytest.LogCaptureFi
         conn.send(connack_v311(1))
         conn.read(5.0)
 
-    events: queue.SimpleQueue[object] = queue.SimpleQueue()
-    with ScriptedBroker(moquette) as broker:
-        publisher = MqttPublisher(PublisherSettings("127.0.0.1", broker.port, "relay-answers"), events)
-        window: PublishWindow[Message, int] = PublishWindow(
-            "relay-test", publisher, 100, RelayStats(), max_attempts=3
-        )
-        publisher.start()
-        try:
-            seen = _pump(events, window, time.monotonic() + 2.5)
-        finally:
-            publisher.stop(end_session=True)
-    assert not window.online
+    with ScriptedBroker(moquette) as broker, PahoRelay(broker) as relay:
+        seen = relay.pump(2.5)
+    assert not relay.window.online
     said = [str(e) for e in seen if isinstance(e, Refused | Disconnected)]
     assert said, seen
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
