@@ -34,12 +34,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.logs import per_record_logger
 from mqtt_kafka_sync.mqtt import reasons
+from mqtt_kafka_sync.mqtt.counters import PublishCounters
 from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
 from mqtt_kafka_sync.mqtt.publisher import Command
 from mqtt_kafka_sync.mqtt.resend import ResendGate
@@ -78,29 +79,6 @@ class Publisher(Protocol):
     def publish(self, command: Command) -> int: ...
     def forget(self, mids: Iterable[int]) -> None: ...
     def stop(self, *, end_session: bool) -> None: ...
-
-
-@dataclass
-class PublishCounters:
-    """What a publishing path counts: the window counts the publishes, outages and stalls, its user
-    the answers (the relay task's and the replay's stats extend this). Written by one thread, read by any."""
-
-    published: int = 0
-    """PUBLISH packets handed to paho, re-publishes included."""
-    republished: int = 0
-    outages: int = 0
-    stalls: int = 0
-    """Times no in-flight command was acknowledged for ``STALL_S`` while connected."""
-    delivered: int = 0
-    """Commands the broker acknowledged (PUBACK / PUBCOMP)."""
-    dead_lettered: int = 0
-    """Records the dead-letter topic confirmed."""
-    dlq_by_reason: dict[str, int] = field(default_factory=dict)
-
-    def count_dead_lettered(self, reason: str) -> None:
-        """The dead-letter topic confirmed a record dead-lettered for ``reason``."""
-        self.dead_lettered += 1
-        self.dlq_by_reason[reason] = self.dlq_by_reason.get(reason, 0) + 1
 
 
 class Flight(Generic[R, P]):

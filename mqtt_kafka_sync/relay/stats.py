@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from mqtt_kafka_sync.mqtt.window import PublishCounters
+from mqtt_kafka_sync.mqtt.counters import PublishCounters
 from mqtt_kafka_sync.telemetry.counters import RouteCounters
 
 

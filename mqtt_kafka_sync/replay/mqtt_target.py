@@ -54,9 +54,10 @@ from typing import Literal
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.producer import KafkaSink, producer_config
+from mqtt_kafka_sync.mqtt.counters import PublishCounters
 from mqtt_kafka_sync.mqtt.events import Refused, take_events
 from mqtt_kafka_sync.mqtt.publisher import MqttPublisher, PublisherSettings
-from mqtt_kafka_sync.mqtt.window import Answer, PublishCounters, Publisher, PublishWindow
+from mqtt_kafka_sync.mqtt.window import Answer, Publisher, PublishWindow
 from mqtt_kafka_sync.relay.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.replay.exceptions import ReplayError
