@@ -95,6 +95,16 @@ class Relay:
         for _ in range(count):
             self.task.step()
 
+    @classmethod
+    def publishing(cls, records: int, *, max_attempts: int) -> Relay:
+        """A relay connected to the broker, with ``records`` records of P0 read and published."""
+        relay = cls(max_attempts)
+        relay.connect()
+        relay.kafka.assign(P0)
+        relay.feed(records)
+        relay.steps()
+        return relay
+
 
 def _record(offset: int) -> Message:
     return Message(
@@ -116,11 +126,7 @@ def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_command_the_broker_keeps_failing_is_dead_lettered_after_max_attempts_and_the_partition_moves_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    relay = Relay(max_attempts=3)
-    relay.connect()
-    relay.kafka.assign(P0)
-    relay.feed(3)
-    relay.steps()
+    relay = Relay.publishing(3, max_attempts=3)
     assert relay.publisher.seqs() == ["0:0", "0:1"]  # the window (Receive Maximum 2) is full
     for attempt in (1, 2):
         relay.drop(PAHO_PROTOCOL_ERROR)
@@ -149,11 +155,7 @@ def test_a_command_the_broker_keeps_failing_is_dead_lettered_after_max_attempts_
 
 
 def test_network_losses_and_broker_restarts_count_no_attempt() -> None:
-    relay = Relay(max_attempts=2)
-    relay.connect()
-    relay.kafka.assign(P0)
-    relay.feed(1)
-    relay.steps()
+    relay = Relay.publishing(1, max_attempts=2)
     for _ in range(10):
         relay.drop(Disconnected("Unspecified error", 0x80))
         relay.connect()
@@ -166,11 +168,7 @@ def test_network_losses_and_broker_restarts_count_no_attempt() -> None:
 
 
 def test_a_lost_qos2_exchange_is_published_again_within_max_attempts_only() -> None:
-    relay = Relay(max_attempts=2)
-    relay.connect()
-    relay.kafka.assign(P0)
-    relay.feed(1)
-    relay.steps()
+    relay = Relay.publishing(1, max_attempts=2)
     relay.events.put(Acked(1, 0x92, "Packet identifier not found"))
     relay.steps()
     assert relay.publisher.seqs() == ["0:0", "0:0"]  # attempt 2
