@@ -119,6 +119,7 @@ class PackedProperties(Properties):
             props.append((packets.PROP_RESPONSE_TOPIC, command.response_topic))
         props.append((packets.PROP_CORRELATION_DATA, command.correlation_data))
         props.extend((packets.PROP_USER_PROPERTY, pair) for pair in command.user_properties)
+        # paho's Properties.__setattr__ accepts property names only: set the slot directly
         object.__setattr__(self, "_packed", packets.encode_properties(props))
 
     def pack(self) -> bytes:
