@@ -125,16 +125,10 @@ class Conn:
         buf = self._buf
         if len(buf) < 2:
             return None
-        length, shift, pos = 0, 0, 1
-        while True:
-            if pos >= len(buf):
-                return None
-            byte = buf[pos]
-            pos += 1
-            length |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                break
-            shift += 7
+        header = p.fixed_header(buf, 0)
+        if header is None:
+            return None
+        length, pos = header
         if len(buf) < pos + length:
             return None
         self._buf = buf[pos + length :]

@@ -34,7 +34,6 @@ GUARANTEE_SETTINGS = CONSUMER_GUARANTEE
 TP = tuple[str, int]
 """A topic and partition."""
 
-KafkaHeaders = list[tuple[str, bytes | None]]
 PartitionsCallback = Callable[[set[TP]], None]
 LOG_EVERY_S = 60.0
 _NUMBERS = re.compile(r"\d+")
@@ -56,15 +55,6 @@ def consumer_config(config: RelayConnectorConfig, client_id: str) -> dict[str, s
     settings.update(config.kafka.consumer_overrides)
     settings.update(GUARANTEE_SETTINGS)
     return settings
-
-
-def kafka_headers(record: Message) -> KafkaHeaders:
-    """The record's headers as (name, bytes or None) pairs, in order."""
-    headers = record.headers()
-    if not headers:
-        return []
-    items = headers.items() if isinstance(headers, dict) else headers
-    return [(name, value.encode() if isinstance(value, str) else value) for name, value in items]
 
 
 def _label(tps: set[TP]) -> str:

@@ -28,12 +28,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError
 
 from mqtt_kafka_sync.errors import CommandError, KafkaDeliveryError
-from mqtt_kafka_sync.kafka.consumer import kafka_headers
 from mqtt_kafka_sync.kafka.dead_letter_copy import clip, fit, stub
 from mqtt_kafka_sync.kafka.producer import SIZE_REFUSALS, DeliveryCallback, Headers
+from mqtt_kafka_sync.kafka.record import KafkaRecord, kafka_headers
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class Sink(Producing, Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter(Generic[P]):
-    record: Message
+    record: KafkaRecord
     pending: P
     error: CommandError
 

@@ -4,9 +4,11 @@ paho runs its network loop on its own thread. Every callback only puts an event 
 queue (:class:`Connected`, :class:`Refused`, :class:`Disconnected`, :class:`Acked`) and returns: the
 relay thread does the work, so paho's loop never blocks and keepalives keep flowing.
 
-paho says why it ended a connection only in its log callback ("Received malformed packet: ..."
-when the broker's answer breaks the protocol), so that text is kept and carried by the
-:class:`Disconnected` event that follows; refusals are worded by :mod:`mqtt_kafka_sync.mqtt.reasons`.
+paho says why it ended a connection only in its log ("Received malformed packet: ..." when the
+broker's answer breaks the protocol), so that text is kept and carried by the :class:`Disconnected`
+event that follows; refusals are worded by :mod:`mqtt_kafka_sync.mqtt.reasons`. The MQTT bytes this
+module makes itself (a PUBLISH's properties) come from :mod:`mqtt_kafka_sync.mqtt.packets`; the one
+use of paho's internals left is :meth:`MqttPublisher.forget`, for which paho has no public call.
 
 Session: ``clean_start`` only on the first connection of the process, then resumed with
 ``mqtt.session.expiry.interval.seconds``. paho keeps every QoS 1/2 publish the broker has not
@@ -20,29 +22,27 @@ from __future__ import annotations
 
 import logging
 import queue
-import socket
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from paho.mqtt.client import (
     MQTT_CLEAN_START_FIRST_ONLY,
-    MQTT_LOG_ERR,
-    MQTT_LOG_WARNING,
     Client,
     ConnectFlags,
     DisconnectFlags,
     mqtt_ms_publish,
     mqtt_ms_queued,
 )
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from mqtt_kafka_sync.errors import CommandError
-from mqtt_kafka_sync.mqtt import reasons
+from mqtt_kafka_sync.mqtt import packets, reasons
+from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
+from mqtt_kafka_sync.mqtt.paho_client import connect_later, new_client, session_properties
 
 if TYPE_CHECKING:
     from mqtt_kafka_sync.config.model import RelayConnectorConfig
@@ -66,67 +66,8 @@ class Command:
     """Message Expiry Interval, already reduced by the record's age; None: never expires."""
 
 
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 4
 _ACCEPTED = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
 """NO_CONN with QoS 1/2: paho keeps the message and sends it once connected again."""
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    session_present: bool
-    receive_maximum: int
-    """The broker's Receive Maximum: how many QoS 1/2 publishes it takes in flight (65535 if unset)."""
-    maximum_qos: int
-    retain_available: bool
-    maximum_packet_size: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Disconnected:
-    reason: str
-    reason_code: int
-    detail: str = ""
-    """paho's own words for why it ended the connection, when it gave any."""
-    from_broker: bool = False
-    """The broker sent DISCONNECT (else paho or the network ended the connection)."""
-
-    def __str__(self) -> str:
-        if self.from_broker:
-            text = f"the broker sent DISCONNECT: {reasons.describe(self.reason_code, reasons.DISCONNECT)}"
-        else:  # paho's own verdict (on the broker's answer, or the network): the name, not the broker's view
-            name = reasons.lookup(self.reason_code).name
-            text = f"paho ended the connection: {name} (0x{self.reason_code:02X})"
-        return f"{text}; paho: {self.detail}" if self.detail else text
-
-
-@dataclass(frozen=True, slots=True)
-class Acked:
-    """PUBACK (QoS 1) or PUBCOMP (QoS 2) for packet ``mid``; ``reason_code`` >= 0x80 is a refusal."""
-
-    mid: int
-    reason_code: int
-    reason: str
-
-
-MqttEvent = Connected | Refused | Disconnected | Acked
-
-
-def take_events(events: queue.SimpleQueue[object], timeout: float) -> list[object]:
-    """Every event queued now, waiting up to ``timeout`` seconds for the first; [] when none came."""
-    try:
-        taken = [events.get(timeout=timeout) if timeout > 0 else events.get_nowait()]
-    except queue.Empty:
-        return []
-    while True:
-        try:
-            taken.append(events.get_nowait())
-        except queue.Empty:
-            return taken
 
 
 @dataclass(frozen=True)
@@ -156,59 +97,61 @@ class PublisherSettings:
         )
 
 
-def _properties(packet_type: int) -> Properties:
-    return Properties(packet_type)  # type: ignore[no-untyped-call]  # paho leaves __init__ unannotated
+class PackedProperties(Properties):
+    """A PUBLISH's MQTT 5 properties, encoded once by :func:`~mqtt_kafka_sync.mqtt.packets.encode_properties`.
 
-
-class PackedProperties:
-    """A PUBLISH's MQTT 5 properties, encoded once.
-
-    paho only ever calls ``pack()`` on the properties of a PUBLISH (when sending it, and again when
-    re-sending it after a reconnect). Its own :class:`Properties` validates every attribute by name
-    and costs about 30 µs per message, a fifth of the relay thread's time, so commands carry this
-    instead. ``tests/unit/mqtt/test_relay_publisher.py`` checks the bytes against paho's encoding.
+    paho's ``publish()`` takes a :class:`Properties` and only ever calls its public ``pack()`` (when
+    sending the PUBLISH, and again when re-sending it after a reconnect). paho's own class validates
+    every attribute by name and costs about 30 µs per message, a fifth of the relay thread's time,
+    so this subclass skips its set-up and hands over the bytes encoded here (its attribute API is
+    not there: nothing reads it). ``tests/unit/mqtt/test_relay_publisher.py`` decodes the bytes
+    with paho's decoder.
     """
 
     __slots__ = ("_packed",)
+    _packed: bytes
 
-    def __init__(self, command: Command) -> None:
-        body = bytearray()
+    def __init__(self, command: Command) -> None:  # no super().__init__(): see the class docstring
+        props: list[tuple[int, object]] = []
         if command.expiry_seconds is not None:
-            body += struct.pack("!BI", 0x02, command.expiry_seconds)
+            props.append((packets.PROP_MESSAGE_EXPIRY, command.expiry_seconds))
         if command.response_topic is not None:
-            body += _binary(0x08, command.response_topic.encode())
-        body += _binary(0x09, command.correlation_data)
-        for name, value in command.user_properties:
-            body += _binary(0x26, name.encode()) + _string(value.encode())
-        self._packed = _varint(len(body)) + bytes(body)
+            props.append((packets.PROP_RESPONSE_TOPIC, command.response_topic))
+        props.append((packets.PROP_CORRELATION_DATA, command.correlation_data))
+        props.extend((packets.PROP_USER_PROPERTY, pair) for pair in command.user_properties)
+        # paho's Properties.__setattr__ accepts property names only: set the slot directly
+        object.__setattr__(self, "_packed", packets.encode_properties(props))
 
     def pack(self) -> bytes:
         return self._packed
 
+    def __repr__(self) -> str:
+        return f"PackedProperties({len(self._packed)} bytes)"
 
-def _binary(identifier: int, data: bytes) -> bytes:
-    return bytes((identifier,)) + _string(data)
-
-
-def _string(data: bytes) -> bytes:
-    if len(data) > 0xFFFF:
-        raise ValueError(f"a property of {len(data)} bytes does not fit MQTT's 65,535")
-    return struct.pack("!H", len(data)) + data
+    __str__ = __repr__
 
 
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while True:
-        number, digit = divmod(number, 128)
-        out.append(digit | (0x80 if number else 0))
-        if not number:
-            return bytes(out)
+class _PahoSaid(logging.Logger):
+    """paho's own words for why it ended a connection, kept; every other line of paho's log dropped.
 
+    paho says "Received malformed packet: ..." only in its log, at DEBUG. Given to paho's public
+    ``enable_logger``, this logger is called for each line paho logs (two per command) and formats
+    only what it keeps, where ``on_log`` would format every line (~4 µs each on paho's thread).
+    """
 
-def _no_delay(client: Client, userdata: object, sock: object) -> None:
-    """paho leaves Nagle on: a lone PUBLISH would wait for the TCP ACK of the previous one."""
-    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self) -> None:
+        super().__init__("paho.said")
+        self.said = ""
+        """paho's latest error text (its network thread writes, the next on_disconnect reads)."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        text = str(msg)
+        if level >= logging.WARNING or text.startswith("Received malformed packet"):
+            self.said = text % args if args else text
+
+    def take(self) -> str:
+        said, self.said = self.said, ""
+        return said
 
 
 class MqttPublisher:
@@ -217,37 +160,29 @@ class MqttPublisher:
     def __init__(self, settings: PublisherSettings, events: queue.SimpleQueue[object]) -> None:
         self.settings = settings
         self._events = events
-        client = Client(
-            CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=MQTTProtocolVersion.MQTTv5
-        )
+        client = new_client(settings.client_id)
         client.max_inflight_messages_set(settings.max_inflight)
         client.max_queued_messages_set(0)  # unbounded: the relay bounds what it hands over
-        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         if settings.username is not None:
             client.username_pw_set(settings.username, settings.password)
-        client.on_socket_open = _no_delay
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        # paho's own words for a protocol error exist only in its log. Its on_log callback would cost
-        # a string format of every debug line (two per command, ~4 µs each on paho's thread), so
-        # this instance's log function is replaced by one that formats only what it keeps.
-        setattr(client, "_easy_log", self._paho_log)  # noqa: B010
+        self._paho_said = _PahoSaid()
+        client.enable_logger(self._paho_said)
         self._client = client
-        self._paho_said = ""
-        """paho's latest error text (its network thread writes, its next on_disconnect reads)."""
 
     def start(self) -> None:
         """Connect in the background; paho retries until the broker answers."""
-        props = _properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.session_expiry
-        self._client.connect_async(
-            self.settings.host,
-            self.settings.port,
-            keepalive=self.settings.keepalive,
+        settings = self.settings
+        connect_later(
+            self._client,
+            settings.host,
+            settings.port,
+            session_expiry=settings.session_expiry,
             clean_start=MQTT_CLEAN_START_FIRST_ONLY,
-            properties=props,
+            keepalive=settings.keepalive,
         )
         rc = self._client.loop_start()
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -260,9 +195,12 @@ class MqttPublisher:
         """Hand ``command`` to paho; returns its packet id. Raises :class:`CommandError` when paho
         refuses it (it is then never sent)."""
         try:
-            props = cast(Properties, PackedProperties(command))
             info = self._client.publish(
-                command.topic, command.payload, command.qos, command.retain, properties=props
+                command.topic,
+                command.payload,
+                command.qos,
+                command.retain,
+                properties=PackedProperties(command),
             )
         except ValueError as exc:  # illegal topic, payload or property too large
             raise CommandError(
@@ -292,8 +230,7 @@ class MqttPublisher:
         """Disconnect (ending the session at the broker when ``end_session``) and stop paho's thread."""
         props = None
         if end_session:
-            props = _properties(PacketTypes.DISCONNECT)
-            props.SessionExpiryInterval = 0
+            props = session_properties(PacketTypes.DISCONNECT, 0)
         rc = self._client.disconnect(properties=props)
         if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             logger.warning("MQTT client %s: disconnect() returned %s", self.settings.client_id, rc.name)
@@ -333,14 +270,10 @@ class MqttPublisher:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        said, self._paho_said = self._paho_said, ""
+        said = self._paho_said.take()
         self._events.put(
             Disconnected(str(reason), reason.value, said, flags.is_disconnect_packet_from_server)
         )
-
-    def _paho_log(self, level: int, fmt: str, *args: object) -> None:
-        if level in (MQTT_LOG_ERR, MQTT_LOG_WARNING) or fmt.startswith("Received malformed packet"):
-            self._paho_said = fmt % args if args else fmt
 
     def _on_publish(
         self,

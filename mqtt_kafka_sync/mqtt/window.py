@@ -3,7 +3,7 @@ and whether another may go out now.
 
 The relay task and the replay's MQTT target (``replay/mqtt_target.py``) publish through a
 :class:`PublishWindow` on one thread each, and feed it the events paho's network thread queued
-(:class:`~mqtt_kafka_sync.mqtt.publisher.Connected`, ``Disconnected``, ``Refused``, ``Acked``).
+(:class:`~mqtt_kafka_sync.mqtt.events.Connected`, ``Disconnected``, ``Refused``, ``Acked``).
 
 A command may go out while the broker is connected, fewer than
 ``min(mqtt.max.inflight.messages, the broker's Receive Maximum)`` are in flight, and no command
@@ -37,12 +37,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from confluent_kafka import Message
-
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.logs import per_record_logger
 from mqtt_kafka_sync.mqtt import reasons
-from mqtt_kafka_sync.mqtt.publisher import Acked, Command, Connected, Disconnected, Refused
+from mqtt_kafka_sync.mqtt.counters import PublishCounters
+from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
+from mqtt_kafka_sync.mqtt.publisher import Command
 from mqtt_kafka_sync.mqtt.resend import ResendGate
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,18 @@ MAX_REPUBLISH = 2
 _PACKET_ID_NOT_FOUND = 0x92
 _SESSION_TAKEN_OVER = 0x8E
 
+
+class RecordPlace(Protocol):
+    """Where a command's Kafka record is, for the lines that name it (a ``confluent_kafka.Message``
+    is one, and so is any record the relay's router reads)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+
+
+R = TypeVar("R", bound=RecordPlace)
+"""The record a command was made from, handed back with its answer (the relay dead-letters it)."""
 P = TypeVar("P")
 """What the sender needs back with the answer (the relay: the record's place in its offset tracker)."""
 
@@ -69,22 +81,12 @@ class Publisher(Protocol):
     def stop(self, *, end_session: bool) -> None: ...
 
 
-class Counters(Protocol):
-    """Where the window counts (``RelayStats`` of a relay task)."""
-
-    published: int
-    """PUBLISH packets handed to paho, re-publishes included."""
-    republished: int
-    outages: int
-    stalls: int
-
-
-class Flight(Generic[P]):
+class Flight(Generic[R, P]):
     """One command handed to paho, waiting for its PUBACK / PUBCOMP."""
 
     __slots__ = ("attempts", "command", "pending", "record")
 
-    def __init__(self, record: Message, command: Command, pending: P) -> None:
+    def __init__(self, record: R, command: Command, pending: P) -> None:
         self.record = record
         self.command = command
         self.pending = pending
@@ -92,27 +94,27 @@ class Flight(Generic[P]):
 
 
 @dataclass(frozen=True, slots=True)
-class Answer(Generic[P]):
+class Answer(Generic[R, P]):
     """The broker's last word on a command: ``error`` None when it has it, else why it refused."""
 
-    flight: Flight[P]
+    flight: Flight[R, P]
     error: CommandError | None
 
 
-class PublishWindow(Generic[P]):
+class PublishWindow(Generic[R, P]):
     def __init__(
         self,
         name: str,
         publisher: Publisher,
         max_inflight: int,
-        counters: Counters,
+        counters: PublishCounters,
         *,
         monotonic: Callable[[], float] = time.monotonic,
         max_attempts: int | None = None,
     ) -> None:
         """``max_attempts``: sends of one command before it is given up (None: never given up)."""
         self.name = name
-        self.in_flight: dict[int, Flight[P]] = {}
+        self.in_flight: dict[int, Flight[R, P]] = {}
         """Packet id -> command, in publish order."""
         self.ever_connected = False
         self.limits: Connected | None = None
@@ -124,7 +126,7 @@ class PublishWindow(Generic[P]):
         self._monotonic = monotonic
         self._last_progress = monotonic()
         self._max_attempts = max_attempts
-        self._given_up: list[Answer[P]] = []
+        self._given_up: list[Answer[R, P]] = []
 
     @property
     def online(self) -> bool:
@@ -144,7 +146,7 @@ class PublishWindow(Generic[P]):
     def can_publish(self) -> bool:
         return self._gate.allows(len(self.in_flight)) and self._publisher.connected()
 
-    def publish(self, record: Message, command: Command, pending: P) -> None:
+    def publish(self, record: R, command: Command, pending: P) -> None:
         """Hand ``command`` to paho. Raises :class:`CommandError` (``mqtt-rejected``) when the broker
         cannot take it or paho refuses it: it is then never sent."""
         if self.limits is not None:
@@ -155,7 +157,7 @@ class PublishWindow(Generic[P]):
         self.in_flight[mid] = Flight(record, command, pending)
         self._counters.published += 1
 
-    def handle(self, event: object) -> Answer[P] | None:
+    def handle(self, event: object) -> Answer[R, P] | None:
         """Take one publisher event; returns the answer when it settled a command in flight."""
         if isinstance(event, Acked):
             return self._acked(event)
@@ -167,7 +169,7 @@ class PublishWindow(Generic[P]):
             self._refused(event)
         return None
 
-    def take_given_up(self) -> list[Answer[P]]:
+    def take_given_up(self) -> list[Answer[R, P]]:
         """Commands given up since the last call (attempts used up), each with its ``mqtt-rejected``
         error; they are no longer in flight and paho no longer sends them."""
         given_up, self._given_up = self._given_up, []
@@ -201,7 +203,7 @@ class PublishWindow(Generic[P]):
         self._last_progress = self._monotonic()
 
     # -- events -----------------------------------------------------------------------------------
-    def _acked(self, event: Acked) -> Answer[P] | None:
+    def _acked(self, event: Acked) -> Answer[R, P] | None:
         self._last_progress = self._monotonic()
         flight = self.in_flight.pop(event.mid, None)
         if flight is None:

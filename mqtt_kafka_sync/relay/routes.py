@@ -19,11 +19,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
 from mqtt_kafka_sync.config.model import RelayRouteConfig
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.dead_letter_copy import clip
+from mqtt_kafka_sync.kafka.record import KafkaHeaders, KafkaRecord, kafka_headers
 from mqtt_kafka_sync.mqtt.publisher import Command
 from mqtt_kafka_sync.routing.command_topic import (
     HEADER_PREFIX,
@@ -32,17 +33,6 @@ from mqtt_kafka_sync.routing.command_topic import (
     unsafe_value,
 )
 from mqtt_kafka_sync.routing.key_template import KeyTemplate, compile_key_template
-
-KafkaHeaders = list[tuple[str, bytes | None]]
-
-
-def kafka_headers(record: Message) -> KafkaHeaders:
-    """The record's headers as (name, bytes or None) pairs, in order."""
-    headers = record.headers()
-    if not headers:
-        return []
-    items = headers.items() if isinstance(headers, dict) else headers
-    return [(name, value.encode() if isinstance(value, str) else value) for name, value in items]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +65,7 @@ class CommandRouter:
         self._routes = tuple(_compile(r) for r in routes)
         self._by_topic: dict[str, _Route | None] = {}
 
-    def command(self, record: Message, now: float) -> Command:
+    def command(self, record: KafkaRecord, now: float) -> Command:
         """The command for ``record`` (``now``: epoch seconds); raises :class:`CommandError`."""
         topic = record.topic() or ""
         route = self._route(topic)
@@ -188,7 +178,7 @@ def _user_properties(headers: KafkaHeaders) -> tuple[tuple[str, str], ...]:
     return tuple(properties)
 
 
-def _correlation(config: RelayRouteConfig, record: Message, headers: KafkaHeaders) -> bytes:
+def _correlation(config: RelayRouteConfig, record: KafkaRecord, headers: KafkaHeaders) -> bytes:
     if config.correlation_header is not None:
         for name, value in reversed(headers):
             if name == config.correlation_header and value:
@@ -196,7 +186,7 @@ def _correlation(config: RelayRouteConfig, record: Message, headers: KafkaHeader
     return f"{record.topic()}/{record.partition()}/{record.offset()}".encode()
 
 
-def _expiry(config: RelayRouteConfig, record: Message, now: float, mqtt_topic: str) -> int | None:
+def _expiry(config: RelayRouteConfig, record: KafkaRecord, now: float, mqtt_topic: str) -> int | None:
     lifetime = config.message_expiry_seconds
     if lifetime is None:
         return None

@@ -14,10 +14,8 @@ partition, on one MQTT connection. The broker keeps that order per topic, so com
 command is published until paho re-sent every unacknowledged one and the broker acknowledged it, so
 a new command cannot overtake an older one that is being sent again.
 
-Flow control, with hysteresis: the partitions are paused while the broker is unreachable, while
-more than :data:`BUFFER_HIGH` records wait for the window, or while :data:`UNSTORED_HIGH` records
-wait for an earlier offset to finish; they resume once the broker is back, every re-sent command is
-acknowledged, at most :data:`BUFFER_LOW` records wait and the unstored records are down to half.
+Flow control, with hysteresis, is :class:`~mqtt_kafka_sync.relay.flow.PauseControl`'s; the
+counters are :class:`~mqtt_kafka_sync.relay.stats.RelayStats`.
 """
 
 from __future__ import annotations
@@ -25,9 +23,8 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from confluent_kafka import Message
@@ -35,24 +32,20 @@ from confluent_kafka import Message
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.logs import per_record_logger
-from mqtt_kafka_sync.mqtt.publisher import take_events
+from mqtt_kafka_sync.mqtt.events import take_events
 from mqtt_kafka_sync.mqtt.window import Answer, Publisher, PublishWindow
+from mqtt_kafka_sync.relay.flow import PauseControl
 from mqtt_kafka_sync.relay.offsets import OffsetTracker, Pending
 from mqtt_kafka_sync.relay.offsets import TopicPartition as TP
 from mqtt_kafka_sync.relay.routes import CommandRouter
+from mqtt_kafka_sync.relay.stats import RelayStats
 from mqtt_kafka_sync.telemetry.catalog import UNROUTED
-from mqtt_kafka_sync.telemetry.counters import RouteCounters
 
 logger = logging.getLogger(__name__)
 record_logger = per_record_logger(__name__)
 """Lines about one record that can repeat for many: one per kind and minute."""
 
 BATCH = 500
-BUFFER_HIGH = 5_000
-BUFFER_LOW = 2_000
-UNSTORED_HIGH = 20_000
-"""Records finished or not whose offsets cannot be stored yet (an earlier one is stuck, e.g. the
-dead-letter topic refuses it): above this the partitions pause, so memory stays bounded."""
 WAIT_S = 0.1
 REVOKE_WAIT_S = 5.0
 DLQ_RETRY_S = 5.0
@@ -85,32 +78,6 @@ ConsumerFactory = Callable[
 """Builds the consumer from the task's (on_assigned, on_revoked, on_lost) callbacks."""
 
 
-@dataclass
-class RelayStats:
-    """Counters of one task; written by the relay thread, read by any."""
-
-    received: int = 0
-    """Messages taken from Kafka."""
-    published: int = 0
-    """PUBLISH packets handed to paho, re-publishes included."""
-    delivered: int = 0
-    """Commands the broker acknowledged (PUBACK / PUBCOMP)."""
-    dead_lettered: int = 0
-    """Messages the dead-letter topic confirmed."""
-    republished: int = 0
-    dropped_on_revoke: int = 0
-    """Messages read but not yet published when their partition was revoked (the next owner reads them)."""
-    outages: int = 0
-    dlq_by_reason: dict[str, int] = field(default_factory=dict)
-    dead_letter_refused: int = 0
-    """Dead-letter records Kafka refused (tried again every ``DLQ_RETRY_S``)."""
-    stalls: int = 0
-    """Times no in-flight command was acknowledged for ``STALL_S`` while connected."""
-    routes: defaultdict[str, RouteCounters] = field(default_factory=lambda: defaultdict(RouteCounters))
-    """Records routed (received) and commands acknowledged (delivered), by route name;
-    :data:`~mqtt_kafka_sync.telemetry.catalog.UNROUTED` for records no route reads."""
-
-
 class RelayTask:
     def __init__(
         self,
@@ -134,7 +101,7 @@ class RelayTask:
         self._publisher = publisher
         self._dead_letters = dead_letters
         self._events = events
-        self._window: PublishWindow[Pending] = PublishWindow(
+        self._window: PublishWindow[Message, Pending] = PublishWindow(
             name, publisher, max_inflight, self.stats, monotonic=monotonic, max_attempts=max_attempts
         )
         self._clock = clock
@@ -142,7 +109,7 @@ class RelayTask:
         self._buffer: deque[Message] = deque()
         self._retries: deque[tuple[float, DeadLetter[Pending]]] = deque()
         self._member = False
-        self._pause_reason = ""
+        self._pause = PauseControl(name, self._consumer)
         self.in_group = False
         """In the consumer group now (checked every step), for metrics and readiness."""
 
@@ -238,7 +205,7 @@ class RelayTask:
         for given_up in self._window.take_given_up():  # attempts used up: the partition moves on
             self._answered(given_up)
 
-    def _answered(self, answer: Answer[Pending]) -> None:
+    def _answered(self, answer: Answer[Message, Pending]) -> None:
         flight = answer.flight
         if answer.error is not None:
             self._dead_letter(flight.record, flight.pending, answer.error)
@@ -252,9 +219,7 @@ class RelayTask:
     def _dead_lettered(self, event: DeadLettered) -> None:
         letter = event.letter
         if event.error is None:
-            self.stats.dead_lettered += 1
-            reason = letter.error.reason
-            self.stats.dlq_by_reason[reason] = self.stats.dlq_by_reason.get(reason, 0) + 1
+            self.stats.count_dead_lettered(letter.error.reason)
             self._finish(letter.pending)
             return
         record = letter.record
@@ -308,39 +273,20 @@ class RelayTask:
 
     # -- flow control -------------------------------------------------------------------------
     def _flow_control(self) -> None:
-        consumer = self._consumer
-        if not self._window.online:
-            want = "mqtt-down"
-        elif len(self._buffer) >= BUFFER_HIGH:
-            want = "backlog"
-        elif self.tracker.unfinished() >= UNSTORED_HIGH:
-            want = "offsets-stuck"
-        elif self._pause_reason and (
-            self._window.resending
-            or len(self._buffer) > BUFFER_LOW
-            or self.tracker.unfinished() > UNSTORED_HIGH // 2
-        ):
-            want = self._pause_reason
-        else:
-            want = ""
-        if want:
-            consumer.pause(consumer.assigned)
-            if want != self._pause_reason:
-                logger.debug("%s: paused %d partitions (%s)", self.name, len(consumer.paused), want)
-            self._pause_reason = want
-        elif self._pause_reason:
-            count = len(consumer.paused)
-            consumer.resume(set(consumer.paused))
-            outage = self._pause_reason == "mqtt-down" and self.stats.outages > 0
-            log = logger.info if outage else logger.debug
-            log("%s: resumed %d partitions (%s over)", self.name, count, self._pause_reason)
-            self._pause_reason = ""
+        window = self._window
+        self._pause.update(
+            online=window.online,
+            resending=window.resending,
+            buffered=len(self._buffer),
+            unfinished=self.tracker.unfinished(),
+            outages=self.stats.outages,
+        )
 
     # -- rebalance callbacks (inside consume) -------------------------------------------------
     def _assigned(self, tps: set[TP]) -> None:
         for tp in tps:
             self.tracker.assign(tp)
-        if self._pause_reason:
+        if self._pause.reason:
             self._consumer.pause(tps)
 
     def _revoked(self, tps: set[TP]) -> None:

@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_INVALID, TIMESTAMP_NOT_AVAILABLE, Consumer, K
 from mqtt_kafka_sync.replay.checkpoint import Checkpoint, Confirmations, save_checkpoint
 from mqtt_kafka_sync.replay.exceptions import ReplayError
 from mqtt_kafka_sync.replay.progress import Progress, RateMeter, ReplayResult
-from mqtt_kafka_sync.replay.target import Target
+from mqtt_kafka_sync.replay.target import SourceRecord, Target
 from mqtt_kafka_sync.throttle.pacing import AckThrottle
 
 logger = logging.getLogger(__name__)
@@ -213,15 +213,16 @@ class Copier:
         kind, stamp = message.timestamp()
         token = self._confirmations.sent(partition, offset)
         self._sent_below[partition] = offset + 1
-        self._target.send(
-            message.key(),
-            message.value(),
+        record = SourceRecord(
+            self._source,
+            partition,
+            offset,
+            key=message.key(),
+            value=message.value(),
             headers=headers,
             timestamp_ms=stamp if kind != TIMESTAMP_NOT_AVAILABLE else None,
-            partition=partition,
-            offset=offset,
-            done=_Confirm(self, partition, offset, token),
         )
+        self._target.send(record, _Confirm(self, partition, offset, token))
         self._sent += 1
 
     def _delivered(self, partition: int, offset: int, token: list[int], error: str | None) -> None:

@@ -49,20 +49,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Literal
-
-from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Message
 
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.kafka.producer import KafkaSink, producer_config
-from mqtt_kafka_sync.mqtt.publisher import MqttPublisher, PublisherSettings, Refused, take_events
+from mqtt_kafka_sync.mqtt.counters import PublishCounters
+from mqtt_kafka_sync.mqtt.events import Refused, take_events
+from mqtt_kafka_sync.mqtt.publisher import MqttPublisher, PublisherSettings
 from mqtt_kafka_sync.mqtt.window import Answer, Publisher, PublishWindow
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.replay.exceptions import ReplayError
-from mqtt_kafka_sync.replay.target import Done, Headers
+from mqtt_kafka_sync.replay.target import Done, SourceRecord
 
 logger = logging.getLogger(__name__)
 
@@ -75,24 +74,13 @@ STALL_TIMEOUT_S = 600.0
 DLQ_CLOSE_S = 5.0
 
 
-@dataclass
-class MqttTargetStats:
-    published: int = 0
-    """PUBLISH packets handed to paho, re-publishes included."""
-    republished: int = 0
-    outages: int = 0
-    stalls: int = 0
-    delivered: int = 0
-    """Commands the broker acknowledged."""
-    dead_lettered: int = 0
-    """Records the dead-letter topic confirmed."""
-    dlq_by_reason: dict[str, int] = field(default_factory=dict)
+MqttTargetStats = PublishCounters
+"""The replay's MQTT target counts what the relay's window and answers count, nothing more."""
 
 
 class MqttTarget:
     def __init__(
         self,
-        source: str,
         router: CommandRouter,
         *,
         publisher: Publisher,
@@ -107,17 +95,16 @@ class MqttTarget:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``source``: the topic the records come from (routes are chosen by it); ``broker``: how
-        messages name the broker; ``stop``: set to end a ``send`` that waits for room."""
+        """``broker``: how messages name the broker; ``stop``: set to end a ``send`` that waits for room.
+        The router picks each record's route by its topic, the replay's source."""
         self.stats = MqttTargetStats()
         self.broker = broker
         self.dead_letter_topic = dead_letters.topic
-        self._source = source
         self._router = router
         self._publisher = publisher
         self._dead_letters = dead_letters
         self._events = events
-        self._window: PublishWindow[Done] = PublishWindow(
+        self._window: PublishWindow[SourceRecord, Done] = PublishWindow(
             f"replay to {broker}",
             publisher,
             max_inflight,
@@ -130,7 +117,7 @@ class MqttTarget:
         self._stop = stop or threading.Event()
         self._clock = clock
         self._monotonic = monotonic
-        self._buffer: deque[tuple[Message, Done]] = deque()
+        self._buffer: deque[tuple[SourceRecord, Done]] = deque()
         self._dead_lettering: dict[int, DeadLetter[Done]] = {}
         self._last_progress = monotonic()
         self._failed = False
@@ -165,30 +152,9 @@ class MqttTarget:
         self._dead_letters.close(DLQ_CLOSE_S)
 
     # -- Target -----------------------------------------------------------------------------------
-    def send(
-        self,
-        key: bytes | None,
-        value: bytes | None,
-        *,
-        headers: Headers,
-        timestamp_ms: int | None,
-        partition: int,
-        offset: int,
-        done: Done,
-    ) -> None:
-        if timestamp_ms is None or self._expiry_from == "replayed":
-            stamp = (TIMESTAMP_NOT_AVAILABLE, 0)  # the router counts an unknown age as 0
-        else:
-            stamp = (TIMESTAMP_CREATE_TIME, timestamp_ms)
-        record = Message(
-            topic=self._source,
-            partition=partition,
-            offset=offset,
-            key=key,
-            value=value,
-            headers=headers,
-            timestamp=stamp,
-        )
+    def send(self, record: SourceRecord, done: Done) -> None:
+        if self._expiry_from == "replayed":
+            record = record.unstamped()  # the router counts an unknown age as 0
         self._buffer.append((record, done))
         self._pump(0.0)
         while len(self._buffer) >= BUFFER_MAX and not self._failed and not self._stop.is_set():
@@ -248,7 +214,7 @@ class MqttTarget:
                 self._answered(given_up)
         self._window.settle()
 
-    def _answered(self, answer: Answer[Done]) -> None:
+    def _answered(self, answer: Answer[SourceRecord, Done]) -> None:
         if answer.error is None:
             self.stats.delivered += 1
             self._confirm(answer.flight.pending)
@@ -261,10 +227,8 @@ class MqttTarget:
     def _dead_lettered(self, event: DeadLettered) -> None:
         letter = event.letter
         self._dead_lettering.pop(id(letter), None)
-        reason = letter.error.reason
         if event.error is None:
-            self.stats.dead_lettered += 1
-            self.stats.dlq_by_reason[reason] = self.stats.dlq_by_reason.get(reason, 0) + 1
+            self.stats.count_dead_lettered(letter.error.reason)
             self._confirm(letter.pending)
             return
         self._fail(
@@ -305,13 +269,12 @@ class MqttTarget:
 
 def mqtt_target(
     config: RelayConnectorConfig,
-    source: str,
     *,
     expiry_from: ExpiryFrom,
     stall_timeout: float,
     stop: threading.Event,
 ) -> MqttTarget:
-    """The target for replaying ``source`` through ``config``'s routes, broker and dead-letter topic.
+    """The target for replaying records through ``config``'s routes, broker and dead-letter topic.
     Connects as ``<mqtt.client.id>-replay-<random>``, a session of its own."""
     client_id = f"{config.mqtt.client_id}-replay-{secrets.token_hex(4)}"
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -319,7 +282,6 @@ def mqtt_target(
         producer_config(config.kafka.bootstrap_servers, client_id, config.kafka.producer_overrides)
     )
     return MqttTarget(
-        source,
         CommandRouter(config.routes),
         publisher=MqttPublisher(PublisherSettings.of(config, client_id), events),
         dead_letters=DeadLetters(sink, config.dlq_topic, config.name, events),

@@ -71,7 +71,6 @@ class ReplayRunner:
             return
         target = mqtt_target(
             relay,
-            plan.source,
             expiry_from=session.request.expiry_from or "written",
             stall_timeout=self.stall_timeout,
             stop=self.stop,

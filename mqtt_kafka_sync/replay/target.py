@@ -18,7 +18,13 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import (
+    TIMESTAMP_CREATE_TIME,
+    TIMESTAMP_NOT_AVAILABLE,
+    KafkaError,
+    KafkaException,
+    Producer,
+)
 
 from mqtt_kafka_sync.kafka.producer import producer_config
 from mqtt_kafka_sync.replay.exceptions import ReplayError
@@ -32,20 +38,79 @@ DELIVERY_TIMEOUT_MS = 300_000
 before it, so running again resumes there)."""
 
 
-class Target(Protocol):
-    def send(
+class SourceRecord:
+    """One record read from the replay's source, as a target gets it: its key, value, headers (the
+    replay's own added) and timestamp, and where it is in the source.
+
+    Its accessors are those of a :class:`confluent_kafka.Message`, so the MQTT target hands it to
+    the relay's router (:class:`~mqtt_kafka_sync.relay.routes.KafkaRecord`) as it is.
+    """
+
+    __slots__ = ("_headers", "_key", "_offset", "_partition", "_timestamp_ms", "_topic", "_value")
+
+    def __init__(
         self,
-        key: bytes | None,
-        value: bytes | None,
-        *,
-        headers: Headers,
-        timestamp_ms: int | None,
+        topic: str,
         partition: int,
         offset: int,
-        done: Done,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers,
+        timestamp_ms: int | None,
     ) -> None:
-        """Queue one record; ``partition`` and ``offset`` are where it is in the source. Blocks only
-        while the target cannot take more (serving confirmations meanwhile)."""
+        self._topic = topic
+        self._partition = partition
+        self._offset = offset
+        self._key = key
+        self._value = value
+        self._headers = headers
+        self._timestamp_ms = timestamp_ms
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> Headers:
+        return self._headers
+
+    def timestamp_ms(self) -> int | None:
+        """Epoch milliseconds; None when the source record had no timestamp."""
+        return self._timestamp_ms
+
+    def timestamp(self) -> tuple[int, int]:
+        if self._timestamp_ms is None:
+            return TIMESTAMP_NOT_AVAILABLE, 0
+        return TIMESTAMP_CREATE_TIME, self._timestamp_ms
+
+    def unstamped(self) -> SourceRecord:
+        """This record without its timestamp (an age the router counts as 0)."""
+        return SourceRecord(
+            self._topic,
+            self._partition,
+            self._offset,
+            key=self._key,
+            value=self._value,
+            headers=self._headers,
+            timestamp_ms=None,
+        )
+
+
+class Target(Protocol):
+    def send(self, record: SourceRecord, done: Done) -> None:
+        """Queue one record. Blocks only while the target cannot take more (serving confirmations
+        meanwhile)."""
         ...
 
     def poll(self, timeout: float = 0.0) -> None:
@@ -71,27 +136,17 @@ class KafkaTarget:
         self.topic = topic
         self._same = same_partitions
 
-    def send(
-        self,
-        key: bytes | None,
-        value: bytes | None,
-        *,
-        headers: Headers,
-        timestamp_ms: int | None,
-        partition: int,
-        offset: int,
-        done: Done,
-    ) -> None:
+    def send(self, record: SourceRecord, done: Done) -> None:
         kwargs: dict[str, Any] = {
-            "key": key,
-            "value": value,
-            "headers": headers,
+            "key": record.key(),
+            "value": record.value(),
+            "headers": record.headers(),
             "on_delivery": _Report(done),
         }
-        if timestamp_ms is not None:
+        if (timestamp_ms := record.timestamp_ms()) is not None:
             kwargs["timestamp"] = timestamp_ms
         if self._same:
-            kwargs["partition"] = partition
+            kwargs["partition"] = record.partition()
         while True:
             try:
                 self._producer.produce(self.topic, **kwargs)

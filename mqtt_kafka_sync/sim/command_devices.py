@@ -33,7 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from mqtt_kafka_sync.errors import MqttConnectError, SyncError
-from mqtt_kafka_sync.sim.paho_client import release, session_properties
+from mqtt_kafka_sync.mqtt.paho_client import connect_later, release, session_properties
 from mqtt_kafka_sync.sim.payload import PayloadError, device_topic, make_payload, parse_payload
 
 _log = logging.getLogger(__name__)
@@ -128,14 +128,9 @@ class CommandDevice:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.reconnect_delay_set(1, 2)
-        props = session_properties(PacketTypes.CONNECT, 3600)
         self._subscribed.clear()
-        client.connect_async(
-            self.host,
-            self.port,
-            clean_start=MQTT_CLEAN_START_FIRST_ONLY if clean else False,
-            properties=props,
-        )
+        clean_start = MQTT_CLEAN_START_FIRST_ONLY if clean else False
+        connect_later(client, self.host, self.port, session_expiry=3600, clean_start=clean_start)
         client.loop_start()
         self._client = client
 

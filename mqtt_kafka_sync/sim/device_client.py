@@ -25,8 +25,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from mqtt_kafka_sync.mqtt.paho_client import connect_later, new_client, release, session_properties
 from mqtt_kafka_sync.mqtt.resend import DEFAULT_RECEIVE_MAXIMUM, ResendGate
-from mqtt_kafka_sync.sim.paho_client import new_client, release, session_properties
 from mqtt_kafka_sync.sim.payload import make_payload
 from mqtt_kafka_sync.sim.result import Tally
 
@@ -102,13 +102,14 @@ class DeviceClient:
     # -- connection ---------------------------------------------------------------------------
 
     def connect(self) -> None:
-        props = session_properties(PacketTypes.CONNECT, self._settings.session_expiry_s)
-        self.client.connect_async(
-            self._settings.host,
-            self._settings.port,
-            keepalive=self._settings.keepalive_s,
+        settings = self._settings
+        connect_later(
+            self.client,
+            settings.host,
+            settings.port,
+            session_expiry=settings.session_expiry_s,
             clean_start=False,
-            properties=props,
+            keepalive=settings.keepalive_s,
         )
         self.client.loop_start()
 

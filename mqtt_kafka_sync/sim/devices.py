@@ -13,8 +13,8 @@ import time
 import uuid
 
 from mqtt_kafka_sync.errors import MqttConnectError
+from mqtt_kafka_sync.mqtt.paho_client import publish_properties
 from mqtt_kafka_sync.sim.device_client import ClientSettings, DeviceClient, RunControl
-from mqtt_kafka_sync.sim.paho_client import publish_properties
 from mqtt_kafka_sync.sim.payload import TELEMETRY_TOPIC_TEMPLATE, device_ids, device_topic
 from mqtt_kafka_sync.sim.raw import publish_raw
 from mqtt_kafka_sync.sim.result import SimResult

@@ -11,7 +11,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from mqtt_kafka_sync.errors import MqttConnectError, MqttError
-from mqtt_kafka_sync.sim.paho_client import new_client, publish_properties, release
+from mqtt_kafka_sync.mqtt.paho_client import new_client, publish_properties, release
 
 
 def publish_raw(

@@ -16,7 +16,7 @@ import pytest
 from mqtt_kafka_sync.mqtt import packets as p
 from mqtt_kafka_sync.mqtt import reasons
 from mqtt_kafka_sync.mqtt.subscriber import Backoff, MqttSubscriber, SubscriberSettings
-from tests.scripted_broker import Conn, ScriptedBroker, accept, connack_v311, publish, suback
+from tests.scripted_broker import Conn, Script, ScriptedBroker, accept, connack_v311, publish, suback
 
 FILTER = "$share/bridge/plants/+/devices/+/telemetry"
 CLIENT = "answers-0"
@@ -201,16 +201,22 @@ def test_suback_0x91_is_answered_with_a_subscribe_under_another_id(caplog: pytes
     assert _lines(caplog, logging.ERROR) == []
 
 
-def test_suback_0x87_logs_one_error_and_subscribes_again_with_backoff(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    def not_authorized(conn: Conn, index: int) -> None:
+def _refusing_every_subscribe(code: int) -> Script:
+    """A broker that accepts the connection and answers every SUBSCRIBE with ``code``."""
+
+    def refuse(conn: Conn, index: int) -> None:
         accept(conn)
         while True:
             sub = conn.expect(p.SUBSCRIBE, timeout=10.0)
-            conn.send(suback(sub.packet_id, 0x87))
+            conn.send(suback(sub.packet_id, code))
 
-    with ScriptedBroker(not_authorized) as broker:
+    return refuse
+
+
+def test_suback_0x87_logs_one_error_and_subscribes_again_with_backoff(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with ScriptedBroker(_refusing_every_subscribe(0x87)) as broker:
         settings = SubscriberSettings(
             host="127.0.0.1", port=broker.port, client_id=CLIENT, filters=(FILTER,), qos=1
         )
@@ -236,13 +242,7 @@ def test_suback_0x87_logs_one_error_and_subscribes_again_with_backoff(
 
 
 def test_a_refusal_that_cannot_succeed_later_is_not_retried(caplog: pytest.LogCaptureFixture) -> None:
-    def no_shared_subscriptions(conn: Conn, index: int) -> None:
-        accept(conn)
-        while True:
-            sub = conn.expect(p.SUBSCRIBE, timeout=10.0)
-            conn.send(suback(sub.packet_id, 0x9E))
-
-    with ScriptedBroker(no_shared_subscriptions) as broker:
+    with ScriptedBroker(_refusing_every_subscribe(0x9E)) as broker:
         subscriber, _ = _run(broker, 2.5)
         subscribes = len(broker.packets(p.SUBSCRIBE))
     assert subscribes == 1

@@ -22,19 +22,13 @@ from mqtt_kafka_sync.config.loader import load_connector
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.kafka.dead_letter import DeadLetters
 from mqtt_kafka_sync.mqtt import packets as p
-from mqtt_kafka_sync.mqtt.publisher import (
-    Acked,
-    Command,
-    Connected,
-    Disconnected,
-    MqttPublisher,
-    PublisherSettings,
-    Refused,
-)
+from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
+from mqtt_kafka_sync.mqtt.publisher import Command, MqttPublisher, PublisherSettings
 from mqtt_kafka_sync.mqtt.window import Answer, PublishWindow
 from mqtt_kafka_sync.relay import task as task_module
 from mqtt_kafka_sync.relay.routes import CommandRouter
-from mqtt_kafka_sync.relay.task import RelayStats, RelayTask
+from mqtt_kafka_sync.relay.stats import RelayStats
+from mqtt_kafka_sync.relay.task import RelayTask
 from tests.scripted_broker import Conn, ScriptedBroker, accept, connack_v311, puback_invalid
 from tests.unit.config.test_relay_config import _problems, _write
 from tests.unit.relay.relay_fakes import FakePublisher, FakeSink
@@ -101,6 +95,16 @@ class Relay:
         for _ in range(count):
             self.task.step()
 
+    @classmethod
+    def publishing(cls, records: int, *, max_attempts: int) -> Relay:
+        """A relay connected to the broker, with ``records`` records of P0 read and published."""
+        relay = cls(max_attempts)
+        relay.connect()
+        relay.kafka.assign(P0)
+        relay.feed(records)
+        relay.steps()
+        return relay
+
 
 def _record(offset: int) -> Message:
     return Message(
@@ -122,11 +126,7 @@ def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_command_the_broker_keeps_failing_is_dead_lettered_after_max_attempts_and_the_partition_moves_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    relay = Relay(max_attempts=3)
-    relay.connect()
-    relay.kafka.assign(P0)
-    relay.feed(3)
-    relay.steps()
+    relay = Relay.publishing(3, max_attempts=3)
     assert relay.publisher.seqs() == ["0:0", "0:1"]  # the window (Receive Maximum 2) is full
     for attempt in (1, 2):
         relay.drop(PAHO_PROTOCOL_ERROR)
@@ -155,11 +155,7 @@ def test_a_command_the_broker_keeps_failing_is_dead_lettered_after_max_attempts_
 
 
 def test_network_losses_and_broker_restarts_count_no_attempt() -> None:
-    relay = Relay(max_attempts=2)
-    relay.connect()
-    relay.kafka.assign(P0)
-    relay.feed(1)
-    relay.steps()
+    relay = Relay.publishing(1, max_attempts=2)
     for _ in range(10):
         relay.drop(Disconnected("Unspecified error", 0x80))
         relay.connect()
@@ -172,11 +168,7 @@ def test_network_losses_and_broker_restarts_count_no_attempt() -> None:
 
 
 def test_a_lost_qos2_exchange_is_published_again_within_max_attempts_only() -> None:
-    relay = Relay(max_attempts=2)
-    relay.connect()
-    relay.kafka.assign(P0)
-    relay.feed(1)
-    relay.steps()
+    relay = Relay.publishing(1, max_attempts=2)
     relay.events.put(Acked(1, 0x92, "Packet identifier not found"))
     relay.steps()
     assert relay.publisher.seqs() == ["0:0", "0:0"]  # attempt 2
@@ -201,20 +193,40 @@ def _command(n: int) -> Command:
     )
 
 
-def _pump(events: queue.SimpleQueue[object], window: PublishWindow[int], until: float) -> list[object]:
-    """Feed paho's events to the window until ``until``; returns the events and the answers."""
-    seen: list[object] = []
-    while time.monotonic() < until:
-        try:
-            event = events.get(timeout=0.05)
-        except queue.Empty:
-            continue
-        seen.append(event)
-        if (answer := window.handle(event)) is not None:
-            seen.append(answer)
-        seen.extend(window.take_given_up())
-        window.settle()
-    return seen
+class PahoRelay:
+    """The relay's real paho publisher and its window (``max_attempts`` 3) against ``broker``,
+    connected while in the ``with`` block."""
+
+    def __init__(self, broker: ScriptedBroker) -> None:
+        self.events: queue.SimpleQueue[object] = queue.SimpleQueue()
+        settings = PublisherSettings("127.0.0.1", broker.port, "relay-answers")
+        self.publisher = MqttPublisher(settings, self.events)
+        self.window: PublishWindow[Message, int] = PublishWindow(
+            "relay-test", self.publisher, 100, RelayStats(), max_attempts=3
+        )
+
+    def __enter__(self) -> PahoRelay:
+        self.publisher.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.publisher.stop(end_session=True)
+
+    def pump(self, seconds: float) -> list[object]:
+        """Feed paho's events to the window for ``seconds``; returns the events and the answers."""
+        until, window = time.monotonic() + seconds, self.window
+        seen: list[object] = []
+        while time.monotonic() < until:
+            try:
+                event = self.events.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            seen.append(event)
+            if (answer := window.handle(event)) is not None:
+                seen.append(answer)
+            seen.extend(window.take_given_up())
+            window.settle()
+        return seen
 
 
 def test_paho_rejecting_every_puback_ends_in_dead_letters_after_max_attempts(
@@ -226,23 +238,18 @@ def test_paho_rejecting_every_puback_ends_in_dead_letters_after_max_attempts(
             publish = conn.expect(p.PUBLISH, timeout=30.0)
             conn.send(puback_invalid(publish.packet_id, publish.publish_properties))
 
-    events: queue.SimpleQueue[object] = queue.SimpleQueue()
     with ScriptedBroker(invalid_pubacks) as broker:
-        publisher = MqttPublisher(PublisherSettings("127.0.0.1", broker.port, "relay-answers"), events)
-        window: PublishWindow[int] = PublishWindow("relay-test", publisher, 100, RelayStats(), max_attempts=3)
-        publisher.start()
-        try:
-            seen = _pump(events, window, time.monotonic() + 5.0) if not window.online else []
+        with PahoRelay(broker) as relay:
+            window = relay.window
+            seen = relay.pump(5.0) if not window.online else []
             assert window.online, seen
             for n in range(2):
                 window.publish(_record(n), _command(n), n)
             deadline = time.monotonic() + 20.0
-            answers: list[Answer[int]] = []
+            answers: list[Answer[Message, int]] = []
             while len(answers) < 2 and time.monotonic() < deadline:
-                answers += [a for a in _pump(events, window, time.monotonic() + 0.5) if isinstance(a, Answer)]
-            _pump(events, window, time.monotonic() + 2.5)  # paho must not send them again now
-        finally:
-            publisher.stop(end_session=True)
+                answers += [a for a in relay.pump(0.5) if isinstance(a, Answer)]
+            relay.pump(2.5)  # paho must not send them again now
         publishes = broker.packets(p.PUBLISH)
         connections = len(broker.accepted)
         assert broker.errors == []
@@ -270,16 +277,9 @@ def test_a_311_connack_to_the_relay_is_said_in_words(caplog: pytest.LogCaptureFi
         conn.send(connack_v311(1))
         conn.read(5.0)
 
-    events: queue.SimpleQueue[object] = queue.SimpleQueue()
-    with ScriptedBroker(moquette) as broker:
-        publisher = MqttPublisher(PublisherSettings("127.0.0.1", broker.port, "relay-answers"), events)
-        window: PublishWindow[int] = PublishWindow("relay-test", publisher, 100, RelayStats(), max_attempts=3)
-        publisher.start()
-        try:
-            seen = _pump(events, window, time.monotonic() + 2.5)
-        finally:
-            publisher.stop(end_session=True)
-    assert not window.online
+    with ScriptedBroker(moquette) as broker, PahoRelay(broker) as relay:
+        seen = relay.pump(2.5)
+    assert not relay.window.online
     said = [str(e) for e in seen if isinstance(e, Refused | Disconnected)]
     assert said, seen
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

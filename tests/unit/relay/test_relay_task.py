@@ -16,7 +16,8 @@ from mqtt_kafka_sync.config.model import RelayRouteConfig
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.dead_letter import DeadLetters
 from mqtt_kafka_sync.mqtt import window as window_module
-from mqtt_kafka_sync.mqtt.publisher import Acked, Connected, Disconnected
+from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected
+from mqtt_kafka_sync.relay import flow as flow_module
 from mqtt_kafka_sync.relay import task as task_module
 from mqtt_kafka_sync.relay.offsets import TopicPartition
 from mqtt_kafka_sync.relay.routes import CommandRouter
@@ -222,8 +223,8 @@ def test_an_outage_pauses_and_no_new_command_overtakes_the_ones_being_sent_again
 def test_backlog_pauses_above_the_high_mark_and_resumes_below_the_low_mark(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(task_module, "BUFFER_HIGH", 10)
-    monkeypatch.setattr(task_module, "BUFFER_LOW", 4)
+    monkeypatch.setattr(flow_module, "BUFFER_HIGH", 10)
+    monkeypatch.setattr(flow_module, "BUFFER_LOW", 4)
     h = Harness()
     h.connect(receive_maximum=1)
     h.kafka.assign(P0)

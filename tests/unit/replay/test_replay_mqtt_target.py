@@ -13,11 +13,12 @@ import pytest
 
 from mqtt_kafka_sync.config.model import RelayRouteConfig
 from mqtt_kafka_sync.kafka.dead_letter import DeadLetters
-from mqtt_kafka_sync.mqtt.publisher import Acked, Connected, Disconnected, Refused
+from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.replay import mqtt_target as target_module
 from mqtt_kafka_sync.replay.exceptions import ReplayError
 from mqtt_kafka_sync.replay.mqtt_target import ExpiryFrom, MqttTarget
+from mqtt_kafka_sync.replay.target import Headers, SourceRecord
 from tests.unit.relay.relay_fakes import FakePublisher, FakeSink
 from tests.unit.relay.test_broker_answers_relay import PAHO_PROTOCOL_ERROR, ForgettingPublisher
 
@@ -44,7 +45,6 @@ class Harness:
         self.sink = FakeSink()
         self.stop = threading.Event()
         self.target = MqttTarget(
-            SOURCE,
             CommandRouter([route]),
             publisher=self.publisher,
             dead_letters=DeadLetters(self.sink, "dlq", "relay-test", self.events),
@@ -68,15 +68,13 @@ class Harness:
     def send(self, partition: int, offset: int, key: bytes | None = b"p1.d1", *, age_s: float = 0.0) -> None:
         where = (partition, offset)
         self.results[where] = []
-        self.target.send(
-            key,
-            f"{partition}:{offset}".encode(),
-            headers=[("origin", b"test"), ("replay.source", f"{SOURCE}/{partition}/{offset}")],
-            timestamp_ms=int((NOW - age_s) * 1000),
-            partition=partition,
-            offset=offset,
-            done=self.results[where].append,
+        headers: Headers = [("origin", b"test"), ("replay.source", f"{SOURCE}/{partition}/{offset}")]
+        stamp = int((NOW - age_s) * 1000)
+        value = f"{partition}:{offset}".encode()
+        record = SourceRecord(
+            SOURCE, partition, offset, key=key, value=value, headers=headers, timestamp_ms=stamp
         )
+        self.target.send(record, self.results[where].append)
 
     def ack(self, *mids: int, reason_code: int = 0) -> None:
         for mid in mids:
@@ -263,7 +261,6 @@ def test_nothing_confirmed_for_the_stall_timeout_stops_the_oldest_record() -> No
 def test_connect_gives_up_with_the_brokers_reason() -> None:
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
     target = MqttTarget(
-        SOURCE,
         CommandRouter([ROUTE]),
         publisher=FakePublisher(),
         dead_letters=DeadLetters(FakeSink(), "dlq", "relay-test", events),

@@ -21,39 +21,30 @@ from mqtt_kafka_sync.replay.progress import Progress, RateMeter
 from mqtt_kafka_sync.replay.request import ReplayRequest, ThrottleRequest
 from mqtt_kafka_sync.replay.runner import ReplayRunner
 from mqtt_kafka_sync.replay.session import Planned, ReplaySession, TopicCreation
+from mqtt_kafka_sync.replay.target import Headers, SourceRecord
 from mqtt_kafka_sync.throttle.controller import Decision
 from mqtt_kafka_sync.throttle.lag_throttle import FixedRateThrottle
 
 # -- fakes ----------------------------------------------------------------------------------------
 
 
-class FakeMessage:
+class FakeMessage(SourceRecord):
+    """A consumer's message: a record with a key, value, header and timestamp made from its offset."""
+
     def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self._topic, self._partition, self._offset = topic, partition, offset
+        headers: Headers = [("h", b"1")]
+        super().__init__(
+            topic,
+            partition,
+            offset,
+            key=f"k{offset}".encode(),
+            value=f"v{offset}".encode(),
+            headers=headers,
+            timestamp_ms=1_000 + offset,
+        )
 
     def error(self) -> None:
         return None
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return f"k{self._offset}".encode()
-
-    def value(self) -> bytes:
-        return f"v{self._offset}".encode()
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return [("h", b"1")]
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_000 + self._offset)
 
 
 class FakeConsumer:
@@ -101,18 +92,8 @@ class FakeTarget:
         self.closed = False
         FakeTarget.made.append(self)
 
-    def send(
-        self,
-        _key: Any,
-        _value: Any,
-        *,
-        headers: Any,
-        timestamp_ms: Any,
-        partition: int,
-        offset: int,
-        done: Any,
-    ) -> None:
-        self.sent.append((partition, offset, headers))
+    def send(self, record: SourceRecord, done: Any) -> None:
+        self.sent.append((record.partition(), record.offset(), record.headers()))
         self._pending.append(done)
 
     def poll(self, _timeout: float = 0.0) -> None:

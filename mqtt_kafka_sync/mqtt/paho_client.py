@@ -1,11 +1,13 @@
-"""A paho client as the simulator uses it: made (for publishing), given MQTT 5 properties, released."""
+"""A paho client as the relay's publisher and the simulator use it: made, given MQTT 5 properties, released.
+
+(paho's network loop and reconnects are its own; what is here is what both ask of it the same way.)"""
 
 from __future__ import annotations
 
 import logging
 import socket
 
-from paho.mqtt.client import Client
+from paho.mqtt.client import CleanStartOption, Client
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -13,7 +15,7 @@ from paho.mqtt.properties import Properties
 _log = logging.getLogger(__name__)
 
 
-def _no_delay(client: Client, userdata: object, sock: object) -> None:
+def no_delay(client: Client, userdata: object, sock: object) -> None:
     """Disable Nagle: paho leaves it on, and a window's last PUBLISH would wait ~40 ms for a TCP ACK."""
     if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -22,7 +24,7 @@ def _no_delay(client: Client, userdata: object, sock: object) -> None:
 def new_client(client_id: str) -> Client:
     """An MQTT 5 client without Nagle, reconnecting after 1 to 4 s."""
     client = Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
-    client.on_socket_open = _no_delay
+    client.on_socket_open = no_delay
     if _log.isEnabledFor(logging.DEBUG):  # paho also logs a harmless ERROR at every disconnect
         client.enable_logger(logging.getLogger(f"{__name__}.paho"))
     client.reconnect_delay_set(min_delay=1, max_delay=4)
@@ -47,6 +49,27 @@ def session_properties(packet_type: int, expiry_s: int) -> Properties:
     props = _properties(packet_type)
     props.SessionExpiryInterval = expiry_s
     return props
+
+
+def connect_later(
+    client: Client,
+    host: str,
+    port: int,
+    *,
+    session_expiry: int,
+    clean_start: CleanStartOption,
+    keepalive: int = 60,
+) -> None:
+    """Connect once paho's network loop runs (paho retries until the broker answers), asking the broker
+    to keep the session ``session_expiry`` seconds; ``clean_start`` may be paho's
+    ``MQTT_CLEAN_START_FIRST_ONLY``."""
+    client.connect_async(
+        host,
+        port,
+        keepalive=keepalive,
+        clean_start=clean_start,
+        properties=session_properties(PacketTypes.CONNECT, session_expiry),
+    )
 
 
 def publish_properties(values: dict[str, str] | None) -> Properties | None:

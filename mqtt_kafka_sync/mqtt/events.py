@@ -1,0 +1,71 @@
+"""What the MQTT publisher's network thread tells the thread that publishes, as queued events.
+
+paho calls back on its own thread; :class:`~mqtt_kafka_sync.mqtt.publisher.MqttPublisher` turns
+each callback into one of these and puts it on a queue, and the relay (or the replay's MQTT target)
+takes them with :func:`take_events` on its own thread, where the work is done.
+"""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass
+
+from mqtt_kafka_sync.mqtt import reasons
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    session_present: bool
+    receive_maximum: int
+    """The broker's Receive Maximum: how many QoS 1/2 publishes it takes in flight (65535 if unset)."""
+    maximum_qos: int
+    retain_available: bool
+    maximum_packet_size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    reason: str
+    reason_code: int
+    detail: str = ""
+    """paho's own words for why it ended the connection, when it gave any."""
+    from_broker: bool = False
+    """The broker sent DISCONNECT (else paho or the network ended the connection)."""
+
+    def __str__(self) -> str:
+        if self.from_broker:
+            text = f"the broker sent DISCONNECT: {reasons.describe(self.reason_code, reasons.DISCONNECT)}"
+        else:  # paho's own verdict (on the broker's answer, or the network): the name, not the broker's view
+            name = reasons.lookup(self.reason_code).name
+            text = f"paho ended the connection: {name} (0x{self.reason_code:02X})"
+        return f"{text}; paho: {self.detail}" if self.detail else text
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """PUBACK (QoS 1) or PUBCOMP (QoS 2) for packet ``mid``; ``reason_code`` >= 0x80 is a refusal."""
+
+    mid: int
+    reason_code: int
+    reason: str
+
+
+MqttEvent = Connected | Refused | Disconnected | Acked
+
+
+def take_events(events: queue.SimpleQueue[object], timeout: float) -> list[object]:
+    """Every event queued now, waiting up to ``timeout`` seconds for the first; [] when none came."""
+    try:
+        taken = [events.get(timeout=timeout) if timeout > 0 else events.get_nowait()]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            taken.append(events.get_nowait())
+        except queue.Empty:
+            return taken
