@@ -24,7 +24,6 @@ import logging
 import queue
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from paho.mqtt.client import (
     MQTT_CLEAN_START_FIRST_ONLY,
@@ -39,13 +38,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from mqtt_kafka_sync.config.model import (
+    MQTT_KEEPALIVE_S,
+    RELAY_MQTT_MAX_INFLIGHT,
+    RELAY_MQTT_SESSION_EXPIRY_S,
+    RelayConnectorConfig,
+)
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.mqtt import packets, reasons
 from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
 from mqtt_kafka_sync.mqtt.paho_client import connect_later, new_client, session_properties
-
-if TYPE_CHECKING:
-    from mqtt_kafka_sync.config.model import RelayConnectorConfig
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +77,9 @@ class PublisherSettings:
     host: str
     port: int
     client_id: str
-    keepalive: int = 30
-    session_expiry: int = 3600
-    max_inflight: int = 1000
+    keepalive: int = MQTT_KEEPALIVE_S
+    session_expiry: int = RELAY_MQTT_SESSION_EXPIRY_S
+    max_inflight: int = RELAY_MQTT_MAX_INFLIGHT
     username: str | None = None
     password: str | None = None
 

@@ -107,7 +107,7 @@ class IngestWorkerView(Protocol):
 
 
 class RelayCounters(Protocol):
-    """``relay.task.RelayStats``."""
+    """``relay.stats.RelayStats``."""
 
     @property
     def routes(self) -> Mapping[str, RouteCounters]: ...
