@@ -8,7 +8,8 @@
     ├── DecodeError                 a payload the route's value format rejects (goes to the DLQ);
     │                               ``field`` names the schema field at fault, when there is one
     ├── MqttError                   the MQTT side failed
-    │   ├── MqttConnectError        retriable: broker unreachable or refused us for now
+    │   ├── MqttConnectError        the broker refused us (CONNACK, TLS handshake) or did not answer;
+    │   │                           ``retriable`` as the refusal says, ``reason`` a metric label
     │   └── MqttProtocolError       the broker sent something we cannot accept
     ├── KafkaDeliveryError          a record Kafka would not take; carries topic, partition, offset
     │                               (retriable for a topic that may yet appear; ``fatal`` when the
@@ -87,7 +88,13 @@ class MqttError(SyncError):
 
 
 class MqttConnectError(MqttError):
+    """Connecting failed. The retry loops read ``retriable``: False means the same attempt cannot
+    succeed until someone changes a config (ours or the broker's), so it is tried again only at the
+    slowest pace and reported as needing an operator. Subclasses (a refused CONNACK, a failed TLS
+    handshake) set ``reason``, the ``connection_failures`` metric's label."""
+
     retriable = True
+    reason = "refused"
 
 
 class MqttProtocolError(MqttError):

@@ -4,7 +4,8 @@ It is :class:`MosquittoProcess` with the reference config's plain listener moved
 its ``allow_anonymous true`` replaced by ``brokers/mosquitto/tls-listener.conf``; the password file
 is written here (Mosquitto 2's PBKDF2-SHA512 format, as ``mosquitto_passwd`` writes it) and the ACL
 is ``brokers/mosquitto/acl`` as shipped. Layout under ``root`` as for :class:`MosquittoProcess`, plus
-``passwd``.
+``passwd``. With ``tls=False`` the listener is plain TCP with the same password file and ACL (the
+tests of refused logins that need no TLS).
 """
 
 from __future__ import annotations
@@ -39,20 +40,28 @@ class SecureMosquittoProcess(MosquittoProcess):
     PORT_OPTION = "--mqtts-port"
 
     def __init__(
-        self, root: Path, material: SecureMaterial, *, port: int = DEFAULT_TLS_PORT, host: str = LOCALHOST
+        self,
+        root: Path,
+        material: SecureMaterial,
+        *,
+        port: int = DEFAULT_TLS_PORT,
+        host: str = LOCALHOST,
+        tls: bool = True,
     ) -> None:
         super().__init__(root, port=port, host=host)
         self.material = material
+        self.tls = tls
         self.password_file = root / "passwd"
 
     @property
     def uri(self) -> str:
-        return f"ssl://{self.host}:{self.port}"
+        return f"{'ssl' if self.tls else 'tcp'}://{self.host}:{self.port}"
 
     def is_ready(self, timeout: float = 2.0) -> bool:
         """True when the bridge user, with its certificate and password, gets a successful CONNACK."""
         login = (BRIDGE_USER, self.material.mqtt_users[BRIDGE_USER])
-        return mqtt5_handshake(self.host, self.port, timeout, tls=client_tls(self.material), login=login)
+        tls = client_tls(self.material) if self.tls else None
+        return mqtt5_handshake(self.host, self.port, timeout, tls=tls, login=login)
 
     def launch(self) -> None:
         if not self.is_running():
@@ -66,7 +75,12 @@ class SecureMosquittoProcess(MosquittoProcess):
     def replacements(self) -> dict[str, str]:
         certs = self.material.certs
         tls = broker_file("mosquitto", "tls-listener.conf").read_text()
-        block = "\n".join(line for line in tls.splitlines() if line and not line.startswith("#"))
+        tls_only = ("cafile", "certfile", "keyfile", "require_certificate", "use_identity_as_username")
+        block = "\n".join(
+            line
+            for line in tls.splitlines()
+            if line and not line.startswith("#") and (self.tls or not line.startswith(tls_only))
+        )
         return {
             **super().replacements(),
             "allow_anonymous": block.format(

@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.config.spec import CONSUMER_GUARANTEE
-from mqtt_kafka_sync.kafka.producer import STATISTICS_INTERVAL_MS, ConnectionReports, ConnectionState
+from mqtt_kafka_sync.kafka.connection_state import STATISTICS_INTERVAL_MS, ConnectionReports, ConnectionState
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class CommandConsumer(ConnectionReports):
         on_lost: PartitionsCallback,
     ) -> None:
         self._group = settings["group.id"]
-        self.connection = ConnectionState(f"kafka consumer (group {self._group})")
+        self.connection = ConnectionState(f"kafka consumer (group {self._group})", settings)
         self._consumer = Consumer(
             dict(settings),
             error_cb=self._on_error,
@@ -203,7 +203,8 @@ class CommandConsumer(ConnectionReports):
             self._to_store.pop(tp, None)
 
     def _on_error(self, err: KafkaError) -> None:
-        self.connection.on_error(err)
+        if self.connection.on_error(err):
+            return  # a refusal (authentication, TLS): logged once per episode by the state
         if err.fatal():
             logger.error("kafka consumer fatal error: %s", err)
         else:

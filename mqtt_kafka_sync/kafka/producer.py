@@ -6,11 +6,11 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from mqtt_kafka_sync.config.spec import PRODUCER_GUARANTEE
 from mqtt_kafka_sync.errors import KafkaDeliveryError
+from mqtt_kafka_sync.kafka.connection_state import STATISTICS_INTERVAL_MS, ConnectionReports, ConnectionState
 
 logger = logging.getLogger(__name__)
 
@@ -18,46 +18,6 @@ Headers = list[tuple[str, str | bytes | None]]
 DeliveryCallback = Callable[[KafkaError | None, Any], None]
 SIZE_REFUSALS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
 """Delivery errors that say a record (or the batch it was in) is larger than the topic takes."""
-
-STATISTICS_INTERVAL_MS = "1000"
-"""How often librdkafka reports its state (served by poll): our Kafka connection flag comes from it."""
-
-
-class ConnectionState:
-    """Whether a librdkafka client has a broker connection up, from its statistics and errors.
-
-    ``stats_cb`` and ``error_cb`` of the client call :meth:`on_stats` and :meth:`on_error` (on the
-    thread that polls it); :attr:`errors` counts errors. :attr:`up` turns false at once on "all
-    brokers down" (the client logs that itself) and follows the statistics otherwise, with one log
-    line per change: the first connection at INFO, a loss and a recovery at WARNING.
-    """
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.up = False
-        self.errors = 0
-        self._ever_up = False
-
-    def on_stats(self, stats_json: str) -> None:
-        try:
-            brokers = orjson.loads(stats_json).get("brokers") or {}
-        except (orjson.JSONDecodeError, AttributeError):
-            return
-        self._set(any(isinstance(b, dict) and b.get("state") == "UP" for b in brokers.values()))
-
-    def on_error(self, err: KafkaError) -> None:
-        self.errors += 1
-        if err.code() == KafkaError._ALL_BROKERS_DOWN:
-            self.up = False
-
-    def _set(self, up: bool) -> None:
-        if up and not self.up:
-            log = logger.warning if self._ever_up else logger.info
-            log("%s: connected to Kafka", self.what)
-            self._ever_up = True
-        elif self.up and not up:
-            logger.warning("%s: no Kafka broker connection up", self.what)
-        self.up = up
 
 
 GUARANTEE_SETTINGS = PRODUCER_GUARANTEE
@@ -128,22 +88,6 @@ def producer_config(bootstrap: str, client_id: str, overrides: Mapping[str, str]
     return config
 
 
-class ConnectionReports:
-    """``kafka_up`` and ``errors`` (for /readyz and metrics) of a client with a :class:`ConnectionState`."""
-
-    connection: ConnectionState
-
-    @property
-    def kafka_up(self) -> bool:
-        """A broker connection is up (librdkafka's statistics, every ``statistics.interval.ms``)."""
-        return self.connection.up
-
-    @property
-    def errors(self) -> int:
-        """Errors librdkafka reported, for metrics."""
-        return self.connection.errors
-
-
 class KafkaSink(ConnectionReports):
     """The producer of a task. Delivery reports run in whichever thread calls :meth:`poll`.
 
@@ -165,7 +109,7 @@ class KafkaSink(ConnectionReports):
         """Kafka topic -> its ``max.message.bytes`` where known and below :attr:`max_message_bytes`
         (read at start, learned from refusals; shared by every pipeline producing through this
         sink). Topics that take what the producer sends are not listed: nothing to check."""
-        self.connection = ConnectionState(f"kafka producer {config.get('client.id', '')}".rstrip())
+        self.connection = ConnectionState(f"kafka producer {config.get('client.id', '')}".rstrip(), config)
         self._producer = Producer(
             dict(config),
             error_cb=self._on_error,
@@ -226,7 +170,8 @@ class KafkaSink(ConnectionReports):
 
     def _on_error(self, err: KafkaError) -> None:
         self.last_error = err
-        self.connection.on_error(err)
+        if self.connection.on_error(err):
+            return  # a refusal (authentication, TLS): logged once per episode by the state
         if err.fatal():
             logger.error("kafka producer fatal error: %s", err)
         elif err.code() == KafkaError._ALL_BROKERS_DOWN:

@@ -1,8 +1,13 @@
 """Connecting the ingest subscriber: TCP, CONNECT, the CONNACK read in full, and when to try again.
 
 A CONNACK with any code but 0 is a refusal (a 3.1.1 broker answers an MQTT 5 CONNECT with return
-code 1): :class:`BrokerRefused`, logged in words once, then tried again with capped exponential
-backoff. Every reconnect waits first, with jitter, and the wait grows while connections keep ending
+code 1): :class:`BrokerRefused`. Every :class:`~mqtt_kafka_sync.errors.MqttConnectError` (a refused
+CONNACK, a failed TLS handshake, a broker that hangs up before CONNACK) is one refusal episode
+(:mod:`~mqtt_kafka_sync.mqtt.failures`): one ERROR line naming the broker, the client id and the
+reason in words, then tried again with capped exponential backoff and jitter
+(:data:`~mqtt_kafka_sync.mqtt.backoff.REFUSED_MIN_S` to :data:`~mqtt_kafka_sync.mqtt.backoff.REFUSED_MAX_S`);
+a refusal that is not ``retriable`` waits the cap from the start and says an operator is needed.
+Every reconnect waits first, with jitter, and the wait grows while connections keep ending
 early; it starts small again only after a connection was healthy (an acknowledgement sent, or up for
 :data:`HEALTHY_S`), so a broker that drops us after each redelivery cannot make us re-produce the
 session's messages hundreds of times a second (:class:`Reconnects`).
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 
@@ -19,6 +25,7 @@ from mqtt_kafka_sync.errors import MqttConnectError, MqttError
 from mqtt_kafka_sync.mqtt import packets as p
 from mqtt_kafka_sync.mqtt import reasons
 from mqtt_kafka_sync.mqtt.backoff import REFUSED_MAX_S, REFUSED_MIN_S, Backoff
+from mqtt_kafka_sync.mqtt.failures import CONNECT_REFUSALS, Failure, Failures, connack_reason
 from mqtt_kafka_sync.mqtt.subscriber_settings import LOGGER_NAME, SubscriberSettings
 
 logger = logging.getLogger(LOGGER_NAME)
@@ -51,7 +58,23 @@ class BrokerRefused(MqttConnectError):
         self.code = code
         self.words = reasons.describe(code, reasons.CONNACK, needs="the ingest")
         self.retriable = reasons.lookup(code, reasons.CONNACK).retriable
+        self.reason = connack_reason(code)
         super().__init__(f"broker refused the connection: {self.words}")
+
+
+def refusal(exc: BaseException, broker: str) -> Failure | None:
+    """``exc`` as a refusal of ``broker`` ("host:port"), or None when the broker did not refuse
+    (unreachable, the network): any :class:`MqttConnectError`, and a TLS error not wrapped in one."""
+    if isinstance(exc, BrokerRefused):
+        return Failure(
+            exc.reason, exc.code, f"broker {broker} refused the connection: {exc.words}", exc.retriable
+        )
+    if isinstance(exc, MqttConnectError):
+        return Failure(exc.reason, getattr(exc, "code", 0), f"broker {broker}: {exc}", exc.retriable)
+    if isinstance(exc, ssl.SSLError):
+        why = getattr(exc, "reason", None) or exc  # a certificate the other side refused: an operator's
+        return Failure("tls", 0, f"broker {broker}: TLS handshake failed: {why}", retriable=False)
+    return None
 
 
 def connect(
@@ -120,11 +143,12 @@ class Reconnects:
     def __init__(self, settings: SubscriberSettings) -> None:
         self.settings = settings
         self.backoff = Backoff()
-        self._logged_code: int | None = None
-        """The CONNACK refusal last logged at ERROR, so a repeat logs lower."""
+        self.failures = Failures()
+        """The refusal in force (CONNACK, TLS, SUBACK) and refused attempts, for metrics and /readyz."""
 
     def connected(self) -> None:
-        self._logged_code = None
+        """The broker accepted the session: a CONNECT refusal episode is over."""
+        self.failures.cleared(*CONNECT_REFUSALS)
 
     def after_lost(self, *, healthy: bool, code: int) -> float:
         """The wait after a connection ended (``code``: its DISCONNECT reason, or our own)."""
@@ -139,26 +163,15 @@ class Reconnects:
         """Log a failed connection attempt; returns how long to wait before the next, and the
         broker's refusal in words (None when it did not refuse)."""
         s = self.settings
+        refused = refusal(exc, f"{s.host}:{s.port}")
+        if refused is not None:
+            return self._refused(refused), refused.words
         retriable = isinstance(exc, OSError) or exc.retriable
-        if isinstance(exc, BrokerRefused) or not retriable:
-            wait = self.backoff.next(REFUSED_MIN_S, REFUSED_MAX_S)
-        else:
+        if retriable:
             wait = self.backoff.next(RECONNECT_MIN_S, s.reconnect_max_delay)
+        else:
+            wait = self.backoff.next(REFUSED_MIN_S, REFUSED_MAX_S)
         attempt = self.backoff.attempts
-        if isinstance(exc, BrokerRefused):
-            first = self._logged_code != exc.code
-            self._logged_code = exc.code
-            log = logger.error if first else logger.warning if attempt % 50 == 0 else logger.debug
-            log(
-                "mqtt %s: broker %s:%d refused the connection: %s; trying again in %.1fs (attempt %d)",
-                s.client_id,
-                s.host,
-                s.port,
-                exc.words,
-                wait,
-                attempt,
-            )
-            return wait, f"broker {s.host}:{s.port} refused the connection: {exc.words}"
         log = logger.warning if attempt in (1, 10) or attempt % 50 == 0 else logger.debug
         log(
             "mqtt %s: cannot connect to %s:%d (%s); trying again in %.1fs (attempt %d)",
@@ -170,3 +183,10 @@ class Reconnects:
             attempt,
         )
         return wait, None
+
+    def _refused(self, refused: Failure) -> float:
+        """One refused attempt: counted, logged as its episode says; returns the wait. A refusal that
+        is not ``retriable`` waits the cap from the first attempt."""
+        wait = self.backoff.next(REFUSED_MIN_S if refused.retriable else REFUSED_MAX_S, REFUSED_MAX_S)
+        self.failures.refused(refused, logger, self.settings.client_id, wait, self.backoff.attempts)
+        return wait

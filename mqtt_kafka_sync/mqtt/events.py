@@ -25,7 +25,15 @@ class Connected:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
+    """No session: the broker refused the CONNECT (``code``: its CONNACK code) or did not answer
+    (``code`` None); ``reason`` in words, ``broker`` "host:port", ``wait`` the seconds until paho
+    tries again."""
+
     reason: str
+    code: int | None = None
+    broker: str = ""
+    client_id: str = ""
+    wait: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

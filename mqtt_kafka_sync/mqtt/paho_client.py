@@ -14,6 +14,9 @@ from paho.mqtt.properties import Properties
 
 _log = logging.getLogger(__name__)
 
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 4
+"""paho's waits before reconnecting after a connection ended (doubling from the first to the cap)."""
+
 
 def no_delay(client: Client, userdata: object, sock: object) -> None:
     """Disable Nagle: paho leaves it on, and a window's last PUBLISH would wait ~40 ms for a TCP ACK."""
@@ -27,7 +30,7 @@ def new_client(client_id: str) -> Client:
     client.on_socket_open = no_delay
     if _log.isEnabledFor(logging.DEBUG):  # paho also logs a harmless ERROR at every disconnect
         client.enable_logger(logging.getLogger(f"{__name__}.paho"))
-    client.reconnect_delay_set(min_delay=1, max_delay=4)
+    client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
     return client
 
 

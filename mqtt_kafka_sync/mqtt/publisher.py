@@ -6,9 +6,15 @@ relay thread does the work, so paho's loop never blocks and keepalives keep flow
 
 paho says why it ended a connection only in its log ("Received malformed packet: ..." when the
 broker's answer breaks the protocol), so that text is kept and carried by the :class:`Disconnected`
-event that follows; refusals are worded by :mod:`mqtt_kafka_sync.mqtt.reasons`. The MQTT bytes this
-module makes itself (a PUBLISH's properties) come from :mod:`mqtt_kafka_sync.mqtt.packets`; the one
-use of paho's internals left is :meth:`MqttPublisher.forget`, for which paho has no public call.
+event that follows; refusals are worded by :mod:`mqtt_kafka_sync.mqtt.reasons`. A refused CONNACK
+(bad credentials, not authorized) is not retried at paho's usual 1 to 4 s: each refusal sets paho's
+next reconnect wait from capped exponential backoff with jitter
+(:data:`~mqtt_kafka_sync.mqtt.backoff.REFUSED_MIN_S` to :data:`~mqtt_kafka_sync.mqtt.backoff.REFUSED_MAX_S`,
+the cap from the start when the code is not ``retriable``), and the first good CONNACK restores the
+usual waits; the relay thread logs the refusal once (:mod:`~mqtt_kafka_sync.mqtt.failures`).
+The MQTT bytes this module makes itself (a PUBLISH's properties) come from
+:mod:`mqtt_kafka_sync.mqtt.packets`; the one use of paho's internals left is
+:meth:`MqttPublisher.forget`, for which paho has no public call.
 
 Session: ``clean_start`` only on the first connection of the process, then resumed with
 ``mqtt.session.expiry.interval.seconds``. paho keeps every QoS 1/2 publish the broker has not
@@ -46,8 +52,15 @@ from mqtt_kafka_sync.config.model import (
 )
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.mqtt import packets, reasons
+from mqtt_kafka_sync.mqtt.backoff import REFUSED_MAX_S, REFUSED_MIN_S, Backoff
 from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
-from mqtt_kafka_sync.mqtt.paho_client import connect_later, new_client, session_properties
+from mqtt_kafka_sync.mqtt.paho_client import (
+    RECONNECT_MAX_S,
+    RECONNECT_MIN_S,
+    connect_later,
+    new_client,
+    session_properties,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +187,8 @@ class MqttPublisher:
         self._paho_said = _PahoSaid()
         client.enable_logger(self._paho_said)
         self._client = client
+        self._refusals = Backoff()
+        """Waits after refused CONNACKs; reset by an accepted one (paho's network thread only)."""
 
     def start(self) -> None:
         """Connect in the background; paho retries until the broker answers."""
@@ -249,8 +264,17 @@ class MqttPublisher:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            self._events.put(Refused(reasons.describe(reason.value, reasons.CONNACK, needs="the relay")))
+            code = reason.value
+            first = REFUSED_MIN_S if reasons.lookup(code, reasons.CONNACK).retriable else REFUSED_MAX_S
+            wait = max(1, round(self._refusals.next(first, REFUSED_MAX_S)))
+            client.reconnect_delay_set(min_delay=wait, max_delay=wait)  # paho's next wait, no more
+            s = self.settings
+            words = reasons.describe(code, reasons.CONNACK, needs="the relay")
+            self._events.put(Refused(words, code, f"{s.host}:{s.port}", s.client_id, wait))
             return
+        if self._refusals.attempts:
+            self._refusals.reset()
+            client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
         self._events.put(
             Connected(
                 session_present=flags.session_present,

@@ -50,6 +50,7 @@ from mqtt_kafka_sync.mqtt.connection import (
     Reconnects,
     connect,
 )
+from mqtt_kafka_sync.mqtt.failures import Failures
 from mqtt_kafka_sync.mqtt.keepalive import Keepalive
 from mqtt_kafka_sync.mqtt.subscriber_settings import LOGGER_NAME, SubscriberSettings
 from mqtt_kafka_sync.mqtt.subscriptions import Subscriptions
@@ -130,7 +131,9 @@ class MqttSubscriber:
         self._expect_again: set[int] = set()
         """Packet ids unacknowledged when the last connection ended: the broker sends them again."""
         self._acks_sent = 0
-        self._subs = Subscriptions(settings, self._control, self._packet_id, self._may_refresh)
+        self._subs = Subscriptions(
+            settings, self._control, self._packet_id, self._may_refresh, self._reconnects.failures
+        )
 
     # -- public API, any thread -------------------------------------------------------------------
     @property
@@ -140,6 +143,11 @@ class MqttSubscriber:
     @property
     def subscribed(self) -> bool:
         return self._subscribed.is_set()
+
+    @property
+    def failures(self) -> Failures:
+        """The broker's refusal in force (CONNACK, TLS, SUBACK) and refused attempts by reason."""
+        return self._reconnects.failures
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"mqtt-{self.settings.client_id}", daemon=True)

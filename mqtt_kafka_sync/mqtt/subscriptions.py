@@ -19,6 +19,7 @@ from mqtt_kafka_sync.errors import MqttProtocolError
 from mqtt_kafka_sync.mqtt import packets as p
 from mqtt_kafka_sync.mqtt import reasons
 from mqtt_kafka_sync.mqtt.backoff import REFUSED_MAX_S, REFUSED_MIN_S, Backoff
+from mqtt_kafka_sync.mqtt.failures import OPERATOR_NEEDED, SUMMARY_EVERY, Failure, Failures
 from mqtt_kafka_sync.mqtt.subscriber_settings import LOGGER_NAME, SubscriberSettings
 
 logger = logging.getLogger(LOGGER_NAME)
@@ -45,8 +46,11 @@ class Subscriptions:
         control: deque[bytes],
         packet_id: Callable[[], int],
         ready: Callable[[], bool],
+        failures: Failures | None = None,
     ) -> None:
         self.settings = settings
+        self.failures = failures if failures is not None else Failures()
+        """Where a refused filter is reported (the subscriber's, shared with its connection)."""
         self._control = control
         self._packet_id = packet_id
         self._ready = ready
@@ -64,7 +68,7 @@ class Subscriptions:
         self.refused: dict[str, tuple[int, int]] = {}
         """Filter -> (QoS asked, reason code) of subscriptions the broker refused."""
         self.again_at: float | None = None
-        """Monotonic time to subscribe the retriable refused filters again."""
+        """Monotonic time to subscribe the refused filters again."""
         self.backoff = Backoff()
         self.id_retries = 0
         self.refresh_at: float | None = None
@@ -144,6 +148,7 @@ class Subscriptions:
         if self.asked:
             return False
         self.backoff.reset()
+        self.failures.cleared("subscribe_refused")
         if self.refreshes == 0 and s.filters:
             self.refresh_at = time.monotonic() + REFRESH_AFTER_S
         return True
@@ -170,33 +175,41 @@ class Subscriptions:
         self.subscribe([(f, s.qos) for f in s.filters], retain_handling=p.RETAIN_SEND_NEVER)
 
     def _subscriptions_refused(self) -> None:
-        """Log each refused filter (ERROR the first time, DEBUG while the answer repeats) and plan the
-        next SUBSCRIBE of the retriable ones with backoff."""
+        """Log each refused filter (ERROR the first time, a WARNING every ``SUMMARY_EVERY`` attempts
+        while the answer repeats, DEBUG otherwise) and plan the next SUBSCRIBE with backoff: from
+        ``REFUSED_MIN_S`` when a refusal may clear by itself, at the cap when none can."""
         s = self.settings
-        retriable = [f for f, (_, code) in self.refused.items() if reasons.lookup(code).retriable]
-        wait = self.backoff.next(REFUSED_MIN_S, REFUSED_MAX_S) if retriable else 0.0
-        if retriable and not self.asked:
+        retriable = any(reasons.lookup(code).retriable for _, code in self.refused.values())
+        wait = self.backoff.next(REFUSED_MIN_S if retriable else REFUSED_MAX_S, REFUSED_MAX_S)
+        if not self.asked:
             self.again_at = time.monotonic() + wait
+        attempt = self.backoff.attempts
         for topic_filter, (_, code) in self.refused.items():
             words = reasons.describe(code, reasons.SUBACK)
             self.refusal = f"broker {s.host}:{s.port} refused the subscription to {topic_filter}: {words}"
-            then = f"subscribing again in {wait:.1f}s" if topic_filter in retriable else "not trying again"
+            can_clear = reasons.lookup(code).retriable
+            self.failures.failed(Failure("subscribe_refused", code, self.refusal, can_clear))
+            then = f"subscribing again in {wait:.1f}s"
             first = self._logged_refusals.get(topic_filter) != code
             self._logged_refusals[topic_filter] = code
-            (logger.error if first else logger.debug)(
+            level = (
+                logging.ERROR if first else logging.WARNING if attempt % SUMMARY_EVERY == 0 else logging.DEBUG
+            )
+            logger.log(
+                level,
                 "mqtt %s: broker %s:%d refused the subscription to %s: %s; %s (attempt %d)",
                 s.client_id,
                 s.host,
                 s.port,
                 topic_filter,
                 words,
-                then,
-                self.backoff.attempts,
+                then if can_clear else f"{OPERATOR_NEEDED}; {then}",
+                attempt,
             )
 
     def _subscribe_again(self) -> None:
         self.again_at = None
-        wanted = [(f, qos) for f, (qos, code) in self.refused.items() if reasons.lookup(code).retriable]
+        wanted = [(f, qos) for f, (qos, _) in self.refused.items()]
         if wanted:
             self.subscribe(wanted)
 

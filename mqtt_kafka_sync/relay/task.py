@@ -14,6 +14,11 @@ partition, on one MQTT connection. The broker keeps that order per topic, so com
 command is published until paho re-sent every unacknowledged one and the broker acknowledged it, so
 a new command cannot overtake an older one that is being sent again.
 
+A refused CONNECT (paho's :class:`~mqtt_kafka_sync.mqtt.events.Refused` with a CONNACK code) is
+logged here, on the relay thread, once per episode at ERROR naming the broker, the client id and the
+reason (:class:`~mqtt_kafka_sync.mqtt.failures.Failures`, read by metrics and ``/readyz``); paho
+waits before its next attempt as the publisher set it (capped backoff with jitter).
+
 Flow control, with hysteresis, is :class:`~mqtt_kafka_sync.relay.flow.PauseControl`'s; the
 counters are :class:`~mqtt_kafka_sync.relay.stats.RelayStats`.
 """
@@ -24,7 +29,7 @@ import logging
 import queue
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from confluent_kafka import Message
@@ -32,7 +37,9 @@ from confluent_kafka import Message
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.logs import per_record_logger
-from mqtt_kafka_sync.mqtt.events import take_events
+from mqtt_kafka_sync.mqtt.events import Connected, Refused, take_events
+from mqtt_kafka_sync.mqtt.failures import CONNECT_REFUSALS, Failure, Failures, connack_reason
+from mqtt_kafka_sync.mqtt.reasons import CONNACK, lookup
 from mqtt_kafka_sync.mqtt.window import Answer, Publisher, PublishWindow
 from mqtt_kafka_sync.relay.flow import PauseControl
 from mqtt_kafka_sync.relay.offsets import OffsetTracker, Pending
@@ -61,6 +68,10 @@ class Consumer(Protocol):
     def kafka_up(self) -> bool: ...
     @property
     def errors(self) -> int: ...
+    @property
+    def kafka_refusal(self) -> str | None: ...
+    @property
+    def kafka_refusals(self) -> Mapping[str, int]: ...
 
     def subscribe(self) -> None: ...
     def consume(self, limit: int, timeout: float) -> list[Message]: ...
@@ -112,6 +123,9 @@ class RelayTask:
         self._pause = PauseControl(name, self._consumer)
         self.in_group = False
         """In the consumer group now (checked every step), for metrics and readiness."""
+        self.mqtt_failures = Failures()
+        """The MQTT broker's refusal in force and refused attempts (metrics, /readyz)."""
+        self._refused_in_a_row = 0
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -136,6 +150,17 @@ class RelayTask:
     def kafka_errors(self) -> int:
         """Errors librdkafka reported to the consumer and the dead-letter producer."""
         return self._consumer.errors + self._dead_letters.errors
+
+    @property
+    def kafka_refusal(self) -> str | None:
+        """Kafka refuses the consumer (``auth``, ``tls``); None when it does not. The dead-letter
+        producer uses the same settings, so the consumer speaks for both."""
+        return self._consumer.kafka_refusal
+
+    @property
+    def kafka_refusals(self) -> Mapping[str, int]:
+        """Refusals librdkafka reported to the consumer, by label."""
+        return self._consumer.kafka_refusals
 
     @property
     def buffered(self) -> int:
@@ -198,12 +223,29 @@ class RelayTask:
         self._window.settle()
 
     def _handle(self, event: object) -> None:
+        if isinstance(event, Refused | Connected):
+            self._connect_answered(event)
         if isinstance(event, DeadLettered):
             self._dead_lettered(event)
         elif (answer := self._window.handle(event)) is not None:
             self._answered(answer)
         for given_up in self._window.take_given_up():  # attempts used up: the partition moves on
             self._answered(given_up)
+
+    def _connect_answered(self, event: Refused | Connected) -> None:
+        """A refused CONNECT counted and logged as its episode says; a session ends the episode."""
+        if isinstance(event, Connected):
+            self._refused_in_a_row = 0
+            self.mqtt_failures.cleared(*CONNECT_REFUSALS)
+        elif event.code is not None:
+            self._refused_in_a_row += 1
+            refused = Failure(
+                connack_reason(event.code),
+                event.code,
+                f"broker {event.broker} refused the connection: {event.reason}",
+                lookup(event.code, CONNACK).retriable,
+            )
+            self.mqtt_failures.refused(refused, logger, event.client_id, event.wait, self._refused_in_a_row)
 
     def _answered(self, answer: Answer[Message, Pending]) -> None:
         flight = answer.flight

@@ -60,6 +60,13 @@ dead-letter topic), not yet acknowledged."""
 
 THROTTLE_ACTIONS = ("increase", "hold", "decrease", "no-data")
 
+MQTT_FAILURES = ("refused", "not_authorized", "bad_credentials", "tls", "subscribe_refused")
+"""``connection_failures`` reasons of side ``mqtt`` (``mqtt/failures.py``): CONNACK 0x86 (and 3.1.1
+code 4) ``bad_credentials``, 0x87 (3.1.1: 5) ``not_authorized``, any other refused CONNECT
+``refused``, a failed TLS handshake ``tls``, a SUBACK refusing a filter ``subscribe_refused``."""
+KAFKA_FAILURES = ("auth", "tls")
+"""``connection_failures`` reasons of side ``kafka``: librdkafka's ``_AUTHENTICATION`` and ``_SSL``."""
+
 LATENCY_BOUNDS = (
     0.0005,
     0.001,
@@ -163,6 +170,13 @@ MQTT_RECONNECTS = _m(
     TASK,
     "MQTT connections lost (each followed by reconnecting).",
 )
+CONNECTION_FAILURES = _m(
+    "connection_failures",
+    "counter",
+    "{attempt}",
+    (*TASK, "side", "reason"),
+    "Connection attempts a broker refused (or whose TLS handshake failed), by side and reason.",
+)
 NETWORK_LOOP_AGE = _m(
     "network_loop_age",
     "gauge",
@@ -228,6 +242,7 @@ METRICS: tuple[MetricDef, ...] = (
     KAFKA_CONNECTED,
     SUBSCRIBED,
     MQTT_RECONNECTS,
+    CONNECTION_FAILURES,
     NETWORK_LOOP_AGE,
     IN_FLIGHT,
     TASK_UP,

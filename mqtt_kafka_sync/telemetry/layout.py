@@ -2,7 +2,10 @@
 the connector's config alone, so nothing but numbers ever crosses between them.
 
 A block is an array of doubles. Slot 0 is the task's heartbeat (its monotonic clock when it last
-wrote); then one slot per counter or gauge series, and ``len(bounds) + 2`` slots per histogram
+wrote); slots 1 to 3 say which refusal is in force, for ``/readyz`` (not metrics): the MQTT one as
+its position in ``catalog.MQTT_FAILURES`` plus one (0: none) and its MQTT reason code, the Kafka one
+as its position in ``catalog.KAFKA_FAILURES`` plus one; then one slot per counter or gauge series,
+and ``len(bounds) + 2`` slots per histogram
 series (one per bucket, +Inf last, then the sum). Which series exist is fixed by the config: every
 route (and ``none``), every known dead-letter and error reason, every in-flight stage, the throttle
 gauges when ``throttle.lag.groups`` is set. So every series exists, at zero, from the start.
@@ -37,12 +40,18 @@ class Layout:
     """The series of one task of ``config``, and their offsets in its block."""
 
     HEARTBEAT = 0
+    MQTT_REFUSAL = 1
+    MQTT_REFUSAL_CODE = 2
+    KAFKA_REFUSAL = 3
 
     def __init__(self, config: ConnectorConfig) -> None:
         self.relay = isinstance(config, RelayConnectorConfig)
+        self.mqtt_broker = f"{config.mqtt.server.host}:{config.mqtt.server.port}"
+        self.kafka_bootstrap = config.kafka.bootstrap_servers
+        """Named in /readyz when a broker refuses the task."""
         self.series: list[Series] = []
         self._offsets: dict[tuple[str, Labels], int] = {}
-        self.size = 1  # the heartbeat
+        self.size = 4  # the heartbeat, the refusals in force
         routes = [r.name for r in config.routes] + [c.UNROUTED]
         for route in routes:
             for metric in (c.RECEIVED_MESSAGES, c.RECEIVED_BYTES, c.DELIVERED_MESSAGES, c.DELIVERED_BYTES):
@@ -60,6 +69,9 @@ class Layout:
             c.NETWORK_LOOP_AGE,
         ):
             self._add(metric)
+        for side, reasons in (("mqtt", c.MQTT_FAILURES), ("kafka", c.KAFKA_FAILURES)):
+            for reason in reasons:
+                self._add(c.CONNECTION_FAILURES, side=side, reason=reason)
         for stage in c.RELAY_STAGES if self.relay else c.INGEST_STAGES:
             self._add(c.IN_FLIGHT, stage=stage)
         if not self.relay:

@@ -19,7 +19,13 @@ from mqtt_kafka_sync.telemetry import catalog as c
 from mqtt_kafka_sync.telemetry.counters import Buckets, RouteCounters
 from mqtt_kafka_sync.telemetry.layout import Layout
 from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
-from mqtt_kafka_sync.telemetry.views import IngestWorkerView, RelayWorkerView, ThrottleView
+from mqtt_kafka_sync.telemetry.views import (
+    FailuresView,
+    IngestWorkerView,
+    KafkaRefusalsView,
+    RelayWorkerView,
+    ThrottleView,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +99,22 @@ class _Common:
                 offset = self.layout.offset(c.DEAD_LETTERS, reason=c.OTHER)
             out[offset] += count
 
+    def refusals(self, out: list[float], mqtt: FailuresView, kafka: KafkaRefusalsView) -> None:
+        """The refusals in force (for /readyz) and the refused attempts by side and reason."""
+        current = mqtt.current
+        if current is not None and current.reason in c.MQTT_FAILURES:
+            out[Layout.MQTT_REFUSAL] = c.MQTT_FAILURES.index(current.reason) + 1
+            out[Layout.MQTT_REFUSAL_CODE] = current.code
+        if (refusal := kafka.kafka_refusal) in c.KAFKA_FAILURES:
+            out[Layout.KAFKA_REFUSAL] = c.KAFKA_FAILURES.index(refusal) + 1
+        for side, counts, known in (
+            ("mqtt", dict(mqtt.counts), c.MQTT_FAILURES),
+            ("kafka", dict(kafka.kafka_refusals), c.KAFKA_FAILURES),
+        ):
+            for reason, count in counts.items():
+                if reason in known:
+                    self.put(out, c.CONNECTION_FAILURES, count, side=side, reason=reason)
+
     def put(self, out: list[float], metric: c.MetricDef, value: float, **labels: str) -> None:
         out[self.layout.offset(metric, **labels)] = value
 
@@ -135,6 +157,7 @@ class _IngestReader(_Common):
         self.put(out, c.ERRORS, refused, reason="dead-letter-refused")
         self.put(out, c.ERRORS, task.sink.errors, reason="kafka-client")
         subscriber = task.subscriber
+        self.refusals(out, subscriber.failures, task.sink)
         self.put(out, c.MQTT_CONNECTED, float(subscriber.wait_connected(0)))
         self.put(out, c.SUBSCRIBED, float(subscriber.subscribed))
         self.put(out, c.KAFKA_CONNECTED, float(task.sink.kafka_up))
@@ -209,6 +232,7 @@ class _RelayReader(_Common):
         self.put(out, c.ERRORS, stats.republished, reason="mqtt-republished")
         self.put(out, c.ERRORS, stats.stalls, reason="mqtt-stalled")
         self.put(out, c.ERRORS, task.kafka_errors, reason="kafka-client")
+        self.refusals(out, task.mqtt_failures, task)
         self.put(out, c.MQTT_CONNECTED, float(task.mqtt_connected))
         self.put(out, c.SUBSCRIBED, float(task.in_group))
         self.put(out, c.KAFKA_CONNECTED, float(task.kafka_connected))

@@ -16,6 +16,8 @@ from multiprocessing.context import SpawnContext
 from multiprocessing.sharedctypes import SynchronizedArray
 
 from mqtt_kafka_sync.config.model import ConnectorConfig
+from mqtt_kafka_sync.kafka.connection_state import REFUSAL_WORDS
+from mqtt_kafka_sync.mqtt import reasons
 from mqtt_kafka_sync.telemetry import catalog as c
 from mqtt_kafka_sync.telemetry.layout import Layout
 
@@ -51,13 +53,29 @@ class TaskSnapshot:
         age = self.loop_age(now)
         if age is not None and age > LOOP_STUCK_S:
             found.append(f"network loop has not turned for {age:.0f}s")
-        if self.value(c.MQTT_CONNECTED) != 1:
+        mqtt_refusal, kafka_refusal = self.refusals()
+        if mqtt_refusal is not None:
+            found.append(mqtt_refusal)
+        elif self.value(c.MQTT_CONNECTED) != 1:
             found.append("MQTT not connected")
         elif self.value(c.SUBSCRIBED) != 1:
             found.append("not in its consumer group" if self.layout.relay else "MQTT not subscribed")
-        if self.value(c.KAFKA_CONNECTED) != 1:
+        if kafka_refusal is not None:
+            found.append(kafka_refusal)
+        elif self.value(c.KAFKA_CONNECTED) != 1:
             found.append("no Kafka broker connection")
         return found
+
+    def refusals(self) -> tuple[str | None, str | None]:
+        """The MQTT and the Kafka refusal in force, in words (None where there is none)."""
+        values, layout = self.values, self.layout
+        mqtt = kafka = None
+        if 0 < (index := int(values[Layout.MQTT_REFUSAL])) <= len(c.MQTT_FAILURES):
+            mqtt = _mqtt_words(c.MQTT_FAILURES[index - 1], int(values[Layout.MQTT_REFUSAL_CODE]), layout)
+        if 0 < (index := int(values[Layout.KAFKA_REFUSAL])) <= len(c.KAFKA_FAILURES):
+            words = REFUSAL_WORDS[c.KAFKA_FAILURES[index - 1]]
+            kafka = f"kafka: {words} (bootstrap servers {layout.kafka_bootstrap})"
+        return mqtt, kafka
 
     def loop_age(self, now: float | None = None) -> float | None:
         """Seconds since the task's network loop turned, as of ``now``; None while it reports nothing."""
@@ -70,6 +88,17 @@ class TaskSnapshot:
     @property
     def ready(self) -> bool:
         return not self.problems()
+
+
+def _mqtt_words(reason: str, code: int, layout: Layout) -> str:
+    broker = layout.mqtt_broker
+    if reason == "subscribe_refused":
+        return f"mqtt: broker {broker} refused a subscription: {reasons.describe(code, reasons.SUBACK)}"
+    if reason == "tls":
+        return f"mqtt: the TLS handshake with broker {broker} failed"
+    if code:
+        return f"mqtt: broker {broker} refused the connection: {reasons.describe(code, reasons.CONNACK)}"
+    return f"mqtt: broker {broker} refused the connection"
 
 
 class TaskMetrics:

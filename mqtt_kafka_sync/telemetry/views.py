@@ -38,9 +38,38 @@ class AckView(Protocol):
     def in_flight(self) -> int: ...
 
 
+class FailureView(Protocol):
+    """``mqtt.failures.Failure``: the refusal in force."""
+
+    @property
+    def reason(self) -> str: ...
+    @property
+    def code(self) -> int: ...
+
+
+class FailuresView(Protocol):
+    """``mqtt.failures.Failures``."""
+
+    @property
+    def current(self) -> FailureView | None: ...
+    @property
+    def counts(self) -> Mapping[str, int]: ...
+
+
+class KafkaRefusalsView(Protocol):
+    """``kafka.connection_state.ConnectionReports``: whether Kafka refuses the client."""
+
+    @property
+    def kafka_refusal(self) -> str | None: ...
+    @property
+    def kafka_refusals(self) -> Mapping[str, int]: ...
+
+
 class SubscriberView(Protocol):
     """``mqtt.subscriber.MqttSubscriber``."""
 
+    @property
+    def failures(self) -> FailuresView: ...
     @property
     def subscribed(self) -> bool: ...
     @property
@@ -52,7 +81,7 @@ class SubscriberView(Protocol):
     def wait_connected(self, timeout: float) -> bool: ...
 
 
-class SinkView(Protocol):
+class SinkView(KafkaRefusalsView, Protocol):
     """``kafka.producer.KafkaSink``."""
 
     @property
@@ -128,9 +157,11 @@ class OffsetsView(Protocol):
     def unfinished(self) -> Callable[[], int]: ...
 
 
-class RelayTaskView(Protocol):
+class RelayTaskView(KafkaRefusalsView, Protocol):
     @property
     def stats(self) -> RelayCounters: ...
+    @property
+    def mqtt_failures(self) -> FailuresView: ...
     @property
     def kafka_errors(self) -> int: ...
     @property

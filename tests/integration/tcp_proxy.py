@@ -18,6 +18,8 @@ class TcpProxy:
         self._sockets: list[socket.socket] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
+        self.accepted = 0
+        """Connections accepted so far (a test counts a client's attempts with it)."""
         self._start()
 
     def cut(self) -> None:
@@ -47,6 +49,7 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # cut
+            self.accepted += 1
             try:
                 upstream = socket.create_connection(self._target, timeout=5)
             except OSError:

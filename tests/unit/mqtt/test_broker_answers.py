@@ -90,13 +90,15 @@ def test_a_311_connack_is_a_refusal_said_in_words_once_and_backed_off(
         subscriber.stop(timeout=5.0)
         attempts = len(broker.accepted)
 
-    # Backoff 1 s, 2 s, 4 s (each with jitter down to half): at most 4 attempts in 4 s; it was
-    # ~30,000 in 30 s before.
-    assert 2 <= attempts <= 4, attempts
+    # Code 1 cannot succeed later (not retriable): the next attempt waits the 60 s cap (jitter down
+    # to half) from the start, where it was ~30,000 attempts in 30 s once. Retriable refusals back
+    # off from 1 s (test_a_refused_connect_is_said_once_and_backed_off_from_one_second).
+    assert attempts == 1, attempts
     assert not connected
     words = "this broker speaks MQTT 3.1.1 only; the ingest needs MQTT 5"
     errors = _lines(caplog, logging.ERROR)
     assert len(errors) == 1, errors
+    assert "an operator must change" in errors[0]
     assert words in errors[0] and f"127.0.0.1:{broker.port}" in errors[0] and CLIENT in errors[0]
     assert "unacceptable protocol version (CONNACK return code 1)" in errors[0]
     assert refusal is not None and words in refusal
@@ -241,14 +243,18 @@ def test_suback_0x87_logs_one_error_and_subscribes_again_with_backoff(
     assert turned_ago < 1.5
 
 
-def test_a_refusal_that_cannot_succeed_later_is_not_retried(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_refusal_that_cannot_succeed_later_is_retried_only_at_the_cap(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with ScriptedBroker(_refusing_every_subscribe(0x9E)) as broker:
         subscriber, _ = _run(broker, 2.5)
         subscribes = len(broker.packets(p.SUBSCRIBE))
-    assert subscribes == 1
+    assert subscribes == 1  # the next one after 30 to 60 s: the broker's config may change
     errors = _lines(caplog, logging.ERROR)
     assert len(errors) == 1 and "shared subscriptions not supported (0x9E)" in errors[0]
-    assert "not trying again" in errors[0]
+    assert "an operator must change" in errors[0] and "subscribing again in" in errors[0]
+    wait = float(errors[0].split("subscribing again in ")[1].split("s")[0])
+    assert 30.0 <= wait <= 60.0, errors[0]
     assert subscriber.last_refusal is not None and "shared subscriptions" in subscriber.last_refusal
 
 

@@ -45,6 +45,8 @@ class FakeConsumer:
         self.subscribed = False
         self.kafka_up = True
         self.errors = 0
+        self.kafka_refusal: str | None = None
+        self.kafka_refusals: dict[str, int] = {}
 
     def subscribe(self) -> None:
         self.subscribed = True

@@ -29,6 +29,7 @@ from mqtt_kafka_sync.kafka.lag import LagSample
 from mqtt_kafka_sync.kafka.lag_hub import LagHub, LagWatch
 from mqtt_kafka_sync.kafka.lag_topics import SubscribedTopics
 from mqtt_kafka_sync.logs import RepeatFilter, TransientFilter
+from mqtt_kafka_sync.mqtt.failures import Failures
 from mqtt_kafka_sync.mqtt.packets import Publish
 from mqtt_kafka_sync.telemetry import catalog as c
 from mqtt_kafka_sync.telemetry.counters import Buckets
@@ -146,6 +147,7 @@ class _Subscriber:
     reconnects: int = 0
     redeliveries: int = 0
     loop_turned_at: float = field(default_factory=time.monotonic)
+    failures: Failures = field(default_factory=Failures)
 
     def wait_connected(self, timeout: float) -> bool:
         return self.connected
@@ -171,6 +173,8 @@ class _ObservedSink(FakeSink):
 
     kafka_up = True
     errors = 2
+    kafka_refusal: str | None = None
+    kafka_refusals: dict[str, int] = {}  # noqa: RUF012  # read only
 
 
 def _sink() -> FakeSink:

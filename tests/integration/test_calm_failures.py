@@ -1,0 +1,136 @@
+"""Issue 13 item 4 against real brokers that enforce it: a refusal is one ERROR line, /readyz says
+it, ``connection_failures`` counts it, and the attempts the broker sees in 30 s are bounded by the
+backoff (1 s doubling to 60 s), not hundreds.
+
+(a) a wrong MQTT password against a Mosquitto on plain TCP with the secured stack's password file
+    and ACL (``SecureMosquittoProcess(tls=False)``; the TLS listener is the TLS work's to test);
+(c) a wrong SASL password against the secured Kafka listener (``secure.kafka_bootstrap``), given
+    through the ``kafka.producer.*`` pass-through.
+(b) an ACL-refused subscription is tested with the scripted broker (tests/unit/mqtt/
+    test_calm_refusals.py): Mosquitto 2.0.11 grants a subscription outside the ACL (SUBACK 0x01) and
+    only withholds the messages, so it never answers 0x87.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mqtt_kafka_sync.devstack.ports import free_ports
+from mqtt_kafka_sync.devstack.secure import BRIDGE_USER
+from mqtt_kafka_sync.devstack.secure_mosquitto import SecureMosquittoProcess
+from tests.integration.tcp_proxy import TcpProxy
+from tests.integration.test_observability import _http, _wait_http
+from tests.integration.worker_process import WorkerProcess, write_source_config
+
+RUN_S = 30.0
+
+
+class _Endpoints:
+    def __init__(self, kafka_bootstrap: str, mqtt_uri: str) -> None:
+        self.kafka_bootstrap = kafka_bootstrap
+        self.mqtt_uri = mqtt_uri
+
+
+@pytest.fixture
+def password_mosquitto(secure: Any, tmp_path: Path) -> Iterator[SecureMosquittoProcess]:
+    broker = SecureMosquittoProcess(tmp_path / "mosquitto", secure.material, port=free_ports(1)[0], tls=False)
+    broker.launch()
+    deadline = time.monotonic() + 20
+    while not broker.is_ready() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert broker.is_ready(), "the password-checking Mosquitto did not start"
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def _run_refused(worker: WorkerProcess, port: int) -> tuple[bytes, str]:
+    """Run the worker ``RUN_S`` seconds; returns the /readyz body seen then and the worker's log."""
+    worker.start()
+    try:
+        time.sleep(RUN_S)
+        status, body = _http(f"http://127.0.0.1:{port}/readyz")
+        assert status == 503, (status, body)
+        metrics = _wait_http(f"http://127.0.0.1:{port}/metrics", 200, 10)
+        return body + b"\n" + metrics, worker.log()
+    finally:
+        worker.stop()
+
+
+def _metric(text: str, side: str, reason: str) -> float:
+    for line in text.splitlines():
+        wanted = (f'side="{side}"', f'reason="{reason}"')
+        if line.startswith("mqtt_kafka_sync_connection_failures_total{") and all(w in line for w in wanted):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no connection_failures series for {side}/{reason}")
+
+
+def test_a_wrong_mqtt_password_is_one_error_line_and_a_slow_retry(
+    brokers: Any, password_mosquitto: SecureMosquittoProcess, tmp_path: Path, unique: str
+) -> None:
+    proxy = TcpProxy(password_mosquitto.host, password_mosquitto.port)
+    endpoints = _Endpoints(brokers.kafka_bootstrap, f"tcp://127.0.0.1:{proxy.port}")
+    config = write_source_config(
+        tmp_path / "source.json",
+        endpoints,
+        name=unique,
+        root="plants",
+        topic=unique,
+        **{"mqtt.username": BRIDGE_USER, "mqtt.password": "not-the-password"},
+    )
+    port = free_ports(1)[0]
+    try:
+        seen, log = _run_refused(WorkerProcess(config, tmp_path, metrics_port=port), port)
+    finally:
+        proxy.close()
+    text = seen.decode()
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    # Mosquitto 2.0.11 answers a wrong password with 0x87 (not 0x86).
+    assert len(errors) == 1, errors
+    assert f"127.0.0.1:{proxy.port}" in errors[0] and f"{unique}-0" in errors[0]
+    assert "not authorized (0x87)" in errors[0] and "not-the-password" not in log
+    assert "Traceback" not in log
+    assert f"mqtt: broker 127.0.0.1:{proxy.port} refused the connection: not authorized (0x87)" in text
+    # 1, 2, 4, 8, 16 s (jitter down to half): at most 8 attempts in 30 s, never hundreds.
+    assert 2 <= proxy.accepted <= 8, proxy.accepted
+    assert 2 <= _metric(text, "mqtt", "not_authorized") <= 8
+
+
+def test_a_wrong_sasl_password_is_one_error_line_and_bounded_attempts(
+    brokers: Any, secure: Any, tmp_path: Path, unique: str
+) -> None:
+    host, kafka_port = secure.kafka_bootstrap.rsplit(",", 1)[0].rsplit(":", 1)
+    proxy = TcpProxy(host, int(kafka_port))
+    settings = {**secure.kafka_settings(BRIDGE_USER), "sasl.password": "wrong-sasl-password"}
+    settings.pop("bootstrap.servers", None)
+    endpoints = _Endpoints(f"127.0.0.1:{proxy.port}", brokers.mqtt_uri)
+    config = write_source_config(
+        tmp_path / "source.json",
+        endpoints,
+        name=unique,
+        root=unique,
+        topic=unique,
+        **{f"kafka.producer.{key}": value for key, value in settings.items()},
+    )
+    port = free_ports(1)[0]
+    try:
+        seen, log = _run_refused(WorkerProcess(config, tmp_path, metrics_port=port), port)
+    finally:
+        proxy.close()
+    text = seen.decode()
+    errors = [line for line in log.splitlines() if " ERROR " in line and "authentication failed" in line]
+    assert len(errors) == 1, errors
+    assert f"127.0.0.1:{proxy.port}" in errors[0] and "kafka producer" in errors[0]
+    assert "wrong-sasl-password" not in log and "Traceback" not in log
+    assert "kafka: authentication failed" in text
+    assert _metric(text, "kafka", "auth") >= 1
+    # librdkafka 2.16's own reconnect backoff (defaults: reconnect.backoff.ms 100, .max.ms 10000)
+    # for the task's producer and its start-up admin client: measured 61 connections in 30 s,
+    # about 2 a second; bounded, not hundreds (a lower cap is a producer setting, not set here).
+    assert proxy.accepted <= 90, proxy.accepted
