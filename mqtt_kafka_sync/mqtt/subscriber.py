@@ -19,7 +19,9 @@ The subscriber's parts, one job each:
 - this module: the public API, the life of each connection, the network loop, the flow window
   (Receive Maximum, in messages and bytes) and the dispatch of packets. Redeliveries (DUP, or a
   packet id left unacknowledged on the previous connection) are counted in
-  :attr:`MqttSubscriber.redeliveries`.
+  :attr:`MqttSubscriber.redeliveries`. Over TLS (:mod:`~mqtt_kafka_sync.mqtt.tls`) the loop reads
+  with :meth:`MqttSubscriber._read_tls`, chosen once per connection, so a ``tcp://`` read does no
+  extra work.
 
 Why over 350 lines: every PUBLISH passes through the loop, the flow window and the dispatch
 (``_take_packets``, ``_dispatch``, ``_window_full``), and every acknowledgement through
