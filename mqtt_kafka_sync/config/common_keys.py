@@ -106,7 +106,8 @@ CONNECTOR_KEYS = (
 MQTT_SERVER_KEY = KeySpec(
     "mqtt.server.uri",
     "str",
-    "The MQTT broker, as `tcp://host:port`. TLS (`ssl://`) is not supported yet.",
+    "The MQTT broker, as `tcp://host:port`, or `ssl://host:port` (also written `mqtts://`) for MQTT "
+    "over TLS 1.2 or later (`mqtt.ssl.*`; the port is always written, 8883 by convention).",
     "tcp://127.0.0.1:1883",
     required=True,
     check=checks.mqtt_server,
@@ -135,6 +136,53 @@ MQTT_CONNECT_TIMEOUT_KEY = KeySpec(
     default=f"{model.MQTT_CONNECT_TIMEOUT_S:g}",
     minimum=1,
     maximum=300,
+)
+
+# -- MQTT over TLS (librdkafka's names, so both sides read alike) ----------------------------------
+
+TLS_ONLY = "only with an ssl:// or mqtts:// mqtt.server.uri"
+MQTT_TLS_KEYS = (
+    KeySpec(
+        checks.CA_KEY,
+        "str",
+        f"PEM bundle of the CA(s) the broker's certificate must chain to; {TLS_ONLY}. "
+        "Read again at every (re)connect.",
+        "/etc/mqtt-kafka-sync/ca.pem",
+        default_doc="the system trust store",
+    ),
+    KeySpec(
+        checks.CERTIFICATE_KEY,
+        "str",
+        "Client certificate (PEM, may be followed by its chain) for mutual TLS; "
+        f"{TLS_ONLY}. Read again at every (re)connect, so a rotated certificate is used without a restart.",
+        "/etc/mqtt-kafka-sync/bridge.pem",
+        default_doc="no client certificate",
+    ),
+    KeySpec(
+        checks.KEY_KEY,
+        "str",
+        f"The client certificate's private key (PEM); {TLS_ONLY}. `validate` checks it matches "
+        "the certificate.",
+        "/etc/mqtt-kafka-sync/bridge.key",
+        default_doc="the key in the certificate file",
+    ),
+    KeySpec(
+        checks.KEY_PASSWORD_KEY,
+        "secret",
+        "Passphrase of an encrypted private key; never printed. Use a provider rather than writing "
+        "it in the file.",
+        "${file:/etc/mqtt-kafka-sync/secrets.properties:mqtt.key.password}",
+    ),
+    KeySpec(
+        "mqtt.ssl.endpoint.identification.algorithm",
+        "enum",
+        "`https`: the broker's certificate must name the host of mqtt.server.uri (DNS or IP "
+        "subject alternative name); `none`: any certificate from a trusted CA is accepted (only for "
+        "brokers reached by an address their certificate does not list).",
+        "https",
+        default="https",
+        choices=("https", "none"),
+    ),
 )
 
 # -- The Kafka connection --------------------------------------------------------------------------

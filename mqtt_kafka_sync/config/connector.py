@@ -8,14 +8,17 @@ one function reads each; a key a connector lacks never reaches here.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-from mqtt_kafka_sync.config import spec
+from mqtt_kafka_sync.config import checks, spec
+from mqtt_kafka_sync.config.common_keys import MQTT_TLS_KEYS
 from mqtt_kafka_sync.config.keycheck import Problems, client_overrides
 from mqtt_kafka_sync.config.keyspec import KeySpec
-from mqtt_kafka_sync.config.model import KafkaConnection, MqttConnection
+from mqtt_kafka_sync.config.model import KafkaConnection, MqttConnection, MqttServer, MqttTls
 from mqtt_kafka_sync.routing.router import kafka_topic_problem
 
 DLQ_KEY = "errors.deadletterqueue.topic.name"
@@ -39,11 +42,52 @@ def connector_values(
     listed: tuple[str, ...] = values["routes"] or ()
     for twice in dict.fromkeys(n for n in listed if listed.count(n) > 1):
         problems.add("routes", f"route {twice!r} is listed twice", "list each route once")
+    _check_mqtt_tls(raw, values, problems)
     return values, listed
+
+
+def _check_mqtt_tls(raw: Mapping[str, str], values: Mapping[str, Any], problems: Problems) -> None:
+    """``mqtt.ssl.*`` only with a TLS server URI; the files named exist, parse and belong together."""
+    server: MqttServer | None = values["mqtt.server.uri"]
+    given = [s.key for s in MQTT_TLS_KEYS if (raw.get(s.key) or "").strip()]
+    if server is None:
+        return
+    if not server.tls:
+        for key in given:
+            fix = f"write mqtt.server.uri=ssl://{server.host}:8883 (the broker's TLS port), or remove {key}"
+            problems.add(key, f"is set but mqtt.server.uri is {server.scheme}://, so TLS is not used", fix)
+        return
+    tls = mqtt_tls(values)
+    if tls.key_location is not None and tls.certificate_location is None:
+        problems.add(checks.KEY_KEY, f"needs {checks.CERTIFICATE_KEY}", f"set {checks.CERTIFICATE_KEY} too")
+    elif tls.key_password is not None and tls.certificate_location is None:
+        problems.add(checks.KEY_PASSWORD_KEY, "there is no key to open", f"set {checks.CERTIFICATE_KEY}")
+    elif not any(p.key.startswith("mqtt.ssl.") for p in problems):
+        try:
+            checks.load_mqtt_tls(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), tls)
+        except checks.TlsFileProblem as exc:
+            problems.add(exc.key, exc.problem, exc.fix)
+
+
+def mqtt_tls(values: Mapping[str, Any]) -> MqttTls:
+    """The ``mqtt.ssl.*`` settings (paths only: the files are read at every connect)."""
+    password = values[checks.KEY_PASSWORD_KEY]
+    return MqttTls(
+        ca_location=_path(values[checks.CA_KEY]),
+        certificate_location=_path(values[checks.CERTIFICATE_KEY]),
+        key_location=_path(values[checks.KEY_KEY]),
+        key_password=password,
+        check_hostname=values["mqtt.ssl.endpoint.identification.algorithm"] == "https",
+    )
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text).expanduser() if text else None
 
 
 def mqtt_connection(values: Mapping[str, Any], name: str) -> MqttConnection:
     """The ``mqtt.*`` connection keys of a file without problems; the client id defaults to ``name``."""
+    server: MqttServer = values["mqtt.server.uri"]
     return MqttConnection(
         server=values["mqtt.server.uri"],
         client_id=values["mqtt.client.id"] or name,
@@ -52,6 +96,7 @@ def mqtt_connection(values: Mapping[str, Any], name: str) -> MqttConnection:
         password=values["mqtt.password"],
         keepalive_seconds=values["mqtt.keepalive.interval.seconds"],
         connect_timeout_seconds=values["mqtt.connect.timeout.seconds"],
+        tls=mqtt_tls(values) if server.tls else None,
     )
 
 

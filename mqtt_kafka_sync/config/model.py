@@ -7,6 +7,7 @@ checks every key against :mod:`mqtt_kafka_sync.config.spec`, and builds these ob
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from mqtt_kafka_sync.codec.values import ValueFormat
@@ -42,16 +43,43 @@ SOURCE_CONNECTOR_CLASS = "mqtt_kafka_sync.MqttSourceConnector"
 RELAY_CONNECTOR_CLASS = "mqtt_kafka_sync.KafkaCommandRelayConnector"
 
 
+MQTT_TLS_SCHEMES = ("ssl", "mqtts")
+"""URI schemes of MQTT over TLS (both mean the same; ``mqtts`` is the IANA name)."""
+
+
 @dataclass(frozen=True)
 class MqttServer:
-    scheme: Literal["tcp"]
+    scheme: Literal["tcp", "ssl", "mqtts"]
     host: str
     port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme in MQTT_TLS_SCHEMES
 
     @property
     def uri(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class MqttTls:
+    """``mqtt.ssl.*``: how a task proves the broker is the broker, and itself to the broker.
+
+    Only paths are kept: :mod:`mqtt_kafka_sync.mqtt.tls` reads the files again at every (re)connect,
+    so a certificate rotated on disk is used without a restart.
+    """
+
+    ca_location: Path | None = None
+    """PEM CA bundle the broker's certificate must chain to; None: the system trust store."""
+    certificate_location: Path | None = None
+    """Client certificate (PEM, may hold its chain) for mutual TLS; None: no client certificate."""
+    key_location: Path | None = None
+    """Its private key (PEM); None: the key is in the certificate file."""
+    key_password: Secret | None = field(default=None, repr=False)
+    check_hostname: bool = True
+    """``mqtt.ssl.endpoint.identification.algorithm=https``: the certificate must name the host."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +96,8 @@ class MqttConnection:
     password: Secret | None = None
     keepalive_seconds: int = MQTT_KEEPALIVE_S
     connect_timeout_seconds: float = MQTT_CONNECT_TIMEOUT_S
+    tls: MqttTls | None = None
+    """Set exactly when the server URI is ``ssl://`` or ``mqtts://``."""
 
 
 @dataclass(frozen=True)

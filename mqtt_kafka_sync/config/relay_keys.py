@@ -16,6 +16,7 @@ from mqtt_kafka_sync.config.common_keys import (
     MQTT_KEEPALIVE_KEY,
     MQTT_PASSWORD_KEY,
     MQTT_SERVER_KEY,
+    MQTT_TLS_KEYS,
     MQTT_USERNAME_KEY,
     NAME,
     NAME_DOC,
@@ -54,6 +55,7 @@ RELAY_MQTT_KEYS = (
         model.RELAY_MQTT_SESSION_EXPIRY_S,
     ),
     MQTT_CONNECT_TIMEOUT_KEY,
+    *MQTT_TLS_KEYS,
     KeySpec(
         "mqtt.max.inflight.messages",
         "int",

@@ -18,6 +18,7 @@ from mqtt_kafka_sync.config.common_keys import (
     MQTT_KEEPALIVE_KEY,
     MQTT_PASSWORD_KEY,
     MQTT_SERVER_KEY,
+    MQTT_TLS_KEYS,
     MQTT_USERNAME_KEY,
     NAME,
     NAME_DOC,
@@ -112,6 +113,7 @@ MQTT_KEYS = (
         minimum=65_536,
     ),
     MQTT_CONNECT_TIMEOUT_KEY,
+    *MQTT_TLS_KEYS,
     KeySpec(
         "mqtt.takeover.enabled",
         "bool",

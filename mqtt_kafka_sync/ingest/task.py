@@ -47,6 +47,7 @@ def subscriber_settings(
         username=config.mqtt.username,
         password=config.mqtt.password.reveal() if config.mqtt.password is not None else None,
         will=will,
+        tls=config.mqtt.tls,
     )
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from mqtt_kafka_sync.errors import MqttConnectError, MqttError
 from mqtt_kafka_sync.mqtt import packets as p
-from mqtt_kafka_sync.mqtt import reasons
+from mqtt_kafka_sync.mqtt import reasons, tls
 from mqtt_kafka_sync.mqtt.backoff import REFUSED_MAX_S, REFUSED_MIN_S, Backoff
 from mqtt_kafka_sync.mqtt.failures import CONNECT_REFUSALS, Failure, Failures, connack_reason
 from mqtt_kafka_sync.mqtt.subscriber_settings import LOGGER_NAME, SubscriberSettings
@@ -82,23 +82,32 @@ def connect(
 ) -> tuple[socket.socket, p.Ack, p.PacketReader, list[p.Packet]]:
     """A non-blocking socket with the session accepted, its CONNACK, the reader holding what came
     after it, and packets that came with it; ``turned`` is called at least every
-    :data:`LOOP_TURN_MAX_S` meanwhile. Raises :class:`BrokerRefused` on a refusal."""
+    :data:`LOOP_TURN_MAX_S` meanwhile. Raises :class:`BrokerRefused` on a refusal, and over TLS
+    :class:`~mqtt_kafka_sync.mqtt.tls.TlsRefused` when the TLS session cannot be set up (the
+    handshake is done blocking, within ``connect_timeout``, before CONNECT is sent)."""
     sock = socket.create_connection((s.host, s.port), timeout=s.connect_timeout)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(
-            p.encode_connect(
-                s.client_id,
-                keepalive=s.keepalive,
-                clean_start=False,
-                session_expiry=s.session_expiry,
-                receive_maximum=s.receive_maximum,
-                username=s.username,
-                password=s.password,
-                will=s.will,
+        if s.tls is not None:
+            sock = tls.handshake(sock, s.tls, s.host)
+        try:
+            sock.sendall(
+                p.encode_connect(
+                    s.client_id,
+                    keepalive=s.keepalive,
+                    clean_start=False,
+                    session_expiry=s.session_expiry,
+                    receive_maximum=s.receive_maximum,
+                    username=s.username,
+                    password=s.password,
+                    will=s.will,
+                )
             )
-        )
-        connack, reader, pending = _await_connack(sock, s.connect_timeout, turned)
+            connack, reader, pending = _await_connack(sock, s.connect_timeout, turned)
+        except (ssl.SSLError, ConnectionError) as exc:
+            if s.tls is None:
+                raise
+            raise tls.refusal(exc, s.tls, s.host) from None  # TLS 1.3: our certificate refused
         code = connack.reason_codes[0]
         if reasons.is_refusal(code, reasons.CONNACK):
             raise BrokerRefused(code)

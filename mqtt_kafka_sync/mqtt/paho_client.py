@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import logging
 import socket
+from dataclasses import dataclass, field
 
 from paho.mqtt.client import CleanStartOption, Client
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from mqtt_kafka_sync.config.model import MqttTls
+from mqtt_kafka_sync.mqtt.tls import use_tls
 
 _log = logging.getLogger(__name__)
 
@@ -32,6 +36,23 @@ def new_client(client_id: str) -> Client:
         client.enable_logger(logging.getLogger(f"{__name__}.paho"))
     client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
     return client
+
+
+@dataclass(frozen=True)
+class MqttAccess:
+    """How a paho client logs in: user name and password, and TLS (``mqtt.ssl.*``) when set."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: MqttTls | None = None
+
+
+def authenticate(client: Client, client_id: str, access: MqttAccess) -> None:
+    """Give ``client`` its login and, over TLS, a context whose files are read again at each reconnect."""
+    if access.username is not None:
+        client.username_pw_set(access.username, access.password)
+    if access.tls is not None:
+        use_tls(client, access.tls, client_id)
 
 
 def release(client: Client, properties: Properties | None = None) -> None:

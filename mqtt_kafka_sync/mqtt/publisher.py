@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -48,15 +50,18 @@ from mqtt_kafka_sync.config.model import (
     MQTT_KEEPALIVE_S,
     RELAY_MQTT_MAX_INFLIGHT,
     RELAY_MQTT_SESSION_EXPIRY_S,
+    MqttTls,
     RelayConnectorConfig,
 )
 from mqtt_kafka_sync.errors import CommandError
-from mqtt_kafka_sync.mqtt import packets, reasons
+from mqtt_kafka_sync.mqtt import packets, reasons, tls
 from mqtt_kafka_sync.mqtt.backoff import REFUSED_MAX_S, REFUSED_MIN_S, Backoff
 from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
 from mqtt_kafka_sync.mqtt.paho_client import (
     RECONNECT_MAX_S,
     RECONNECT_MIN_S,
+    MqttAccess,
+    authenticate,
     connect_later,
     new_client,
     session_properties,
@@ -95,6 +100,8 @@ class PublisherSettings:
     max_inflight: int = RELAY_MQTT_MAX_INFLIGHT
     username: str | None = None
     password: str | None = None
+    tls: MqttTls | None = None
+    """``mqtt.ssl.*`` over TLS; the files are read again before every reconnect."""
 
     @classmethod
     def of(cls, config: RelayConnectorConfig, client_id: str) -> PublisherSettings:
@@ -109,6 +116,7 @@ class PublisherSettings:
             max_inflight=config.mqtt_max_inflight,
             username=config.mqtt.username,
             password=password,
+            tls=config.mqtt.tls,
         )
 
 
@@ -178,8 +186,9 @@ class MqttPublisher:
         client = new_client(settings.client_id)
         client.max_inflight_messages_set(settings.max_inflight)
         client.max_queued_messages_set(0)  # unbounded: the relay bounds what it hands over
-        if settings.username is not None:
-            client.username_pw_set(settings.username, settings.password)
+        authenticate(
+            client, settings.client_id, MqttAccess(settings.username, settings.password, settings.tls)
+        )
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -286,7 +295,13 @@ class MqttPublisher:
         )
 
     def _on_connect_fail(self, client: Client, userdata: object) -> None:
-        self._events.put(Refused("no answer (broker unreachable)"))
+        # paho calls this inside its ``except OSError`` around the attempt, without the exception.
+        failure = sys.exc_info()[1]
+        settings = self.settings
+        if settings.tls is not None and isinstance(failure, ssl.SSLError | ConnectionError):
+            self._events.put(Refused(tls.refusal(failure, settings.tls, settings.host).words))
+        else:
+            self._events.put(Refused("no answer (broker unreachable)"))
 
     def _on_disconnect(
         self,

@@ -19,7 +19,9 @@ The subscriber's parts, one job each:
 - this module: the public API, the life of each connection, the network loop, the flow window
   (Receive Maximum, in messages and bytes) and the dispatch of packets. Redeliveries (DUP, or a
   packet id left unacknowledged on the previous connection) are counted in
-  :attr:`MqttSubscriber.redeliveries`.
+  :attr:`MqttSubscriber.redeliveries`. Over TLS (:mod:`~mqtt_kafka_sync.mqtt.tls`) the loop reads
+  with :meth:`MqttSubscriber._read_tls`, chosen once per connection, so a ``tcp://`` read does no
+  extra work.
 
 Why over 350 lines: every PUBLISH passes through the loop, the flow window and the dispatch
 (``_take_packets``, ``_dispatch``, ``_window_full``), and every acknowledgement through
@@ -32,6 +34,7 @@ from __future__ import annotations
 import logging
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -64,6 +67,9 @@ logger = logging.getLogger(LOGGER_NAME)
 
 READ_SIZE = 262_144
 """Bytes asked of the socket per read."""
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+"""A non-blocking send that cannot go now: the kernel's buffer is full, or (TLS) the session must
+read or write a record of its own first."""
 
 
 class MessageHandler(Protocol):
@@ -326,6 +332,10 @@ class MqttSubscriber:
         registered = 0
         out = bytearray()
         gen = self._generation
+        # Over TLS a readable socket may hold several records, and bytes already decrypted are in the
+        # SSL object, where the selector cannot see them: its own read, and a check before waiting.
+        tls = isinstance(sock, ssl.SSLSocket)
+        read = self._read_tls if tls else self._read
         keepalive.start()
         for packet in self._backlog:
             self._dispatch(packet, gen, out)
@@ -351,18 +361,22 @@ class MqttSubscriber:
                 if out:
                     try:
                         sent = sock.send(out)
-                    except BlockingIOError:
+                    except _WOULD_BLOCK:
                         sent = 0
                     del out[:sent]
                     keepalive.last_sent = time.monotonic()
                 want = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if out else 0)
                 if want != registered:
                     registered = _reregister(sel, sock, registered, want)
-                for key, mask in sel.select(self._select_timeout()):
+                timeout = self._select_timeout()
+                if tls and reading and sock.pending():  # type: ignore[attr-defined]
+                    read(sock, gen, out)  # decrypted bytes the selector cannot report
+                    timeout = 0.0
+                for key, mask in sel.select(timeout):
                     if key.fileobj is wakeup.reader:
                         wakeup.drain()
                     elif mask & selectors.EVENT_READ:
-                        self._read(sock, gen, out)
+                        read(sock, gen, out)
         finally:
             sel.close()
 
@@ -372,6 +386,26 @@ class MqttSubscriber:
             raise ConnectionLost("broker closed the connection")
         self._reader.feed(self._recv_buffer[:size].tobytes())
         self._take_packets(gen, out)
+
+    def _read_tls(self, sock: socket.socket, gen: int, out: bytearray) -> None:
+        """:meth:`_read` for a TLS session: each ``recv_into`` returns at most one TLS record (16 KB),
+        so read records until the session wants more from the network (or ``READ_SIZE`` bytes are
+        in), then dispatch them together; a readable socket may also hold only part of a record."""
+        buffer, total, closed = self._recv_buffer, 0, False
+        while total < READ_SIZE and not closed:
+            try:
+                size = sock.recv_into(buffer[total:])
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            except ssl.SSLEOFError:
+                size = 0
+            closed = not size
+            total += size
+        if total:
+            self._reader.feed(buffer[:total].tobytes())
+            self._take_packets(gen, out)
+        if closed:
+            raise ConnectionLost("broker closed the connection")
 
     def _window_open(self) -> bool:
         """Whether to take more messages: not paused, fewer than Receive Maximum unacknowledged."""

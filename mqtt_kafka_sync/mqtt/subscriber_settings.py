@@ -11,6 +11,7 @@ from mqtt_kafka_sync.config.model import (
     MQTT_RECEIVE_MAXIMUM,
     MQTT_RECEIVE_MAXIMUM_BYTES,
     MQTT_SESSION_EXPIRY_S,
+    MqttTls,
 )
 from mqtt_kafka_sync.mqtt import packets as p
 
@@ -40,3 +41,5 @@ class SubscriberSettings:
     control_filters: tuple[str, ...] = ()
     """Extra subscriptions at QoS 0 (membership records), never acknowledged."""
     reconnect_max_delay: float = 10.0
+    tls: MqttTls | None = None
+    """``mqtt.ssl.*`` when the broker is reached over TLS; the files are read at every connect."""

@@ -33,7 +33,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from mqtt_kafka_sync.errors import MqttConnectError, SyncError
-from mqtt_kafka_sync.mqtt.paho_client import connect_later, release, session_properties
+from mqtt_kafka_sync.mqtt.paho_client import (
+    MqttAccess,
+    authenticate,
+    connect_later,
+    release,
+    session_properties,
+)
 from mqtt_kafka_sync.sim.payload import PayloadError, device_topic, make_payload, parse_payload
 
 _log = logging.getLogger(__name__)
@@ -109,9 +115,17 @@ class CommandDevice:
     """One MQTT client subscribed to ``topic`` with a persistent session."""
 
     def __init__(
-        self, host: str, port: int, topic: str, *, client_id: str | None = None, qos: int = 2
+        self,
+        host: str,
+        port: int,
+        topic: str,
+        *,
+        client_id: str | None = None,
+        qos: int = 2,
+        access: MqttAccess | None = None,
     ) -> None:
         self.host, self.port, self.topic, self.qos = host, port, topic, qos
+        self.access = access or MqttAccess()
         self.client_id = client_id or f"dev-{uuid.uuid4().hex[:10]}"
         self.received: list[Received] = []
         self.unparseable = 0
@@ -124,6 +138,7 @@ class CommandDevice:
         client = Client(
             CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=MQTTProtocolVersion.MQTTv5
         )
+        authenticate(client, self.client_id, self.access)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -207,10 +222,13 @@ class CommandFleet:
         *,
         template: str = COMMAND_TOPIC_TEMPLATE,
         qos: int = 2,
+        access: MqttAccess | None = None,
     ) -> None:
         prefix = uuid.uuid4().hex[:6]
         self.devices = {
-            d: CommandDevice(host, port, device_topic(d, template), client_id=f"dev-{prefix}-{d}", qos=qos)
+            d: CommandDevice(
+                host, port, device_topic(d, template), client_id=f"dev-{prefix}-{d}", qos=qos, access=access
+            )
             for d in devices
         }
 

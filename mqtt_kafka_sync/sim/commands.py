@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from mqtt_kafka_sync.config.model import MQTT_TLS_SCHEMES, MqttTls, Secret
 from mqtt_kafka_sync.errors import SyncError
+from mqtt_kafka_sync.mqtt.paho_client import MqttAccess
 from mqtt_kafka_sync.sim.devices import DeviceSimulator
 from mqtt_kafka_sync.sim.payload import TELEMETRY_TOPIC_TEMPLATE, device_ids
 from mqtt_kafka_sync.sim.verify import verify_topic
@@ -27,7 +30,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Each device publishes --messages JSON payloads with seq 1..n to "
         "plants/{plant}/devices/{device}/telemetry, and the command waits for every PUBACK.",
     )
-    sim.add_argument("--mqtt-uri", default="tcp://127.0.0.1:11883", help="broker (default %(default)s)")
+    sim.add_argument(
+        "--mqtt-uri", default="tcp://127.0.0.1:11883", help="broker, tcp:// or ssl:// (default %(default)s)"
+    )
+    _add_mqtt_access(sim)
     _add_devices(sim)
     sim.add_argument(
         "--rate", type=float, default=None, help="total messages/s, paced (default: as fast as possible)"
@@ -71,11 +77,58 @@ def _add_devices(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_mqtt_access(parser: argparse.ArgumentParser) -> None:
+    """Login and TLS options; secrets only from files, so they never show in a process list."""
+    group = parser.add_argument_group("MQTT login and TLS (with an ssl:// or mqtts:// --mqtt-uri)")
+    group.add_argument("--mqtt-username", default=None, help="user name (every client logs in as it)")
+    group.add_argument("--mqtt-password-file", type=Path, default=None, help="file holding the password")
+    group.add_argument(
+        "--mqtt-ca", type=Path, default=None, help="PEM CA bundle (default: system trust store)"
+    )
+    group.add_argument("--mqtt-cert", type=Path, default=None, help="client certificate (PEM) for mutual TLS")
+    group.add_argument("--mqtt-key", type=Path, default=None, help="its private key (PEM)")
+    group.add_argument(
+        "--mqtt-key-password-file", type=Path, default=None, help="file holding the key's passphrase"
+    )
+    group.add_argument(
+        "--mqtt-insecure-hostname",
+        action="store_true",
+        help="accept a broker certificate that does not name the host (still from a trusted CA)",
+    )
+
+
+def _mqtt_access(args: argparse.Namespace) -> MqttAccess:
+    tls_given = args.mqtt_ca or args.mqtt_cert or args.mqtt_key or args.mqtt_key_password_file
+    tls_uri = urlsplit(args.mqtt_uri).scheme in MQTT_TLS_SCHEMES
+    if (tls_given or args.mqtt_insecure_hostname) and not tls_uri:
+        raise SyncError("--mqtt-ca, --mqtt-cert, --mqtt-key, ... need an ssl:// or mqtts:// --mqtt-uri")
+    tls = None
+    if tls_uri:
+        password = _read_secret(args.mqtt_key_password_file, "--mqtt-key-password-file")
+        tls = MqttTls(
+            args.mqtt_ca,
+            args.mqtt_cert,
+            args.mqtt_key,
+            Secret(password) if password is not None else None,
+            check_hostname=not args.mqtt_insecure_hostname,
+        )
+    return MqttAccess(args.mqtt_username, _read_secret(args.mqtt_password_file, "--mqtt-password-file"), tls)
+
+
+def _read_secret(path: Path | None, option: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise SyncError(f"{option}: cannot read {path}: {exc.strerror}") from None
+
+
 def _mqtt_address(uri: str) -> tuple[str, int]:
     parts = urlsplit(uri)
-    if parts.scheme not in ("tcp", "mqtt") or not parts.hostname:
-        raise SyncError(f"--mqtt-uri must look like tcp://host:port, got {uri!r}")
-    return parts.hostname, parts.port or 1883
+    if parts.scheme not in ("tcp", "mqtt", *MQTT_TLS_SCHEMES) or not parts.hostname:
+        raise SyncError(f"--mqtt-uri must look like tcp://host:port or ssl://host:port, got {uri!r}")
+    return parts.hostname, parts.port or (8883 if parts.scheme in MQTT_TLS_SCHEMES else 1883)
 
 
 def _user_properties(values: list[str]) -> dict[str, str]:
@@ -103,6 +156,7 @@ def _simulate(args: argparse.Namespace) -> int:
         client_id_prefix=args.client_id_prefix,
         user_properties=_user_properties(args.user_property),
         plants=args.plants,
+        access=_mqtt_access(args),
     )
     total = args.devices * args.messages
     simulator.start()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessageInfo
 from paho.mqtt.enums import MQTTErrorCode
@@ -25,7 +25,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from mqtt_kafka_sync.mqtt.paho_client import connect_later, new_client, release, session_properties
+from mqtt_kafka_sync.mqtt.paho_client import (
+    MqttAccess,
+    authenticate,
+    connect_later,
+    new_client,
+    release,
+    session_properties,
+)
 from mqtt_kafka_sync.mqtt.resend import DEFAULT_RECEIVE_MAXIMUM, ResendGate
 from mqtt_kafka_sync.sim.payload import make_payload
 from mqtt_kafka_sync.sim.result import Tally
@@ -48,6 +55,8 @@ class ClientSettings:
     keepalive_s: int
     session_expiry_s: int
     ack_timeout_s: float
+    access: MqttAccess = field(default_factory=MqttAccess)
+    """Login and TLS; by default anonymous over plain TCP."""
 
 
 class RunControl:
@@ -95,6 +104,7 @@ class DeviceClient:
         self.client = new_client(client_id)
         self.client.max_inflight_messages_set(settings.max_inflight)
         self.client.max_queued_messages_set(0)
+        authenticate(self.client, client_id, settings.access)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish

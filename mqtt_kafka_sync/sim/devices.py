@@ -13,7 +13,7 @@ import time
 import uuid
 
 from mqtt_kafka_sync.errors import MqttConnectError
-from mqtt_kafka_sync.mqtt.paho_client import publish_properties
+from mqtt_kafka_sync.mqtt.paho_client import MqttAccess, publish_properties
 from mqtt_kafka_sync.sim.device_client import ClientSettings, DeviceClient, RunControl
 from mqtt_kafka_sync.sim.payload import TELEMETRY_TOPIC_TEMPLATE, device_ids, device_topic
 from mqtt_kafka_sync.sim.raw import publish_raw
@@ -58,6 +58,7 @@ class DeviceSimulator:
         max_inflight: int = 1000,
         keepalive_s: int = 30,
         session_expiry_s: int = 300,
+        access: MqttAccess | None = None,
         connect_timeout_s: float = 10.0,
         ack_timeout_s: float = 60.0,
     ) -> None:
@@ -88,6 +89,7 @@ class DeviceSimulator:
             keepalive_s=keepalive_s,
             session_expiry_s=session_expiry_s,
             ack_timeout_s=ack_timeout_s,
+            access=access or MqttAccess(),
         )
         self._user_properties = user_properties
         self._control = RunControl()

@@ -76,7 +76,7 @@ def test_defaults(tmp_path: Path) -> None:
         ("tasks.max", "0", "0 is out of range"),
         ("tasks.max", "two", "'two' is not a whole number"),
         ("tasks.max", "1.5", "is not a whole number"),
-        ("mqtt.server.uri", "ssl://broker:8883", "TLS is not supported yet; use tcp://"),
+        ("mqtt.server.uri", "ssl://broker", "is not ssl://host:port"),
         ("mqtt.server.uri", "ws://broker:80", "scheme 'ws' is not supported"),
         ("mqtt.server.uri", "broker:1883", "is not a URI"),
         ("mqtt.server.uri", "tcp://broker", "is not tcp://host:port"),
