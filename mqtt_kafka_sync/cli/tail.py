@@ -12,18 +12,18 @@ import json
 import os
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, TopicPartition
 
-from mqtt_kafka_sync.cli.kafka_options import DEFAULT_BOOTSTRAP
+from mqtt_kafka_sync.cli.kafka_options import DEFAULT_BOOTSTRAP, add_command_config, kafka_of
 from mqtt_kafka_sync.codec.decode import Decoded, ValueDecoder
 from mqtt_kafka_sync.codec.schema import AvroSchema, SchemaStore, parse_schema_text
 from mqtt_kafka_sync.config.model import Secret
 from mqtt_kafka_sync.errors import SyncError
+from mqtt_kafka_sync.kafka.settings import reader_settings
 
 USER_INFO_ENV = "SCHEMA_REGISTRY_USER_INFO"
 
@@ -49,19 +49,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tail.add_argument(
         "--idle", type=float, default=None, metavar="SECONDS", help="stop after SECONDS without a new record"
     )
+    add_command_config(tail)
     tail.set_defaults(func=_tail)
 
 
 def _tail(args: argparse.Namespace) -> int:
     decoder = ValueDecoder(_store(args.schemas), _registry(args.registry))
-    consumer = Consumer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "group.id": f"mqtt-kafka-sync-tail-{uuid.uuid4().hex[:12]}",  # never joined or committed
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-        }
-    )
+    consumer = Consumer(reader_settings(kafka_of(args), "tail"))
     try:
         metadata = consumer.list_topics(args.topic, timeout=10)
         info = metadata.topics.get(args.topic)
