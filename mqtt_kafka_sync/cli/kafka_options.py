@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from confluent_kafka import KafkaError, KafkaException
+
 from mqtt_kafka_sync.config.command_config import OPTION_HELP, load_command_config
 from mqtt_kafka_sync.config.model import KafkaConnection
 
@@ -31,6 +33,20 @@ def kafka_of(args: argparse.Namespace, bootstrap: str | None = None) -> KafkaCon
 def command_settings(args: argparse.Namespace) -> dict[str, str] | None:
     """The settings of ``--command-config``; None without it."""
     return load_command_config(args.command_config, os.environ) if args.command_config else None
+
+
+def unreachable(exc: KafkaException) -> str:
+    """librdkafka's reason a command could not talk to Kafka, in words, with the usual cause of a
+    transport failure: a secured listener reached without ``--command-config``. The reason is
+    librdkafka's error text, which names no setting's value."""
+    err = exc.args[0] if exc.args else None
+    reason = err.str() if isinstance(err, KafkaError) else str(exc)
+    if isinstance(err, KafkaError) and err.code() in _NOT_REACHED:
+        reason += " (a secured listener needs its security settings: --command-config FILE)"
+    return reason
+
+
+_NOT_REACHED = {KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN}
 
 
 def duration(seconds: float) -> str:
