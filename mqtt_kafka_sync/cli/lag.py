@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mqtt_kafka_sync.cli.kafka_options import bootstrap_default, duration
+from mqtt_kafka_sync.cli.kafka_options import add_command_config, bootstrap_default, duration, kafka_of
 from mqtt_kafka_sync.kafka.lag import LagReader, LagSnapshot
 
 
@@ -27,13 +27,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     lag.add_argument("--topic", action="append", default=[], metavar="TOPIC", help="only these topics")
     lag.add_argument("--no-time-lag", action="store_true", help="skip reading record timestamps")
+    add_command_config(lag)
     lag.set_defaults(func=cmd_lag)
 
 
 def cmd_lag(args: argparse.Namespace) -> int:
     topics = set(args.topic)
     reader = LagReader(
-        args.bootstrap,
+        kafka_of(args),
         args.group,
         topics=(lambda t: t in topics) if topics else None,
         track_uncommitted=False,

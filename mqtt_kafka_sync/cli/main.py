@@ -150,6 +150,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from confluent_kafka import KafkaException  # noqa: PLC0415 - every Kafka command loads it anyway
+
+    from mqtt_kafka_sync.cli.kafka_options import unreachable  # noqa: PLC0415
     from mqtt_kafka_sync.logs import configure_logging, dump_stacks_on_sigusr1  # noqa: PLC0415
 
     args = build_parser().parse_args(argv)
@@ -163,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KafkaException as exc:  # a command's Kafka client, where no caller put it in words
+        print(f"error: Kafka: {unreachable(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

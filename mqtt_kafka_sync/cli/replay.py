@@ -14,7 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from mqtt_kafka_sync.cli.kafka_options import DEFAULT_BOOTSTRAP, bootstrap_default, duration
+from mqtt_kafka_sync.cli.kafka_options import (
+    DEFAULT_BOOTSTRAP,
+    add_command_config,
+    bootstrap_default,
+    command_settings,
+    duration,
+)
 from mqtt_kafka_sync.config import throttle as throttle_defaults
 from mqtt_kafka_sync.replay.command import run_replay
 from mqtt_kafka_sync.replay.mqtt_target import STALL_TIMEOUT_S
@@ -61,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     replay.add_argument(
         "--target-bootstrap", metavar="SERVERS", help="Kafka of --target, if not that of --source"
     )
+    add_command_config(replay)
     replay.add_argument(
         "--partition", type=int, action="append", default=[], metavar="P", help="only these (repeatable)"
     )
@@ -210,6 +217,7 @@ def _request(args: argparse.Namespace) -> ReplayRequest:
             bootstrap=args.bootstrap,
             default_bootstrap=bootstrap_default(),
             target_bootstrap=args.target_bootstrap,
+            command_config=command_settings(args),
             partitions=tuple(args.partition),
             from_offsets=tuple(args.from_offset),
             to_offsets=tuple(args.to_offset),

@@ -9,21 +9,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
-from mqtt_kafka_sync.cli.kafka_options import DEFAULT_BOOTSTRAP
+from mqtt_kafka_sync.cli.kafka_options import DEFAULT_BOOTSTRAP, add_command_config, kafka_of, unreachable
 from mqtt_kafka_sync.codec.decode import Decoded, ValueDecoder
 from mqtt_kafka_sync.codec.schema import AvroSchema, SchemaStore, parse_schema_text
 from mqtt_kafka_sync.config.model import Secret
 from mqtt_kafka_sync.errors import SyncError
+from mqtt_kafka_sync.kafka.settings import reader_settings
 
 USER_INFO_ENV = "SCHEMA_REGISTRY_USER_INFO"
 
@@ -49,21 +58,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tail.add_argument(
         "--idle", type=float, default=None, metavar="SECONDS", help="stop after SECONDS without a new record"
     )
+    add_command_config(tail)
     tail.set_defaults(func=_tail)
 
 
 def _tail(args: argparse.Namespace) -> int:
     decoder = ValueDecoder(_store(args.schemas), _registry(args.registry))
-    consumer = Consumer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "group.id": f"mqtt-kafka-sync-tail-{uuid.uuid4().hex[:12]}",  # never joined or committed
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-        }
-    )
+    consumer = Consumer(reader_settings(kafka_of(args), "tail"), logger=logging.getLogger("librdkafka"))
     try:
-        metadata = consumer.list_topics(args.topic, timeout=10)
+        try:
+            metadata = consumer.list_topics(args.topic, timeout=10)
+        except KafkaException as exc:
+            raise SyncError(f"cannot read {args.topic} at {args.bootstrap}: {unreachable(exc)}") from None
         info = metadata.topics.get(args.topic)
         if info is None or info.error is not None or not info.partitions:
             print(f"error: topic {args.topic!r} does not exist at {args.bootstrap}", file=sys.stderr)

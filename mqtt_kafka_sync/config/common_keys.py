@@ -233,3 +233,22 @@ CONSUMER_FORBIDDEN = {
     "group.id": "set kafka.group.id instead",
     "bootstrap.servers": "set kafka.bootstrap.servers instead",
 }
+
+# -- kafka.<property>: librdkafka settings for every Kafka client of a connector -------------------
+
+KAFKA_PREFIX = "kafka."
+"""``kafka.<librdkafka property>`` (e.g. ``kafka.security.protocol``) reaches every Kafka client."""
+COMMON_FORBIDDEN = {
+    **{p: why for p, why in PRODUCER_FORBIDDEN.items() if p != "bootstrap.servers"},
+    **{p: why for p, why in CONSUMER_FORBIDDEN.items() if p not in ("bootstrap.servers", "group.id")},
+    "group.id": "only a command relay has a consumer group: set kafka.group.id in a relay's file",
+}
+"""What ``kafka.<property>`` may not set: the delivery guarantee of either client (as above)."""
+SECRET_SUFFIXES = (".password", ".secret", ".passphrase", "user.info", "key.pem", ".config")
+"""Properties whose values are secrets (``sasl.password``, ``ssl.key.password``,
+``sasl.oauthbearer.client.secret``, ``ssl.key.pem``, ``sasl.oauthbearer.config``, ...): kept as
+:class:`~mqtt_kafka_sync.secret.Secret`, never printed."""
+
+
+def is_secret_property(prop: str) -> bool:
+    return prop.endswith(SECRET_SUFFIXES)

@@ -1,6 +1,7 @@
 """What the source and relay builders (:mod:`~mqtt_kafka_sync.config.source`,
-:mod:`~mqtt_kafka_sync.config.relay`) build alike: the route list, the MQTT and Kafka connections,
-the ``kafka.producer.*`` rules and the dead-letter topic.
+:mod:`~mqtt_kafka_sync.config.relay`) build alike: the route list, the MQTT and Kafka connections
+(``kafka.<property>`` for every client, ``kafka.producer.*`` / ``kafka.consumer.*`` for one) and the
+dead-letter topic.
 
 Both connectors declare these keys under the same names (:mod:`~mqtt_kafka_sync.config.spec`), so
 one function reads each; a key a connector lacks never reaches here.
@@ -12,12 +13,13 @@ import ssl
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mqtt_kafka_sync.config import checks, spec
 from mqtt_kafka_sync.config.common_keys import MQTT_TLS_KEYS
 from mqtt_kafka_sync.config.keycheck import Problems, client_overrides
 from mqtt_kafka_sync.config.keyspec import KeySpec
+from mqtt_kafka_sync.config.librdkafka import knows
 from mqtt_kafka_sync.config.model import KafkaConnection, MqttConnection, MqttServer, MqttTls
 from mqtt_kafka_sync.routing.router import kafka_topic_problem
 
@@ -100,11 +102,62 @@ def mqtt_connection(values: Mapping[str, Any], name: str) -> MqttConnection:
     )
 
 
-def kafka_connection(
-    values: Mapping[str, Any], producer: dict[str, str], consumer: dict[str, str] | None = None
-) -> KafkaConnection:
-    """``kafka.bootstrap.servers`` with the checked ``kafka.producer.*`` / ``kafka.consumer.*`` overrides."""
-    return KafkaConnection(values["kafka.bootstrap.servers"], producer, consumer or {})
+class ClientProperties(NamedTuple):
+    """The checked librdkafka pass-through keys of one file."""
+
+    common: dict[str, str]
+    """``kafka.<property>``: every Kafka client of the connector (security, above all)."""
+    producer: dict[str, str]
+    consumer: dict[str, str]
+
+
+def client_properties(
+    raw: Mapping[str, str], problems: Problems, keys: tuple[KeySpec, ...], *, consumer: bool = False
+) -> ClientProperties:
+    """``kafka.<property>``, ``kafka.producer.*`` and (with ``consumer``) ``kafka.consumer.*``.
+
+    ``keys`` are the connector's own keys (``kafka.bootstrap.servers``, a relay's ``kafka.group.id``):
+    they keep their meaning and never pass through.
+    """
+    own = {s.key for s in keys}
+    clients = (spec.PRODUCER_PREFIX, spec.CONSUMER_PREFIX)
+    generic = {k: v for k, v in raw.items() if k not in own and not k.startswith(clients) and _known(k)}
+    common = client_overrides(
+        generic,
+        spec.KAFKA_PREFIX,
+        spec.COMMON_FORBIDDEN,
+        problems,
+        example="kafka.security.protocol=SASL_SSL",
+        fixed={**spec.PRODUCER_GUARANTEE},
+    )
+    return ClientProperties(
+        common,
+        producer_overrides(raw, problems),
+        _consumer_overrides(raw, problems) if consumer else {},
+    )
+
+
+def _known(key: str) -> bool:
+    """A ``kafka.<librdkafka property>`` key; other keys are left to the unknown-key check."""
+    prop = key.removeprefix(spec.KAFKA_PREFIX)
+    return prop != key and knows(prop)
+
+
+def kafka_connection(values: Mapping[str, Any], properties: ClientProperties) -> KafkaConnection:
+    """``kafka.bootstrap.servers`` with the checked pass-through keys."""
+    return KafkaConnection(
+        values["kafka.bootstrap.servers"], properties.producer, properties.consumer, properties.common
+    )
+
+
+def _consumer_overrides(raw: Mapping[str, str], problems: Problems) -> dict[str, str]:
+    return client_overrides(
+        raw,
+        spec.CONSUMER_PREFIX,
+        spec.CONSUMER_FORBIDDEN,
+        problems,
+        example="kafka.consumer.session.timeout.ms=10000",
+    )
 
 
 def producer_overrides(raw: Mapping[str, str], problems: Problems) -> dict[str, str]:

@@ -6,9 +6,12 @@ import difflib
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
+from mqtt_kafka_sync.config.common_keys import KAFKA_PREFIX, is_secret_property
 from mqtt_kafka_sync.config.keyspec import BadValue, KeySpec
-from mqtt_kafka_sync.config.librdkafka import Client, librdkafka_problems
+from mqtt_kafka_sync.config.librdkafka import Client, knows, librdkafka_problems
+from mqtt_kafka_sync.config.tls_files import tls_file_problems
 from mqtt_kafka_sync.errors import ConfigProblem
+from mqtt_kafka_sync.secret import Secret
 
 DOCS = "see docs/config-reference.md for every key"
 
@@ -60,15 +63,16 @@ def client_overrides(
     """``<prefix><librdkafka property>`` pass-through keys, minus the ones that would break a guarantee.
 
     ``forbidden`` maps a property to why it cannot be set; ``refuse(prop, value)`` may return
-    (problem, fix) for values that are not allowed. What is left is checked by librdkafka itself
+    (problem, fix) for values that are not allowed. The TLS files named must exist and parse
+    (:mod:`~mqtt_kafka_sync.config.tls_files`). What is left is checked by librdkafka itself
     (:mod:`~mqtt_kafka_sync.config.librdkafka`), together with the ``fixed`` settings the product
-    always sets for that client.
+    always sets for that client. Secret properties come back as :class:`Secret`.
     """
     overrides: dict[str, str] = {}
     for key, text in raw.items():
-        prop = key.removeprefix(prefix)
-        if prop == key or not text.strip():
+        if not key.startswith(prefix) or not text.strip():
             continue
+        prop = key.removeprefix(prefix)
         value = text.strip()
         if prop in forbidden:
             problems.add(key, f"{prop} cannot be set: {forbidden[prop]}", f"remove {key}")
@@ -77,7 +81,10 @@ def client_overrides(
         elif (refused := refuse(prop, value)) is not None:
             problems.add(key, *refused)
         else:
-            overrides[prop] = value
+            overrides[prop] = Secret(value) if is_secret_property(prop) else value
+    for prop, problem, fix in tls_file_problems(overrides):
+        problems.add(prefix + prop, problem, fix)
+        overrides.pop(prop, None)
     client: Client = "consumer" if prefix.endswith("consumer.") else "producer"
     for prop, why in librdkafka_problems(client, overrides, fixed or {}).items():
         key = prefix + prop
@@ -89,7 +96,7 @@ def client_overrides(
         else:
             problems.add(
                 key,
-                f"librdkafka refuses {prop}={overrides.pop(prop)!r}: {why}",
+                f"librdkafka refuses {prop}={str(overrides.pop(prop))!r}: {why}",
                 f"fix or remove {key}; {DOCS}",
             )
     return overrides
@@ -123,7 +130,7 @@ def check_keys(
     suffixes = tuple(route_keys)
     known = [s.key for s in keys] + [f"routes.{n}.{sfx}" for n in listed or () for sfx in suffixes]
     for key in raw:
-        if key in known or key.startswith(client_prefixes) or allowed(key):
+        if key in known or key.startswith(client_prefixes) or allowed(key) or _passes_through(key):
             continue
         if (route := routes(key)) is not None:
             if listed is not None:
@@ -132,6 +139,12 @@ def check_keys(
             continue
         candidates = [*known, *_misspelt_prefix(key, client_prefixes)]
         problems.add(key, f"unknown key {key!r}{nearest(key, candidates)}", DOCS)
+
+
+def _passes_through(key: str) -> bool:
+    """``kafka.<librdkafka property>``: every Kafka client's setting, checked where it is read."""
+    prop = key.removeprefix(KAFKA_PREFIX)
+    return prop != key and knows(prop)
 
 
 def _misspelt_prefix(key: str, prefixes: tuple[str, ...]) -> list[str]:

@@ -102,7 +102,11 @@ class MqttConnection:
 
 @dataclass(frozen=True)
 class KafkaConnection:
-    """``kafka.bootstrap.servers`` and the ``kafka.<client>.*`` librdkafka pass-through keys."""
+    """Where Kafka is and how every client of a connector (or of a command) reaches it.
+
+    The pass-through dicts hold librdkafka settings; secret ones (``sasl.password``, ...) as
+    :class:`Secret`. ``mqtt_kafka_sync.kafka.settings.client_settings`` gives each client its own.
+    """
 
     bootstrap_servers: str
     producer_overrides: dict[str, str] = field(default_factory=dict, repr=False)
@@ -111,6 +115,9 @@ class KafkaConnection:
     consumer_overrides: dict[str, str] = field(default_factory=dict, repr=False)
     """``kafka.consumer.<librdkafka key>`` (never the keys the relay's guarantee needs); a source
     connector takes none."""
+    common: dict[str, str] = field(default_factory=dict, repr=False)
+    """``kafka.<librdkafka key>`` (or a command's ``--command-config``): every client, below the
+    ``*_overrides`` of its kind. Security (``security.protocol``, ``sasl.*``, ``ssl.*``) goes here."""
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ def render_reference() -> str:
             parts.append(_INTROS[section])
         parts.extend(_key(k) for k in keys)
         if section == "Kafka":
+            parts.append(_common())
             parts.append(_producer())
     parts.append(_RELAY)
     for section, keys in spec.RELAY_SECTIONS.items():
@@ -97,6 +98,7 @@ def render_reference() -> str:
         parts.extend(_key(k) for k in keys)
         if section == "Relay: Kafka":
             parts.append(_consumer())
+            parts.append(_COMMON_RELAY)
     return "\n".join(parts)
 
 
@@ -176,6 +178,38 @@ def _type(key: KeySpec) -> str:
     if key.pattern_doc:
         text += f" of {key.pattern_doc}"
     return text
+
+
+def _common() -> str:
+    rows = "\n".join(f"| `{k}` | {why} |" for k, why in spec.COMMON_FORBIDDEN.items())
+    return f"""\
+### `kafka.<property>`
+
+Any librdkafka property, passed to *every* Kafka client of the connector: the producer, the
+dead-letter producer, a relay's consumer, the admin client (topic limits) and the lag reader of
+`throttle.lag.groups` (under `run`, in its own process). This is where Kafka security goes, e.g.
+`kafka.security.protocol=SASL_SSL`, `kafka.sasl.mechanism=SCRAM-SHA-512`, `kafka.sasl.username`,
+`kafka.sasl.password=${{env:KAFKA_PASSWORD}}`, `kafka.ssl.ca.location`,
+`kafka.ssl.certificate.location`, `kafka.ssl.key.location`, `kafka.ssl.key.password`,
+`kafka.sasl.oauthbearer.*` (docs/security.md). `kafka.producer.<property>` and
+`kafka.consumer.<property>` win over `kafka.<property>` for their client. A name librdkafka does not
+know is an unknown key. Values of secret properties (`*.password`, `*.secret`, `*.passphrase`,
+`*user.info`, `ssl.key.pem`, `*.config`) are never printed. `validate` checks that the files named by
+`ssl.ca.location`, `ssl.certificate.location` and `ssl.key.location` exist and parse, that the key
+belongs to the certificate and that `ssl.key.password` opens it. These cannot be set:
+
+| Property | Why |
+|---|---|
+{rows}
+"""
+
+
+_COMMON_RELAY = """\
+### `kafka.<property>` (relay)
+
+As for the source connector: every Kafka client of the relay (consumer, dead-letter producer, lag
+reader for the metrics) takes it.
+"""
 
 
 def _producer() -> str:

@@ -11,13 +11,13 @@ from collections.abc import Mapping
 
 from mqtt_kafka_sync.config import spec
 from mqtt_kafka_sync.config.connector import (
+    client_properties,
     connector_values,
     dead_letter_topic,
     kafka_connection,
     mqtt_connection,
-    producer_overrides,
 )
-from mqtt_kafka_sync.config.keycheck import Problems, check_keys, client_overrides, route_of
+from mqtt_kafka_sync.config.keycheck import Problems, check_keys, route_of
 from mqtt_kafka_sync.config.model import RelayConnectorConfig, RelayRouteConfig
 from mqtt_kafka_sync.errors import ConfigProblem
 from mqtt_kafka_sync.routing.command_topic import CommandTopicError, compile_command_topic
@@ -32,8 +32,7 @@ def build_relay_connector(
     values, listed = connector_values(raw, problems, spec.RELAY_KEYS, spec.RELAY_ROUTES_KEY, _route_of)
     built = [_route(route, raw, problems) for route in dict.fromkeys(listed)]
     routes = [r for r in built if r is not None]
-    consumer = _consumer_overrides(raw, problems)
-    producer = producer_overrides(raw, problems)
+    clients = client_properties(raw, problems, spec.RELAY_KEYS, consumer=True)
     check_keys(
         raw,
         keys=spec.RELAY_KEYS,
@@ -58,7 +57,7 @@ def build_relay_connector(
         tasks_max=values["tasks.max"],
         mqtt=mqtt_connection(values, name),
         routes=tuple(routes),
-        kafka=kafka_connection(values, producer=producer, consumer=consumer),
+        kafka=kafka_connection(values, clients),
         kafka_group_id=values["kafka.group.id"] or name,
         dlq_topic=dlq or "",
         mqtt_max_inflight=values["mqtt.max.inflight.messages"],
@@ -97,16 +96,6 @@ def _route(name: str, raw: Mapping[str, str], problems: Problems) -> RelayRouteC
         message_expiry_seconds=got["mqtt.message.expiry.seconds"],
         response_topic=got["mqtt.response.topic"],
         correlation_header=got["mqtt.correlation.header"],
-    )
-
-
-def _consumer_overrides(raw: Mapping[str, str], problems: Problems) -> dict[str, str]:
-    return client_overrides(
-        raw,
-        spec.CONSUMER_PREFIX,
-        spec.CONSUMER_FORBIDDEN,
-        problems,
-        example="kafka.consumer.session.timeout.ms=10000",
     )
 
 

@@ -11,11 +11,11 @@ from mqtt_kafka_sync.codec.registry_settings import RegistrySettings
 from mqtt_kafka_sync.config import avro, spec
 from mqtt_kafka_sync.config.checks import overlap_problem
 from mqtt_kafka_sync.config.connector import (
+    client_properties,
     connector_values,
     dead_letter_topic,
     kafka_connection,
     mqtt_connection,
-    producer_overrides,
 )
 from mqtt_kafka_sync.config.keycheck import Problems, check_keys, route_of
 from mqtt_kafka_sync.config.model import RouteConfig, SourceConnectorConfig
@@ -35,7 +35,7 @@ def build_source_connector(
     registry = avro.registry_settings(values, problems)
     built = [_route(route, raw, problems, registry) for route in dict.fromkeys(listed)]
     routes = [r for r in built if r is not None]
-    overrides = producer_overrides(raw, problems)
+    clients = client_properties(raw, problems, spec.SOURCE_KEYS)
     _check_keys(raw, listed if values["routes"] else None, problems)
     dlq = dead_letter_topic(values, {r.kafka_topic for r, _ in routes}, problems)
     topics = _topics(values["mqtt.topics"], routes, problems)
@@ -52,7 +52,7 @@ def build_source_connector(
         mqtt_qos=values["mqtt.qos"],
         mqtt_topics=topics,
         routes=tuple(r for r, _ in routes),
-        kafka=kafka_connection(values, producer=overrides),
+        kafka=kafka_connection(values, clients),
         dlq_topic=dlq or "",
         mqtt_receive_maximum=values["mqtt.receive.maximum"],
         mqtt_receive_maximum_bytes=values["mqtt.receive.maximum.bytes"],

@@ -11,10 +11,12 @@ in :mod:`~mqtt_kafka_sync.config.common_keys`, a source connector's keys in
 from __future__ import annotations
 
 from mqtt_kafka_sync.config.common_keys import (
+    COMMON_FORBIDDEN,
     CONNECTOR_KEYS,
     CONSUMER_FORBIDDEN,
     CONSUMER_GUARANTEE,
     CONSUMER_PREFIX,
+    KAFKA_PREFIX,
     MAX_IN_FLIGHT,
     MAX_TASKS,
     PRODUCER_FORBIDDEN,
@@ -45,6 +47,7 @@ from mqtt_kafka_sync.config.source_keys import (
 )
 
 __all__ = [
+    "COMMON_FORBIDDEN",
     "CONNECTOR_KEYS",
     "CONSUMER_FORBIDDEN",
     "CONSUMER_GUARANTEE",
@@ -52,6 +55,7 @@ __all__ = [
     "CONVERTER_KEYS",
     "ERRORS_KEYS",
     "KAFKA_KEYS",
+    "KAFKA_PREFIX",
     "MAX_IN_FLIGHT",
     "MAX_TASKS",
     "MQTT_KEYS",

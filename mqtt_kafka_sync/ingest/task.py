@@ -72,9 +72,7 @@ class IngestTask:
         self.client_id = client_id or config.task_client_id(index)
         self._own_sink = sink is None
         if sink is None:  # not ``sink or ...``: a KafkaSink with nothing outstanding is falsy (len 0)
-            producer_settings = producer_config(
-                config.kafka.bootstrap_servers, self.client_id, config.kafka.producer_overrides
-            )
+            producer_settings = producer_config(config.kafka, self.client_id)
             # Records above a topic's own max.message.bytes are dead-lettered before they are
             # produced, and batches kept below it: Kafka refuses a batch above it whole.
             static = [*dict.fromkeys(r.kafka_topic for r in config.routes if "{" not in r.kafka_topic)]

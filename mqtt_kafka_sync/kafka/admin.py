@@ -11,12 +11,13 @@ from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[at
 from confluent_kafka.cimpl import NewTopic
 
 from mqtt_kafka_sync.errors import KafkaDeliveryError
+from mqtt_kafka_sync.kafka.settings import Kafka, admin_client
 
 logger = logging.getLogger(__name__)
 
 
 def ensure_topics(
-    bootstrap: str,
+    kafka: Kafka,
     topics: Iterable[str],
     *,
     partitions: int = 6,
@@ -25,7 +26,7 @@ def ensure_topics(
     config: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the ones created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = admin_client(kafka)
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [t for t in dict.fromkeys(topics) if t not in existing]
     if not wanted:

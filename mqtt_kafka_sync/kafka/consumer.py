@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from mqtt_kafka_sync.config.model import RelayConnectorConfig
 from mqtt_kafka_sync.config.spec import CONSUMER_GUARANTEE
 from mqtt_kafka_sync.kafka.connection_state import STATISTICS_INTERVAL_MS, ConnectionReports, ConnectionState
+from mqtt_kafka_sync.kafka.settings import client_settings
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,7 @@ _NUMBERS = re.compile(r"\d+")
 
 
 def consumer_config(config: RelayConnectorConfig, client_id: str) -> dict[str, str]:
-    settings = {
-        "bootstrap.servers": config.kafka.bootstrap_servers,
+    ours = {
         "group.id": config.kafka_group_id,
         "client.id": client_id,
         # A new group reads commands already waiting; expiry keeps old ones from being executed.
@@ -52,9 +52,7 @@ def consumer_config(config: RelayConnectorConfig, client_id: str) -> dict[str, s
         "queued.max.messages.kbytes": "16384",  # prefetch per partition: bounds memory
         "statistics.interval.ms": STATISTICS_INTERVAL_MS,  # the Kafka connection flag of the metrics
     }
-    settings.update(config.kafka.consumer_overrides)
-    settings.update(GUARANTEE_SETTINGS)
-    return settings
+    return {**client_settings(config.kafka, "consumer", ours), **GUARANTEE_SETTINGS}
 
 
 def _label(tps: set[TP]) -> str:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -53,8 +52,15 @@ from confluent_kafka.admin._listoffsets import OffsetSpec  # confluent_kafka.adm
 
 from mqtt_kafka_sync.errors import LagReadError
 from mqtt_kafka_sync.kafka.lag_topics import TopicFilter
+from mqtt_kafka_sync.kafka.settings import Kafka, admin_client, connection, reader_settings
 
 _LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+_TIMESTAMP_READER = {
+    "auto.offset.reset": "earliest",
+    "fetch.wait.max.ms": "100",
+    "max.partition.fetch.bytes": "65536",
+    "queued.min.messages": "1",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,25 +146,22 @@ class LagReader:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: Kafka,
         groups: Sequence[str],
         *,
         topics: TopicFilter | None = None,
         timeout: float = 10.0,
-        config: dict[str, str] | None = None,
         track_uncommitted: bool = True,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = connection(kafka)
+        self.bootstrap = self.kafka.bootstrap_servers
         self.groups = unique_groups(groups)
         self._topics = topics
         self._timeout = timeout
-        self._config = dict(config or {})
         self._track = track_uncommitted
         self._baselines: dict[tuple[str, str, int], int] = {}
         """(group, topic, partition) without a commit -> its end offset when first seen so."""
-        self._admin: AdminClient | None = AdminClient(
-            {**self._config, "bootstrap.servers": bootstrap}, logger=logging.getLogger("librdkafka")
-        )
+        self._admin: AdminClient | None = admin_client(self.kafka)
 
     def close(self) -> None:
         self._admin = None  # confluent-kafka's AdminClient has no close; dropping it ends its threads
@@ -195,7 +198,7 @@ class LagReader:
             groups.append(GroupLag(group, tuple(samples)))
         snapshot = LagSnapshot(time.time(), tuple(groups))
         if time_lag:
-            snapshot = read_time_lag(self.bootstrap, snapshot, timeout=min(self._timeout, 5.0))
+            snapshot = read_time_lag(self.kafka, snapshot, timeout=min(self._timeout, 5.0))
         return snapshot
 
     def read_lag(self) -> int | None:
@@ -265,7 +268,7 @@ def describe_partitions(admin: AdminClient, topics: Iterable[str], timeout: floa
     return found
 
 
-def read_time_lag(bootstrap: str, snapshot: LagSnapshot, *, timeout: float = 5.0) -> LagSnapshot:
+def read_time_lag(kafka: Kafka, snapshot: LagSnapshot, *, timeout: float = 5.0) -> LagSnapshot:
     """``snapshot`` with ``time_lag_s`` filled in: 0.0 without lag, the age of the record at the
     committed offset with lag, None where it cannot be read (see the module docstring)."""
     wanted = {
@@ -274,7 +277,7 @@ def read_time_lag(bootstrap: str, snapshot: LagSnapshot, *, timeout: float = 5.0
         for s in g.partitions
         if s.lag and s.committed is not None
     }
-    stamps = _timestamps(bootstrap, wanted, timeout) if wanted else {}
+    stamps = _timestamps(kafka, wanted, timeout) if wanted else {}
     now_ms = snapshot.at * 1000.0
     groups = []
     for g in snapshot.groups:
@@ -293,21 +296,11 @@ def read_time_lag(bootstrap: str, snapshot: LagSnapshot, *, timeout: float = 5.0
 
 
 def _timestamps(
-    bootstrap: str, wanted: Iterable[tuple[str, int, int]], timeout: float
+    kafka: Kafka, wanted: Iterable[tuple[str, int, int]], timeout: float
 ) -> dict[tuple[str, int, int], int]:
     """Timestamp (ms) of the first record at or after each (topic, partition, offset)."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"mqtt-kafka-sync-lag-{uuid.uuid4().hex[:12]}",  # assign only: never joins
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 100,
-            "max.partition.fetch.bytes": 65536,
-            "queued.min.messages": 1,
-        },
-        logger=logging.getLogger("librdkafka"),
+        reader_settings(kafka, "lag", _TIMESTAMP_READER), logger=logging.getLogger("librdkafka")
     )
     found: dict[tuple[str, int, int], int] = {}
     try:

@@ -39,6 +39,7 @@ from mqtt_kafka_sync.kafka.lag import GroupLag, LagReader, LagSample, LagSnapsho
 from mqtt_kafka_sync.kafka.lag_feed import LagFeed
 from mqtt_kafka_sync.kafka.lag_process import how_it_ended
 from mqtt_kafka_sync.kafka.lag_topics import TopicFilter
+from mqtt_kafka_sync.kafka.settings import Kafka, connection
 
 logger = logging.getLogger(__name__)
 _ctx = multiprocessing.get_context("spawn")
@@ -53,7 +54,8 @@ READ_TIMEOUT_S = 5.0
 class LagWatch:
     """One group to read: on which topics (picklable), how often, how often with the time lag."""
 
-    bootstrap: str
+    kafka: Kafka
+    """Its connection (crosses to the reader process with its secrets; never logged)."""
     group: str
     topics: TopicFilter
     interval: float
@@ -62,7 +64,7 @@ class LagWatch:
 
     @property
     def key(self) -> GroupKey:
-        return (self.bootstrap, self.group)
+        return (connection(self.kafka).bootstrap_servers, self.group)
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class _Schedule:
         try:
             if self.reader is None:
                 self.reader = LagReader(
-                    watch.bootstrap, [watch.group], topics=watch.topics, timeout=READ_TIMEOUT_S
+                    watch.kafka, [watch.group], topics=watch.topics, timeout=READ_TIMEOUT_S
                 )
             (lag,) = self.reader.read(time_lag=timed).groups
         except (LagReadError, KafkaException) as exc:

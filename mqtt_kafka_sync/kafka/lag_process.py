@@ -32,9 +32,11 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 
+from mqtt_kafka_sync.config.model import KafkaConnection
 from mqtt_kafka_sync.errors import LagReadError
 from mqtt_kafka_sync.kafka.lag import LagReader, unique_groups
 from mqtt_kafka_sync.kafka.lag_topics import TopicFilter
+from mqtt_kafka_sync.kafka.settings import Kafka, connection
 from mqtt_kafka_sync.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -56,9 +58,10 @@ def how_it_ended(code: int | None) -> str:
 
 @dataclass(frozen=True)
 class _ReaderSpec:
-    """What the child builds its :class:`LagReader` from (pickled to it)."""
+    """What the child builds its :class:`LagReader` from (pickled to it, secrets included: never
+    logged, and :class:`~mqtt_kafka_sync.secret.Secret` values stay masked in any repr)."""
 
-    bootstrap: str
+    kafka: KafkaConnection
     groups: tuple[str, ...]
     topics: TopicFilter | None
     timeout: float
@@ -69,7 +72,7 @@ def _serve(conn: Connection, spec: _ReaderSpec) -> None:
     """The child: answer each request with ``("lag", int | None)`` or ``("error", text)``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent
     configure_logging(spec.log_level)
-    reader = LagReader(spec.bootstrap, spec.groups, topics=spec.topics, timeout=spec.timeout)
+    reader = LagReader(spec.kafka, spec.groups, topics=spec.topics, timeout=spec.timeout)
     try:
         while True:
             try:
@@ -99,14 +102,15 @@ class IsolatedLagReader:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: Kafka,
         groups: Sequence[str],
         *,
         topics: TopicFilter | None = None,
         timeout: float = 10.0,
         name: str = "lag-reader",
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = connection(kafka)
+        self.bootstrap = self.kafka.bootstrap_servers
         self.groups = unique_groups(groups)
         self._topics = topics
         self._timeout = timeout
@@ -175,7 +179,7 @@ class IsolatedLagReader:
             args=(
                 child,
                 _ReaderSpec(
-                    self.bootstrap,
+                    self.kafka,
                     self.groups,
                     self._topics,
                     self._timeout,

@@ -11,6 +11,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from mqtt_kafka_sync.config.spec import PRODUCER_GUARANTEE
 from mqtt_kafka_sync.errors import KafkaDeliveryError
 from mqtt_kafka_sync.kafka.connection_state import STATISTICS_INTERVAL_MS, ConnectionReports, ConnectionState
+from mqtt_kafka_sync.kafka.settings import Kafka, client_settings
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +71,11 @@ def fit_batches(config: dict[str, str], topic_limits: Mapping[str, int]) -> dict
     return config
 
 
-def producer_config(bootstrap: str, client_id: str, overrides: Mapping[str, str]) -> dict[str, str]:
-    config = {
-        "bootstrap.servers": bootstrap,
+def producer_config(
+    kafka: Kafka, client_id: str, defaults: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The idempotent producer's settings: ours, ``defaults``, the connection's, the guarantee."""
+    ours = {
         "client.id": client_id,
         "linger.ms": "5",
         "batch.size": "262144",
@@ -82,10 +85,9 @@ def producer_config(bootstrap: str, client_id: str, overrides: Mapping[str, str]
         "queue.buffering.max.messages": "200000",
         "socket.nagle.disable": "true",
         "statistics.interval.ms": STATISTICS_INTERVAL_MS,
+        **(defaults or {}),
     }
-    config.update(overrides)
-    config.update(GUARANTEE_SETTINGS)
-    return config
+    return {**client_settings(kafka, "producer", ours), **GUARANTEE_SETTINGS}
 
 
 class KafkaSink(ConnectionReports):

@@ -43,9 +43,7 @@ class RelayWorker:
         self.client_id = f"{config.mqtt.client_id}-{index}-{secrets.token_hex(4)}"
         events: queue.SimpleQueue[object] = queue.SimpleQueue()
         settings = PublisherSettings.of(config, self.client_id)
-        sink = KafkaSink(
-            producer_config(config.kafka.bootstrap_servers, self.client_id, config.kafka.producer_overrides)
-        )
+        sink = KafkaSink(producer_config(config.kafka, self.client_id))
         kafka_settings = consumer_config(config, self.client_id)
 
         def consumer(

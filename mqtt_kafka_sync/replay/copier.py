@@ -22,6 +22,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, TopicPartition
 
+from mqtt_kafka_sync.kafka.settings import Kafka, reader_settings
 from mqtt_kafka_sync.replay.checkpoint import Checkpoint, Confirmations, save_checkpoint
 from mqtt_kafka_sync.replay.exceptions import ReplayError
 from mqtt_kafka_sync.replay.progress import Progress, RateMeter, ReplayResult
@@ -38,20 +39,11 @@ MAX_PERMIT_WAIT = 0.1
 """Seconds the loop sleeps at most while waiting for permits (it serves deliveries in between)."""
 
 
-def replay_consumer(bootstrap: str, client_id: str) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": client_id,  # required by the client; assign() never joins it, nothing is committed
-            "client.id": client_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            # A start offset deleted by retention must stop the replay, not skip records.
-            "auto.offset.reset": "error",
-            "isolation.level": "read_committed",
-        },
-        logger=logging.getLogger("librdkafka"),
-    )
+def replay_consumer(kafka: Kafka, client_id: str) -> Consumer:
+    ours = {"group.id": client_id, "client.id": client_id, "isolation.level": "read_committed"}
+    # A start offset deleted by retention must stop the replay, not skip records.
+    settings = {**reader_settings(kafka, "replay", ours), "auto.offset.reset": "error"}
+    return Consumer(settings, logger=logging.getLogger("librdkafka"))
 
 
 class Copier:

@@ -278,9 +278,7 @@ def mqtt_target(
     Connects as ``<mqtt.client.id>-replay-<random>``, a session of its own."""
     client_id = f"{config.mqtt.client_id}-replay-{secrets.token_hex(4)}"
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
-    sink = KafkaSink(
-        producer_config(config.kafka.bootstrap_servers, client_id, config.kafka.producer_overrides)
-    )
+    sink = KafkaSink(producer_config(config.kafka, client_id))
     return MqttTarget(
         CommandRouter(config.routes),
         publisher=MqttPublisher(PublisherSettings.of(config, client_id), events),

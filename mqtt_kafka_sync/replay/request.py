@@ -7,6 +7,7 @@ command's options, since that is how the user gave them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,9 @@ class ReplayRequest:
     default_bootstrap: str = ""
     target_bootstrap: str | None = None
     """Kafka of the target topic; None: that of the source."""
+    command_config: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """``--command-config``: librdkafka settings (security) for every Kafka client of the replay; with
+    ``to_mqtt`` over the connector file's ``kafka.<property>`` settings."""
     partitions: tuple[int, ...] = ()
     from_offsets: tuple[str, ...] = ()
     to_offsets: tuple[str, ...] = ()

@@ -63,7 +63,7 @@ class ReplayRunner:
         relay = session.relay
         if relay is None:
             self._target = KafkaTarget(
-                session.target_bootstrap,
+                session.target_kafka,
                 plan.target,
                 same_partitions=plan.same_partitions,
                 client_id=session.client_id,
@@ -93,7 +93,7 @@ class ReplayRunner:
         if planned.settings is not None:
             lag_throttle = LagThrottle(planned.settings)
             reader = IsolatedLagReader(
-                session.target_bootstrap, planned.groups, topics=TopicTemplates(planned.watched)
+                session.target_kafka, planned.groups, topics=TopicTemplates(planned.watched)
             )
             loop = ThrottleLoop(
                 lag_throttle, reader, planned.settings.interval, on_decision=self._events.decision

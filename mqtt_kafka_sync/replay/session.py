@@ -14,7 +14,6 @@ Nothing here prints: what the user should see comes back as :class:`Planned` or 
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,11 +21,11 @@ from pathlib import Path
 from types import TracebackType
 
 from confluent_kafka import Consumer, KafkaException
-from confluent_kafka.admin import AdminClient
 
-from mqtt_kafka_sync.config.model import RelayConnectorConfig
+from mqtt_kafka_sync.config.model import KafkaConnection, RelayConnectorConfig
 from mqtt_kafka_sync.kafka.admin import ensure_topics
 from mqtt_kafka_sync.kafka.lag import describe_partitions
+from mqtt_kafka_sync.kafka.settings import admin_client
 from mqtt_kafka_sync.replay.checkpoint import Checkpoint, load_checkpoint
 from mqtt_kafka_sync.replay.copier import replay_consumer
 from mqtt_kafka_sync.replay.exceptions import ReplayError
@@ -103,6 +102,11 @@ class ReplaySession:
         )
         self.spec: RangeSpec = request.range_spec(relay)
         self.target_bootstrap: str = request.target_bootstrap or self.bootstrap
+        common = {**(relay.kafka.common if relay else {}), **request.command_config}
+        self.source_kafka = KafkaConnection(self.bootstrap, common=common)
+        """The source's connection: ``--command-config`` over the connector's ``kafka.<property>``."""
+        self.target_kafka = KafkaConnection(self.target_bootstrap, common=common)
+        """A Kafka target's (into MQTT: unused, the dead letters take the connector's own)."""
         if relay is None and self.spec.source == self.spec.target and self.target_bootstrap == self.bootstrap:
             raise ReplayError("--target is --source: the replay would read its own output")
         self.settings: ControllerSettings | None = request.throttle.controller_settings()
@@ -121,8 +125,8 @@ class ReplaySession:
         """The checkpoint to run from (resumed or fresh) and what to tell the user about it; None
         when the checkpoint says this replay is complete. Raises :class:`ReplayError`."""
         spec = self.spec
-        self._consumer = replay_consumer(self.bootstrap, self.client_id)
-        source = _partitions(self.bootstrap, spec.source)
+        self._consumer = replay_consumer(self.source_kafka, self.client_id)
+        source = _partitions(self.source_kafka, spec.source)
         if not source:
             raise ReplayError(f"topic {spec.source} does not exist at {self.bootstrap}")
         target_partitions, where = self._check_target(len(source), on_create)
@@ -162,20 +166,20 @@ class ReplaySession:
         spec, relay, request = self.spec, self.relay, self.request
         if relay is not None:
             where = describe(relay, source_route(relay, spec.source), request.expiry_from or "written")
-            if not _partitions(relay.kafka.bootstrap_servers, relay.dlq_topic):
+            if not _partitions(relay.kafka, relay.dlq_topic):
                 raise ReplayError(
                     f"dead-letter topic {relay.dlq_topic} of {relay.name} does not exist at "
                     f"{relay.kafka.bootstrap_servers}: create it, records the relay would not publish "
                     "go there"
                 )
             return 0, where
-        target = len(_partitions(self.target_bootstrap, spec.target))
+        target = len(_partitions(self.target_kafka, spec.target))
         if target:
             return target, []
         if not request.create_target:
             raise ReplayError(f"topic {spec.target} does not exist; create it, or pass --create-target")
         if not request.dry_run:
-            ensure_topics(self.target_bootstrap, [spec.target], partitions=source_partitions)
+            ensure_topics(self.target_kafka, [spec.target], partitions=source_partitions)
         on_create(TopicCreation(spec.target, source_partitions, spec.source, request.dry_run))
         return source_partitions, []
 
@@ -200,10 +204,10 @@ class ReplaySession:
         return existing
 
 
-def _partitions(bootstrap: str, topic: str) -> list[int]:
+def _partitions(kafka: KafkaConnection, topic: str) -> list[int]:
     """The topic's partitions; empty when it does not exist (never creates it)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap}, logger=logging.getLogger("librdkafka"))
+    admin = admin_client(kafka)
     try:
         return describe_partitions(admin, [topic], DESCRIBE_TIMEOUT_S).get(topic, [])
     except KafkaException as exc:
-        raise ReplayError(f"cannot describe {topic} at {bootstrap}: {exc.args[0]}") from exc
+        raise ReplayError(f"cannot describe {topic} at {kafka.bootstrap_servers}: {exc.args[0]}") from exc

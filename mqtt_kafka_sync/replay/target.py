@@ -27,6 +27,7 @@ from confluent_kafka import (
 )
 
 from mqtt_kafka_sync.kafka.producer import producer_config
+from mqtt_kafka_sync.kafka.settings import Kafka
 from mqtt_kafka_sync.replay.exceptions import ReplayError
 
 Headers = list[tuple[str, bytes | str | None]]
@@ -128,10 +129,10 @@ class KafkaTarget:
     """A Kafka topic. ``same_partitions``: write each record to its source partition's number;
     otherwise the producer picks the partition from the key (records without a key: any)."""
 
-    def __init__(self, bootstrap: str, topic: str, *, same_partitions: bool, client_id: str) -> None:
-        overrides = {"message.timeout.ms": str(DELIVERY_TIMEOUT_MS), "linger.ms": "20"}
+    def __init__(self, kafka: Kafka, topic: str, *, same_partitions: bool, client_id: str) -> None:
+        defaults = {"message.timeout.ms": str(DELIVERY_TIMEOUT_MS), "linger.ms": "20"}
         self._producer = Producer(
-            producer_config(bootstrap, client_id, overrides), logger=logging.getLogger("librdkafka")
+            producer_config(kafka, client_id, defaults), logger=logging.getLogger("librdkafka")
         )
         self.topic = topic
         self._same = same_partitions

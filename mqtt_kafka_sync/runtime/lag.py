@@ -15,7 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from multiprocessing.context import BaseContext
 
-from mqtt_kafka_sync.config.model import ConnectorConfig, RelayConnectorConfig, SourceConnectorConfig
+from mqtt_kafka_sync.config.model import (
+    ConnectorConfig,
+    KafkaConnection,
+    RelayConnectorConfig,
+    SourceConnectorConfig,
+)
 from mqtt_kafka_sync.kafka.lag_feed import FedLagReader, LagFeed
 from mqtt_kafka_sync.kafka.lag_hub import GroupKey, LagHub, LagWatch
 from mqtt_kafka_sync.kafka.lag_topics import AnyTopic, SubscribedTopics, TopicFilter
@@ -26,11 +31,18 @@ STALE_INTERVALS = 2.0
 
 
 def lag_watches(configs: Iterable[ConnectorConfig], metrics_interval: float | None) -> list[LagWatch]:
-    """The groups to read; ``metrics_interval``: None without metrics (then only throttles' groups)."""
+    """The groups to read; ``metrics_interval``: None without metrics (then only throttles' groups).
+
+    A group is read once per Kafka cluster (``kafka.bootstrap.servers``), with the connection
+    settings (security) of the first connector that names it.
+    """
     topics: dict[GroupKey, list[TopicFilter]] = {}
     intervals: dict[GroupKey, list[float]] = {}
+    kafkas: dict[GroupKey, KafkaConnection] = {}
 
-    def add(key: GroupKey, topic_filter: TopicFilter, interval: float | None) -> None:
+    def add(kafka: KafkaConnection, group: str, topic_filter: TopicFilter, interval: float | None) -> None:
+        key = (kafka.bootstrap_servers, group)
+        kafkas.setdefault(key, kafka)
         topics.setdefault(key, []).append(topic_filter)
         intervals.setdefault(key, [])
         if interval is not None:
@@ -39,16 +51,19 @@ def lag_watches(configs: Iterable[ConnectorConfig], metrics_interval: float | No
     for config in configs:
         if isinstance(config, RelayConnectorConfig):
             if metrics_interval is not None:
-                key = (config.kafka.bootstrap_servers, config.kafka_group_id)
-                add(key, SubscribedTopics(config.kafka_topics()), metrics_interval)
+                add(
+                    config.kafka,
+                    config.kafka_group_id,
+                    SubscribedTopics(config.kafka_topics()),
+                    metrics_interval,
+                )
         elif config.throttle is not None:
             for group in config.throttle.groups:
-                key = (config.kafka.bootstrap_servers, group)
-                add(key, route_topics(config.routes), config.throttle.interval_seconds)
-                add(key, route_topics(config.routes), metrics_interval)
+                add(config.kafka, group, route_topics(config.routes), config.throttle.interval_seconds)
+                add(config.kafka, group, route_topics(config.routes), metrics_interval)
     return [
-        LagWatch(bootstrap, group, AnyTopic(topics[(bootstrap, group)]), min(every), metrics_interval)
-        for (bootstrap, group), every in intervals.items()
+        LagWatch(kafkas[key], key[1], AnyTopic(topics[key]), min(every), metrics_interval)
+        for key, every in intervals.items()
     ]
 
 

@@ -33,6 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from mqtt_kafka_sync.errors import MqttConnectError, SyncError
+from mqtt_kafka_sync.kafka.settings import Kafka, client_settings
 from mqtt_kafka_sync.mqtt.paho_client import (
     MqttAccess,
     authenticate,
@@ -48,7 +49,7 @@ COMMAND_TOPIC_TEMPLATE = "plants/{plant}/devices/{device}/commands"
 
 
 def produce_commands(
-    bootstrap: str,
+    kafka: Kafka,
     topic: str,
     devices: Iterable[str],
     per_device: int,
@@ -61,10 +62,10 @@ def produce_commands(
 ) -> dict[str, int]:
     """Write the commands (seq ``first_seq`` .. ``first_seq + per_device - 1`` for every device,
     seq-major, paced to ``rate`` commands/s when given) and wait until Kafka has all of them;
-    returns device -> last seq."""
+    returns device -> last seq. ``kafka``: a bare ``host:port`` or a connection with its security."""
     devices = list(devices)
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": "5", "enable.idempotence": "true"},
+        client_settings(kafka, "producer", {"linger.ms": "5", "enable.idempotence": "true"}),
         logger=logging.getLogger(f"{__name__}.producer"),
     )
     failures: list[str] = []

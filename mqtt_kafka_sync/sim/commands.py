@@ -7,11 +7,13 @@ returns the exit code.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mqtt_kafka_sync.config.command_config import OPTION_HELP, command_connection
 from mqtt_kafka_sync.config.model import MQTT_TLS_SCHEMES, MqttTls, Secret
 from mqtt_kafka_sync.errors import SyncError
 from mqtt_kafka_sync.mqtt.paho_client import MqttAccess
@@ -65,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--idle", type=float, default=10.0, help="stop after this many seconds without a new record"
     )
     verify.add_argument("--allow-reorder", action="store_true", help="out-of-order records do not fail")
+    verify.add_argument("--command-config", type=Path, metavar="FILE", help=OPTION_HELP)
     verify.set_defaults(func=_verify)
 
 
@@ -175,7 +178,7 @@ def _verify(args: argparse.Namespace) -> int:
     expected = dict.fromkeys(device_ids(args.devices, args.plants), args.messages)
     began = time.monotonic()
     report = verify_topic(
-        args.bootstrap,
+        command_connection(args.bootstrap, args.command_config, os.environ),
         args.topic,
         expected,
         timeout_s=args.timeout,

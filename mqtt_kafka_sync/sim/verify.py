@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Mapping
 
 from confluent_kafka import (
@@ -21,6 +20,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from mqtt_kafka_sync.kafka.settings import Kafka, reader_settings
 from mqtt_kafka_sync.sim.payload import TELEMETRY_TOPIC_TEMPLATE
 from mqtt_kafka_sync.sim.verify_analysis import (
     Analyzer,
@@ -47,16 +47,9 @@ __all__ = [
 ]
 
 
-def _consumer(bootstrap: str) -> Consumer:
+def _consumer(kafka: Kafka) -> Consumer:
     return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"mqtt-kafka-sync-verify-{uuid.uuid4().hex[:12]}",  # never joined or committed
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        }
+        reader_settings(kafka, "verify", {"enable.partition.eof": "true", "auto.offset.reset": "earliest"})
     )
 
 
@@ -114,7 +107,7 @@ def _start_offsets(
 
 
 def verify_topic(
-    bootstrap: str,
+    kafka: Kafka,
     topic: str,
     expected: Mapping[str, int],
     timeout_s: float = 60.0,
@@ -134,7 +127,7 @@ def verify_topic(
     analyzer = Analyzer(expected, topic_template, latency_warmup_s)
     start = time.monotonic()
     deadline, last_new = start + timeout_s, start
-    consumer = _consumer(bootstrap)
+    consumer = _consumer(kafka)
     try:
         partitions = None
         while partitions is None and time.monotonic() < min(deadline, start + idle_s):
@@ -159,11 +152,11 @@ def verify_topic(
         consumer.close()
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Record]:
+def read_topic(kafka: Kafka, topic: str, timeout_s: float = 30.0) -> list[Record]:
     """Every record in ``topic`` up to the high watermarks read at the start (``[]`` if the topic
     does not exist); after ``timeout_s`` whatever was read so far, with a warning."""
     deadline = time.monotonic() + timeout_s
-    consumer = _consumer(bootstrap)
+    consumer = _consumer(kafka)
     try:
         partitions = _partitions(consumer, topic, min(5.0, timeout_s))
         if partitions is None:

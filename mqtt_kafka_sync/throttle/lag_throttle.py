@@ -234,7 +234,7 @@ def ingest_throttle(
     throttle = LagThrottle(settings, clock=clock)
     if lag is None:
         lag = IsolatedLagReader(
-            config.kafka.bootstrap_servers,
+            config.kafka,
             cfg.groups,
             topics=route_topics(config.routes),
             name=f"lag-reader-{config.name}",

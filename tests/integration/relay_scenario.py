@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from mqtt_kafka_sync.kafka.admin import ensure_topics
+from mqtt_kafka_sync.kafka.settings import Kafka, admin_client
 from mqtt_kafka_sync.sim.command_devices import CommandFleet, produce_commands
 from tests.integration.worker_process import WorkerProcess
 
@@ -29,16 +29,19 @@ FAST_GROUP = {
 class RelayScenario:
     """One isolated relay: its own command topic, dead-letter topic, group and MQTT topic root."""
 
-    def __init__(self, brokers: Any, tmp_path: Path, **config: Any) -> None:
+    def __init__(self, brokers: Any, tmp_path: Path, kafka: Kafka | None = None, /, **config: Any) -> None:
+        """``config``: connector keys over the defaults here; ``kafka``: how the test itself reaches
+        Kafka (topics, commands, group offsets) when the relay is given another listener."""
         tag = uuid.uuid4().hex[:8]
         self.brokers = brokers
+        self.kafka: Kafka = kafka or brokers.kafka_bootstrap
         self.tmp_path = tmp_path
         self.root = f"r{tag}"
         self.topic = f"commands-{tag}"
         self.dlq = f"{self.topic}-dlq"
         self.name = f"relay-{tag}"
         self.template = f"{self.root}/plants/{{plant}}/devices/{{device}}/commands"
-        ensure_topics(brokers.kafka_bootstrap, [self.topic, self.dlq], partitions=PARTITIONS)
+        ensure_topics(self.kafka, [self.topic, self.dlq], partitions=PARTITIONS)
         self.settings: dict[str, str] = {
             "connector.class": "mqtt_kafka_sync.KafkaCommandRelayConnector",
             "mqtt.server.uri": brokers.mqtt_uri,
@@ -64,14 +67,14 @@ class RelayScenario:
         return fleet
 
     def produce(self, devices: list[str], per_device: int, **kwargs: Any) -> dict[str, int]:
-        return produce_commands(self.brokers.kafka_bootstrap, self.topic, devices, per_device, **kwargs)
+        return produce_commands(self.kafka, self.topic, devices, per_device, **kwargs)
 
     def produce_in_background(self, devices: list[str], per_device: int, rate: float) -> Background:
         return Background(lambda: self.produce(devices, per_device, rate=rate))
 
     def committed(self) -> int:
         """Sum of the group's committed offsets over the command topic's partitions."""
-        admin = AdminClient({"bootstrap.servers": self.brokers.kafka_bootstrap})
+        admin = admin_client(self.kafka)
         request = [
             ConsumerGroupTopicPartitions(
                 self.name, [TopicPartition(self.topic, p) for p in range(PARTITIONS)]
@@ -82,7 +85,7 @@ class RelayScenario:
 
     def members(self, timeout: float = 30.0) -> list[tuple[str, int]]:
         """(member id, partitions assigned) of every member of the relay's group, once it is stable."""
-        admin = AdminClient({"bootstrap.servers": self.brokers.kafka_bootstrap})
+        admin = admin_client(self.kafka)
         deadline = time.monotonic() + timeout
         while True:
             try:

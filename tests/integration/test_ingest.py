@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from mqtt_kafka_sync.kafka.admin import ensure_topics
+from mqtt_kafka_sync.kafka.settings import Kafka
 from mqtt_kafka_sync.sim.devices import DeviceSimulator
 from mqtt_kafka_sync.sim.raw import publish_raw
 from mqtt_kafka_sync.sim.result import SimResult
@@ -33,16 +34,19 @@ PARTITIONS = 6
 class Scenario:
     """One isolated pipeline: its own MQTT topic root, Kafka topics, shared group and client ids."""
 
-    def __init__(self, brokers: Any, tmp_path: Path, **config: Any) -> None:
+    def __init__(self, brokers: Any, tmp_path: Path, kafka: Kafka | None = None, /, **config: Any) -> None:
+        """``config``: connector keys over :func:`write_source_config`'s; ``kafka``: how the test itself
+        reaches Kafka (topic set-up, reading back) when the bridge is given another listener."""
         tag = uuid.uuid4().hex[:8]
         self.brokers = brokers
+        self.kafka: Kafka = kafka or brokers.kafka_bootstrap
         self.tmp_path = tmp_path
         self.root = f"t{tag}"
         self.topic = f"telemetry-{tag}"
         self.dlq = f"{self.topic}-dlq"
         self.name = f"ingest-{tag}"
         self.template = f"{self.root}/plants/{{plant}}/devices/{{device}}/telemetry"
-        ensure_topics(brokers.kafka_bootstrap, [self.topic, self.dlq], partitions=PARTITIONS)
+        ensure_topics(self.kafka, [self.topic, self.dlq], partitions=PARTITIONS)
         self.config = write_source_config(
             tmp_path / f"{self.name}.json",
             brokers,
@@ -88,7 +92,7 @@ class Scenario:
 
     def verify(self, expected: dict[str, int], timeout_s: float = 120.0) -> VerifyReport:
         return verify_topic(
-            self.brokers.kafka_bootstrap,
+            self.kafka,
             self.topic,
             expected,
             timeout_s=timeout_s,

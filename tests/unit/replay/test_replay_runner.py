@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from mqtt_kafka_sync.config import throttle as defaults
+from mqtt_kafka_sync.config.model import KafkaConnection
 from mqtt_kafka_sync.replay import runner as runner_module
 from mqtt_kafka_sync.replay import session as session_module
 from mqtt_kafka_sync.replay.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -85,7 +86,9 @@ class FakeTarget:
 
     made: ClassVar[list[FakeTarget]] = []
 
-    def __init__(self, bootstrap: str, topic: str, *, same_partitions: bool, client_id: str) -> None:
+    def __init__(
+        self, bootstrap: KafkaConnection, topic: str, *, same_partitions: bool, client_id: str
+    ) -> None:
         self.args = (bootstrap, topic, same_partitions, client_id)
         self.sent: list[tuple[int, int, list[tuple[str, Any]]]] = []
         self._pending: list[Callable[[str | None], None]] = []
@@ -266,7 +269,7 @@ def test_a_run_copies_the_plan_into_the_target_and_completes_the_checkpoint(tmp_
         assert runner.dead_letter_summary() is None
     (target,) = FakeTarget.made
     assert target.closed
-    assert target.args == ("target-kafka:9092", "dst", True, session.client_id)
+    assert target.args == (KafkaConnection("target-kafka:9092"), "dst", True, session.client_id)
     assert (result.complete, result.done, result.total, result.sent) == (True, 50, 50, 50)
     assert [(p, o) for p, o, _ in target.sent if p == 1] == [(1, o) for o in range(20)]
     assert target.sent[0][2] == [("h", b"1"), ("replay.source", "src/0/0")]
