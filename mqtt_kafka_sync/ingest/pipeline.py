@@ -166,16 +166,15 @@ class IngestPipeline:
         ]
         if message.user_properties:
             headers.extend(device_properties(message.user_properties))
-        incoming = Incoming(message, pending, headers, seq)
         if len(message.topic) > self._topic_max_length:
             self.dead_letter(
-                incoming,
+                Incoming(message, pending, headers, seq),
                 reason="topic-too-long",
                 detail=f"topic of {len(message.topic)} characters, above mqtt.topic.max.length "
                 f"{self._topic_max_length}",
             )
             return
-        self.produce(incoming)
+        self._produce(message, pending, headers, seq, again=False, alone=False)
 
     def produce(self, incoming: Incoming, *, again: bool = False, alone: bool = False) -> None:
         """Route, encode and produce one message (``again``: after a retriable delivery failure).
@@ -183,13 +182,28 @@ class IngestPipeline:
         What is held back is retried in arrival order (``incoming.seq``).
         ``alone``: the record is retried by itself after its batch was refused for size.
         """
-        message = incoming.message
+        self._produce(
+            incoming.message, incoming.pending, incoming.headers, incoming.seq, again=again, alone=alone
+        )
+
+    def _produce(
+        self,
+        message: Publish,
+        pending: Pending | None,
+        headers: Headers,
+        seq: int,
+        *,
+        again: bool,
+        alone: bool,
+    ) -> None:
+        """:meth:`produce` with the parts of an :class:`Incoming`, built here only on a failure path
+        (why: :class:`Incoming`); :meth:`on_message` calls this directly."""
         try:
             match = self._routes.route(message.topic)
         except MessageError as exc:
             if not again:
                 self._count_received(self.stats.routes[UNROUTED], message)
-            self.dead_letter(incoming, reason=exc.reason, detail=exc.detail)
+            self.dead_letter(Incoming(message, pending, headers, seq), reason=exc.reason, detail=exc.detail)
             return
         route = self.stats.routes[match.route_name]
         if not again:
@@ -197,28 +211,32 @@ class IngestPipeline:
         try:
             value = self._routes.encode(match, message.payload, message.topic)
         except MessageError as exc:
-            self.dead_letter(incoming, reason=exc.reason, detail=exc.detail)
+            self.dead_letter(Incoming(message, pending, headers, seq), reason=exc.reason, detail=exc.detail)
             return
         except Exception as exc:  # an encoder fault must cost one message, never the task
             record_logger.exception(
                 "route %s could not encode a message of %s", match.route_name, clip(message.topic)
             )
-            self.dead_letter(incoming, reason="internal-error", detail=f"{type(exc).__name__}: {exc}")
+            self.dead_letter(
+                Incoming(message, pending, headers, seq),
+                reason="internal-error",
+                detail=f"{type(exc).__name__}: {exc}",
+            )
             return
         topic = match.kafka_topic
         limit = self.limits.get(topic)
         if limit is not None and len(value) + len(match.key) + LIMIT_SLACK_BYTES > limit:
-            size = record_size(value, match.key, incoming.headers)
+            size = record_size(value, match.key, headers)
             if size > limit:
                 self.dead_letter(
-                    incoming,
+                    Incoming(message, pending, headers, seq),
                     reason="kafka-rejected",
                     detail=f"topic {topic}: a record of about {size} bytes, above the topic's "
                     f"max.message.bytes {limit}",
                 )
                 return
         if self._held and self._holds.held_back(
-            topic, incoming.seq, lambda: self.produce(incoming, again=True)
+            topic, seq, lambda: self.produce(Incoming(message, pending, headers, seq), again=True)
         ):
             return
         try:
@@ -226,12 +244,13 @@ class IngestPipeline:
                 topic,
                 value,
                 match.key,
-                incoming.headers,
-                Delivery(self, incoming, route, topic=topic, alone=alone),
+                headers,
+                Delivery(self, message, pending, headers, route, seq=seq, topic=topic, alone=alone),
             )
         except KafkaDeliveryError as exc:
             if exc.fatal:
                 raise
+            incoming = Incoming(message, pending, headers, seq)
             if exc.retriable:
                 self.topic_missing(incoming, topic=topic, why=exc.detail)
                 return
