@@ -54,17 +54,25 @@ def password_mosquitto(secure: Any, tmp_path: Path) -> Iterator[SecureMosquittoP
         broker.stop()
 
 
-def _run_refused(worker: WorkerProcess, port: int) -> tuple[bytes, str]:
-    """Run the worker ``RUN_S`` seconds; returns the /readyz body seen then and the worker's log."""
-    worker.start()
+def _run_refused(
+    proxy: TcpProxy, endpoints: _Endpoints, tmp_path: Path, *, name: str, root: str, **keys: str
+) -> tuple[str, str]:
+    """Run a source connector on ``endpoints`` (one side through ``proxy``) ``RUN_S`` seconds, then
+    close the proxy; returns the /readyz body (503) and /metrics seen then, and the worker's log."""
+    config = write_source_config(
+        tmp_path / "source.json", endpoints, name=name, root=root, topic=name, **keys
+    )
+    port = free_ports(1)[0]
+    worker = WorkerProcess(config, tmp_path, metrics_port=port).start()
     try:
         time.sleep(RUN_S)
         status, body = _http(f"http://127.0.0.1:{port}/readyz")
         assert status == 503, (status, body)
         metrics = _wait_http(f"http://127.0.0.1:{port}/metrics", 200, 10)
-        return body + b"\n" + metrics, worker.log()
+        return (body + b"\n" + metrics).decode(), worker.log()
     finally:
         worker.stop()
+        proxy.close()
 
 
 def _metric(text: str, side: str, reason: str) -> float:
@@ -80,20 +88,8 @@ def test_a_wrong_mqtt_password_is_one_error_line_and_a_slow_retry(
 ) -> None:
     proxy = TcpProxy(password_mosquitto.host, password_mosquitto.port)
     endpoints = _Endpoints(brokers.kafka_bootstrap, f"tcp://127.0.0.1:{proxy.port}")
-    config = write_source_config(
-        tmp_path / "source.json",
-        endpoints,
-        name=unique,
-        root="plants",
-        topic=unique,
-        **{"mqtt.username": BRIDGE_USER, "mqtt.password": "not-the-password"},
-    )
-    port = free_ports(1)[0]
-    try:
-        seen, log = _run_refused(WorkerProcess(config, tmp_path, metrics_port=port), port)
-    finally:
-        proxy.close()
-    text = seen.decode()
+    keys = {"mqtt.username": BRIDGE_USER, "mqtt.password": "not-the-password"}
+    text, log = _run_refused(proxy, endpoints, tmp_path, name=unique, root="plants", **keys)
     errors = [line for line in log.splitlines() if " ERROR " in line]
     # Mosquitto 2.0.11 answers a wrong password with 0x87 (not 0x86).
     assert len(errors) == 1, errors
@@ -114,20 +110,8 @@ def test_a_wrong_sasl_password_is_one_error_line_and_bounded_attempts(
     settings = {**secure.kafka_settings(BRIDGE_USER), "sasl.password": "wrong-sasl-password"}
     settings.pop("bootstrap.servers", None)
     endpoints = _Endpoints(f"127.0.0.1:{proxy.port}", brokers.mqtt_uri)
-    config = write_source_config(
-        tmp_path / "source.json",
-        endpoints,
-        name=unique,
-        root=unique,
-        topic=unique,
-        **{f"kafka.{key}": value for key, value in settings.items()},
-    )
-    port = free_ports(1)[0]
-    try:
-        seen, log = _run_refused(WorkerProcess(config, tmp_path, metrics_port=port), port)
-    finally:
-        proxy.close()
-    text = seen.decode()
+    keys = {f"kafka.{key}": value for key, value in settings.items()}
+    text, log = _run_refused(proxy, endpoints, tmp_path, name=unique, root=unique, **keys)
     errors = [line for line in log.splitlines() if " ERROR " in line and "authentication failed" in line]
     assert len(errors) == 1, errors
     assert f"127.0.0.1:{proxy.port}" in errors[0] and "kafka producer" in errors[0]
@@ -158,15 +142,7 @@ def test_a_broker_we_cannot_trust_over_tls_is_one_error_line_and_a_30_s_backoff(
     endpoints = _Endpoints(brokers.kafka_bootstrap, f"ssl://{broker}")
     keys = {**bridge_keys(secure), "mqtt.server.uri": endpoints.mqtt_uri}
     keys["mqtt.ssl.ca.location"] = str(getattr(secure.material.certs, ca))
-    config = write_source_config(
-        tmp_path / "source.json", endpoints, name=unique, root="plants", topic=unique, **keys
-    )
-    port = free_ports(1)[0]
-    try:
-        seen, log = _run_refused(WorkerProcess(config, tmp_path, metrics_port=port), port)
-    finally:
-        proxy.close()
-    text = seen.decode()
+    text, log = _run_refused(proxy, endpoints, tmp_path, name=unique, root="plants", **keys)
     errors = [line for line in log.splitlines() if " ERROR " in line]
     print(f"\n[tls {ca}@{host}] {proxy.accepted} connection(s) in {RUN_S:.0f} s; {errors}")
     assert len(errors) == 1, errors
