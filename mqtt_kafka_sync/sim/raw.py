@@ -11,7 +11,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from mqtt_kafka_sync.errors import MqttConnectError, MqttError
-from mqtt_kafka_sync.mqtt.paho_client import new_client, publish_properties, release
+from mqtt_kafka_sync.mqtt.paho_client import MqttAccess, authenticate, new_client, publish_properties, release
 
 
 def publish_raw(
@@ -24,9 +24,14 @@ def publish_raw(
     retain: bool = False,
     user_properties: dict[str, str] | None = None,
     timeout_s: float = 10.0,
+    access: MqttAccess | None = None,
 ) -> None:
-    """Publish one message and wait for its PUBACK/PUBCOMP; raises :class:`MqttError` on any failure."""
-    client = new_client(f"sim-raw-{uuid.uuid4().hex[:8]}")
+    """Publish one message and wait for its PUBACK/PUBCOMP; raises :class:`MqttError` on any failure.
+    ``access``: login and TLS, for a broker that requires them."""
+    client_id = f"sim-raw-{uuid.uuid4().hex[:8]}"
+    client = new_client(client_id)
+    if access is not None:
+        authenticate(client, client_id, access)
     connected = threading.Event()
     reasons: dict[int, ReasonCode | None] = {}
 

@@ -3,9 +3,12 @@ it, ``connection_failures`` counts it, and the attempts the broker sees in 30 s 
 backoff (1 s doubling to 60 s), not hundreds.
 
 (a) a wrong MQTT password against a Mosquitto on plain TCP with the secured stack's password file
-    and ACL (``SecureMosquittoProcess(tls=False)``; the TLS listener is the TLS work's to test);
+    and ACL (``SecureMosquittoProcess(tls=False)``; the TLS listener: (d));
 (c) a wrong SASL password against the secured Kafka listener (``secure.kafka_bootstrap``), given
     through ``kafka.<property>``, so every Kafka client of the task has them.
+(d) a broker the worker cannot trust over TLS against the ``secure`` fixture's TLS-only Mosquitto:
+    ``mqtt.ssl.ca.location`` is another CA, or the URI's host name is not in the broker's
+    certificate; both are not retriable, so the next attempt waits 30-60 s.
 (b) an ACL-refused subscription is tested with the scripted broker (tests/unit/mqtt/
     test_calm_refusals.py): Mosquitto 2.0.11 grants a subscription outside the ACL (SUBACK 0x01) and
     only withholds the messages, so it never answers 0x87.
@@ -23,6 +26,7 @@ import pytest
 from mqtt_kafka_sync.devstack.ports import free_ports
 from mqtt_kafka_sync.devstack.secure import BRIDGE_USER
 from mqtt_kafka_sync.devstack.secure_mosquitto import SecureMosquittoProcess
+from tests.integration.secure_mqtt import bridge_keys
 from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.test_observability import _http, _wait_http
 from tests.integration.worker_process import WorkerProcess, write_source_config
@@ -50,17 +54,25 @@ def password_mosquitto(secure: Any, tmp_path: Path) -> Iterator[SecureMosquittoP
         broker.stop()
 
 
-def _run_refused(worker: WorkerProcess, port: int) -> tuple[bytes, str]:
-    """Run the worker ``RUN_S`` seconds; returns the /readyz body seen then and the worker's log."""
-    worker.start()
+def _run_refused(
+    proxy: TcpProxy, endpoints: _Endpoints, tmp_path: Path, *, name: str, root: str, **keys: str
+) -> tuple[str, str]:
+    """Run a source connector on ``endpoints`` (one side through ``proxy``) ``RUN_S`` seconds, then
+    close the proxy; returns the /readyz body (503) and /metrics seen then, and the worker's log."""
+    config = write_source_config(
+        tmp_path / "source.json", endpoints, name=name, root=root, topic=name, **keys
+    )
+    port = free_ports(1)[0]
+    worker = WorkerProcess(config, tmp_path, metrics_port=port).start()
     try:
         time.sleep(RUN_S)
         status, body = _http(f"http://127.0.0.1:{port}/readyz")
         assert status == 503, (status, body)
         metrics = _wait_http(f"http://127.0.0.1:{port}/metrics", 200, 10)
-        return body + b"\n" + metrics, worker.log()
+        return (body + b"\n" + metrics).decode(), worker.log()
     finally:
         worker.stop()
+        proxy.close()
 
 
 def _metric(text: str, side: str, reason: str) -> float:
@@ -76,20 +88,8 @@ def test_a_wrong_mqtt_password_is_one_error_line_and_a_slow_retry(
 ) -> None:
     proxy = TcpProxy(password_mosquitto.host, password_mosquitto.port)
     endpoints = _Endpoints(brokers.kafka_bootstrap, f"tcp://127.0.0.1:{proxy.port}")
-    config = write_source_config(
-        tmp_path / "source.json",
-        endpoints,
-        name=unique,
-        root="plants",
-        topic=unique,
-        **{"mqtt.username": BRIDGE_USER, "mqtt.password": "not-the-password"},
-    )
-    port = free_ports(1)[0]
-    try:
-        seen, log = _run_refused(WorkerProcess(config, tmp_path, metrics_port=port), port)
-    finally:
-        proxy.close()
-    text = seen.decode()
+    keys = {"mqtt.username": BRIDGE_USER, "mqtt.password": "not-the-password"}
+    text, log = _run_refused(proxy, endpoints, tmp_path, name=unique, root="plants", **keys)
     errors = [line for line in log.splitlines() if " ERROR " in line]
     # Mosquitto 2.0.11 answers a wrong password with 0x87 (not 0x86).
     assert len(errors) == 1, errors
@@ -110,20 +110,8 @@ def test_a_wrong_sasl_password_is_one_error_line_and_bounded_attempts(
     settings = {**secure.kafka_settings(BRIDGE_USER), "sasl.password": "wrong-sasl-password"}
     settings.pop("bootstrap.servers", None)
     endpoints = _Endpoints(f"127.0.0.1:{proxy.port}", brokers.mqtt_uri)
-    config = write_source_config(
-        tmp_path / "source.json",
-        endpoints,
-        name=unique,
-        root=unique,
-        topic=unique,
-        **{f"kafka.{key}": value for key, value in settings.items()},
-    )
-    port = free_ports(1)[0]
-    try:
-        seen, log = _run_refused(WorkerProcess(config, tmp_path, metrics_port=port), port)
-    finally:
-        proxy.close()
-    text = seen.decode()
+    keys = {f"kafka.{key}": value for key, value in settings.items()}
+    text, log = _run_refused(proxy, endpoints, tmp_path, name=unique, root=unique, **keys)
     errors = [line for line in log.splitlines() if " ERROR " in line and "authentication failed" in line]
     assert len(errors) == 1, errors
     assert f"127.0.0.1:{proxy.port}" in errors[0] and "kafka producer" in errors[0]
@@ -135,3 +123,32 @@ def test_a_wrong_sasl_password_is_one_error_line_and_bounded_attempts(
     # 15 s; an idempotent producer holds two, 31): the task's producer and its start-up admin client
     # made 116 in 30 s here. Bounded by librdkafka's pace, not a hot loop of hundreds a second.
     assert proxy.accepted <= 150, proxy.accepted
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("127.0.0.1", "rogue_ca", "certificate verify failed: self-signed certificate in certificate chain"),
+        ("vm", "ca", "hostname mismatch: the broker's certificate is not valid for 'vm'"),
+    ],
+    ids=["unknown-ca", "host-name-mismatch"],
+)
+def test_a_broker_we_cannot_trust_over_tls_is_one_error_line_and_a_30_s_backoff(
+    brokers: Any, secure: Any, tmp_path: Path, unique: str, case: tuple[str, str, str]
+) -> None:
+    host, ca, words = case  # the URI's host, the CA file we trust, the reason the log gives
+    proxy = TcpProxy(*secure.mqtt_address)
+    broker = f"{host}:{proxy.port}"
+    endpoints = _Endpoints(brokers.kafka_bootstrap, f"ssl://{broker}")
+    keys = {**bridge_keys(secure), "mqtt.server.uri": endpoints.mqtt_uri}
+    keys["mqtt.ssl.ca.location"] = str(getattr(secure.material.certs, ca))
+    text, log = _run_refused(proxy, endpoints, tmp_path, name=unique, root="plants", **keys)
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    print(f"\n[tls {ca}@{host}] {proxy.accepted} connection(s) in {RUN_S:.0f} s; {errors}")
+    assert len(errors) == 1, errors
+    assert broker in errors[0] and f"{unique}-0" in errors[0] and words in errors[0], errors[0]
+    assert secure.material.certs.key_password not in log and "Traceback" not in log
+    assert f"mqtt: the TLS handshake with broker {broker} failed" in text, text  # the log has the why
+    # Not retriable: the next attempt waits 30 to 60 s, so the worker's first one is the only one.
+    assert 1 <= proxy.accepted <= 2, proxy.accepted
+    assert 1 <= _metric(text, "mqtt", "tls") <= 2

@@ -1,8 +1,9 @@
 """MQTT over mutual TLS against the ``secure`` Mosquitto (client certificate, password and ACL required).
 
 The bridge logs in as ``bridge`` with its certificate and an encrypted key; devices as ``device-1``
-(the ACL lets a device write and read only ``plants/+/devices/<its user name>/...``), so every test
-uses topics ``plants/<unique plant>/devices/device-1/...``. Kafka is the plain listener here.
+(:mod:`tests.integration.secure_mqtt`: the ACL lets a device write and read only
+``plants/+/devices/<its user name>/...``), so every test uses topics
+``plants/<unique plant>/devices/device-1/...``. Kafka is the plain listener here.
 """
 
 from __future__ import annotations
@@ -22,34 +23,15 @@ from mqtt_kafka_sync.config.model import MqttTls
 from mqtt_kafka_sync.devstack.secure import BRIDGE_USER, DEVICE_USER, SecureEndpoints
 from mqtt_kafka_sync.kafka.admin import ensure_topics
 from mqtt_kafka_sync.mqtt import packets as p
-from mqtt_kafka_sync.mqtt.paho_client import MqttAccess
 from mqtt_kafka_sync.mqtt.subscriber import MqttSubscriber, SubscriberSettings
 from mqtt_kafka_sync.sim.command_devices import CommandFleet, produce_commands
 from mqtt_kafka_sync.sim.devices import DeviceSimulator
 from mqtt_kafka_sync.sim.verify import verify_topic
 from tests.conftest import Brokers
+from tests.integration.secure_mqtt import bridge_keys, device_access
 from tests.integration.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
-
-
-def _bridge_keys(secure: SecureEndpoints) -> dict[str, str]:
-    certs = secure.material.certs
-    return {
-        "mqtt.server.uri": secure.mqtt_uri,
-        "mqtt.username": BRIDGE_USER,
-        "mqtt.password": secure.material.mqtt_users[BRIDGE_USER],
-        "mqtt.ssl.ca.location": str(certs.ca),
-        "mqtt.ssl.certificate.location": str(certs.client_cert("bridge")),
-        "mqtt.ssl.key.location": str(certs.bridge_encrypted_key),
-        "mqtt.ssl.key.password": certs.key_password,
-    }
-
-
-def _device_access(secure: SecureEndpoints) -> MqttAccess:
-    certs = secure.material.certs
-    tls = MqttTls(certs.ca, certs.client_cert("device"), certs.client_key("device"))
-    return MqttAccess(DEVICE_USER, secure.material.mqtt_users[DEVICE_USER], tls)
 
 
 def _write(path: Path, name: str, config: dict[str, str]) -> Path:
@@ -77,7 +59,7 @@ def test_10000_qos1_messages_over_mutual_tls_arrive_once_each_in_order(
             "routes.telemetry.kafka.topic": topic,
             "routes.telemetry.value.format": "json",
             "errors.deadletterqueue.topic.name": f"{topic}-dlq",
-            **_bridge_keys(secure),
+            **bridge_keys(secure),
         },
     )
     worker = WorkerProcess(config, tmp_path).start()
@@ -86,7 +68,7 @@ def test_10000_qos1_messages_over_mutual_tls_arrive_once_each_in_order(
         template = f"plants/s{tag}-{{plant}}/devices/{DEVICE_USER}/telemetry"
         host, port = secure.mqtt_address
         simulator = DeviceSimulator(
-            host, port, 1, 10_000, clients=1, topic_template=template, access=_device_access(secure)
+            host, port, 1, 10_000, clients=1, topic_template=template, access=device_access(secure)
         )
         result = simulator.run()
         assert result.ok and result.acked == 10_000, result.summary()
@@ -117,7 +99,7 @@ def test_2000_commands_reach_a_device_subscribed_over_mutual_tls(
             "routes.cmd.kafka.key": "{plant}.{device}",
             "routes.cmd.mqtt.topic": "plants/{plant}/devices/{device}/commands",
             "errors.deadletterqueue.topic.name": f"{topic}-dlq",
-            **_bridge_keys(secure),
+            **bridge_keys(secure),
         },
     )
     host, port = secure.mqtt_address
@@ -127,7 +109,7 @@ def test_2000_commands_reach_a_device_subscribed_over_mutual_tls(
         port,
         [device],
         template="plants/{plant}/devices/{device}/commands",
-        access=_device_access(secure),
+        access=device_access(secure),
     )
     fleet.start()
     worker = WorkerProcess(config, tmp_path, "relay").start()
