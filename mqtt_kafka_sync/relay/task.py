@@ -20,7 +20,9 @@ reason (:class:`~mqtt_kafka_sync.mqtt.failures.Failures`, read by metrics and ``
 waits before its next attempt as the publisher set it (capped backoff with jitter).
 
 Flow control, with hysteresis, is :class:`~mqtt_kafka_sync.relay.flow.PauseControl`'s; the
-counters are :class:`~mqtt_kafka_sync.relay.stats.RelayStats`.
+counters are :class:`~mqtt_kafka_sync.relay.stats.RelayStats`. What stays here (about 350 lines) is
+the one loop of the relay thread and the handling of each event it takes: splitting it would spread
+one thread's state over modules.
 """
 
 from __future__ import annotations
