@@ -88,8 +88,15 @@ class TransientFilter(logging.Filter):
     """
 
     TRANSIENT = ("Coordinator load in progress", "not found in cache")
+    DROPPED = ("SaslAuthenticateRequest failed: Local: Broker transport failure",)
+    """Errors that are a connection lost while it authenticated, not a refusal (that names its
+    reason): logged at WARNING. A client closed during its handshake logs it, and librdkafka
+    reconnects by itself otherwise; a broker that stays away brings its own errors."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and any(text in record.getMessage() for text in self.DROPPED):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return True
         if logging.WARNING <= record.levelno < logging.ERROR and any(
             text in record.getMessage() for text in self.TRANSIENT
         ):

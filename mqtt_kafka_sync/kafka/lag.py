@@ -23,7 +23,10 @@ What it can and cannot tell:
 - Time lag (the age of the oldest unconsumed record) needs the record's timestamp, and
   ``list_offsets`` only maps timestamps to offsets (or gives the newest timestamp), never an
   offset to its timestamp. So :func:`read_time_lag` fetches the record at the committed offset of
-  each lagging partition with a short-lived consumer (assign, no group, no commit). Its age is
+  each lagging partition with a consumer of the reader's own (assign only, no commit). The reader
+  keeps that consumer between reads: one opened and closed per read would redo its connections
+  (and, with SASL, its authentications) every interval, and a consumer closed while its group
+  coordinator connection is still authenticating makes librdkafka log a SASL error. Its age is
   ``now - timestamp``: with CreateTime that is the producer's clock, with LogAppendTime the
   broker's. A committed offset already deleted by retention gives the oldest record still there;
   a timestamp the record does not carry, or a fetch that times out, gives None.
@@ -162,9 +165,14 @@ class LagReader:
         self._baselines: dict[tuple[str, str, int], int] = {}
         """(group, topic, partition) without a commit -> its end offset when first seen so."""
         self._admin: AdminClient | None = admin_client(self.kafka)
+        self._stamps: Consumer | None = None
+        """The time-lag reader: opened at the first read that needs it, kept until :meth:`close`."""
 
     def close(self) -> None:
         self._admin = None  # confluent-kafka's AdminClient has no close; dropping it ends its threads
+        stamps, self._stamps = self._stamps, None
+        if stamps is not None:
+            stamps.close()
 
     def read(self, *, time_lag: bool = False) -> LagSnapshot:
         """Lag of every group now; raises :class:`LagReadError` when Kafka does not answer."""
@@ -198,7 +206,9 @@ class LagReader:
             groups.append(GroupLag(group, tuple(samples)))
         snapshot = LagSnapshot(time.time(), tuple(groups))
         if time_lag:
-            snapshot = read_time_lag(self.kafka, snapshot, timeout=min(self._timeout, 5.0))
+            if self._stamps is None:
+                self._stamps = timestamp_reader(self.kafka)
+            snapshot = read_time_lag(self._stamps, snapshot, timeout=min(self._timeout, 5.0))
         return snapshot
 
     def read_lag(self) -> int | None:
@@ -268,16 +278,22 @@ def describe_partitions(admin: AdminClient, topics: Iterable[str], timeout: floa
     return found
 
 
-def read_time_lag(kafka: Kafka, snapshot: LagSnapshot, *, timeout: float = 5.0) -> LagSnapshot:
+def timestamp_reader(kafka: Kafka) -> Consumer:
+    """The consumer :func:`read_time_lag` fetches with (assign only, never commits)."""
+    return Consumer(reader_settings(kafka, "lag", _TIMESTAMP_READER), logger=logging.getLogger("librdkafka"))
+
+
+def read_time_lag(consumer: Consumer, snapshot: LagSnapshot, *, timeout: float = 5.0) -> LagSnapshot:
     """``snapshot`` with ``time_lag_s`` filled in: 0.0 without lag, the age of the record at the
-    committed offset with lag, None where it cannot be read (see the module docstring)."""
+    committed offset with lag, None where it cannot be read (see the module docstring). ``consumer``
+    (a :func:`timestamp_reader`) is left with nothing assigned."""
     wanted = {
         (s.topic, s.partition, s.committed)
         for g in snapshot.groups
         for s in g.partitions
         if s.lag and s.committed is not None
     }
-    stamps = _timestamps(kafka, wanted, timeout) if wanted else {}
+    stamps = _timestamps(consumer, wanted, timeout) if wanted else {}
     now_ms = snapshot.at * 1000.0
     groups = []
     for g in snapshot.groups:
@@ -296,12 +312,9 @@ def read_time_lag(kafka: Kafka, snapshot: LagSnapshot, *, timeout: float = 5.0) 
 
 
 def _timestamps(
-    kafka: Kafka, wanted: Iterable[tuple[str, int, int]], timeout: float
+    consumer: Consumer, wanted: Iterable[tuple[str, int, int]], timeout: float
 ) -> dict[tuple[str, int, int], int]:
     """Timestamp (ms) of the first record at or after each (topic, partition, offset)."""
-    consumer = Consumer(
-        reader_settings(kafka, "lag", _TIMESTAMP_READER), logger=logging.getLogger("librdkafka")
-    )
     found: dict[tuple[str, int, int], int] = {}
     try:
         # One fetch position per partition: several groups at different offsets take turns.
@@ -312,7 +325,9 @@ def _timestamps(
         while pending and time.monotonic() < deadline:
             current = {key: offsets.pop() for key, offsets in pending.items()}
             pending = {key: offsets for key, offsets in pending.items() if offsets}
-            consumer.assign([TopicPartition(t, p, o) for (t, p), o in current.items()])
+            assignment = [TopicPartition(t, p, o) for (t, p), o in current.items()]
+            consumer.assign(assignment)
+            consumer.resume(assignment)  # a partition paused in an earlier round or read stays paused
             while current and time.monotonic() < deadline:
                 message: Any = consumer.poll(0.2)
                 if message is None or message.error() is not None:
@@ -326,5 +341,5 @@ def _timestamps(
                 del current[key]
                 consumer.pause([TopicPartition(key[0], key[1], OFFSET_INVALID)])
     finally:
-        consumer.close()
+        consumer.unassign()
     return found

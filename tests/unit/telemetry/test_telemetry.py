@@ -463,3 +463,22 @@ def test_librdkafka_start_up_transients_are_info_not_warnings(caplog: pytest.Log
     assert transient.filter(down) and down.levelno == logging.WARNING
     failed = record(logging.ERROR, "Connect to ipv4#127.0.0.1:9092 failed: Coordinator load in progress")
     assert transient.filter(failed) and failed.levelno == logging.ERROR  # errors stay errors
+
+
+def test_a_connection_lost_while_it_authenticates_is_a_warning_and_a_refusal_stays_an_error() -> None:
+    transient = TransientFilter()
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("librdkafka", logging.ERROR, "", 0, message, (), None)
+
+    dropped = record(
+        "FAIL [rdkafka#consumer-2] [thrd:GroupCoordinator]: GroupCoordinator: SASL authentication error: "
+        "SaslAuthenticateRequest failed: Local: Broker transport failure (after 0ms in state DOWN)"
+    )
+    assert transient.filter(dropped) and dropped.levelname == "WARNING"
+    refused = record(
+        "FAIL [rdkafka#producer-1] [thrd:sasl_ssl://127.0.0.1:29093/bootstrap]: SASL authentication error: "
+        "Authentication failed during authentication due to invalid credentials "
+        "with SASL mechanism SCRAM-SHA-512"
+    )
+    assert transient.filter(refused) and refused.levelname == "ERROR"
