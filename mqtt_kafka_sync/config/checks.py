@@ -1,16 +1,15 @@
-"""Checks for values with structure: URIs, server lists, MQTT filters, Kafka topic names, TLS files."""
+"""Checks for values with structure: URIs, server lists, MQTT filters, Kafka topic names (TLS files:
+:mod:`~mqtt_kafka_sync.config.tls_files`)."""
 
 from __future__ import annotations
 
 import itertools
 import re
-import ssl
-from pathlib import Path
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
 from mqtt_kafka_sync.config.keyspec import BadValue
-from mqtt_kafka_sync.config.model import MQTT_TLS_SCHEMES, MqttServer, MqttTls
+from mqtt_kafka_sync.config.model import MQTT_TLS_SCHEMES, MqttServer
 from mqtt_kafka_sync.routing.pattern import (
     PatternError,
     TopicPattern,
@@ -43,83 +42,6 @@ def mqtt_server(text: str) -> MqttServer:
     if not parts.hostname or not port or parts.path not in ("", "/") or parts.query or parts.fragment:
         raise BadValue(f"{text!r} is not {scheme}://host:port", _SERVER_FIX)
     return MqttServer(cast(Literal["tcp", "ssl", "mqtts"], scheme), parts.hostname, port)
-
-
-# -- MQTT TLS files --------------------------------------------------------------------------------
-
-CA_KEY = "mqtt.ssl.ca.location"
-CERTIFICATE_KEY = "mqtt.ssl.certificate.location"
-KEY_KEY = "mqtt.ssl.key.location"
-KEY_PASSWORD_KEY = "mqtt.ssl.key.password"  # noqa: S105  # the key's name, not a password
-
-
-class TlsFileProblem(BadValue):
-    """A TLS file (or the key's passphrase) that cannot be used; ``key`` names the config key."""
-
-    def __init__(self, key: str, problem: str, fix: str) -> None:
-        self.key = key
-        super().__init__(problem, fix)
-
-
-class _NoPassword(Exception):
-    """OpenSSL asked for a passphrase we do not have (it would otherwise prompt on the terminal)."""
-
-
-def load_mqtt_tls(context: ssl.SSLContext, tls: MqttTls) -> None:
-    """Load ``tls``'s CA bundle and client certificate and key into ``context``.
-
-    One function for the loader (``validate``) and for every connect
-    (:mod:`mqtt_kafka_sync.mqtt.tls`), so what the loader accepts is what a connect uses. Raises
-    :class:`TlsFileProblem`; never says the passphrase.
-    """
-    if tls.ca_location is not None:
-        _load_pem_certificates(context, CA_KEY, tls.ca_location, "a PEM CA bundle")
-    else:
-        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
-    if tls.certificate_location is None:
-        return
-    _load_pem_certificates(
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
-        CERTIFICATE_KEY,
-        tls.certificate_location,
-        "a PEM certificate",
-    )
-    key_key, key_path = (KEY_KEY, tls.key_location) if tls.key_location else (CERTIFICATE_KEY, None)
-    asked: list[bool] = []
-
-    def passphrase() -> str:
-        asked.append(True)
-        if tls.key_password is None:
-            raise _NoPassword
-        return tls.key_password.reveal()
-
-    try:
-        context.load_cert_chain(tls.certificate_location, key_path, password=passphrase)
-    except _NoPassword:
-        raise TlsFileProblem(key_key, "the key is encrypted", f"set {KEY_PASSWORD_KEY}") from None
-    except FileNotFoundError:
-        raise TlsFileProblem(key_key, f"{key_path} does not exist", "name an existing file") from None
-    except ssl.SSLError as exc:
-        if exc.reason == "KEY_VALUES_MISMATCH":
-            fix = f"name the key of the certificate in {CERTIFICATE_KEY}"
-            raise TlsFileProblem(key_key, "the key does not match the certificate", fix) from None
-        if asked:
-            fix = "set the passphrase the key was encrypted with"
-            raise TlsFileProblem(KEY_PASSWORD_KEY, "the passphrase does not open the key", fix) from None
-        raise TlsFileProblem(key_key, "no PEM private key found", "name a PEM private key file") from None
-    except OSError as exc:
-        raise TlsFileProblem(key_key, f"cannot read it: {exc.strerror}", "make it readable") from None
-
-
-def _load_pem_certificates(context: ssl.SSLContext, key: str, path: Path, what: str) -> None:
-    try:
-        context.load_verify_locations(cafile=path)
-    except FileNotFoundError:
-        raise TlsFileProblem(key, f"{path} does not exist", "name an existing file") from None
-    except ssl.SSLError:
-        raise TlsFileProblem(key, f"{path} holds no PEM certificate", f"name {what}") from None
-    except OSError as exc:
-        raise TlsFileProblem(key, f"cannot read {path}: {exc.strerror}", "make it readable") from None
 
 
 def bootstrap_servers(items: tuple[str, ...]) -> str:

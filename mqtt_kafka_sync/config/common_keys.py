@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from mqtt_kafka_sync.config import checks, model
 from mqtt_kafka_sync.config.keyspec import KeySpec
 from mqtt_kafka_sync.config.model import RELAY_CONNECTOR_CLASS, SOURCE_CONNECTOR_CLASS
+from mqtt_kafka_sync.config.tls_files import MQTT_KEYS
 
 MAX_TASKS = 256
 """Most tasks of one connector in one process: each is a process of ~40 MB and a broker connection;
@@ -143,7 +144,7 @@ MQTT_CONNECT_TIMEOUT_KEY = KeySpec(
 TLS_ONLY = "only with an ssl:// or mqtts:// mqtt.server.uri"
 MQTT_TLS_KEYS = (
     KeySpec(
-        checks.CA_KEY,
+        MQTT_KEYS.ca,
         "str",
         f"PEM bundle of the CA(s) the broker's certificate must chain to; {TLS_ONLY}. "
         "Read again at every (re)connect.",
@@ -151,7 +152,7 @@ MQTT_TLS_KEYS = (
         default_doc="the system trust store",
     ),
     KeySpec(
-        checks.CERTIFICATE_KEY,
+        MQTT_KEYS.certificate,
         "str",
         "Client certificate (PEM, may be followed by its chain) for mutual TLS; "
         f"{TLS_ONLY}. Read again at every (re)connect, so a rotated certificate is used without a restart.",
@@ -159,7 +160,7 @@ MQTT_TLS_KEYS = (
         default_doc="no client certificate",
     ),
     KeySpec(
-        checks.KEY_KEY,
+        MQTT_KEYS.key,
         "str",
         f"The client certificate's private key (PEM); {TLS_ONLY}. `validate` checks it matches "
         "the certificate.",
@@ -167,7 +168,7 @@ MQTT_TLS_KEYS = (
         default_doc="the key in the certificate file",
     ),
     KeySpec(
-        checks.KEY_PASSWORD_KEY,
+        MQTT_KEYS.key_password,
         "secret",
         "Passphrase of an encrypted private key; never printed. Use a provider rather than writing "
         "it in the file.",

@@ -15,12 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mqtt_kafka_sync.config import checks, spec
+from mqtt_kafka_sync.config import spec
 from mqtt_kafka_sync.config.common_keys import MQTT_TLS_KEYS
 from mqtt_kafka_sync.config.keycheck import Problems, client_overrides
 from mqtt_kafka_sync.config.keyspec import KeySpec
 from mqtt_kafka_sync.config.librdkafka import knows
 from mqtt_kafka_sync.config.model import KafkaConnection, MqttConnection, MqttServer, MqttTls
+from mqtt_kafka_sync.config.tls_files import MQTT_KEYS, TlsFileProblem, load_mqtt_tls
 from mqtt_kafka_sync.routing.router import kafka_topic_problem
 
 DLQ_KEY = "errors.deadletterqueue.topic.name"
@@ -61,23 +62,23 @@ def _check_mqtt_tls(raw: Mapping[str, str], values: Mapping[str, Any], problems:
         return
     tls = mqtt_tls(values)
     if tls.key_location is not None and tls.certificate_location is None:
-        problems.add(checks.KEY_KEY, f"needs {checks.CERTIFICATE_KEY}", f"set {checks.CERTIFICATE_KEY} too")
+        problems.add(MQTT_KEYS.key, f"needs {MQTT_KEYS.certificate}", f"set {MQTT_KEYS.certificate} too")
     elif tls.key_password is not None and tls.certificate_location is None:
-        problems.add(checks.KEY_PASSWORD_KEY, "there is no key to open", f"set {checks.CERTIFICATE_KEY}")
+        problems.add(MQTT_KEYS.key_password, "there is no key to open", f"set {MQTT_KEYS.certificate}")
     elif not any(p.key.startswith("mqtt.ssl.") for p in problems):
         try:
-            checks.load_mqtt_tls(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), tls)
-        except checks.TlsFileProblem as exc:
+            load_mqtt_tls(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), tls)
+        except TlsFileProblem as exc:
             problems.add(exc.key, exc.problem, exc.fix)
 
 
 def mqtt_tls(values: Mapping[str, Any]) -> MqttTls:
     """The ``mqtt.ssl.*`` settings (paths only: the files are read at every connect)."""
-    password = values[checks.KEY_PASSWORD_KEY]
+    password = values[MQTT_KEYS.key_password]
     return MqttTls(
-        ca_location=_path(values[checks.CA_KEY]),
-        certificate_location=_path(values[checks.CERTIFICATE_KEY]),
-        key_location=_path(values[checks.KEY_KEY]),
+        ca_location=_path(values[MQTT_KEYS.ca]),
+        certificate_location=_path(values[MQTT_KEYS.certificate]),
+        key_location=_path(values[MQTT_KEYS.key]),
         key_password=password,
         check_hostname=values["mqtt.ssl.endpoint.identification.algorithm"] == "https",
     )

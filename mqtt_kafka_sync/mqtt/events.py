@@ -11,6 +11,7 @@ import queue
 from dataclasses import dataclass
 
 from mqtt_kafka_sync.mqtt import reasons
+from mqtt_kafka_sync.mqtt.failures import Failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,15 +26,17 @@ class Connected:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """No session: the broker refused the CONNECT (``code``: its CONNACK code) or did not answer
-    (``code`` None); ``reason`` in words, ``broker`` "host:port", ``wait`` the seconds until paho
-    tries again."""
+    """No session: the broker refused the CONNECT (``code``: its CONNACK code), refused our TLS
+    session (``code`` None, ``failure`` set) or did not answer (both None); ``reason`` in words,
+    ``broker`` "host:port", ``wait`` the seconds until paho tries again."""
 
     reason: str
     code: int | None = None
     broker: str = ""
     client_id: str = ""
     wait: float = 0.0
+    failure: Failure | None = None
+    """A refusal (CONNACK or TLS) as the relay logs and counts it; None when the broker did not answer."""
 
 
 @dataclass(frozen=True, slots=True)

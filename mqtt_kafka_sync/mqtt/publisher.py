@@ -57,6 +57,7 @@ from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.mqtt import packets, reasons, tls
 from mqtt_kafka_sync.mqtt.backoff import REFUSED_MAX_S, REFUSED_MIN_S, Backoff
 from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
+from mqtt_kafka_sync.mqtt.failures import Failure, connack_reason
 from mqtt_kafka_sync.mqtt.paho_client import (
     RECONNECT_MAX_S,
     RECONNECT_MIN_S,
@@ -198,6 +199,8 @@ class MqttPublisher:
         self._client = client
         self._refusals = Backoff()
         """Waits after refused CONNACKs; reset by an accepted one (paho's network thread only)."""
+        self._session_up = False
+        """A CONNACK accepted this connection (paho's network thread only)."""
 
     def start(self) -> None:
         """Connect in the background; paho retries until the broker answers."""
@@ -274,13 +277,10 @@ class MqttPublisher:
     ) -> None:
         if reason.is_failure:
             code = reason.value
-            first = REFUSED_MIN_S if reasons.lookup(code, reasons.CONNACK).retriable else REFUSED_MAX_S
-            wait = max(1, round(self._refusals.next(first, REFUSED_MAX_S)))
-            client.reconnect_delay_set(min_delay=wait, max_delay=wait)  # paho's next wait, no more
-            s = self.settings
             words = reasons.describe(code, reasons.CONNACK, needs="the relay")
-            self._events.put(Refused(words, code, f"{s.host}:{s.port}", s.client_id, wait))
+            self._refused(client, words, code, retriable=reasons.lookup(code, reasons.CONNACK).retriable)
             return
+        self._session_up = True
         if self._refusals.attempts:
             self._refusals.reset()
             client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
@@ -294,12 +294,28 @@ class MqttPublisher:
             )
         )
 
+    def _refused(self, client: Client, words: str, code: int | None, *, retriable: bool) -> None:
+        """The broker refused this connection (a CONNACK ``code``, or the TLS session when None):
+        paho waits the refusals' backoff before the next attempt."""
+        first = REFUSED_MIN_S if retriable else REFUSED_MAX_S
+        wait = max(1, round(self._refusals.next(first, REFUSED_MAX_S)))
+        client.reconnect_delay_set(min_delay=wait, max_delay=wait)  # paho's next wait, no more
+        s = self.settings
+        broker = f"{s.host}:{s.port}"
+        if code is None:
+            failure = Failure("tls", 0, f"broker {broker}: TLS: {words}", retriable)
+        else:
+            logged = f"broker {broker} refused the connection: {words}"
+            failure = Failure(connack_reason(code), code, logged, retriable)
+        self._events.put(Refused(words, code, broker, s.client_id, wait, failure))
+
     def _on_connect_fail(self, client: Client, userdata: object) -> None:
         # paho calls this inside its ``except OSError`` around the attempt, without the exception.
         failure = sys.exc_info()[1]
         settings = self.settings
         if settings.tls is not None and isinstance(failure, ssl.SSLError | ConnectionError):
-            self._events.put(Refused(tls.refusal(failure, settings.tls, settings.host).words))
+            refused = tls.refusal(failure, settings.tls, settings.host)
+            self._refused(client, refused.words, None, retriable=refused.retriable)
         else:
             self._events.put(Refused("no answer (broker unreachable)"))
 
@@ -312,6 +328,15 @@ class MqttPublisher:
         properties: Properties | None,
     ) -> None:
         said = self._paho_said.take()
+        session_up, self._session_up = self._session_up, False
+        settings = self.settings
+        if not session_up and settings.tls is not None:
+            # TLS 1.3: the broker checks our certificate after the handshake, and its alert ends the
+            # session before CONNACK; paho reports "Unspecified error" and names the alert only in its log.
+            refused = tls.refusal_said(said, settings.tls, settings.host)
+            if refused is not None:
+                self._refused(client, refused.words, None, retriable=refused.retriable)
+                return
         self._events.put(
             Disconnected(str(reason), reason.value, said, flags.is_disconnect_packet_from_server)
         )

@@ -16,13 +16,14 @@ CONNACK, as an alert or the connection closing: :func:`refusal` words those too.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import ssl
 
 from paho.mqtt.client import Client
 
-from mqtt_kafka_sync.config.checks import CERTIFICATE_KEY, TlsFileProblem, load_mqtt_tls
 from mqtt_kafka_sync.config.model import MqttTls
+from mqtt_kafka_sync.config.tls_files import MQTT_KEYS, TlsFileProblem, load_mqtt_tls
 from mqtt_kafka_sync.errors import MqttConnectError
 
 logger = logging.getLogger(__name__)
@@ -111,8 +112,23 @@ def refusal(exc: OSError, tls: MqttTls, host: str) -> TlsRefused:
         return TlsRefused(f"TLS handshake failed: {_words(reason) if reason else exc}")
     detail = "it ended the TLS session before CONNACK" if ended or not reason else _words(reason)
     if tls.certificate_location is None:
-        return TlsRefused(f"the broker requires a client certificate ({detail}); set {CERTIFICATE_KEY}")
+        return TlsRefused(f"the broker requires a client certificate ({detail}); set {MQTT_KEYS.certificate}")
     return TlsRefused(f"the broker refused our client certificate ({detail})")
+
+
+_ALERT = re.compile(r"\[SSL: ([A-Z0-9_]+)\]")
+
+
+def refusal_said(said: str, tls: MqttTls, host: str) -> TlsRefused | None:
+    """The refusal in paho's words for a TLS session that ended before CONNACK (``"failed to receive
+    on socket: [SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] ..."``), as :func:`refusal` words it; None
+    when paho names no TLS error (the network, or the broker going away)."""
+    found = _ALERT.search(said)
+    if found is None:
+        return None
+    error = ssl.SSLError(1, said)
+    error.reason = found.group(1)  # what the ssl module sets from OpenSSL's error
+    return refusal(error, tls, host)
 
 
 def _words(reason: str) -> str:

@@ -14,10 +14,11 @@ partition, on one MQTT connection. The broker keeps that order per topic, so com
 command is published until paho re-sent every unacknowledged one and the broker acknowledged it, so
 a new command cannot overtake an older one that is being sent again.
 
-A refused CONNECT (paho's :class:`~mqtt_kafka_sync.mqtt.events.Refused` with a CONNACK code) is
-logged here, on the relay thread, once per episode at ERROR naming the broker, the client id and the
-reason (:class:`~mqtt_kafka_sync.mqtt.failures.Failures`, read by metrics and ``/readyz``); paho
-waits before its next attempt as the publisher set it (capped backoff with jitter).
+A refused CONNECT (paho's :class:`~mqtt_kafka_sync.mqtt.events.Refused` with a ``failure``: a
+CONNACK code, or the TLS session refused, e.g. our client certificate) is logged here, on the relay
+thread, once per episode at ERROR naming the broker, the client id and the reason
+(:class:`~mqtt_kafka_sync.mqtt.failures.Failures`, read by metrics and ``/readyz``); paho waits
+before its next attempt as the publisher set it (capped backoff with jitter).
 
 Flow control, with hysteresis, is :class:`~mqtt_kafka_sync.relay.flow.PauseControl`'s; the
 counters are :class:`~mqtt_kafka_sync.relay.stats.RelayStats`. What stays here (about 350 lines) is
@@ -40,8 +41,7 @@ from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.logs import per_record_logger
 from mqtt_kafka_sync.mqtt.events import Connected, Refused, take_events
-from mqtt_kafka_sync.mqtt.failures import CONNECT_REFUSALS, Failure, Failures, connack_reason
-from mqtt_kafka_sync.mqtt.reasons import CONNACK, lookup
+from mqtt_kafka_sync.mqtt.failures import CONNECT_REFUSALS, Failures
 from mqtt_kafka_sync.mqtt.window import Answer, Publisher, PublishWindow
 from mqtt_kafka_sync.relay.flow import PauseControl
 from mqtt_kafka_sync.relay.offsets import OffsetTracker, Pending
@@ -239,15 +239,11 @@ class RelayTask:
         if isinstance(event, Connected):
             self._refused_in_a_row = 0
             self.mqtt_failures.cleared(*CONNECT_REFUSALS)
-        elif event.code is not None:
+        elif event.failure is not None:
             self._refused_in_a_row += 1
-            refused = Failure(
-                connack_reason(event.code),
-                event.code,
-                f"broker {event.broker} refused the connection: {event.reason}",
-                lookup(event.code, CONNACK).retriable,
+            self.mqtt_failures.refused(
+                event.failure, logger, event.client_id, event.wait, self._refused_in_a_row
             )
-            self.mqtt_failures.refused(refused, logger, event.client_id, event.wait, self._refused_in_a_row)
 
     def _answered(self, answer: Answer[Message, Pending]) -> None:
         flight = answer.flight

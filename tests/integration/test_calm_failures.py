@@ -6,6 +6,8 @@ backoff (1 s doubling to 60 s), not hundreds.
     and ACL (``SecureMosquittoProcess(tls=False)``; the TLS listener: (d));
 (c) a wrong SASL password against the secured Kafka listener (``secure.kafka_bootstrap``), given
     through ``kafka.<property>``, so every Kafka client of the task has them.
+(e) a relay whose client certificate the TLS-only Mosquitto refuses (expired): with TLS 1.3 the
+    refusal comes after the handshake, so paho only says "Unspecified error"; the relay words it.
 (d) a broker the worker cannot trust over TLS against the ``secure`` fixture's TLS-only Mosquitto:
     ``mqtt.ssl.ca.location`` is another CA, or the URI's host name is not in the broker's
     certificate; both are not retriable, so the next attempt waits 30-60 s.
@@ -16,6 +18,7 @@ backoff (1 s doubling to 60 s), not hundreds.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +29,7 @@ import pytest
 from mqtt_kafka_sync.devstack.ports import free_ports
 from mqtt_kafka_sync.devstack.secure import BRIDGE_USER
 from mqtt_kafka_sync.devstack.secure_mosquitto import SecureMosquittoProcess
+from mqtt_kafka_sync.kafka.admin import ensure_topics
 from tests.integration.secure_mqtt import bridge_keys
 from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.test_observability import _http, _wait_http
@@ -62,6 +66,11 @@ def _run_refused(
     config = write_source_config(
         tmp_path / "source.json", endpoints, name=name, root=root, topic=name, **keys
     )
+    return _run_worker_refused(proxy, config, tmp_path)
+
+
+def _run_worker_refused(proxy: TcpProxy, config: Path, tmp_path: Path) -> tuple[str, str]:
+    """:func:`_run_refused` of any connector file ``config``."""
     port = free_ports(1)[0]
     worker = WorkerProcess(config, tmp_path, metrics_port=port).start()
     try:
@@ -150,5 +159,50 @@ def test_a_broker_we_cannot_trust_over_tls_is_one_error_line_and_a_30_s_backoff(
     assert secure.material.certs.key_password not in log and "Traceback" not in log
     assert f"mqtt: the TLS handshake with broker {broker} failed" in text, text  # the log has the why
     # Not retriable: the next attempt waits 30 to 60 s, so the worker's first one is the only one.
+    assert 1 <= proxy.accepted <= 2, proxy.accepted
+    assert 1 <= _metric(text, "mqtt", "tls") <= 2
+
+
+def test_a_relay_whose_certificate_the_broker_refuses_is_one_error_line_and_a_30_s_backoff(
+    brokers: Any, secure: Any, tmp_path: Path, unique: str
+) -> None:
+    proxy = TcpProxy(*secure.mqtt_address)
+    broker = f"127.0.0.1:{proxy.port}"
+    certs = secure.material.certs
+    keys = {
+        **bridge_keys(secure),
+        "mqtt.server.uri": f"ssl://{broker}",
+        "mqtt.ssl.certificate.location": str(certs.client_cert("expired")),
+        "mqtt.ssl.key.location": str(certs.client_key("expired")),
+    }
+    keys.pop("mqtt.ssl.key.password")
+    ensure_topics(brokers.kafka_bootstrap, [unique, f"{unique}-dlq"], partitions=1)
+    config = tmp_path / "relay.json"
+    config.write_text(
+        json.dumps(
+            {
+                "name": unique,
+                "config": {
+                    "connector.class": "mqtt_kafka_sync.KafkaCommandRelayConnector",
+                    "kafka.bootstrap.servers": brokers.kafka_bootstrap,
+                    "routes": "cmd",
+                    "routes.cmd.kafka.topic": unique,
+                    "routes.cmd.mqtt.topic": "plants/{plant}/devices/{device}/commands",
+                    "routes.cmd.kafka.key": "{plant}.{device}",
+                    "errors.deadletterqueue.topic.name": f"{unique}-dlq",
+                    **keys,
+                },
+            }
+        )
+    )
+    text, log = _run_worker_refused(proxy, config, tmp_path)
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    print(f"\n[relay, expired certificate] {proxy.accepted} connection(s) in {RUN_S:.0f} s; {errors}")
+    assert len(errors) == 1, errors
+    words = "the broker refused our client certificate (certificate expired)"
+    assert broker in errors[0] and unique in errors[0] and words in errors[0], errors[0]
+    assert "Unspecified error" not in log and "Traceback" not in log
+    assert f"mqtt: the TLS handshake with broker {broker} failed" in text, text
+    # Not retriable: the next attempt waits 30 to 60 s, so the relay's first one is the only one.
     assert 1 <= proxy.accepted <= 2, proxy.accepted
     assert 1 <= _metric(text, "mqtt", "tls") <= 2

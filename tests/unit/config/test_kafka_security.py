@@ -119,8 +119,8 @@ def test_tls_files_are_checked_naming_the_key(tmp_path: Path, certs: CertSet) ->
         "kafka.ssl.key.location": str(certs.client_key("device")),
     }
     problems = {p.key: p.problem for p in _problems(tmp_path, changes)}
-    assert "no such file" in problems["kafka.ssl.ca.location"]
-    assert "is not the key of" in problems["kafka.ssl.key.location"]
+    assert "does not exist" in problems["kafka.ssl.ca.location"]
+    assert "the key does not match the certificate" in problems["kafka.ssl.key.location"]
 
 
 def test_a_wrong_key_passphrase_is_named_not_shown(tmp_path: Path, certs: CertSet) -> None:

@@ -19,7 +19,7 @@ from mqtt_kafka_sync.errors import MqttConnectError
 from mqtt_kafka_sync.mqtt import packets as p
 from mqtt_kafka_sync.mqtt.connection import BrokerRefused, Reconnects
 from mqtt_kafka_sync.mqtt.events import Refused
-from mqtt_kafka_sync.mqtt.failures import SUMMARY_EVERY
+from mqtt_kafka_sync.mqtt.failures import SUMMARY_EVERY, Failure
 from mqtt_kafka_sync.mqtt.publisher import MqttPublisher, PublisherSettings
 from mqtt_kafka_sync.mqtt.subscriber import MqttSubscriber, SubscriberSettings
 from tests.scripted_broker import Conn, ScriptedBroker, accept, connack, suback
@@ -185,8 +185,10 @@ def test_the_relay_logs_a_refused_connect_once_and_a_session_ends_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     harness = Harness()
+    said = "broker 127.0.0.1:8883 refused the connection: not authorized (0x87)"
+    failure = Failure("not_authorized", 0x87, said, True)
     for wait in (1.0, 2.0, 4.0):
-        harness.events.put(Refused("not authorized (0x87)", 0x87, "127.0.0.1:8883", "relay-0", wait))
+        harness.events.put(Refused("not authorized (0x87)", 0x87, "127.0.0.1:8883", "relay-0", wait, failure))
     harness.task.step()
     failures = harness.task.mqtt_failures
     assert failures.current is not None and failures.current.reason == "not_authorized"
