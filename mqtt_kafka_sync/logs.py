@@ -88,13 +88,14 @@ class TransientFilter(logging.Filter):
     """
 
     TRANSIENT = ("Coordinator load in progress", "not found in cache")
-    DROPPED = ("SaslAuthenticateRequest failed: Local: Broker transport failure",)
-    """Errors that are a connection lost while it authenticated, not a refusal (that names its
-    reason): logged at WARNING. A client closed during its handshake logs it, and librdkafka
-    reconnects by itself otherwise; a broker that stays away brings its own errors."""
+    DEMOTED = ("SASL authentication error", "SSL handshake failed")
+    """librdkafka's errors of a refused login or TLS handshake: logged at WARNING, as the detail of
+    the one ERROR line :mod:`~mqtt_kafka_sync.kafka.connection_state` writes for the episode (naming
+    the client); a connection lost while it authenticated ("SaslAuthenticateRequest failed: Local:
+    Broker transport failure", e.g. a client closed during its handshake) is no refusal at all."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and any(text in record.getMessage() for text in self.DROPPED):
+        if record.levelno >= logging.ERROR and any(text in record.getMessage() for text in self.DEMOTED):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             return True
         if logging.WARNING <= record.levelno < logging.ERROR and any(

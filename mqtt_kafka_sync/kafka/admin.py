@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -43,6 +44,7 @@ def ensure_topics(
         except KafkaException as exc:
             err = exc.args[0]
             if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                exc.__traceback__ = None  # the future keeps it: its frames would keep the client (_limit)
                 continue
             raise KafkaDeliveryError(f"cannot create topic: {err}", topic=topic) from exc
     return created
@@ -66,12 +68,26 @@ def topic_message_limits(
     limits: dict[str, int] = {}
     try:
         futures = admin.describe_configs(resources, request_timeout=timeout)
-        for resource, future in futures.items():
-            try:
-                entry = future.result(timeout)["max.message.bytes"]
-                limits[resource.name] = int(entry.value)
-            except (KafkaException, KeyError, ValueError, TypeError, TimeoutError) as exc:
-                logger.debug("max.message.bytes of %s not known: %s", resource.name, exc)
     except (KafkaException, ValueError) as exc:
         logger.debug("topic limits not read: %s", exc)
+        return limits
+    for resource, future in futures.items():
+        if (limit := _limit(resource.name, future, timeout)) is not None:
+            limits[resource.name] = limit
     return limits
+
+
+def _limit(topic: str, future: Future[Any], timeout: float) -> int | None:
+    """One topic's ``max.message.bytes``, or None.
+
+    A failed future keeps its exception, whose traceback holds this frame, and each frame its
+    caller's: the admin client of :func:`topic_message_limits` then lives (its connections, and its
+    attempts against a Kafka that refuses us, about one a second) until the next full garbage
+    collection, rare in a task process. Dropping the traceback breaks that cycle.
+    """
+    try:
+        return int(future.result(timeout)["max.message.bytes"].value)
+    except (KafkaException, KeyError, ValueError, TypeError, TimeoutError) as exc:
+        logger.debug("max.message.bytes of %s not known: %s", topic, exc)
+        exc.__traceback__ = None
+        return None

@@ -121,17 +121,19 @@ def test_a_wrong_sasl_password_is_one_error_line_and_bounded_attempts(
     endpoints = _Endpoints(f"127.0.0.1:{proxy.port}", brokers.mqtt_uri)
     keys = {f"kafka.{key}": value for key, value in settings.items()}
     text, log = _run_refused(proxy, endpoints, tmp_path, name=unique, root=unique, **keys)
-    errors = [line for line in log.splitlines() if " ERROR " in line and "authentication failed" in line]
-    assert len(errors) == 1, errors
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "authentication failed" in errors[0], errors  # librdkafka's own: WARNING
     assert f"127.0.0.1:{proxy.port}" in errors[0] and "kafka producer" in errors[0]
     assert "wrong-sasl-password" not in log and "Traceback" not in log
     assert "kafka: authentication failed" in text
     assert _metric(text, "kafka", "auth") >= 1
-    # librdkafka 2.16 paces a refused SASL login itself, about once a second per connection, and
-    # reconnect.backoff.* below 2 s does not slow it (measured with one producer: 16 connections in
-    # 15 s; an idempotent producer holds two, 31): the task's producer and its start-up admin client
-    # made 116 in 30 s here. Bounded by librdkafka's pace, not a hot loop of hundreds a second.
-    assert proxy.accepted <= 150, proxy.accepted
+    # librdkafka 2.16 paces a refused SASL login itself, about once a second per broker connection,
+    # whatever reconnect.backoff.* and retry.backoff.* say (a lone producer: 31 connections in 15 s
+    # with the defaults, with 1000/60000 ms reconnect backoff, 1000/10000 ms retry backoff, both, and
+    # without idempotence). The task's producer made 63 in 30 s here; 117 before its start-up admin
+    # client stopped outliving its use (kafka/admin.py, _limit). Bounded: never hundreds.
+    print(f"\n[sasl refused] {proxy.accepted} connections in {RUN_S:.0f} s")
+    assert proxy.accepted <= 80, proxy.accepted
 
 
 @pytest.mark.parametrize(

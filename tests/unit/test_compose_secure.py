@@ -1,7 +1,7 @@
-"""compose/docker-compose.secure.yml, its files under compose/secure/ and
-connectors/secure/example-telemetry.properties, checked without Docker (CI has none): the compose
+"""compose/docker-compose.secure.yml, its files under compose/secure/ and the examples in
+connectors/secure/, checked without Docker (CI has none): the compose
 file parses and mounts what exists, the material script renders a TLS-only Mosquitto and a SASL_SSL
-Kafka listener, and the example connector validates against that material without showing a secret.
+Kafka listener, and the example connectors validate against that material without showing a secret.
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ from mqtt_kafka_sync.devstack.compose_material import KAFKA_SASL_PORT, MOUNT, MQ
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = REPO / "compose"
 SECURE_EXAMPLE = REPO / "connectors" / "secure" / "example-telemetry.properties"
+SECURE_EXAMPLES = {  # each secured example and the plain example it secures
+    SECURE_EXAMPLE: REPO / "connectors" / "example-telemetry.properties",
+    REPO / "connectors" / "secure" / "example-commands.properties": REPO
+    / "connectors"
+    / "example-commands.json",
+}
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -84,18 +90,19 @@ def test_the_material_is_a_tls_only_mosquitto_and_a_scram_listener(material: Pat
         assert stat.S_IMODE(path.stat().st_mode) & 0o004, path
 
 
-def test_the_secure_example_connector_validates_and_shows_no_secret(
-    material: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("example", SECURE_EXAMPLES, ids=lambda path: path.stem)
+def test_the_secure_example_connectors_validate_and_show_no_secret(
+    example: Path, material: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    connector = tmp_path / SECURE_EXAMPLE.name
-    connector.write_text(SECURE_EXAMPLE.read_text().replace(f"{MOUNT}/", f"{material}/"))
+    connector = tmp_path / example.name
+    connector.write_text(example.read_text().replace(f"{MOUNT}/", f"{material}/"))
     assert main(["validate", str(connector)]) == 0
     shown = "".join(capsys.readouterr())
     secrets = (material / "bridge-secrets.properties").read_text().splitlines()
     for value in (line.split("=", 1)[1] for line in secrets if not line.startswith("#")):
         assert value not in shown
     secure = load_connector(connector, {})
-    plain = load_connector(REPO / "connectors" / "example-telemetry.properties", {})
+    plain = load_connector(SECURE_EXAMPLES[example], {})
     assert secure.mqtt.tls is not None and secure.kafka.common["security.protocol"] == "SASL_SSL"
     assert isinstance(secure, type(plain))  # the same connector but for how it reaches the brokers
     unsecured = dataclasses.replace(secure, source="", mqtt=plain.mqtt, kafka=plain.kafka)

@@ -465,7 +465,7 @@ def test_librdkafka_start_up_transients_are_info_not_warnings(caplog: pytest.Log
     assert transient.filter(failed) and failed.levelno == logging.ERROR  # errors stay errors
 
 
-def test_a_connection_lost_while_it_authenticates_is_a_warning_and_a_refusal_stays_an_error() -> None:
+def test_librdkafka_s_refusal_lines_are_warnings_beside_the_one_error_of_the_episode() -> None:
     transient = TransientFilter()
 
     def record(message: str) -> logging.LogRecord:
@@ -481,4 +481,8 @@ def test_a_connection_lost_while_it_authenticates_is_a_warning_and_a_refusal_sta
         "Authentication failed during authentication due to invalid credentials "
         "with SASL mechanism SCRAM-SHA-512"
     )
-    assert transient.filter(refused) and refused.levelname == "ERROR"
+    assert transient.filter(refused) and refused.levelname == "WARNING"
+    down = record(
+        "FAIL [rdkafka#producer-1] [thrd:127.0.0.1:9092/bootstrap]: Connect to ipv4#127.0.0.1:9092 failed"
+    )
+    assert transient.filter(down) and down.levelname == "ERROR"
