@@ -55,6 +55,15 @@ def test_sharded_mode_accepts_up_to_the_shard_count(replicas: int, tmp_path: Pat
     assert hpa["spec"]["maxReplicas"] == 3
 
 
+def test_sharded_sessions_belong_to_shards_not_to_pods(tmp_path: Path) -> None:
+    """The chart gives no per-pod client id in the sharded mode, and accepts a fixed one there."""
+    for config in (SHARDED, {**SHARDED, "mqtt.client.id": "bridge"}):
+        manifests = _render_values({"connectors": [{"name": "s", "config": config}]}, tmp_path)
+        text = named(manifests, "ConfigMap", "mqtt-kafka-sync-connectors")["data"]["s.json"]
+        assert "POD_NAME" not in text
+        assert yaml.safe_load(text)["config"].get("mqtt.client.id") == config.get("mqtt.client.id")
+
+
 def test_sharded_mode_without_shards_is_refused(tmp_path: Path) -> None:
     config = {k: v for k, v in SHARDED.items() if k != "mqtt.shards"}
     error = template_error({"connectors": [{"name": "s", "config": config}]}, tmp_path)

@@ -47,7 +47,9 @@ app.kubernetes.io/component: {{ .role }}
 {{/*
 The connectors as the pods read them, grouped by role: {"ingest": [{name, config}], "relay": [...]}
 as JSON (fromJson it). Checks names, and gives an ingest connector without mqtt.client.id one
-per pod ("<name>-${env:POD_NAME}"): pods of one Deployment must not share an MQTT client id.
+per pod ("<name>-${env:POD_NAME}"): pods of one Deployment must not share an MQTT client id. Not in
+the sharded mode, where a session belongs to a shard, whichever pod owns it (its client id is
+derived from the connector and the shard, so it must not depend on the pod).
 */}}
 {{- define "mks.connectorsByRole" -}}
 {{- $byRole := dict "ingest" (list) "relay" (list) -}}
@@ -68,7 +70,8 @@ per pod ("<name>-${env:POD_NAME}"): pods of one Deployment must not share an MQT
 {{- end -}}
 {{- $role := include "mks.role" $c -}}
 {{- $config := deepCopy $c.config -}}
-{{- if and (eq $role "ingest") (not (hasKey $config "mqtt.client.id")) -}}
+{{- $sharded := eq (index $config "mqtt.subscription" | default "" | toString) "sharded" -}}
+{{- if and (eq $role "ingest") (not $sharded) (not (hasKey $config "mqtt.client.id")) -}}
 {{- $_ := set $config "mqtt.client.id" (printf "%s-${env:POD_NAME}" $c.name) -}}
 {{- end -}}
 {{- $_ := set $byRole $role (append (get $byRole $role) (dict "name" $c.name "config" $config)) -}}
@@ -82,8 +85,8 @@ per pod ("<name>-${env:POD_NAME}"): pods of one Deployment must not share an MQT
 {{/*
 Refuses more replicas than a role can use: a connector with mqtt.subscription=sharded serves the
 shards of mqtt.shards, one replica each, so neither replicas nor autoscaling.maxReplicas may exceed
-their count. An MQTT client id that is not per pod (no ${env:POD_NAME}) is refused with more than one
-replica. Call with (dict "root" $ "role" "ingest" "connectors" (list ...)).
+their count. Outside that mode, an MQTT client id that is not per pod (no ${env:POD_NAME}) is
+refused with more than one replica. Call with (dict "root" $ "role" "ingest" "connectors" (list ...)).
 */}}
 {{- define "mks.checkReplicas" -}}
 {{- $values := get .root.Values .role -}}
@@ -111,7 +114,7 @@ replica. Call with (dict "root" $ "role" "ingest" "connectors" (list ...)).
 {{- end -}}
 {{- end -}}
 {{- $clientId := index .config "mqtt.client.id" | default "" | toString -}}
-{{- if and (eq $.role "ingest") (gt $max 1) (not (contains "${env:POD_NAME}" $clientId)) -}}
+{{- if and (eq $.role "ingest") (ne $mode "sharded") (gt $max 1) (not (contains "${env:POD_NAME}" $clientId)) -}}
 {{- fail (printf "connectors[%s]: mqtt.client.id %q is the same in every pod, but %s.%s is %d: pods would take each other's MQTT session. Leave mqtt.client.id out (the chart then uses %s-${env:POD_NAME}) or put ${env:POD_NAME} in it" .name $clientId $.role $what $max .name) -}}
 {{- end -}}
 {{- end -}}
