@@ -17,7 +17,7 @@ fi
 
 go="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 if [ ! -x "$go" ] && ! command -v "$go" >/dev/null 2>&1; then
-  echo "install-helm: no Go toolchain (looked for go on PATH and /usr/local/go/bin/go); install Go >= 1.25 or set GO=/path/to/go" >&2
+  echo "install-helm: no Go toolchain (looked for go on PATH and /usr/local/go/bin/go); install Go >= 1.26 (helm v4.3.2 needs it) or set GO=/path/to/go" >&2
   exit 1
 fi
 
