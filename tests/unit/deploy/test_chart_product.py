@@ -20,11 +20,11 @@ import yaml
 from mqtt_kafka_sync.cli.main import build_parser
 from mqtt_kafka_sync.config.loader import check_files
 from mqtt_kafka_sync.config.model import RELAY_CONNECTOR_CLASS, SOURCE_CONNECTOR_CLASS
+from mqtt_kafka_sync.devstack import compose_material
 from mqtt_kafka_sync.telemetry.http import MetricsServer
 from tests.unit.deploy.chart import CHART, EXAMPLE_NAMES, REPO, Manifest, named, of_kind, render
 
 ROLES = {SOURCE_CONNECTOR_CLASS: "ingest", RELAY_CONNECTOR_CLASS: "relay"}
-_REFERENCE = re.compile(r"\$\{(env|file):([^}:]+)")
 
 
 def _container(deployment: Manifest) -> dict[str, Any]:
@@ -114,42 +114,67 @@ def test_the_drain_fits_in_the_grace_period_and_every_write_lands_in_the_emptydi
         assert mounts["/dev/shm"]["emptyDir"]["medium"] == "Memory"  # the counters shared with tasks
 
 
+@pytest.fixture(scope="module")
+def secret_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """What the Secrets of compose/helm/examples/secure.yaml hold (the `kubectl create secret` lines at
+    its top), by file name, made from the secured compose stack's throwaway material."""
+    material = tmp_path_factory.mktemp("material") / "m"
+    assert compose_material.main([str(material)]) == 0
+    secrets = (material / "bridge-secrets.properties").read_text()
+    (key_password,) = re.findall(r"^mqtt\.ssl\.key\.password=(.*)$", secrets, re.MULTILINE)
+    return {
+        "ca.pem": (material / "ca.pem").read_bytes(),
+        "bridge.pem": (material / "bridge.pem").read_bytes(),
+        "bridge.key": (material / "bridge-encrypted.key").read_bytes(),
+        "key-password": key_password.encode(),
+    }
+
+
 @pytest.mark.parametrize("example", EXAMPLE_NAMES)
-def test_run_reads_its_connector_files_where_the_configmap_is_mounted(example: str, tmp_path: Path) -> None:
+def test_run_reads_its_connector_files_where_the_configmap_is_mounted(
+    example: str, tmp_path: Path, secret_files: dict[str, bytes]
+) -> None:
+    """Each Deployment's `run` arguments name files of the ConfigMap volume mounted there; those files,
+    with the pod's environment and its Secrets where the pod mounts them, pass the product's own
+    validation: every `${env:}` is set, every `${file:}` and `*.location` is in a mounted Secret."""
     seen_roles = set()
     for deployment, manifests in _deployments(example):
         container = _container(deployment)
         role = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
         mounts = _mounts(deployment)
-        configmap_data = {}
-        for path in _run_args(container).configs:
-            mount = str(PurePosixPath(path).parent)
-            volume = mounts[mount]["configMap"]
-            assert {"key": PurePosixPath(path).name, "path": PurePosixPath(path).name} in volume["items"]
-            data = named(manifests, "ConfigMap", volume["name"])["data"]
-            configmap_data[PurePosixPath(path).name] = data[PurePosixPath(path).name]
+        # The pod's Secret mounts, each standing as a directory here; the connector files are read with
+        # their mount paths mapped onto those directories (as the pod's file system would show them).
+        secret_dirs = {
+            path: tmp_path / role / volume["secret"]["secretName"]
+            for path, volume in mounts.items()
+            if "secret" in volume
+        }
         files = []
-        for name, text in configmap_data.items():
-            connector = yaml.safe_load(text)
-            assert ROLES[connector["config"]["connector.class"]] == role
-            files.append(tmp_path / name)
-            files[-1].write_text(text)
-        seen_roles.add(role)
-        # In the pod: POD_NAME and the Secrets' variables are set; ${file:} and *.location paths are
-        # in the Secrets mounted there (absent here, so only their "cannot read" problems are allowed).
-        env = {e["name"]: "from-a-secret" for e in container["env"]}
-        env["POD_NAME"] = "mqtt-kafka-sync-ingest-7d9f8-x2x4q"
-        secret_dirs = [path for path, volume in mounts.items() if "secret" in volume]
-        for text in configmap_data.values():
-            for provider, target in _REFERENCE.findall(text):
-                if provider == "env":
-                    assert target in env, f"${{env:{target}}} but the container does not set {target}"
-                else:
-                    assert any(_under(target, d) for d in secret_dirs), f"${{file:{target}}} is in no Secret"
+        for path in _run_args(container).configs:
+            name = PurePosixPath(path).name
+            volume = mounts[str(PurePosixPath(path).parent)]["configMap"]
+            assert {"key": name, "path": name} in volume["items"]
+            text = named(manifests, "ConfigMap", volume["name"])["data"][name]
+            assert ROLES[yaml.safe_load(text)["config"]["connector.class"]] == role
+            for mount_path, directory in secret_dirs.items():
+                for referenced in re.findall(re.escape(mount_path) + r"/([^\s:}\"]+)", text):
+                    directory.mkdir(parents=True, exist_ok=True)
+                    assert referenced in secret_files, (
+                        f"{example}: {mount_path}/{referenced} is in no example Secret"
+                    )
+                    (directory / referenced).write_bytes(secret_files[referenced])
+                text = text.replace(mount_path + "/", f"{directory}/")
             for key, value in yaml.safe_load(text)["config"].items():
                 if key.endswith(".location"):
-                    assert any(_under(value, d) for d in secret_dirs), f"{key}={value} is in no Secret"
-        problems = [p for p in check_files(files, env) if not any(d in str(p) for d in secret_dirs)]
+                    assert any(_under(value, str(d)) for d in secret_dirs.values()), (
+                        f"{key}={value}: no Secret"
+                    )
+            files.append(tmp_path / f"{role}-{name}")
+            files[-1].write_text(text)
+        seen_roles.add(role)
+        env = {e["name"]: "from-a-secret" for e in container["env"]}
+        env["POD_NAME"] = "mqtt-kafka-sync-ingest-7d9f8-x2x4q"
+        problems = check_files(files, env)
         assert not problems, "\n".join(map(str, problems))
     assert seen_roles == {"ingest", "relay"}
 
