@@ -75,7 +75,10 @@ def _interpreter() -> str:
         probe = [candidate, "-c", "import sys, venv, ensurepip; assert sys.version_info >= (3, 11)"]
         if subprocess.run(_as_image_user(probe), capture_output=True, check=False).returncode == 0:
             return candidate
-    raise AssertionError(f"no Python >= 3.11 with venv that user {_user()[0]} can run among {candidates}")
+    raise AssertionError(
+        f"no Python >= 3.11 with venv that user {_user()[0]} can run among {candidates}: install Debian's "
+        "python3-venv (scripts/install-system-deps.sh does)"
+    )
 
 
 def _build(image: Image, python: str) -> None:
