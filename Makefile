@@ -7,7 +7,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap demo test lint typecheck imports unit integration stack-up stack-down stack-status docs clean
+.PHONY: help bootstrap tools manifests demo test lint typecheck imports unit integration stack-up stack-down stack-status docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,10 +21,16 @@ $(STAMP): pyproject.toml
 
 bootstrap: $(STAMP)  ## install system packages (Mosquitto, JDK, Maven) and the Python environment
 
+tools:  ## build Helm 4 from the Go module proxy into .stack/tools (once; the chart's tests use it)
+	./scripts/install-helm.sh
+
+manifests: $(STAMP) tools  ## rewrite compose/kubernetes/ (plain manifests) from the Helm chart
+	$(PY) -m tests.unit.deploy.chart
+
 demo: $(STAMP)  ## start the local stack, a worker and a device simulator; live progress until Ctrl-C
 	$(BIN)/mqtt-kafka-sync demo $(DEMO_ARGS)
 
-test: $(STAMP)  ## everything CI runs: lint, type check, unit and integration tests against real brokers
+test: $(STAMP) tools  ## everything CI runs: lint, type check, unit and integration tests against real brokers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
