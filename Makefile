@@ -30,7 +30,8 @@ manifests: $(STAMP) tools  ## rewrite compose/kubernetes/ (plain manifests) from
 demo: $(STAMP)  ## start the local stack, a worker and a device simulator; live progress until Ctrl-C
 	$(BIN)/mqtt-kafka-sync demo $(DEMO_ARGS)
 
-test: $(STAMP) tools  ## everything CI runs: lint, type check, unit and integration tests against real brokers
+test: $(STAMP)  ## everything CI runs: lint, type check, unit and integration tests against real brokers
+	./scripts/install-helm.sh --background
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -1,5 +1,6 @@
-"""The first test here that needs Helm builds it (scripts/install-helm.sh: 4 to 7 minutes once, on 2
-shared cores), unless `make tools` did already, as `make test` does; the time limit allows for it."""
+"""The first test here that needs Helm waits for the build `make test` started in the background, or
+builds it when pytest runs alone (scripts/install-helm.sh: 4 to 7 minutes once, on 2 shared cores);
+the time limit allows for it."""
 
 from __future__ import annotations
 
