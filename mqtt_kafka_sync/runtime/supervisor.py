@@ -132,6 +132,11 @@ class Supervisor:
                 "restarts": slot.restarts,
             }
             entry.update(zip(STAT_FIELDS, slot.stats[:], strict=True))
+            if slot.metrics.layout.shard_filters:
+                alive = bool(entry["alive"])
+                entry["shards"] = (
+                    slot.metrics.snapshot(alive, slot.restarts_total).owned_shards() if alive else []
+                )
             tasks.append(entry)
         return {"tasks": tasks, "totals": self.totals()}
 

@@ -1,0 +1,149 @@
+"""Sharded mode: MQTT sessions owned by shards, shards owned by workers through a Kafka consumer group.
+
+``mqtt.subscription=sharded`` cuts the topic tree into shards (``mqtt.shards``, one MQTT filter
+each). Shard ``i`` is partition ``i`` of a coordination topic; every task process of the connector,
+on any machine, joins one consumer group on it (:class:`~mqtt_kafka_sync.kafka.assignment.GroupOwnership`),
+and the group's assignment says which task owns which shard.
+
+Owning shard ``i`` means running its MQTT session: client id :attr:`ShardsConfig.client_ids`\\[i]
+(from the filter, so the session belongs to the shard, not to a worker), Clean Start 0 with
+``mqtt.session.expiry.seconds``, subscribed to the shard's filter without ``$share``. Giving it up
+(rebalance, graceful stop) drains it: stop reading, wait until Kafka confirmed what is in flight,
+acknowledge that, disconnect keeping the session; only then does the partition move. A crashed
+owner stops heartbeating and the group moves its shards after ``mqtt.shards.session.timeout.ms``;
+the new owner resumes the session and the broker re-sends what was not acknowledged.
+
+Design: **one** :class:`~mqtt_kafka_sync.ingest.task.IngestTask` **per owned shard** (its own MQTT
+connection, pipeline and idempotent producer), exactly what a shared-mode task runs. So the hot path
+is today's, unchanged; a shard's drain waits for that shard's records only (a producer shared by the
+shards would make a revoked shard wait for every other shard's records, and need someone to poll it
+while shards come and go); and per device order follows from one session feeding one producer. The
+price is a Kafka producer per shard: fine for a few shards per worker (tens), not for hundreds,
+which is why docs/operations.md advises a few shards per worker.
+
+A session taken over by another client (two workers briefly both believing they own a shard while
+the group is cut off from Kafka) stops instead of fighting back (``give_up_on_takeover``): its
+unacknowledged messages go to the other one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from mqtt_kafka_sync.config.model import ShardsConfig, SourceConnectorConfig
+from mqtt_kafka_sync.ingest.shard_view import ShardsTask
+from mqtt_kafka_sync.ingest.task import IngestTask
+from mqtt_kafka_sync.ingest.worker import COUNTERS, task_counters
+from mqtt_kafka_sync.kafka.assignment import GroupOwnership
+from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
+
+logger = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_S = 30.0
+"""How long a revoked shard waits for Kafka before it lets go anyway (the broker re-sends the rest)."""
+LOST_DRAIN_TIMEOUT_S = 5.0
+"""The same for a shard lost without a rebalance: another worker may already be resuming it."""
+
+
+class ShardedWorker:
+    """The task of a sharded connector: a member of the shards' group, running the shards it owns."""
+
+    throttle = None
+    """The lag throttle does not pace sharded mode (the loader refuses ``throttle.*`` with it)."""
+
+    def __init__(
+        self, config: SourceConnectorConfig, index: int, *, telemetry: PipelineRegistry | None = None
+    ) -> None:
+        assert config.shards is not None
+        self.config = config
+        self.shards: ShardsConfig = config.shards
+        self.index = index
+        self._telemetry = telemetry
+        self._tasks: dict[int, IngestTask] = {}
+        self._retired = dict.fromkeys(COUNTERS, 0)
+        self._lock = threading.Lock()
+        self._drain_timeout = DRAIN_TIMEOUT_S
+        self.member = GroupOwnership(
+            config.kafka,
+            topic=self.shards.topic,
+            group=self.shards.group,
+            client_id=f"{config.task_client_id(index)}-shards",
+            session_timeout_ms=self.shards.session_timeout_ms,
+            pieces=len(self.shards.filters),
+            owner=self,
+        )
+        self.task = ShardsTask(self._live, self.member.joined.is_set)
+
+    def _live(self) -> list[IngestTask]:
+        with self._lock:
+            return list(self._tasks.values())
+
+    @property
+    def owned(self) -> tuple[int, ...]:
+        """Shards whose sessions this task runs now."""
+        with self._lock:
+            return tuple(sorted(self._tasks))
+
+    def start(self) -> None:
+        self.member.start()
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            tasks = list(self._tasks.values())
+            snap = dict(self._retired)
+        for task in tasks:
+            for name, value in task_counters(task).items():
+                snap[name] += value
+        snap["subscribed"] = int(self.task.subscriber.subscribed)
+        return snap
+
+    def drain(self, timeout: float) -> bool:
+        """Leave the group: every owned shard is drained and handed over (inside the consumer's close)."""
+        self._drain_timeout = max(1.0, timeout)
+        self.member.stop(timeout + 5.0)
+        return not self.owned
+
+    # -- Owner: called on the member's thread ----------------------------------------------------
+    def acquire(self, pieces: set[int]) -> None:
+        for shard in sorted(pieces):
+            task = IngestTask(
+                self.config,
+                self.index,
+                client_id=self.shards.client_ids[shard],
+                filters=(self.shards.filters[shard],),
+                telemetry=self._telemetry,
+            )
+            task.subscriber.give_up_on_takeover = True
+            with self._lock:
+                self._tasks[shard] = task
+            task.start()
+            logger.info(
+                "%s: running shard %d (%s) as %s",
+                self.config.name,
+                shard,
+                self.shards.filters[shard],
+                task.client_id,
+            )
+
+    def release(self, pieces: set[int], *, lost: bool = False) -> None:
+        timeout = LOST_DRAIN_TIMEOUT_S if lost else self._drain_timeout
+        with self._lock:
+            tasks = {shard: self._tasks[shard] for shard in sorted(pieces) if shard in self._tasks}
+        for shard, task in tasks.items():
+            drained = task.drain(timeout)  # keeps the session for the next owner
+            with self._lock:
+                del self._tasks[shard]
+                self._retire(task)
+            logger.info(
+                "%s: shard %d (%s) handed over%s",
+                self.config.name,
+                shard,
+                self.shards.filters[shard],
+                "" if drained else " with messages unconfirmed (the broker re-sends them)",
+            )
+
+    def _retire(self, task: IngestTask) -> None:
+        for name, value in task_counters(task).items():
+            self._retired[name] += value
+        self.task.retired.add(task)
