@@ -59,16 +59,16 @@ class ShardFailures:
 class ShardSubscribers:
     """``subscriber`` of the probe: every owned shard's session at once."""
 
-    def __init__(self, tasks: Tasks, retired: RetiredCounts, joined: Callable[[], bool]) -> None:
+    def __init__(self, tasks: Tasks, retired: RetiredCounts, settled: Callable[[], bool]) -> None:
         self._tasks = tasks
         self._retired = retired
-        self._joined = joined
+        self._settled = settled
         self.failures = ShardFailures(tasks, retired)
 
     @property
     def subscribed(self) -> bool:
-        """In the group, and every owned shard's subscription acknowledged."""
-        return self._joined() and all(t.subscriber.subscribed for t in self._tasks())
+        """Running every shard assigned to it, and each one's subscription acknowledged."""
+        return self._settled() and all(t.subscriber.subscribed for t in self._tasks())
 
     @property
     def reconnects(self) -> int:
@@ -116,8 +116,8 @@ class ShardSinks:
 class ShardsTask:
     """``worker.task`` of a sharded worker, for the probe."""
 
-    def __init__(self, tasks: Tasks, joined: Callable[[], bool]) -> None:
+    def __init__(self, tasks: Tasks, settled: Callable[[], bool]) -> None:
         self.retired = RetiredCounts()
-        self.subscriber = ShardSubscribers(tasks, self.retired, joined)
+        self.subscriber = ShardSubscribers(tasks, self.retired, settled)
         self.sink = ShardSinks(tasks, self.retired)
         self.pacer = None

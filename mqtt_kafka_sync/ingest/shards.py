@@ -22,14 +22,17 @@ price is a Kafka producer per shard: fine for a few shards per worker (tens), no
 which is why docs/operations.md advises a few shards per worker.
 
 A session taken over by another client (two workers briefly both believing they own a shard while
-the group is cut off from Kafka) stops instead of fighting back (``give_up_on_takeover``): its
-unacknowledged messages go to the other one.
+one of them is cut off from the group) stops instead of fighting back (``give_up_on_takeover``):
+its unacknowledged messages go to the other one. The cut-off worker learns that it lost the shard
+within the session timeout; if instead the group still assigns the shard to this worker one session
+timeout later, the other client was the stale one, and this worker starts the session again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from mqtt_kafka_sync.config.model import ShardsConfig, SourceConnectorConfig
 from mqtt_kafka_sync.ingest.shard_view import ShardsTask
@@ -63,6 +66,8 @@ class ShardedWorker:
         self._tasks: dict[int, IngestTask] = {}
         self._retired = dict.fromkeys(COUNTERS, 0)
         self._lock = threading.Lock()
+        self._taken_over: dict[int, float] = {}
+        """Shards whose session another client took over, and since when (member thread only)."""
         self._drain_timeout = DRAIN_TIMEOUT_S
         self.member = GroupOwnership(
             config.kafka,
@@ -73,11 +78,15 @@ class ShardedWorker:
             pieces=len(self.shards.filters),
             owner=self,
         )
-        self.task = ShardsTask(self._live, self.member.joined.is_set)
+        self.task = ShardsTask(self._live, self._settled)
 
     def _live(self) -> list[IngestTask]:
         with self._lock:
             return list(self._tasks.values())
+
+    def _settled(self) -> bool:
+        """In the group, and running a session for every shard it was assigned (none pending)."""
+        return self.member.joined.is_set() and self.member.owned == frozenset(self.owned)
 
     @property
     def owned(self) -> tuple[int, ...]:
@@ -107,24 +116,48 @@ class ShardedWorker:
     # -- Owner: called on the member's thread ----------------------------------------------------
     def acquire(self, pieces: set[int]) -> None:
         for shard in sorted(pieces):
-            task = IngestTask(
-                self.config,
-                self.index,
-                client_id=self.shards.client_ids[shard],
-                filters=(self.shards.filters[shard],),
-                telemetry=self._telemetry,
-            )
-            task.subscriber.give_up_on_takeover = True
-            with self._lock:
-                self._tasks[shard] = task
-            task.start()
-            logger.info(
-                "%s: running shard %d (%s) as %s",
+            self._start(shard)
+
+    def turn(self) -> None:
+        """Start again, one session timeout later, a shard's session taken over while still assigned here."""
+        now = time.monotonic()
+        with self._lock:
+            taken = [shard for shard, task in self._tasks.items() if task.subscriber.taken_over]
+        for shard in [s for s in self._taken_over if s not in taken]:
+            del self._taken_over[shard]
+        for shard in taken:
+            since = self._taken_over.setdefault(shard, now)
+            if now - since < self.shards.session_timeout_ms / 1000:
+                continue
+            logger.warning(
+                "%s: shard %d (%s) is still assigned here but its session was taken over; starting it again",
                 self.config.name,
                 shard,
                 self.shards.filters[shard],
-                task.client_id,
             )
+            del self._taken_over[shard]
+            self.release({shard}, lost=True)
+            self._start(shard)
+
+    def _start(self, shard: int) -> None:
+        task = IngestTask(
+            self.config,
+            self.index,
+            client_id=self.shards.client_ids[shard],
+            filters=(self.shards.filters[shard],),
+            telemetry=self._telemetry,
+        )
+        task.subscriber.give_up_on_takeover = True
+        with self._lock:
+            self._tasks[shard] = task
+        task.start()
+        logger.info(
+            "%s: running shard %d (%s) as %s",
+            self.config.name,
+            shard,
+            self.shards.filters[shard],
+            task.client_id,
+        )
 
     def release(self, pieces: set[int], *, lost: bool = False) -> None:
         timeout = LOST_DRAIN_TIMEOUT_S if lost else self._drain_timeout

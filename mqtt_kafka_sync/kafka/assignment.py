@@ -15,7 +15,8 @@ owner is told, all on that thread:
   it returns, which is the point (the owner hands its work over cleanly first);
 - ``release(pieces, lost=True)`` when the assignment was lost without a rebalance (the member was
   cut off from the coordinator for longer than the session timeout): another member may already
-  own them.
+  own them;
+- ``turn()`` after every poll (about twice a second), for the owner's own upkeep.
 
 :func:`ensure_coordination_topic` creates the topic with one partition per piece, or refuses one
 that exists with another partition count (an assignment of the wrong pieces).
@@ -94,6 +95,7 @@ class Owner(Protocol):
 
     def acquire(self, pieces: set[int]) -> None: ...
     def release(self, pieces: set[int], *, lost: bool = False) -> None: ...
+    def turn(self) -> None: ...
 
 
 class GroupOwnership:
@@ -158,6 +160,7 @@ class GroupOwnership:
                 if self._acquired:
                     acquired, self._acquired = self._acquired, set()
                     self._owner.acquire(acquired)
+                self._owner.turn()
         finally:
             consumer.close()  # revokes (and so releases) whatever is still owned
 
