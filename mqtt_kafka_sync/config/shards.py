@@ -15,10 +15,11 @@ import re
 from collections.abc import Mapping
 from typing import Any, get_args
 
+from mqtt_kafka_sync.config.checks import mqtt_filters
 from mqtt_kafka_sync.config.keycheck import Problems
 from mqtt_kafka_sync.config.keyspec import BadValue, KeySpec
 from mqtt_kafka_sync.config.model import MQTT_SHARDS_SESSION_TIMEOUT_MS, ShardsConfig, SubscriptionMode
-from mqtt_kafka_sync.routing.pattern import PatternError, TopicPattern, check_filter, overlaps
+from mqtt_kafka_sync.routing.pattern import TopicPattern, overlaps
 from mqtt_kafka_sync.routing.router import kafka_topic_problem
 
 SUBSCRIPTION = "mqtt.subscription"
@@ -50,10 +51,7 @@ def shard_filters(items: tuple[str, ...]) -> tuple[str, ...]:
                 f"{item!r} is a shared subscription: a shard's session subscribes to its filter alone",
                 f"write the plain filter, e.g. {item.split('/', 2)[-1]!r}",
             )
-        try:
-            check_filter(item)
-        except PatternError as exc:
-            raise BadValue(f"{item!r} is not a valid MQTT filter: {exc}", "e.g. plants/p0/#") from None
+        mqtt_filters((item,))  # a valid plain filter
         if items.count(item) > 1:
             raise BadValue(f"{item!r} is listed twice", "list each shard once")
     for first, second in itertools.combinations(items, 2):

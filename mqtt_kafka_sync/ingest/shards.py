@@ -37,7 +37,7 @@ import time
 from mqtt_kafka_sync.config.model import ShardsConfig, SourceConnectorConfig
 from mqtt_kafka_sync.ingest.shard_view import ShardsTask
 from mqtt_kafka_sync.ingest.task import IngestTask
-from mqtt_kafka_sync.ingest.worker import COUNTERS, task_counters
+from mqtt_kafka_sync.ingest.worker import COUNTERS, counters_snapshot, task_counters
 from mqtt_kafka_sync.kafka.assignment import GroupOwnership
 from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
 
@@ -100,10 +100,8 @@ class ShardedWorker:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             tasks = list(self._tasks.values())
-            snap = dict(self._retired)
-        for task in tasks:
-            for name, value in task_counters(task).items():
-                snap[name] += value
+            base = dict(self._retired)
+        snap = counters_snapshot(base, tasks)
         snap["subscribed"] = int(self.task.subscriber.subscribed)
         return snap
 

@@ -44,6 +44,15 @@ def task_counters(task: IngestTask) -> dict[str, int]:
     }
 
 
+def counters_snapshot(base: dict[str, int], tasks: list[IngestTask]) -> dict[str, int]:
+    """``base`` (what finished tasks counted) plus the counters of ``tasks``."""
+    snap = dict(base)
+    for task in tasks:
+        for name, value in task_counters(task).items():
+            snap[name] += value
+    return snap
+
+
 class _MembershipHandler:
     """Lets membership records bypass the pipeline; everything else goes to Kafka."""
 
@@ -135,10 +144,8 @@ class IngestWorker:
         """Counters of this task plus every adoption it ran, finished or not."""
         with self._lock:
             tasks = [self.task, *(t for _, t in self._adoptions.values())]
-            snap = dict(self._retired)
-        for task in tasks:
-            for name, value in task_counters(task).items():
-                snap[name] += value
+            base = dict(self._retired)
+        snap = counters_snapshot(base, tasks)
         snap["subscribed"] = int(self.task.subscriber.subscribed)
         return snap
 
