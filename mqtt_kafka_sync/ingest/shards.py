@@ -34,11 +34,13 @@ import logging
 import threading
 import time
 
+from confluent_kafka import KafkaException
+
 from mqtt_kafka_sync.config.model import ShardsConfig, SourceConnectorConfig
 from mqtt_kafka_sync.ingest.shard_view import ShardsTask
 from mqtt_kafka_sync.ingest.task import IngestTask
 from mqtt_kafka_sync.ingest.worker import COUNTERS, counters_snapshot, task_counters
-from mqtt_kafka_sync.kafka.assignment import GroupOwnership
+from mqtt_kafka_sync.kafka.assignment import GroupOwnership, ensure_coordination_topic
 from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,21 @@ DRAIN_TIMEOUT_S = 30.0
 """How long a revoked shard waits for Kafka before it lets go anyway (the broker re-sends the rest)."""
 LOST_DRAIN_TIMEOUT_S = 5.0
 """The same for a shard lost without a rebalance: another worker may already be resuming it."""
+
+
+def prepare_shards(config: SourceConnectorConfig, timeout: float = 10.0) -> None:
+    """Before any task starts: the coordination topic exists with one partition per shard.
+
+    Raises :class:`~mqtt_kafka_sync.kafka.assignment.CoordinationTopicError` (``run`` exits 1 with
+    its words) for a topic with another partition count. Kafka not answering is no reason not to
+    start (a task process starts without Kafka, too): each task checks again until it can.
+    """
+    if config.shards is None:
+        return
+    try:
+        ensure_coordination_topic(config.kafka, config.shards.topic, len(config.shards.filters), timeout)
+    except KafkaException as exc:
+        logger.warning("%s: coordination topic not checked yet (%s)", config.name, exc.args[0])
 
 
 class ShardedWorker:

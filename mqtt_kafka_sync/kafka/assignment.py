@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 POLL_S = 0.5
 RETRY_S = 5.0
+REFUSED_RETRY_S = 30.0
 
 
 class CoordinationTopicError(SyncError):
@@ -138,6 +139,7 @@ class GroupOwnership:
             logger.warning("group %s: still releasing after %.0fs", self.group, timeout)
 
     def _run(self) -> None:
+        refused = False
         while not self._stop.is_set():
             try:
                 ensure_coordination_topic(self._kafka, self.topic, self._pieces)
@@ -145,6 +147,11 @@ class GroupOwnership:
             except KafkaException as exc:
                 logger.warning("coordination topic %s not checked (%s); trying again", self.topic, exc)
                 self._stop.wait(RETRY_S)
+            except CoordinationTopicError as exc:  # changed under a running worker: wait to be fixed
+                if not refused:
+                    logger.error("%s; owning no shard until it is fixed", exc)
+                    refused = True
+                self._stop.wait(REFUSED_RETRY_S)
         if self._stop.is_set():
             return
         settings: dict[str, Any] = dict(self._settings)

@@ -8,12 +8,14 @@ order: first occurrences only, so a re-sent duplicate is not a reorder).
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mqtt_kafka_sync.kafka.admin import ensure_topics
 from mqtt_kafka_sync.sim.devices import DeviceSimulator
 from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.test_ingest import Scenario
@@ -22,6 +24,7 @@ from tests.integration.worker_process import WorkerProcess, write_source_config
 pytestmark = pytest.mark.integration
 
 PLANTS = 6
+PREFIX = "coordination-"
 
 
 class ShardedScenario(Scenario):
@@ -112,10 +115,15 @@ def wait_owning(workers: list[WorkerProcess], shards: set[str], timeout: float) 
     raise AssertionError(f"shards {sorted(shards)} not taken over within {timeout}s\n{logs}")
 
 
-def test_kill_9_of_a_worker_moves_its_shards_and_loses_nothing(brokers: Any, tmp_path: Path) -> None:
-    """The killed worker's shards move after the group's session timeout (10 s by default); their
-    new owners resume the sessions and the broker re-sends what was not acknowledged."""
-    scenario = ShardedScenario(brokers, tmp_path)
+@pytest.mark.parametrize("session_timeout_ms", [10_000, 6_000])
+def test_kill_9_of_a_worker_moves_its_shards_and_loses_nothing(
+    brokers: Any, tmp_path: Path, session_timeout_ms: int
+) -> None:
+    """The killed worker's shards move after the group's session timeout (10 s by default, 6 s the
+    least a Kafka broker accepts by default); their new owners resume the sessions and the broker
+    re-sends what was not acknowledged."""
+    timeout: dict[str, Any] = {"mqtt.shards.session.timeout.ms": session_timeout_ms}
+    scenario = ShardedScenario(brokers, tmp_path, **timeout)
     workers = [scenario.worker(f"w{i}").start() for i in range(3)]
     survivors = workers[1:]
     simulator = scenario.simulator(60, 500, rate=1000)
@@ -129,7 +137,10 @@ def test_kill_9_of_a_worker_moves_its_shards_and_loses_nothing(brokers: Any, tmp
         result = simulator.wait(180)
         assert result is not None and result.ok, result
         report = scenario.verify(result.per_device_last_seq, timeout_s=180)
-        print(f"\n[kill -9] shards {sorted(victim)} resumed by survivors {moved_s:.1f}s after the kill")
+        print(
+            f"\n[kill -9, session timeout {session_timeout_ms} ms] shards {sorted(victim)} resumed by "
+            f"survivors {moved_s:.1f}s after the kill"
+        )
         print(f"[kill -9] {report.summary()}")
         assert report.lost == 0, report.summary()
         assert report.out_of_order == 0, report.summary()
@@ -260,3 +271,19 @@ def test_kafka_unreachable_for_20_seconds_reorders_nothing_and_the_flow_resumes(
             simulator.stop()
         for w in workers:
             w.stop()
+
+
+def test_a_coordination_topic_with_another_partition_count_stops_run_with_the_key_and_the_fix(
+    brokers: Any, tmp_path: Path
+) -> None:
+    scenario = ShardedScenario(brokers, tmp_path, **{"mqtt.shards.topic": f"{PREFIX}{time.time_ns()}"})
+    topic = json.loads(scenario.config.read_text())["config"]["mqtt.shards.topic"]
+    ensure_topics(brokers.kafka_bootstrap, [topic], partitions=2)
+    worker = scenario.worker("refused").start()
+    assert worker.proc is not None
+    code = worker.proc.wait(60)
+    log = worker.log()
+    assert code == 1, log
+    assert f"coordination topic {topic!r} has 2 partitions but there are 6 shards" in log, log
+    assert "set mqtt.shards.topic to a new topic name" in log, log
+    assert "Traceback" not in log, log
