@@ -52,7 +52,9 @@ def ensure_coordination_topic(kafka: Kafka, topic: str, pieces: int, timeout: fl
     ``KafkaException`` when Kafka does not answer within ``timeout``.
     """
     admin = admin_client(kafka)
-    found = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+    # All topics, not list_topics(topic=...): asking for one topic's metadata makes a broker with
+    # auto.create.topics.enable create it, with num.partitions partitions.
+    found = admin.list_topics(timeout=timeout).topics.get(topic)
     if found is not None and found.error is None:
         if len(found.partitions) != pieces:
             raise CoordinationTopicError(
