@@ -175,21 +175,34 @@ class ShardedWorker:
         )
 
     def release(self, pieces: set[int], *, lost: bool = False) -> None:
+        """Drain the shards' sessions, all at once (a stop's drain timeout holds for all of them)."""
         timeout = LOST_DRAIN_TIMEOUT_S if lost else self._drain_timeout
         with self._lock:
             tasks = {shard: self._tasks[shard] for shard in sorted(pieces) if shard in self._tasks}
-        for shard, task in tasks.items():
-            drained = task.drain(timeout)  # keeps the session for the next owner
-            with self._lock:
-                del self._tasks[shard]
-                self._retire(task)
-            logger.info(
-                "%s: shard %d (%s) handed over%s",
-                self.config.name,
-                shard,
-                self.shards.filters[shard],
-                "" if drained else " with messages unconfirmed (the broker re-sends them)",
-            )
+        if len(tasks) == 1:
+            self._hand_over(*next(iter(tasks.items())), timeout)
+            return
+        threads = [
+            threading.Thread(target=self._hand_over, args=(shard, task, timeout), name=f"hand-over-{shard}")
+            for shard, task in tasks.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _hand_over(self, shard: int, task: IngestTask, timeout: float) -> None:
+        drained = task.drain(timeout)  # keeps the session for the next owner
+        with self._lock:
+            del self._tasks[shard]
+            self._retire(task)
+        logger.info(
+            "%s: shard %d (%s) handed over%s",
+            self.config.name,
+            shard,
+            self.shards.filters[shard],
+            "" if drained else " with messages unconfirmed (the broker re-sends them)",
+        )
 
     def _retire(self, task: IngestTask) -> None:
         for name, value in task_counters(task).items():

@@ -160,3 +160,11 @@ def test_a_taken_over_session_starts_again_after_a_session_timeout(
     assert len(FakeTask.made) == 2 and FakeTask.made[1].started
     assert worker.owned == (0,)
     assert FakeTask.made[0].drained
+
+
+def test_several_shards_are_drained_at_once(worker: ShardedWorker) -> None:
+    _assign(worker, {0, 1, 2})
+    worker.release({0, 1, 2})
+    assert worker.owned == ()
+    assert all(t.drained == [(shards_module.DRAIN_TIMEOUT_S, None)] for t in FakeTask.made)
+    assert worker.snapshot()["received"] == 30
