@@ -23,6 +23,7 @@ from mqtt_kafka_sync.routing.pattern import TopicPattern, overlaps
 from mqtt_kafka_sync.routing.router import kafka_topic_problem
 
 SUBSCRIPTION = "mqtt.subscription"
+SHARED_GROUP = "mqtt.shared.group"
 SHARDS = "mqtt.shards"
 SHARDS_TOPIC = "mqtt.shards.topic"
 SHARDS_GROUP = "mqtt.shards.group"
@@ -154,8 +155,13 @@ def shard_problems(
     patterns: list[TopicPattern],
     problems: Problems,
 ) -> None:
-    """Checks across keys: shards only (and always) in sharded mode, each reaching a route."""
+    """Checks across keys: a shared group in shared mode; shards only (and always) in sharded mode,
+    each reaching a route."""
     mode, shards = values[SUBSCRIPTION], values[SHARDS]
+    group = raw.get(SHARED_GROUP)
+    if mode != "sharded" and (group is None or not group.strip()):
+        state = "is required" if group is None else "is required but empty"
+        problems.add(SHARED_GROUP, state, f"set it, e.g. {SHARED_GROUP}=mks")  # as for any required key
     if mode != "sharded":
         for key in (SHARDS, SHARDS_TOPIC, SHARDS_GROUP, SHARDS_SESSION_TIMEOUT):
             if (raw.get(key) or "").strip():

@@ -51,7 +51,7 @@ def build_source_connector(
         source=source,
         tasks_max=values["tasks.max"],
         mqtt=mqtt,
-        mqtt_shared_group=values["mqtt.shared.group"],
+        mqtt_shared_group=values["mqtt.shared.group"] or "",
         mqtt_qos=values["mqtt.qos"],
         mqtt_topics=topics,
         routes=tuple(r for r, _ in routes),

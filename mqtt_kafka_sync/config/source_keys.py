@@ -38,9 +38,9 @@ MQTT_KEYS = (
         "mqtt.shared.group",
         "str",
         "Shared-subscription group: tasks subscribe to "
-        "`$share/<group>/<filter>`, so the broker spreads messages across them.",
+        "`$share/<group>/<filter>`, so the broker spreads messages across them. Not used in sharded mode.",
         "mks",
-        required=True,
+        default_doc="none; required with `mqtt.subscription=shared`",
         pattern=NAME,
         pattern_doc=NAME_DOC,
     ),

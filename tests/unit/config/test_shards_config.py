@@ -81,6 +81,10 @@ def test_sharded_defaults_come_from_the_connector_name(tmp_path: Path) -> None:
     )
 
 
+def test_sharded_mode_needs_no_shared_group(tmp_path: Path) -> None:
+    assert _load(tmp_path, {**SHARDED, "mqtt.shared.group": None}).sharded
+
+
 def test_topic_group_and_timeout_can_be_set(tmp_path: Path) -> None:
     config = _load(
         tmp_path,
@@ -128,6 +132,8 @@ def test_client_ids_depend_on_the_filter_only_and_are_safe() -> None:
             "out of range",
         ),
         ({"mqtt.subscription": "sticky"}, "mqtt.subscription", "not allowed"),
+        ({"mqtt.shared.group": None}, "mqtt.shared.group", "is required"),
+        ({"mqtt.shared.group": " "}, "mqtt.shared.group", "is required but empty"),
         (
             {**SHARDED, "throttle.lag.groups": "g", "throttle.lag.high": "1000"},
             "throttle.lag.groups",
@@ -136,7 +142,7 @@ def test_client_ids_depend_on_the_filter_only_and_are_safe() -> None:
     ],
 )
 def test_refusals_name_the_key_and_the_fix(
-    tmp_path: Path, changes: Mapping[str, str], key: str, words: str
+    tmp_path: Path, changes: Mapping[str, str | None], key: str, words: str
 ) -> None:
     problems = _problems(tmp_path, changes)
     assert any(k == key and words in problem and fix for k, problem, fix in problems), problems
