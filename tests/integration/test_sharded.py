@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mqtt_kafka_sync.devstack.ports import free_ports
 from mqtt_kafka_sync.kafka.admin import ensure_topics
 from mqtt_kafka_sync.sim.devices import DeviceSimulator
 from tests.integration.tcp_proxy import TcpProxy
@@ -78,12 +81,49 @@ def wait_settled(workers: list[WorkerProcess], shards: int, timeout: float = 90.
     raise AssertionError(f"shards not settled after {timeout}s: {owners}\n{logs}")
 
 
+def shown_by_http(worker: WorkerProcess) -> tuple[list[str], float]:
+    """The shards ``worker``'s /readyz names, and its mqtt_kafka_sync_shards_owned."""
+    base = f"http://127.0.0.1:{worker.metrics_port}"
+    deadline = time.monotonic() + 15  # a shard's new producer reports Kafka up within a second or so
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:  # noqa: S310 - our own URL
+                readyz = response.read().decode()
+            break
+        except urllib.error.HTTPError as exc:
+            body = exc.read().decode()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"/readyz {exc.code}: {body}") from None
+            print(f"[/readyz] {worker.status_file.stem}: {exc.code} {body!r}")
+            time.sleep(0.2)
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:  # noqa: S310 - our own URL
+        metrics = response.read().decode()
+    shards = [
+        s
+        for line in readyz.splitlines()
+        if " owns shards: " in line
+        for s in line.split(": ", 1)[1].split(", ")
+    ]
+    gauge = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("mqtt_kafka_sync_shards_owned{")
+    )
+    return shards, gauge
+
+
 def test_three_workers_six_shards_deliver_every_device_in_order(brokers: Any, tmp_path: Path) -> None:
     scenario = ShardedScenario(brokers, tmp_path)
-    workers = [scenario.worker(f"w{i}").start() for i in range(3)]
+    ports = free_ports(3)
+    workers = [
+        WorkerProcess(scenario.config, tmp_path, f"w{i}", metrics_port=ports[i]).start() for i in range(3)
+    ]
     try:
         owners = wait_settled(workers, len(scenario.shards))
         print(f"\n[3 workers, 6 shards] owners: {owners}")
+        for w in workers:  # /readyz and the metric say the same as the status file
+            shards, gauge = shown_by_http(w)
+            assert sorted(shards) == sorted(owned(w)) and gauge == len(shards), (shards, gauge, owned(w))
         result = scenario.simulator(60, 500, rate=6000).run()
         assert result.ok, result.summary()
         report = scenario.verify(result.per_device_last_seq)
