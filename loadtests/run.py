@@ -6,6 +6,7 @@
     python -m loadtests.run payload | ladder | cardinality | tasks
     python -m loadtests.run outage --outage 60  # RSS while Kafka is down for 60 s under 5,000/s
     python -m loadtests.run smoke             # tiny, for CI: asserts 0 lost, no speed claims
+    python -m loadtests.run sharded           # one worker: shared vs sharded mode (loadtests/sharded.py)
 
 Brokers: the local stack under ``.stack-load/`` on ports the OS picks (started and stopped here),
 or ``--bootstrap`` and ``--mqtt-uri`` for brokers of your own (then CPU per broker process is not
@@ -199,14 +200,18 @@ def bridge_run(
     value_format: str = "bytes",
     backlog: bool = False,
     warmup_s: float = 0.0,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[float, VerifyReport, dict[str, float]]:
     """Run the real ``mqtt-kafka-sync run`` against ``spec``'s load; returns (msg/s, report, costs).
 
     ``warmup_s``: first offer the same load for that long through the same worker, topic and
     brokers (JIT-compiling Kafka's request path, filling caches), then measure; the report only
-    reads records Kafka appended after the warm-up."""
+    reads records Kafka appended after the warm-up. ``extra``: more connector keys."""
     tag, topic, config = load_connector(
-        b, spec, workdir, **{"tasks.max": tasks, "routes.telemetry.value.format": value_format}
+        b,
+        spec,
+        workdir,
+        **{"tasks.max": tasks, "routes.telemetry.value.format": value_format, **(extra or {})},
     )
     total = spec.devices * spec.messages_per_device
     worker = WorkerProcess(config, workdir, f"worker-{tag}").start()
@@ -332,10 +337,18 @@ def measure(
     backlog: bool = False,
     with_baseline: bool = True,
     warmup_s: float = 0.0,
+    extra: dict[str, Any] | None = None,
 ) -> Row:
     base = baseline(b, spec) if with_baseline else 0.0
     rate, report, costs = bridge_run(
-        b, spec, workdir, tasks=tasks, value_format=value_format, backlog=backlog, warmup_s=warmup_s
+        b,
+        spec,
+        workdir,
+        tasks=tasks,
+        value_format=value_format,
+        backlog=backlog,
+        warmup_s=warmup_s,
+        extra=extra,
     )
     lat = report.latency
     return Row(
@@ -376,6 +389,8 @@ def print_table(rows: list[Row]) -> None:
 
 
 def scenarios(args: argparse.Namespace, b: Brokers, workdir: Path) -> list[Row]:
+    from loadtests.sharded import sharded_rows  # noqa: PLC0415 - it imports this module
+
     def spec(
         devices: int = 1000, per_device: int | None = None, rate: float = 60_000, size: int = 256
     ) -> LoadSpec:
@@ -456,12 +471,24 @@ def scenarios(args: argparse.Namespace, b: Brokers, workdir: Path) -> list[Row]:
         "tasks": lambda: [
             measure(b, name, f"{t} task(s)", spec(), workdir, tasks=t, with_baseline=False) for t in (1, 2, 4)
         ],
+        "sharded": lambda: sharded_rows(b, workdir, lambda: spec(rate=args.rate or 60_000)),
     }
     rows: list[Row] = runs[name]()
     return rows
 
 
-SCENARIOS = ("smoke", "target", "latency", "drain", "payload", "ladder", "cardinality", "tasks", "outage")
+SCENARIOS = (
+    "smoke",
+    "target",
+    "latency",
+    "drain",
+    "payload",
+    "ladder",
+    "cardinality",
+    "tasks",
+    "outage",
+    "sharded",
+)
 
 
 def _per_device(args: argparse.Namespace, size: int) -> int:

@@ -34,10 +34,14 @@ MQTT_RECEIVE_MAXIMUM_BYTES = 16 * 2**20
 MQTT_TOPIC_MAX_LENGTH = 1_024
 MQTT_TOPIC_CACHE_MAX_BYTES = 16 * 2**20
 MQTT_TAKEOVER_DELAY_S = 10
+MQTT_SHARDS_SESSION_TIMEOUT_MS = 10_000
 ERRORS_RETRY_TIMEOUT_MS = 60_000
 # The command relay's own:
 RELAY_MQTT_MAX_INFLIGHT = 1_000
 RELAY_MQTT_PUBLISH_MAX_ATTEMPTS = 5
+
+SubscriptionMode = Literal["shared", "sharded"]
+"""``mqtt.subscription``: one shared subscription over all tasks, or sessions owned by shards."""
 
 SOURCE_CONNECTOR_CLASS = "mqtt_kafka_sync.MqttSourceConnector"
 RELAY_CONNECTOR_CLASS = "mqtt_kafka_sync.KafkaCommandRelayConnector"
@@ -182,6 +186,19 @@ class ThrottleConfig:
 
 
 @dataclass(frozen=True)
+class ShardsConfig:
+    """``mqtt.shards*``: sessions owned by shards, shards assigned by a Kafka consumer group."""
+
+    filters: tuple[str, ...]
+    """Shard ``i`` subscribes to ``filters[i]`` and is partition ``i`` of ``topic``."""
+    client_ids: tuple[str, ...]
+    """Shard ``i``'s MQTT client id (from the filter, not the worker)."""
+    topic: str
+    group: str
+    session_timeout_ms: int = MQTT_SHARDS_SESSION_TIMEOUT_MS
+
+
+@dataclass(frozen=True)
 class SourceConnectorConfig:
     """``connector.class=mqtt_kafka_sync.MqttSourceConnector``: MQTT -> Kafka ingest."""
 
@@ -207,6 +224,12 @@ class SourceConnectorConfig:
     mqtt_takeover_delay_seconds: int = MQTT_TAKEOVER_DELAY_S
     throttle: ThrottleConfig | None = None
     """``throttle.*``: pace MQTT acknowledgements by consumer lag; None when no group is named."""
+    shards: ShardsConfig | None = None
+    """``mqtt.subscription=sharded``: the shards and their coordination; None in shared mode."""
+
+    @property
+    def sharded(self) -> bool:
+        return self.shards is not None
 
     def task_client_id(self, index: int) -> str:
         return f"{self.mqtt.client_id}-{index}"

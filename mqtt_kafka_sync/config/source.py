@@ -19,6 +19,7 @@ from mqtt_kafka_sync.config.connector import (
 )
 from mqtt_kafka_sync.config.keycheck import Problems, check_keys, route_of
 from mqtt_kafka_sync.config.model import RouteConfig, SourceConnectorConfig
+from mqtt_kafka_sync.config.shards import shard_problems, shards_config
 from mqtt_kafka_sync.config.throttle import throttle_config
 from mqtt_kafka_sync.errors import ConfigProblem
 from mqtt_kafka_sync.routing.pattern import TopicPattern, merge_filters, overlaps
@@ -40,15 +41,17 @@ def build_source_connector(
     dlq = dead_letter_topic(values, {r.kafka_topic for r, _ in routes}, problems)
     topics = _topics(values["mqtt.topics"], routes, problems)
     throttle = throttle_config(values, raw, problems)
+    shard_problems(values, raw, [p for _, p in routes], problems)
     name: str | None = values["name"]
     if problems or name is None:
         return None, list(problems)
+    mqtt = mqtt_connection(values, name)
     config = SourceConnectorConfig(
         name=name,
         source=source,
         tasks_max=values["tasks.max"],
-        mqtt=mqtt_connection(values, name),
-        mqtt_shared_group=values["mqtt.shared.group"],
+        mqtt=mqtt,
+        mqtt_shared_group=values["mqtt.shared.group"] or "",
         mqtt_qos=values["mqtt.qos"],
         mqtt_topics=topics,
         routes=tuple(r for r, _ in routes),
@@ -62,6 +65,7 @@ def build_source_connector(
         mqtt_takeover_enabled=values["mqtt.takeover.enabled"],
         mqtt_takeover_delay_seconds=values["mqtt.takeover.delay.seconds"],
         throttle=throttle,
+        shards=shards_config(values, name, mqtt.client_id),
     )
     return config, []
 

@@ -29,6 +29,7 @@ from mqtt_kafka_sync.config.common_keys import (
 )
 from mqtt_kafka_sync.config.keyspec import KeySpec
 from mqtt_kafka_sync.config.model import ValueFormat
+from mqtt_kafka_sync.config.shards import SHARD_KEYS
 from mqtt_kafka_sync.config.throttle import THROTTLE_KEYS
 
 MQTT_KEYS = (
@@ -37,9 +38,9 @@ MQTT_KEYS = (
         "mqtt.shared.group",
         "str",
         "Shared-subscription group: tasks subscribe to "
-        "`$share/<group>/<filter>`, so the broker spreads messages across them.",
+        "`$share/<group>/<filter>`, so the broker spreads messages across them. Not used in sharded mode.",
         "mks",
-        required=True,
+        default_doc="none; required with `mqtt.subscription=shared`",
         pattern=NAME,
         pattern_doc=NAME_DOC,
     ),
@@ -142,6 +143,7 @@ MQTT_KEYS = (
         "leaving out filters another one covers",
         check=checks.mqtt_filters,
     ),
+    *SHARD_KEYS,
 )
 
 KAFKA_KEYS = (KAFKA_BOOTSTRAP_KEY,)

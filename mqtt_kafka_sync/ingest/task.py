@@ -31,12 +31,16 @@ def subscriber_settings(
     *,
     subscribe: bool = True,
     control_filters: tuple[str, ...] = (),
+    filters: tuple[str, ...] | None = None,
 ) -> SubscriberSettings:
+    """``filters``: what to subscribe instead of the shared filters (a shard's own filter)."""
+    if filters is None:
+        filters = config.shared_filters()
     return SubscriberSettings(
         host=config.mqtt.server.host,
         port=config.mqtt.server.port,
         client_id=client_id,
-        filters=config.shared_filters() if subscribe else (),
+        filters=filters if subscribe else (),
         control_filters=control_filters,
         qos=config.mqtt_qos,
         keepalive=config.mqtt.keepalive_seconds,
@@ -64,6 +68,7 @@ class IngestTask:
         sink: KafkaSink | None = None,
         subscribe: bool = True,
         control_filters: tuple[str, ...] = (),
+        filters: tuple[str, ...] | None = None,
         handler_wrapper: HandlerWrapper | None = None,
         throttle: AckThrottle | None = None,
         telemetry: PipelineRegistry | None = None,
@@ -100,7 +105,12 @@ class IngestTask:
         )
         handler: MessageHandler = self.pipeline if handler_wrapper is None else handler_wrapper(self.pipeline)
         settings = subscriber_settings(
-            config, self.client_id, will, subscribe=subscribe, control_filters=control_filters
+            config,
+            self.client_id,
+            will,
+            subscribe=subscribe,
+            control_filters=control_filters,
+            filters=filters,
         )
         self.subscriber = MqttSubscriber(settings, handler)
 

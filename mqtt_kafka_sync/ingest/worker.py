@@ -34,7 +34,7 @@ ADOPTION_MAX_SECONDS = 3600.0
 COUNTERS = ("received", "produced", "dead_lettered", "acked")
 
 
-def _task_counters(task: IngestTask) -> dict[str, int]:
+def task_counters(task: IngestTask) -> dict[str, int]:
     stats = task.pipeline.stats
     return {
         "received": stats.received,
@@ -42,6 +42,15 @@ def _task_counters(task: IngestTask) -> dict[str, int]:
         "dead_lettered": stats.dead_lettered,
         "acked": task.tracker.acked,
     }
+
+
+def counters_snapshot(base: dict[str, int], tasks: list[IngestTask]) -> dict[str, int]:
+    """``base`` (what finished tasks counted) plus the counters of ``tasks``."""
+    snap = dict(base)
+    for task in tasks:
+        for name, value in task_counters(task).items():
+            snap[name] += value
+    return snap
 
 
 class _MembershipHandler:
@@ -135,10 +144,8 @@ class IngestWorker:
         """Counters of this task plus every adoption it ran, finished or not."""
         with self._lock:
             tasks = [self.task, *(t for _, t in self._adoptions.values())]
-            snap = dict(self._retired)
-        for task in tasks:
-            for name, value in _task_counters(task).items():
-                snap[name] += value
+            base = dict(self._retired)
+        snap = counters_snapshot(base, tasks)
         snap["subscribed"] = int(self.task.subscriber.subscribed)
         return snap
 
@@ -230,7 +237,7 @@ class IngestWorker:
     def _adopted(self, member: Member, ok: bool) -> None:
         with self._lock:
             _, task = self._adoptions.pop(member.client_id)
-            for name, value in _task_counters(task).items():
+            for name, value in task_counters(task).items():
                 self._retired[name] += value
         if ok and self.membership is not None:
             self.membership.forget(member.client_id)

@@ -31,7 +31,7 @@ from multiprocessing.sharedctypes import SynchronizedArray
 from pathlib import Path
 from types import FrameType
 
-from mqtt_kafka_sync.config.model import ConnectorConfig
+from mqtt_kafka_sync.config.model import ConnectorConfig, SourceConnectorConfig
 from mqtt_kafka_sync.errors import SyncError
 from mqtt_kafka_sync.kafka.lag_feed import LagFeed
 from mqtt_kafka_sync.kafka.lag_hub import LagHub
@@ -87,6 +87,7 @@ class Supervisor:
         log_level: int = logging.WARNING,
         telemetry: TelemetrySettings | None = None,
     ) -> None:
+        self.configs = list(configs)
         watches = lag_watches(configs, telemetry.lag_interval_s if telemetry is not None else None)
         self.lag = LagHub(watches, functools.partial(configure_logging, log_level)) if watches else None
         """The one lag reader process, for the metrics and every throttle (None: nobody needs lag)."""
@@ -132,6 +133,11 @@ class Supervisor:
                 "restarts": slot.restarts,
             }
             entry.update(zip(STAT_FIELDS, slot.stats[:], strict=True))
+            if slot.metrics.layout.shard_filters:
+                alive = bool(entry["alive"])
+                entry["shards"] = (
+                    slot.metrics.snapshot(alive, slot.restarts_total).owned_shards() if alive else []
+                )
             tasks.append(entry)
         return {"tasks": tasks, "totals": self.totals()}
 
@@ -171,8 +177,11 @@ class Supervisor:
         """Run until SIGINT/SIGTERM (or :meth:`request_stop`), then drain every task; returns 0.
 
         Raises :class:`~mqtt_kafka_sync.telemetry.exceptions.TelemetryError` before starting any
-        task when the metrics port cannot be bound.
+        task when the metrics port cannot be bound, and
+        :class:`~mqtt_kafka_sync.kafka.assignment.CoordinationTopicError` when a sharded
+        connector's coordination topic has another partition count than it has shards.
         """
+        self._prepare_shards()
         if self.telemetry is not None:
             self.telemetry.start()
         if self.lag is not None:
@@ -197,6 +206,15 @@ class Supervisor:
                 self.telemetry.stop()
             if self.lag is not None:
                 self.lag.stop()
+
+    def _prepare_shards(self) -> None:
+        """Sharded connectors: their coordination topics, before any task starts."""
+        sharded = [c for c in self.configs if isinstance(c, SourceConnectorConfig) and c.shards is not None]
+        if sharded:
+            from mqtt_kafka_sync.ingest.shards import prepare_shards  # noqa: PLC0415 - sharded mode only
+
+            for config in sharded:
+                prepare_shards(config)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stop.set()

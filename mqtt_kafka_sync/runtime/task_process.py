@@ -93,9 +93,15 @@ def _worker(
         relay = RelayWorker(config, index, exit_on_crash=True)
         topics = ", ".join(config.kafka_topics())
         return relay, relay_probe(config, relay, metrics), f"{topics} (group {config.kafka_group_id})"
+    pipelines = PipelineRegistry()
+    if config.shards is not None:
+        from mqtt_kafka_sync.ingest.shards import ShardedWorker  # noqa: PLC0415
+
+        sharded = ShardedWorker(config, index, telemetry=pipelines)
+        probe = ingest_probe(config, sharded, metrics, pipelines, owned_shards=lambda: sharded.owned)
+        return sharded, probe, f"shards of group {config.shards.group} ({len(config.shards.filters)} shards)"
     from mqtt_kafka_sync.ingest.worker import IngestWorker  # noqa: PLC0415
 
-    pipelines = PipelineRegistry()
     lag = fed_lag(config, lag_feed) if lag_feed is not None else None
     ingest = IngestWorker(config, index, lag=lag, telemetry=pipelines)
     return ingest, ingest_probe(config, ingest, metrics, pipelines), ", ".join(config.shared_filters())

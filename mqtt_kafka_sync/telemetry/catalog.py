@@ -189,6 +189,13 @@ NETWORK_LOOP_AGE = _m(
 IN_FLIGHT = _m(
     "in_flight_messages", "gauge", "{message}", (*TASK, "stage"), "Messages in the task, by stage."
 )
+SHARDS_OWNED = _m(
+    "shards_owned",
+    "gauge",
+    "{shard}",
+    TASK,
+    "Sharded mode (mqtt.subscription=sharded): shards whose MQTT session the task runs now.",
+)
 TASK_UP = _m("task_up", "gauge", "1", TASK, "1 while the task process is alive.")
 TASK_READY = _m(
     "task_ready", "gauge", "1", TASK, "1 while the task counts as ready for /readyz (connected, subscribed)."
@@ -245,6 +252,7 @@ METRICS: tuple[MetricDef, ...] = (
     CONNECTION_FAILURES,
     NETWORK_LOOP_AGE,
     IN_FLIGHT,
+    SHARDS_OWNED,
     TASK_UP,
     TASK_READY,
     TASK_RESTARTS,

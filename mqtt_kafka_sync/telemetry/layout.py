@@ -83,6 +83,19 @@ class Layout:
                 self._add(metric)
             for action in c.THROTTLE_ACTIONS:
                 self._add(c.THROTTLE_DECISION, action=action)
+        self.shard_filters: tuple[str, ...] = ()
+        """Sharded mode: one slot per shard after the series, 1 while the task owns it (not a metric:
+        the shards are named in the status file and /readyz)."""
+        self.shards_offset = self.size
+        self._add_shards(config)
+
+    def _add_shards(self, config: ConnectorConfig) -> None:
+        if not isinstance(config, SourceConnectorConfig) or config.shards is None:
+            return
+        self._add(c.SHARDS_OWNED)
+        self.shard_filters = config.shards.filters
+        self.shards_offset = self.size
+        self.size += len(self.shard_filters)
 
     def _add(self, metric: c.MetricDef, **labels: str) -> None:
         width = len(c.LATENCY_BOUNDS) + 2 if metric.kind == "histogram" else 1

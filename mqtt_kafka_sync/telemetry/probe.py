@@ -59,11 +59,24 @@ def ingest_probe(
     worker: IngestWorkerView,
     block: SynchronizedArray[float],
     pipelines: PipelineRegistry,
+    owned_shards: Callable[[], tuple[int, ...]] | None = None,
 ) -> Probe:
     """The probe of an ingest task: ``worker``'s state, and the counters of every pipeline the
-    task registered in ``pipelines`` (its own session's and adopted ones')."""
+    task registered in ``pipelines`` (its own session's and adopted ones'); in sharded mode
+    ``owned_shards`` says which shards the task runs."""
     layout = Layout(config)
-    return Probe(layout, _IngestReader(layout, config.name, worker, pipelines).fill, block)
+    reader = _IngestReader(layout, config.name, worker, pipelines)
+    if owned_shards is None:
+        return Probe(layout, reader.fill, block)
+
+    def fill(out: list[float]) -> None:
+        reader.fill(out)
+        owned = owned_shards()
+        out[layout.offset(c.SHARDS_OWNED)] = len(owned)
+        for shard in owned:
+            out[layout.shards_offset + shard] = 1.0
+
+    return Probe(layout, fill, block)
 
 
 def relay_probe(

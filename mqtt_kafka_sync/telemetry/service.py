@@ -89,11 +89,15 @@ class TelemetryService:
         if self.stopping:
             return False, "stopping\n"
         lines = []
+        owners = []
         now = time.monotonic()
         for snap in self._read():
             problems = snap.problems(now)
             if problems:
                 lines.append(f"{snap.name}: {', '.join(problems)}")
+            if snap.layout.shard_filters and snap.alive:
+                owners.append(f"{snap.name} owns shards: {', '.join(snap.owned_shards()) or 'none'}")
+        shards = "".join(f"{line}\n" for line in owners)
         if lines:
-            return False, "not ready:\n" + "\n".join(lines) + "\n"
-        return True, "ready\n"
+            return False, "not ready:\n" + "\n".join(lines) + "\n" + shards
+        return True, "ready\n" + shards

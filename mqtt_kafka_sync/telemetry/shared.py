@@ -85,6 +85,11 @@ class TaskSnapshot:
         # The probe measured the age when it wrote the block; the block may be a little older.
         return self.value(c.NETWORK_LOOP_AGE) + max(0.0, now - self.values[Layout.HEARTBEAT])
 
+    def owned_shards(self) -> list[str]:
+        """Sharded mode: the filters of the shards the task runs now (empty otherwise)."""
+        start = self.layout.shards_offset
+        return [f for i, f in enumerate(self.layout.shard_filters) if self.values[start + i] == 1.0]
+
     @property
     def ready(self) -> bool:
         return not self.problems()

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from typing import Any
 
+from mqtt_kafka_sync.config.model import ShardsConfig
 from mqtt_kafka_sync.devstack.paths import repo_root
 from mqtt_kafka_sync.telemetry import catalog as c
+from tests.unit.telemetry.telemetry_fakes import source_config
 from tests.unit.telemetry.test_telemetry import FakeSource, scrape
 
 DOC = repo_root() / "docs" / "metrics.md"
@@ -34,6 +37,8 @@ def documented() -> dict[str, tuple[str, frozenset[str]]]:
 class EverySeries(FakeSource):
     def __init__(self) -> None:
         super().__init__()
+        shards = ShardsConfig(("plants/p0/#",), ("feed-plants-p0-0",), "coordination", "owners")
+        self.tasks.append(self._task(replace(source_config(throttled=True), shards=shards)))
         for snap in self.tasks:
             for i, value in enumerate(snap.values):
                 if math.isnan(value):
