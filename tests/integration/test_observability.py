@@ -1,7 +1,8 @@
 """Metrics, health and dashboards against a real Prometheus scraping a real worker.
 
 One ``mqtt-kafka-sync run`` process runs an ingest connector (with a lag throttle in observe mode,
-watching a downstream consumer group) and a command relay, while the device simulator publishes
+watching a downstream consumer group), a command relay and a sharded ingest connector (two shards,
+no traffic: its shards panel), while the device simulator publishes
 telemetry and commands are written to Kafka. Prometheus (Debian's package, its own config, storage
 and port) scrapes the worker every second and loads ``compose/prometheus/alerts.yml``. Then every
 PromQL expression of every panel (and every template variable) of every dashboard under
@@ -197,9 +198,23 @@ def test_dashboards_have_data_and_probes_answer(brokers: Any, tmp_path: Path) ->
             }
         )
     )
+    sharded_root = f"{root}-sharded"
+    sharded = write_source_config(  # its shards panel: two shards, no traffic needed
+        tmp_path / "sharded.json",
+        brokers,
+        name=f"obs-sharded-{tag}",
+        root=sharded_root,
+        topic=telemetry,
+        **{
+            "mqtt.topics": "",
+            "mqtt.subscription": "sharded",
+            "mqtt.shards": f"{sharded_root}/plants/p01/#,{sharded_root}/plants/p02/#",
+            "mqtt.shards.topic": f"obs-shards-{tag}",
+        },
+    )
     port = free_ports(1)[0]
     base = f"http://127.0.0.1:{port}"
-    worker = WorkerProcess([source, relay], tmp_path, metrics_port=port).start()
+    worker = WorkerProcess([source, relay, sharded], tmp_path, metrics_port=port).start()
     prometheus: Prometheus | None = None
     try:
         # Before the tasks are connected: alive, not ready.
@@ -211,7 +226,10 @@ def test_dashboards_have_data_and_probes_answer(brokers: Any, tmp_path: Path) ->
         assert b"not ready" in first[1]
         assert _http(f"{base}/healthz") == (200, b"ok\n")
         worker.wait_subscribed()
-        assert _wait_http(f"{base}/readyz", 200, 30) == b"ready\n"
+        ready = _wait_http(f"{base}/readyz", 200, 30).decode().splitlines()
+        assert ready[0] == "ready" and len(ready) == 2, ready  # and the line of the sharded task's shards
+        shards = f"{sharded_root}/plants/p01/#, {sharded_root}/plants/p02/#"
+        assert ready[1].endswith(f"owns shards: {shards}"), ready
 
         prometheus = Prometheus(tmp_path, f"127.0.0.1:{port}")
         devices = device_ids(40)
