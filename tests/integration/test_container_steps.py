@@ -70,9 +70,12 @@ def _as_image_user(argv: list[str]) -> list[str]:
 
 def _interpreter() -> str:
     """A Python >= 3.11 the image's user may run (a pyenv build under /root is not one)."""
-    candidates = [os.path.realpath(p) for p in (shutil.which("python3.11"), "/usr/bin/python3") if p]
+    candidates = [os.path.realpath(p) for p in ("/usr/bin/python3", shutil.which("python3.11")) if p]
     for candidate in candidates:
-        probe = [candidate, "-c", "import sys, venv, ensurepip; assert sys.version_info >= (3, 11)"]
+        # The interpreter that answers must be the candidate itself: setpriv, refused the candidate
+        # (a directory the user cannot enter), was seen to run another python3.11 instead.
+        check = f"import os, sys, venv, ensurepip; assert os.path.realpath(sys.executable) == {candidate!r}"
+        probe = [candidate, "-c", f"{check}; assert sys.version_info >= (3, 11)"]
         if subprocess.run(_as_image_user(probe), capture_output=True, check=False).returncode == 0:
             return candidate
     raise AssertionError(
