@@ -5,6 +5,7 @@
     python -m loadtests.run drain --messages 300000
     python -m loadtests.run payload | ladder | cardinality | tasks
     python -m loadtests.run outage --outage 60  # RSS while Kafka is down for 60 s under 5,000/s
+    python -m loadtests.run target --metrics  # the bridge with its metrics port on
     python -m loadtests.run smoke             # tiny, for CI: asserts 0 lost, no speed claims
     python -m loadtests.run sharded           # one worker: shared vs sharded mode (loadtests/sharded.py)
 
@@ -12,6 +13,11 @@ Brokers: the local stack under ``.stack-load/`` on ports the OS picks (started a
 or ``--bootstrap`` and ``--mqtt-uri`` for brokers of your own (then CPU per broker process is not
 reported). Every bridge figure is shown beside a baseline measured in the same run: the same
 generator through Mosquitto to the C subscriber ``mosquitto_sub``, no Kafka.
+
+Memory: ``rss MB`` is the largest task's peak; ``tree MB`` the peak of the RSS summed over the
+whole ``run`` process tree (supervisor, tasks, lag reader, resource tracker), sampled every 0.1 s,
+each process printed with its own peak and the load average at the tree's peak (``memory.py``).
+The module is over 350 lines: one scenario table, its argument parser and its runners read as one.
 """
 
 from __future__ import annotations
@@ -32,8 +38,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from loadtests.memory import TreeMemory, print_tree
 from loadtests.publisher import LoadSpec, generate
 from mqtt_kafka_sync.devstack.paths import repo_root
+from mqtt_kafka_sync.devstack.ports import free_ports
 from mqtt_kafka_sync.devstack.stack import LocalStack
 from mqtt_kafka_sync.kafka.admin import ensure_topics
 from mqtt_kafka_sync.sim.verify import VerifyReport, verify_topic
@@ -41,6 +49,8 @@ from tests.integration.worker_process import WorkerProcess, write_source_config
 
 CLK = os.sysconf("SC_CLK_TCK")
 PRODUCER_OVERRIDES: dict[str, str] = {}
+METRICS = {"on": False}
+"""``--metrics``: run the bridge with its metrics port on (the supervisor serves /metrics)."""
 LATENCY_WARMUP_S = 1.0
 """Latency percentiles leave out the first second of sends (generator and connection start-up)."""
 
@@ -133,6 +143,9 @@ class Row:
     mosquitto_us_per_msg: float = 0.0
     kafka_us_per_msg: float = 0.0
     bridge_peak_rss_mb: float = 0.0
+    """The largest peak RSS among the task processes."""
+    tree_peak_rss_mb: float = 0.0
+    """The peak of the summed RSS over the run's whole process tree (``loadtests/memory.py``)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -191,6 +204,23 @@ def load_connector(b: Brokers, spec: LoadSpec, workdir: Path, **extra: Any) -> t
     return tag, topic, config
 
 
+def start_worker(config: Path, workdir: Path, label: str) -> WorkerProcess:
+    """``mqtt-kafka-sync run`` on ``config``, subscribed; with ``--metrics`` on a free port."""
+    port = free_ports(1)[0] if METRICS["on"] else 0
+    worker = WorkerProcess(config, workdir, label, metrics_port=port).start()
+    worker.wait_subscribed()
+    return worker
+
+
+def tree_memory(worker: WorkerProcess, label: str) -> TreeMemory:
+    """Print the tree's RSS just after start, then sample it until :meth:`TreeMemory.stop`."""
+    assert worker.proc is not None
+    at_start = TreeMemory(worker.proc.pid, worker.task_pids)
+    at_start.sample()
+    print_tree(f"{label}, just after start", at_start.summary())
+    return TreeMemory(worker.proc.pid, worker.task_pids).start()
+
+
 def bridge_run(
     b: Brokers,
     spec: LoadSpec,
@@ -201,7 +231,7 @@ def bridge_run(
     backlog: bool = False,
     warmup_s: float = 0.0,
     extra: dict[str, Any] | None = None,
-) -> tuple[float, VerifyReport, dict[str, float]]:
+) -> tuple[float, VerifyReport, dict[str, Any]]:
     """Run the real ``mqtt-kafka-sync run`` against ``spec``'s load; returns (msg/s, report, costs).
 
     ``warmup_s``: first offer the same load for that long through the same worker, topic and
@@ -214,13 +244,12 @@ def bridge_run(
         **{"tasks.max": tasks, "routes.telemetry.value.format": value_format, **(extra or {})},
     )
     total = spec.devices * spec.messages_per_device
-    worker = WorkerProcess(config, workdir, f"worker-{tag}").start()
-    worker.wait_subscribed()
+    worker = start_worker(config, workdir, f"worker-{tag}")
     if backlog:  # queue everything on the broker while the worker is away, then time the drain
         assert worker.stop() == 0
         generate(spec)
-        worker = WorkerProcess(config, workdir, f"worker-{tag}-drain").start()
-        worker.wait_subscribed()
+        worker = start_worker(config, workdir, f"worker-{tag}-drain")
+    memory = tree_memory(worker, f"{tasks} task(s)")
     warm = 0
     since_ms: int | None = None
     if warmup_s > 0 and not backlog:
@@ -241,9 +270,11 @@ def bridge_run(
         time.sleep(0.05)
     elapsed = time.monotonic() - t0
     cpu1 = [cpu_seconds(pids), *(cpu_seconds([p]) for p in broker_pids)]
-    costs = {"bridge_us": 1e6 * (cpu1[0] - cpu0[0]) / total, "rss_mb": peak_rss_mb(pids)}
+    costs: dict[str, Any] = {"bridge_us": 1e6 * (cpu1[0] - cpu0[0]) / total, "rss_mb": peak_rss_mb(pids)}
     for name, before, after in zip(("mosquitto_us", "kafka_us"), cpu0[1:], cpu1[1:], strict=False):
         costs[name] = 1e6 * (after - before) / total
+    costs["memory"] = memory.stop()
+    print_tree(f"{tasks} task(s), under load", costs["memory"])
     worker.stop()
     expected = dict.fromkeys(_device_ids(spec), spec.messages_per_device)
     report = verify_topic(
@@ -266,13 +297,13 @@ def outage_run(b: Brokers, spec: LoadSpec, workdir: Path, *, outage_s: float, le
         raise SystemExit("the outage scenario stops Kafka: it needs the local stack (no --bootstrap)")
     tag, topic, config = load_connector(b, spec, workdir)
     total = spec.devices * spec.messages_per_device
-    worker = WorkerProcess(config, workdir, f"worker-{tag}").start()
-    worker.wait_subscribed()
+    worker = start_worker(config, workdir, f"worker-{tag}")
     pids = worker.task_pids()
+    memory = tree_memory(worker, "outage")
     load = threading.Thread(target=generate, args=(spec,), daemon=True)
     t0 = time.monotonic()
     load.start()
-    curve: list[tuple[float, float, int, str]] = []
+    curve: list[tuple[float, float, float, int, str]] = []
     kafka = "up"  # then "down", then "back"
     next_sample = 0.0
     while worker.totals().get("acked", 0) < total and time.monotonic() - t0 < lead_s + outage_s + 600:
@@ -284,16 +315,18 @@ def outage_run(b: Brokers, spec: LoadSpec, workdir: Path, *, outage_s: float, le
             b.stack.kafka.start()
             kafka = "back"
         if now >= next_sample:
-            curve.append((now, rss_mb(pids), worker.totals().get("acked", 0), kafka))
+            curve.append((now, rss_mb(pids), memory.sample(), worker.totals().get("acked", 0), kafka))
             next_sample += 5.0
         time.sleep(0.2)
     elapsed = time.monotonic() - t0
     load.join(600)
     peak = peak_rss_mb(pids)
+    tree = memory.stop()
     worker.stop()
-    print(f"\n[outage] Kafka stopped at {lead_s:.0f} s for {outage_s:.0f} s; task RSS (MB) and acked:")
-    for t, mb, acked, state in curve:
-        print(f"  {t:6.1f} s  {mb:6.1f} MB  {acked:>9,}  kafka {state}")
+    print(f"\n[outage] Kafka stopped at {lead_s:.0f} s for {outage_s:.0f} s; task RSS, tree RSS (MB), acked:")
+    for t, mb, tree_mb, acked, state in curve:
+        print(f"  {t:6.1f} s  {mb:6.1f} MB  {tree_mb:6.1f} MB  {acked:>9,}  kafka {state}")
+    print_tree("outage, whole run", tree)
     said = [line for line in worker.log().splitlines() if " WARNING " in line or " ERROR " in line]
     print(f"[outage] the worker's warnings and errors ({len(said)}):", *said[:20], sep="\n  ")
     report = verify_topic(
@@ -304,7 +337,8 @@ def outage_run(b: Brokers, spec: LoadSpec, workdir: Path, *, outage_s: float, le
         idle_s=20,
         topic_template=spec.topic_template,
     )
-    during = [mb for t, mb, _a, state in curve if state == "down"]
+    during = [mb for _t, mb, _tree, _a, state in curve if state == "down"]
+    during_tree = [mb for _t, _mb, mb, _a, state in curve if state == "down"]
     return Row(
         "outage",
         f"kafka down {outage_s:.0f} s",
@@ -315,7 +349,13 @@ def outage_run(b: Brokers, spec: LoadSpec, workdir: Path, *, outage_s: float, le
         duplicated=report.duplicated,
         out_of_order=report.out_of_order,
         bridge_peak_rss_mb=peak,
-        extra={"rss_mb_during_outage_max": max(during, default=0.0), "curve": curve},
+        tree_peak_rss_mb=tree["tree_peak_rss_mb"],
+        extra={
+            "rss_mb_during_outage_max": max(during, default=0.0),
+            "tree_rss_mb_during_outage_max": max(during_tree, default=0.0),
+            "memory": tree,
+            "curve": curve,
+        },
     )
 
 
@@ -368,6 +408,8 @@ def measure(
         costs.get("mosquitto_us", 0.0),
         costs.get("kafka_us", 0.0),
         costs["rss_mb"],
+        costs["memory"]["tree_peak_rss_mb"],
+        extra={"memory": costs["memory"]},
     )
 
 
@@ -376,7 +418,7 @@ def print_table(rows: list[Row]) -> None:
         f"{'scenario':<11} {'label':<16} {'offered/s':>9} {'msgs':>7} {'base/s':>8} {'bridge/s':>8}"
         f" {'ratio':>5}"
         f" {'lost':>4} {'dup':>4} {'ooo':>4} {'p50ms':>7} {'p99ms':>7} {'p999ms':>7} {'us/msg':>6}"
-        f" {'mosq us':>7} {'kafka us':>8} {'rss MB':>6}"
+        f" {'mosq us':>7} {'kafka us':>8} {'rss MB':>6} {'tree MB':>7}"
     )
     print(head)
     for r in rows:
@@ -385,6 +427,7 @@ def print_table(rows: list[Row]) -> None:
             f" {r.bridge_rate:>8,.0f} {r.ratio:>5.2f} {r.lost:>4} {r.duplicated:>4} {r.out_of_order:>4}"
             f" {r.p50_ms:>7.1f} {r.p99_ms:>7.1f} {r.p999_ms:>7.1f} {r.bridge_us_per_msg:>6.1f}"
             f" {r.mosquitto_us_per_msg:>7.1f} {r.kafka_us_per_msg:>8.1f} {r.bridge_peak_rss_mb:>6.0f}"
+            f" {r.tree_peak_rss_mb:>7.1f}"
         )
 
 
@@ -528,9 +571,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="librdkafka producer setting for the bridge (kafka.producer.KEY), repeatable",
     )
+    parser.add_argument(
+        "--metrics", action="store_true", help="run the bridge with its metrics port on (/metrics, /healthz)"
+    )
     parser.add_argument("--bootstrap", default="", help="use this Kafka instead of the local stack")
     parser.add_argument("--mqtt-uri", default="", help="use this MQTT broker instead of the local stack")
     args = parser.parse_args(argv)
+    METRICS["on"] = args.metrics
     for item in args.producer:
         key, _, value = item.partition("=")
         PRODUCER_OVERRIDES[f"kafka.producer.{key}"] = value

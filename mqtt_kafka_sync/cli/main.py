@@ -13,17 +13,13 @@ from typing import TYPE_CHECKING
 from mqtt_kafka_sync.errors import ConfigError, SyncError
 
 if TYPE_CHECKING:
-    from mqtt_kafka_sync.telemetry.exporter import TelemetrySettings
+    from mqtt_kafka_sync.telemetry.settings import TelemetrySettings
 
 logger = logging.getLogger(__name__)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from mqtt_kafka_sync.cli import demo, lag, tail  # noqa: PLC0415 - subcommand modules register themselves
-    from mqtt_kafka_sync.cli import replay as replay_commands  # noqa: PLC0415
-    from mqtt_kafka_sync.devstack import commands as stack_commands  # noqa: PLC0415
-    from mqtt_kafka_sync.sim import commands as sim_commands  # noqa: PLC0415
-
+def build_parser(*, everything: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``everything=False``: only ``run`` and ``validate`` (see :func:`_runs`)."""
     parser = argparse.ArgumentParser(prog="mqtt-kafka-sync", description=__doc__)
     parser.add_argument(
         "--log-level",
@@ -73,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check config files without connecting; lists every problem")
     validate.add_argument("configs", nargs="+", metavar="CONFIG")
     validate.set_defaults(func=cmd_validate)
+    if not everything:
+        return parser
+    from mqtt_kafka_sync.cli import demo, lag, tail  # noqa: PLC0415 - subcommand modules register themselves
+    from mqtt_kafka_sync.cli import replay as replay_commands  # noqa: PLC0415
+    from mqtt_kafka_sync.devstack import commands as stack_commands  # noqa: PLC0415
+    from mqtt_kafka_sync.sim import commands as sim_commands  # noqa: PLC0415
 
     stack_commands.register(sub)
     sim_commands.register(sub)
@@ -106,7 +108,7 @@ def telemetry_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> 
     ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` is used as given; ``OTEL_EXPORTER_OTLP_ENDPOINT`` gets
     ``/v1/metrics`` appended (the OTLP/HTTP convention); ``OTEL_METRIC_EXPORT_INTERVAL`` is in ms.
     """
-    from mqtt_kafka_sync.telemetry.exporter import TelemetrySettings  # noqa: PLC0415
+    from mqtt_kafka_sync.telemetry.settings import TelemetrySettings  # noqa: PLC0415
 
     endpoint = environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or None
     if endpoint is None and (base := environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
@@ -128,12 +130,11 @@ def telemetry_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mqtt_kafka_sync.config.advice import config_warnings  # noqa: PLC0415
-    from mqtt_kafka_sync.config.loader import load_connectors  # noqa: PLC0415
+    from mqtt_kafka_sync.runtime.checked_config import load_checked  # noqa: PLC0415
     from mqtt_kafka_sync.runtime.supervisor import Supervisor  # noqa: PLC0415
 
-    configs = load_connectors(args.configs, os.environ)
-    for warning in config_warnings(configs):
+    configs, warnings = load_checked(args.configs, os.environ)  # in a child: the supervisor stays small
+    for warning in warnings:
         logger.warning("%s", warning)
     supervisor = Supervisor(
         configs,
@@ -150,12 +151,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from confluent_kafka import KafkaException  # noqa: PLC0415 - every Kafka command loads it anyway
-
-    from mqtt_kafka_sync.cli.kafka_options import unreachable  # noqa: PLC0415
     from mqtt_kafka_sync.logs import configure_logging, dump_stacks_on_sigusr1  # noqa: PLC0415
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = (build_parser(everything=False) if _runs(argv) else build_parser()).parse_args(argv)
     configure_logging(getattr(logging, args.log_level))
     dump_stacks_on_sigusr1()
     try:
@@ -167,11 +166,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KafkaException as exc:  # a command's Kafka client, where no caller put it in words
+    except Exception as exc:
+        # A command's Kafka client, where no caller put it in words. Looked up, not imported: a
+        # command that never loaded confluent-kafka (run's supervisor) cannot have raised its error.
+        kafka = sys.modules.get("confluent_kafka")
+        if kafka is None or not isinstance(exc, kafka.KafkaException):
+            raise
+        from mqtt_kafka_sync.cli.kafka_options import unreachable  # noqa: PLC0415
+
         print(f"error: Kafka: {unreachable(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _runs(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` names ``run``: its parser then leaves out the other commands, whose modules
+    load Kafka, MQTT and Avro libraries the supervisor would carry for the whole run."""
+    args = list(argv)
+    while args and args[0].startswith("--log-level"):
+        args = args[2:] if args[0] == "--log-level" else args[1:]
+    return bool(args) and args[0] == "run"
 
 
 if __name__ == "__main__":

@@ -18,6 +18,10 @@ when ListConsumerGroupOffsets meets NOT_COORDINATOR, librdkafka#5040). The super
 with it: a crashed child is logged and started again after :attr:`LagHub.RESTART_S`; meanwhile the
 metrics have no lag series and the feeds go stale, so the throttles hold their rates. A new child
 forgets the baselines of partitions without a commit (``lag.py``).
+
+Imports: confluent-kafka and the admin client are imported where the child reads (and where the hub
+first needs a reading), not at the top: the supervisor imports this module, and the child only
+needs the admin client; a ``run`` with no lag to read loads neither (docs/benchmarks.md, "Memory").
 """
 
 from __future__ import annotations
@@ -31,15 +35,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
-
-from confluent_kafka import KafkaException
+from typing import TYPE_CHECKING
 
 from mqtt_kafka_sync.errors import LagReadError
-from mqtt_kafka_sync.kafka.lag import GroupLag, LagReader, LagSample, LagSnapshot
 from mqtt_kafka_sync.kafka.lag_feed import LagFeed
 from mqtt_kafka_sync.kafka.lag_process import how_it_ended
 from mqtt_kafka_sync.kafka.lag_topics import TopicFilter
-from mqtt_kafka_sync.kafka.settings import Kafka, connection
+
+if TYPE_CHECKING:
+    from mqtt_kafka_sync.kafka.lag import GroupLag, LagReader, LagSample
+    from mqtt_kafka_sync.kafka.settings import Kafka
 
 logger = logging.getLogger(__name__)
 _ctx = multiprocessing.get_context("spawn")
@@ -64,6 +69,8 @@ class LagWatch:
 
     @property
     def key(self) -> GroupKey:
+        from mqtt_kafka_sync.kafka.settings import connection  # noqa: PLC0415 - see the module docstring
+
         return (connection(self.kafka).bootstrap_servers, self.group)
 
 
@@ -86,6 +93,10 @@ class _Schedule:
     failing: bool = False
 
     def read(self, now: float) -> Reading:
+        from confluent_kafka import KafkaException  # noqa: PLC0415 - the child's, see the module docstring
+
+        from mqtt_kafka_sync.kafka.lag import LagReader  # noqa: PLC0415
+
         watch = self.watch
         timed = watch.time_lag_interval is not None and now >= self.timed_due
         try:
@@ -249,6 +260,8 @@ class LagHub:
 def _write(feed: _Feed, readings: dict[GroupKey, Reading]) -> None:
     """The feed's lag from its groups' latest readings: unreadable when one of them is; nothing until
     each was read once."""
+    from mqtt_kafka_sync.kafka.lag import LagSnapshot  # noqa: PLC0415 - loaded by the readings already
+
     groups: list[GroupLag] = []
     for key in feed.keys:
         reading = readings.get(key)

@@ -18,6 +18,9 @@ exactly as when Kafka does not answer. A new child forgets the baselines the old
 partitions without a commit (see ``lag.py``): those count from the new child's first read.
 The child exits when its parent does (its end of the pipe closes, or it is a daemon process
 cleaned up at the parent's exit).
+
+confluent-kafka is imported in the child and where a reader is built, not at the top: the
+supervisor imports this module (through ``lag_hub.py``) and need not carry it (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -31,13 +34,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
+from typing import TYPE_CHECKING
 
 from mqtt_kafka_sync.config.model import KafkaConnection
 from mqtt_kafka_sync.errors import LagReadError
-from mqtt_kafka_sync.kafka.lag import LagReader, unique_groups
 from mqtt_kafka_sync.kafka.lag_topics import TopicFilter
-from mqtt_kafka_sync.kafka.settings import Kafka, connection
 from mqtt_kafka_sync.logs import configure_logging
+
+if TYPE_CHECKING:
+    from mqtt_kafka_sync.kafka.settings import Kafka
 
 logger = logging.getLogger(__name__)
 _ctx = multiprocessing.get_context("spawn")
@@ -72,6 +77,8 @@ def _serve(conn: Connection, spec: _ReaderSpec) -> None:
     """The child: answer each request with ``("lag", int | None)`` or ``("error", text)``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent
     configure_logging(spec.log_level)
+    from mqtt_kafka_sync.kafka.lag import LagReader  # noqa: PLC0415 - see the module docstring
+
     reader = LagReader(spec.kafka, spec.groups, topics=spec.topics, timeout=spec.timeout)
     try:
         while True:
@@ -109,6 +116,9 @@ class IsolatedLagReader:
         timeout: float = 10.0,
         name: str = "lag-reader",
     ) -> None:
+        from mqtt_kafka_sync.kafka.lag import unique_groups  # noqa: PLC0415
+        from mqtt_kafka_sync.kafka.settings import connection  # noqa: PLC0415
+
         self.kafka = connection(kafka)
         self.bootstrap = self.kafka.bootstrap_servers
         self.groups = unique_groups(groups)

@@ -8,7 +8,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from mqtt_kafka_sync.config.spec import PRODUCER_GUARANTEE
+from mqtt_kafka_sync.config.common_keys import PRODUCER_GUARANTEE  # not config.spec: it loads fastavro
 from mqtt_kafka_sync.errors import KafkaDeliveryError
 from mqtt_kafka_sync.kafka.connection_state import STATISTICS_INTERVAL_MS, ConnectionReports, ConnectionState
 from mqtt_kafka_sync.kafka.settings import Kafka, client_settings

@@ -30,17 +30,20 @@ from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import SynchronizedArray
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from mqtt_kafka_sync.config.model import ConnectorConfig, SourceConnectorConfig
 from mqtt_kafka_sync.errors import SyncError
 from mqtt_kafka_sync.kafka.lag_feed import LagFeed
-from mqtt_kafka_sync.kafka.lag_hub import LagHub
 from mqtt_kafka_sync.logs import configure_logging
 from mqtt_kafka_sync.runtime.lag import lag_watches, throttle_feeds
 from mqtt_kafka_sync.runtime.task_process import STAT_FIELDS, task_main
-from mqtt_kafka_sync.telemetry.exporter import TelemetrySettings
-from mqtt_kafka_sync.telemetry.service import TelemetryService
+from mqtt_kafka_sync.telemetry.settings import TelemetrySettings
 from mqtt_kafka_sync.telemetry.shared import TaskMetrics, TaskSnapshot
+
+if TYPE_CHECKING:  # imported where used: a run without lag reader or metrics loads neither
+    from mqtt_kafka_sync.kafka.lag_hub import LagHub
+    from mqtt_kafka_sync.telemetry.service import TelemetryService
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +92,12 @@ class Supervisor:
     ) -> None:
         self.configs = list(configs)
         watches = lag_watches(configs, telemetry.lag_interval_s if telemetry is not None else None)
-        self.lag = LagHub(watches, functools.partial(configure_logging, log_level)) if watches else None
+        self.lag: LagHub | None = None
         """The one lag reader process, for the metrics and every throttle (None: nobody needs lag)."""
+        if watches:
+            from mqtt_kafka_sync.kafka.lag_hub import LagHub  # noqa: PLC0415 - loads confluent-kafka
+
+            self.lag = LagHub(watches, functools.partial(configure_logging, log_level))
         try:
             feeds = throttle_feeds(configs, self.lag, _ctx)
             self.slots = [
@@ -104,11 +111,12 @@ class Supervisor:
         self._drain_timeout = drain_timeout
         self._log_level = log_level
         self._stop = threading.Event()
-        self.telemetry = (
-            TelemetryService(telemetry, self.snapshots, self.lag.samples if self.lag is not None else list)
-            if telemetry is not None
-            else None
-        )
+        self.telemetry: TelemetryService | None = None
+        if telemetry is not None:
+            from mqtt_kafka_sync.telemetry.service import TelemetryService  # noqa: PLC0415 - the OTel SDK
+
+            lag_samples = self.lag.samples if self.lag is not None else list
+            self.telemetry = TelemetryService(telemetry, self.snapshots, lag_samples)
 
     def request_stop(self) -> None:
         self._stop.set()

@@ -11,10 +11,8 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
@@ -23,7 +21,6 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mqtt_kafka_sync import __version__
-from mqtt_kafka_sync.kafka.lag import LagSample
 from mqtt_kafka_sync.telemetry import catalog as c
 from mqtt_kafka_sync.telemetry.bridge import (
     CUMULATIVE,
@@ -31,7 +28,11 @@ from mqtt_kafka_sync.telemetry.bridge import (
     BridgedPrometheusReader,
     HistogramBridge,
 )
+from mqtt_kafka_sync.telemetry.settings import TelemetrySettings
 from mqtt_kafka_sync.telemetry.shared import TaskSnapshot
+
+if TYPE_CHECKING:  # the supervisor without a lag reader never loads confluent-kafka
+    from mqtt_kafka_sync.kafka.lag import LagSample
 
 SCOPE = "mqtt_kafka_sync"
 TASK_METRICS = (
@@ -57,23 +58,6 @@ TASK_METRICS = (
 """Read from the tasks' blocks; the others are the supervisor's own or the bridge's."""
 
 
-@dataclass(frozen=True)
-class TelemetrySettings:
-    """What ``mqtt-kafka-sync run`` exposes; the CLI fills it from its options and the environment."""
-
-    host: str = "0.0.0.0"
-    port: int = 9464
-    """``/metrics``, ``/healthz``, ``/readyz``; 0: no HTTP endpoint."""
-    otlp_endpoint: str | None = None
-    """Full URL of an OTLP/HTTP metrics endpoint (``.../v1/metrics``); None: no OTLP export."""
-    otlp_interval_s: float = 60.0
-    lag_interval_s: float = 5.0
-    """Seconds between the metrics' consumer lag reads, with the time lag (a few admin requests per
-    group); a throttle's group may be read more often, for its ``throttle.lag.interval.seconds``."""
-    liveness_timeout_s: float = 60.0
-    """``/healthz`` fails when a task's network loop has not turned for this long."""
-
-
 class Source(Protocol):
     def snapshots(self) -> list[TaskSnapshot]: ...
     def lag_points(self) -> list[LagSample]: ...
@@ -91,6 +75,12 @@ class Exporter:
         bridge = HistogramBridge(source.snapshots, InstrumentationScope(SCOPE, __version__), resource)
         readers: list[MetricReader] = [BridgedPrometheusReader(bridge, self.registry)]
         if settings.otlp_endpoint:
+            # Imported here: the OTLP exporter (requests, protobuf) adds ~5 MB of RSS that a
+            # supervisor only scraped through /metrics would carry for nothing (docs/benchmarks.md).
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
+                OTLPMetricExporter,
+            )
+
             otlp = OTLPMetricExporter(endpoint=settings.otlp_endpoint, preferred_temporality=CUMULATIVE)
             readers.append(
                 PeriodicExportingMetricReader(

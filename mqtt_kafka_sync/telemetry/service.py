@@ -10,11 +10,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from mqtt_kafka_sync.kafka.lag import LagSample
-from mqtt_kafka_sync.telemetry.exporter import Exporter, TelemetrySettings
+from mqtt_kafka_sync.telemetry.exporter import Exporter
 from mqtt_kafka_sync.telemetry.http import MetricsServer
+from mqtt_kafka_sync.telemetry.settings import TelemetrySettings
 from mqtt_kafka_sync.telemetry.shared import TaskSnapshot
+
+if TYPE_CHECKING:  # the supervisor without a lag reader never loads confluent-kafka
+    from mqtt_kafka_sync.kafka.lag import LagSample
 
 logger = logging.getLogger(__name__)
 

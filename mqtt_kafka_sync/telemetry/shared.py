@@ -16,7 +16,6 @@ from multiprocessing.context import SpawnContext
 from multiprocessing.sharedctypes import SynchronizedArray
 
 from mqtt_kafka_sync.config.model import ConnectorConfig
-from mqtt_kafka_sync.kafka.connection_state import REFUSAL_WORDS
 from mqtt_kafka_sync.mqtt import reasons
 from mqtt_kafka_sync.telemetry import catalog as c
 from mqtt_kafka_sync.telemetry.layout import Layout
@@ -73,6 +72,9 @@ class TaskSnapshot:
         if 0 < (index := int(values[Layout.MQTT_REFUSAL])) <= len(c.MQTT_FAILURES):
             mqtt = _mqtt_words(c.MQTT_FAILURES[index - 1], int(values[Layout.MQTT_REFUSAL_CODE]), layout)
         if 0 < (index := int(values[Layout.KAFKA_REFUSAL])) <= len(c.KAFKA_FAILURES):
+            # Imported here: the module loads confluent-kafka, which the supervisor need not carry.
+            from mqtt_kafka_sync.kafka.connection_state import REFUSAL_WORDS  # noqa: PLC0415
+
             words = REFUSAL_WORDS[c.KAFKA_FAILURES[index - 1]]
             kafka = f"kafka: {words} (bootstrap servers {layout.kafka_bootstrap})"
         return mqtt, kafka

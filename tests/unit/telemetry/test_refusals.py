@@ -13,10 +13,10 @@ from confluent_kafka import KafkaError
 from mqtt_kafka_sync.kafka.connection_state import ConnectionState
 from mqtt_kafka_sync.mqtt.failures import Failure
 from mqtt_kafka_sync.telemetry import catalog as c
-from mqtt_kafka_sync.telemetry.exporter import TelemetrySettings
 from mqtt_kafka_sync.telemetry.probe import ingest_probe
 from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
 from mqtt_kafka_sync.telemetry.service import TelemetryService
+from mqtt_kafka_sync.telemetry.settings import TelemetrySettings
 from mqtt_kafka_sync.telemetry.shared import TaskMetrics
 from tests.unit.telemetry.telemetry_fakes import source_config
 from tests.unit.telemetry.test_telemetry import _sink, _Subscriber, _Task

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 
 from mqtt_kafka_sync.config.model import ShardsConfig
 from mqtt_kafka_sync.telemetry import catalog as c
-from mqtt_kafka_sync.telemetry.exporter import TelemetrySettings
 from mqtt_kafka_sync.telemetry.layout import Layout
 from mqtt_kafka_sync.telemetry.probe import ingest_probe
 from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
 from mqtt_kafka_sync.telemetry.service import TelemetryService
+from mqtt_kafka_sync.telemetry.settings import TelemetrySettings
 from mqtt_kafka_sync.telemetry.shared import TaskMetrics
 from tests.unit.telemetry.telemetry_fakes import source_config
 from tests.unit.telemetry.test_telemetry import _sink, _Subscriber, _Task

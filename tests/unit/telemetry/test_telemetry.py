@@ -34,12 +34,13 @@ from mqtt_kafka_sync.mqtt.packets import Publish
 from mqtt_kafka_sync.telemetry import catalog as c
 from mqtt_kafka_sync.telemetry.counters import Buckets
 from mqtt_kafka_sync.telemetry.exceptions import TelemetryError
-from mqtt_kafka_sync.telemetry.exporter import Exporter, TelemetrySettings
+from mqtt_kafka_sync.telemetry.exporter import Exporter
 from mqtt_kafka_sync.telemetry.http import MetricsServer
 from mqtt_kafka_sync.telemetry.layout import Layout
 from mqtt_kafka_sync.telemetry.probe import ingest_probe
 from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
 from mqtt_kafka_sync.telemetry.service import TelemetryService
+from mqtt_kafka_sync.telemetry.settings import TelemetrySettings
 from mqtt_kafka_sync.telemetry.shared import TaskMetrics, TaskSnapshot
 from tests.unit.ingest.test_pipeline import FakeSink, _Rec
 from tests.unit.telemetry.telemetry_fakes import relay_config, source_config

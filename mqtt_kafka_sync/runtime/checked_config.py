@@ -1,0 +1,77 @@
+"""``run``'s connector files, loaded and checked in a short-lived child process.
+
+Checking a file builds a librdkafka producer and consumer (to validate its ``kafka.*`` keys) and
+parses its Avro schemas with fastavro: about 30 MB of libraries and heap that the supervisor would
+otherwise carry for the whole run, for a check made once at start (docs/benchmarks.md, "Memory").
+The child loads and checks the files exactly as ``validate`` does, sends back the typed configs
+with their warnings, or the problems, and exits; the supervisor keeps only the config model.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Mapping, Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import cast
+
+from mqtt_kafka_sync.config.model import ConnectorConfig
+from mqtt_kafka_sync.errors import ConfigError, ConfigProblem, SyncError
+from mqtt_kafka_sync.logs import configure_logging
+
+_ctx = multiprocessing.get_context("spawn")
+
+Answer = tuple[str, object]
+"""``("configs", (configs, warnings))``, ``("problems", problems)`` or ``("error", text)``."""
+
+
+def _check(paths: Sequence[Path], environ: dict[str, str], log_level: int, out: Connection) -> None:
+    """The child: load and check, send the answer."""
+    from mqtt_kafka_sync.config.advice import config_warnings  # noqa: PLC0415 - the child's only
+    from mqtt_kafka_sync.config.loader import load_connectors  # noqa: PLC0415
+
+    configure_logging(log_level)
+    answer: Answer
+    try:
+        configs = load_connectors(paths, environ)
+        answer = ("configs", (configs, config_warnings(configs)))
+    except ConfigError as exc:
+        answer = ("problems", exc.problems)
+    except SyncError as exc:
+        answer = ("error", str(exc))
+    out.send(answer)
+    out.close()
+
+
+def load_checked(
+    paths: Sequence[Path], environ: Mapping[str, str]
+) -> tuple[list[ConnectorConfig], list[ConfigProblem]]:
+    """Every connector in ``paths`` and the warnings about them, as ``load_connectors`` and
+    ``config_warnings`` give them; raises :class:`ConfigError` listing every problem, or
+    :class:`SyncError` (also when the checking process dies)."""
+    reader, writer = _ctx.Pipe(duplex=False)
+    process = _ctx.Process(
+        target=_check,
+        args=(list(paths), dict(environ), logging.getLogger().level, writer),
+        name="config-check",
+    )
+    process.start()
+    writer.close()
+    try:
+        kind, value = reader.recv()
+    except EOFError:
+        process.join()
+        raise SyncError(
+            f"the process checking the connector files exited with code {process.exitcode} before "
+            "answering (its output above says why)"
+        ) from None
+    finally:
+        reader.close()
+    process.join()
+    if kind == "problems":
+        raise ConfigError(cast("tuple[ConfigProblem, ...]", value))
+    if kind == "error":
+        raise SyncError(str(value))
+    configs, warnings = cast("tuple[list[ConnectorConfig], list[ConfigProblem]]", value)
+    return configs, warnings
