@@ -46,15 +46,17 @@ class Disconnected:
     detail: str = ""
     """paho's own words for why it ended the connection, when it gave any."""
     from_broker: bool = False
-    """The broker sent DISCONNECT (else paho or the network ended the connection)."""
+    """The broker sent DISCONNECT (else the client or the network ended the connection)."""
+    by: str = "paho"
+    """The client whose words ``detail`` are (the relay's own publisher: ``mqtt-kafka-sync``)."""
 
     def __str__(self) -> str:
         if self.from_broker:
             text = f"the broker sent DISCONNECT: {reasons.describe(self.reason_code, reasons.DISCONNECT)}"
-        else:  # paho's own verdict (on the broker's answer, or the network): the name, not the broker's view
+        else:  # the client's verdict (on the broker's answer, or the network), not the broker's view
             name = reasons.lookup(self.reason_code).name
-            text = f"paho ended the connection: {name} (0x{self.reason_code:02X})"
-        return f"{text}; paho: {self.detail}" if self.detail else text
+            text = f"{self.by} ended the connection: {name} (0x{self.reason_code:02X})"
+        return f"{text}; {self.by}: {self.detail}" if self.detail else text
 
 
 @dataclass(frozen=True, slots=True)

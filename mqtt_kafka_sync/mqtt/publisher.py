@@ -121,6 +121,19 @@ class PublisherSettings:
         )
 
 
+def command_properties(command: Command) -> bytes:
+    """The MQTT 5 properties of ``command``'s PUBLISH, encoded (length prefix included). Raises
+    ValueError when one is longer than MQTT allows."""
+    props: list[tuple[int, object]] = []
+    if command.expiry_seconds is not None:
+        props.append((packets.PROP_MESSAGE_EXPIRY, command.expiry_seconds))
+    if command.response_topic is not None:
+        props.append((packets.PROP_RESPONSE_TOPIC, command.response_topic))
+    props.append((packets.PROP_CORRELATION_DATA, command.correlation_data))
+    props.extend((packets.PROP_USER_PROPERTY, pair) for pair in command.user_properties)
+    return packets.encode_properties(props)
+
+
 class PackedProperties(Properties):
     """A PUBLISH's MQTT 5 properties, encoded once by :func:`~mqtt_kafka_sync.mqtt.packets.encode_properties`.
 
@@ -136,15 +149,8 @@ class PackedProperties(Properties):
     _packed: bytes
 
     def __init__(self, command: Command) -> None:  # no super().__init__(): see the class docstring
-        props: list[tuple[int, object]] = []
-        if command.expiry_seconds is not None:
-            props.append((packets.PROP_MESSAGE_EXPIRY, command.expiry_seconds))
-        if command.response_topic is not None:
-            props.append((packets.PROP_RESPONSE_TOPIC, command.response_topic))
-        props.append((packets.PROP_CORRELATION_DATA, command.correlation_data))
-        props.extend((packets.PROP_USER_PROPERTY, pair) for pair in command.user_properties)
         # paho's Properties.__setattr__ accepts property names only: set the slot directly
-        object.__setattr__(self, "_packed", packets.encode_properties(props))
+        object.__setattr__(self, "_packed", command_properties(command))
 
     def pack(self) -> bytes:
         return self._packed
