@@ -9,8 +9,9 @@ For each QoS: a fresh 6-partition command topic is filled with ``--commands`` co
 a task process runs it (its own thread; the garbage collector tuned the same way). The figure is
 commands from the first record read to the last offset stored, per second: every command in it was
 acknowledged by the broker (PUBACK, or PUBCOMP for QoS 2) before its offset was stored. A
-subscriber in a child process (``<root>/#`` at the same QoS, standing in for the devices) counts
-what the broker delivered, so the run also shows nothing was lost.
+``mosquitto_sub`` (``<root>/#`` at the same QoS, standing in for the devices) counts what the broker
+delivered, so the run also shows nothing was lost. (Until issue 16 a paho subscriber counted; on a
+busy 2-core machine it took a core and held the broker's delivery back, so it measured itself.)
 
 Brokers: the local stack under ``.stack-load/`` on ports the OS picks (started and stopped here), or
 ``--bootstrap`` and ``--mqtt-uri``.
@@ -21,11 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
-import multiprocessing.synchronize
 import os
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -43,30 +44,32 @@ from mqtt_kafka_sync.sim.payload import device_ids
 PARTITIONS = 6
 
 
-def _count(subscription: tuple[str, int, str, int], count: Any, ready: Any, stop: Any) -> None:
-    """Child process: subscribe (host, port, filter, QoS) and count every message."""
-    host, port, topic_filter, qos = subscription
-    from paho.mqtt.client import Client  # noqa: PLC0415
-    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: PLC0415
+class Counter:
+    """``mosquitto_sub`` (the C client, so counting never slows the broker or takes the relay's CPU)
+    subscribed to ``<root>/#`` at the commands' QoS, standing in for the devices: counts every
+    PUBLISH the broker delivered (its debug lines, read on a thread)."""
 
-    client = Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"bench-{uuid.uuid4().hex[:8]}",
-        protocol=MQTTProtocolVersion.MQTTv5,
-    )
-    client.max_inflight_messages_set(1000)
+    def __init__(self, host: str, port: int, topic_filter: str, qos: int) -> None:
+        command = ["stdbuf", "-oL", "mosquitto_sub", "-d", "-V", "mqttv5", "-h", host, "-p", str(port)]
+        command += ["-t", topic_filter, "-q", str(qos), "-F", "%t"]
+        self.value = 0
+        self.ready = threading.Event()
+        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
 
-    def on_message(*_: object) -> None:
-        count.value += 1
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            if "received PUBLISH" in line:
+                self.value += 1
+            elif "received SUBACK" in line:
+                self.ready.set()
 
-    client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos=qos)
-    client.on_subscribe = lambda *_: ready.set()
-    client.on_message = on_message
-    client.connect(host, port)
-    client.loop_start()
-    stop.wait()
-    client.disconnect()
-    client.loop_stop()
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(10)
+        self._thread.join(10)
 
 
 def _cpu() -> float:
@@ -88,13 +91,8 @@ def run_one(
     produce_commands(bootstrap, topic, devices, per_device, payload_size=args.payload_size)
     print(f"  qos {qos}: {total:,} commands in Kafka ({time.monotonic() - began:.1f}s)", file=sys.stderr)
 
-    ctx = multiprocessing.get_context("spawn")
-    count, ready, stop = ctx.Value("q", 0, lock=False), ctx.Event(), ctx.Event()
-    counter = ctx.Process(
-        target=_count, args=((mqtt_host, mqtt_port, f"{root}/#", qos), count, ready, stop), daemon=True
-    )
-    counter.start()
-    if not ready.wait(30):
+    count = Counter(mqtt_host, mqtt_port, f"{root}/#", qos)
+    if not count.ready.wait(30):
         raise SystemExit("the counting subscriber did not subscribe")
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,8 +131,7 @@ def run_one(
     delivered_deadline = time.monotonic() + 10
     while count.value < total and time.monotonic() < delivered_deadline:
         time.sleep(0.05)
-    stop.set()
-    counter.join(10)
+    count.stop()
     stats = worker.task.stats
     elapsed = (last or time.monotonic()) - first
     return {

@@ -63,6 +63,8 @@ class Outflight:
         self.lock = threading.Lock()
         self.limit = limit
         """PUBLISH/PUBREL exchanges that may be unacknowledged on the wire at once."""
+        self.out = bytearray()
+        """Bytes to write on this connection, in order (written under :attr:`lock`)."""
         self._max_inflight = limit
         self._entries: dict[int, _Entry] = {}
         self._queue: deque[int] = deque()
@@ -90,33 +92,33 @@ class Outflight:
                 if entry is not None and entry.state != QUEUED and entry.qos:
                     self._on_wire -= 1
 
-    def take_writes(self, out: bytearray) -> list[int]:
-        """Append the queued publishes that may go now to ``out``; returns the QoS 0 ones among
-        them (answered once written). Network thread."""
+    def take_writes(self) -> list[int]:
+        """Append the queued publishes that may go now to :attr:`out`; returns the QoS 0 ones
+        among them (answered once written). Network thread, :attr:`lock` held."""
         done: list[int] = []
-        with self.lock:
-            queue, entries = self._queue, self._entries
-            while queue and self._on_wire < self.limit:
-                entry = entries.get(mid := queue.popleft())
-                if entry is None or entry.state != QUEUED:
-                    continue  # forgotten, or a PUBREL already written by reconnected()
-                if not entry.qos:
-                    out += entry.packet
-                    del entries[mid]
-                    done.append(mid)
-                    continue
-                packet = entry.packet
-                out += bytes((packet[0] | 0x08,)) + packet[1:] if entry.dup else packet
-                entry.state = SENT
-                self._on_wire += 1
+        queue, entries, out = self._queue, self._entries, self.out
+        while queue and self._on_wire < self.limit:
+            entry = entries.get(mid := queue.popleft())
+            if entry is None or entry.state != QUEUED:
+                continue  # forgotten, or a PUBREL already written by reconnected()
+            if not entry.qos:
+                out += entry.packet
+                del entries[mid]
+                done.append(mid)
+                continue
+            packet = entry.packet
+            out += bytes((packet[0] | 0x08,)) + packet[1:] if entry.dup else packet
+            entry.state = SENT
+            self._on_wire += 1
         return done
 
-    def reconnected(self, receive_maximum: int, out: bytearray) -> None:
+    def reconnected(self, receive_maximum: int) -> None:
         """A new connection: continue every exchange, in order (see the module docstring); PUBRELs
-        go to ``out`` now, PUBLISHes are queued again. Network thread."""
+        go to :attr:`out` now, PUBLISHes are queued again. Network thread."""
         with self.lock:
             self.limit = max(1, min(self._max_inflight, receive_maximum))
             self._on_wire = 0
+            self.out = out = bytearray()
             queue: deque[int] = deque()
             for mid, entry in self._entries.items():
                 if entry.state == RELEASING:
@@ -128,12 +130,12 @@ class Outflight:
                 queue.append(mid)
             self._queue = queue
 
-    def answered(self, acks: list[tuple[int, int, int]], out: bytearray) -> list[tuple[int, int]]:
-        """Apply (kind, packet id, reason code) acknowledgements; PUBRELs to write go to ``out``.
+    def answered(self, acks: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+        """Apply (kind, packet id, reason code) acknowledgements; PUBRELs to write go to :attr:`out`.
         Returns (packet id, reason code) of each exchange that ended. Network thread."""
         ended: list[tuple[int, int]] = []
         with self.lock:
-            entries = self._entries
+            entries, out = self._entries, self.out
             for kind, mid, code in acks:
                 entry = entries.get(mid)
                 if entry is None or entry.state == QUEUED:

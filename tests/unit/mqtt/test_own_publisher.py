@@ -19,8 +19,7 @@ from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.mqtt import packets as p
 from mqtt_kafka_sync.mqtt import reasons
 from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
-from mqtt_kafka_sync.mqtt.outgoing import MqttPublisher
-from mqtt_kafka_sync.mqtt.publisher import Command, PublisherSettings
+from mqtt_kafka_sync.mqtt.publisher import Command, MqttPublisher, PublisherSettings
 from tests.scripted_broker import Conn, ScriptedBroker, accept, connack, puback, puback_invalid
 
 COMMAND = Command(
