@@ -9,7 +9,7 @@ For each QoS: a fresh 6-partition command topic is filled with ``--commands`` co
 a task process runs it (its own thread; the garbage collector tuned the same way). The figure is
 commands from the first record read to the last offset stored, per second: every command in it was
 acknowledged by the broker (PUBACK, or PUBCOMP for QoS 2) before its offset was stored. A
-``mosquitto_sub`` (``<root>/#`` at the same QoS, standing in for the devices) counts what the broker
+``mosquitto_sub`` (``<root>/#`` at QoS 1, standing in for the devices) counts what the broker
 delivered, so the run also shows nothing was lost. (Until issue 16 a paho subscriber counted; on a
 busy 2-core machine it took a core and held the broker's delivery back, so it measured itself.)
 
@@ -45,13 +45,16 @@ PARTITIONS = 6
 
 
 class Counter:
-    """``mosquitto_sub`` (the C client, so counting never slows the broker or takes the relay's CPU)
-    subscribed to ``<root>/#`` at the commands' QoS, standing in for the devices: counts every
-    PUBLISH the broker delivered (its debug lines, read on a thread)."""
+    """``mosquitto_sub`` (the C client, so counting takes little of the machine) subscribed to
+    ``<root>/#``, standing in for the devices: counts every PUBLISH the broker delivered (its debug
+    lines, read on a thread)."""
 
     def __init__(self, host: str, port: int, topic_filter: str, qos: int) -> None:
         command = ["stdbuf", "-oL", "mosquitto_sub", "-d", "-V", "mqttv5", "-h", host, "-p", str(port)]
-        command += ["-t", topic_filter, "-q", str(qos), "-F", "%t"]
+        # QoS 1 at most: mosquitto_sub 2.0 ends a QoS 2 subscription with "A network protocol
+        # error occurred" after some dozens of messages from Mosquitto 2.0.11 (seen here); QoS 1
+        # still delivers each command at least once, so the count still shows none was lost.
+        command += ["-t", topic_filter, "-q", str(min(qos, 1)), "-F", "%t"]
         self.value = 0
         self.ready = threading.Event()
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)

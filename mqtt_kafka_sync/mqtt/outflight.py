@@ -64,7 +64,7 @@ class Outflight:
         self.limit = limit
         """PUBLISH/PUBREL exchanges that may be unacknowledged on the wire at once."""
         self.out = bytearray()
-        """Bytes to write on this connection, in order (written under :attr:`lock`)."""
+        """Bytes to write on this connection, in order (the network thread's alone)."""
         self._max_inflight = limit
         self._entries: dict[int, _Entry] = {}
         self._queue: deque[int] = deque()
@@ -74,15 +74,18 @@ class Outflight:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, head: bytes, tail: bytes, qos: int) -> int:
+    def add(self, head: bytes, tail: bytes, qos: int) -> tuple[int, bool]:
         """Keep a PUBLISH (``head`` up to the packet id, ``tail`` after it) under a new packet id,
-        queued behind the others; returns the id. Any thread."""
+        queued behind the others; returns the id and whether the queue was empty (else the
+        network thread was told already, or waits for acknowledgements to write more). Any thread."""
         with self.lock:
             mid = self._new_id()
             packet = head + mid.to_bytes(2, "big") + tail if qos else head + tail
             self._entries[mid] = _Entry(packet, qos)
-            self._queue.append(mid)
-        return mid
+            queue = self._queue
+            first = not queue
+            queue.append(mid)
+        return mid, first
 
     def forget(self, mids: Iterable[int]) -> None:
         """Drop these exchanges: they are never written again. Any thread."""

@@ -129,8 +129,7 @@ class _Loop:
                         return lost
         finally:
             sel.close()
-        with link.flight.lock:
-            last = bytes(link.flight.out) + p.encode_disconnect(0, 0 if link.end_session else None)
+        last = bytes(link.flight.out) + p.encode_disconnect(0, 0 if link.end_session else None)
         sock.setblocking(True)
         sock.settimeout(5.0)
         sock.sendall(last)
@@ -138,26 +137,26 @@ class _Loop:
 
     def write(self) -> bool:
         """Write what may go now (and a PINGREQ when due) as far as the socket takes it; returns
-        whether bytes are left to write."""
+        whether bytes are left to write. (Only this thread touches :attr:`Outflight.out`: the
+        lock is held for the queue, not for the ``send``.)"""
         flight, keepalive = self.link.flight, self.keepalive
         with flight.lock:
             done = flight.take_writes()
-            out = flight.out
+        out = flight.out
+        try:
+            keepalive.check(out, reading=True)
+        except ConnectionLost as exc:
+            raise ConnectionLost(str(exc), _KEEPALIVE_TIMEOUT) from None
+        if out:
             try:
-                keepalive.check(out, reading=True)
-            except ConnectionLost as exc:
-                raise ConnectionLost(str(exc), _KEEPALIVE_TIMEOUT) from None
-            if out:
-                try:
-                    sent = self.sock.send(out)
-                except _WOULD_BLOCK:
-                    sent = 0
-                del out[:sent]
-                keepalive.last_sent = time.monotonic()
-            left = bool(out)
+                sent = self.sock.send(out)
+            except _WOULD_BLOCK:
+                sent = 0
+            del out[:sent]
+            keepalive.last_sent = time.monotonic()
         for mid in done:
             self.link.events.put(Acked(mid, 0, ""))
-        return left
+        return bool(out)
 
     def read(self) -> Disconnected | None:
         """Take what the broker sent: acknowledgements applied and answered (PUBREL for a PUBREC);

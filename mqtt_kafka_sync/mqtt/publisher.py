@@ -186,8 +186,9 @@ class MqttPublisher:
         if limit is not None and (size := len(head) + (2 if command.qos else 0) + len(tail)) > limit:
             detail = f"the PUBLISH would be {size} bytes; the broker takes at most {limit}"
             raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
-        mid = self._link.flight.add(head, tail, command.qos)
-        self._link.wakeup.wake()
+        mid, first = self._link.flight.add(head, tail, command.qos)
+        if first:  # one wake-up per batch: each costs the caller a hand-over of the GIL
+            self._link.wakeup.wake()
         return mid
 
     def forget(self, mids: Iterable[int]) -> None:
