@@ -3,14 +3,21 @@
     python -m loadtests.relay_bench                     # 50,000 commands, 1,000 devices, QoS 1 and 2
     python -m loadtests.relay_bench --commands 100000 --qos 1
     python -m loadtests.relay_bench --bootstrap HOST:PORT --mqtt-uri tcp://HOST:PORT
+    python -m loadtests.relay_bench --publisher-only    # the MQTT publisher alone, no Kafka
 
 For each QoS: a fresh 6-partition command topic is filled with ``--commands`` commands (keys
 ``p01.d0001``..., simulator payloads of ``--payload-size`` bytes), then one relay task drains it, as
 a task process runs it (its own thread; the garbage collector tuned the same way). The figure is
 commands from the first record read to the last offset stored, per second: every command in it was
 acknowledged by the broker (PUBACK, or PUBCOMP for QoS 2) before its offset was stored. A
-subscriber in a child process (``<root>/#`` at the same QoS, standing in for the devices) counts
-what the broker delivered, so the run also shows nothing was lost.
+``mosquitto_sub`` (``<root>/#`` at QoS 1, standing in for the devices) counts what the broker
+delivered, so the run also shows nothing was lost. (Until issue 16 a paho subscriber counted; on a
+busy 2-core machine it took a core and held the broker's delivery back, so it measured itself.)
+
+``--publisher-only`` measures the relay's MQTT publisher (``mqtt/publisher.py``) alone: the same
+commands published from one thread as fast as the window allows (``min(mqtt.max.inflight.messages``
+default, the broker's Receive Maximum)``), from the first publish to the last acknowledgement; the
+relay's own work (Kafka, routing, offsets) is left out, so the figure is the publisher's ceiling.
 
 Brokers: the local stack under ``.stack-load/`` on ports the OS picks (started and stopped here), or
 ``--bootstrap`` and ``--mqtt-uri``.
@@ -21,11 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
-import multiprocessing.synchronize
 import os
+import queue
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -33,8 +41,10 @@ from typing import Any
 
 from loadtests.run import brokers
 from mqtt_kafka_sync.config.loader import load_connector
-from mqtt_kafka_sync.config.model import RelayConnectorConfig
+from mqtt_kafka_sync.config.model import RELAY_MQTT_MAX_INFLIGHT, RelayConnectorConfig
 from mqtt_kafka_sync.kafka.admin import ensure_topics
+from mqtt_kafka_sync.mqtt.events import Acked, Connected, take_events
+from mqtt_kafka_sync.mqtt.publisher import Command, MqttPublisher, PublisherSettings
 from mqtt_kafka_sync.relay.worker import RelayWorker
 from mqtt_kafka_sync.runtime.task_process import _tune_gc
 from mqtt_kafka_sync.sim.command_devices import produce_commands
@@ -43,30 +53,35 @@ from mqtt_kafka_sync.sim.payload import device_ids
 PARTITIONS = 6
 
 
-def _count(subscription: tuple[str, int, str, int], count: Any, ready: Any, stop: Any) -> None:
-    """Child process: subscribe (host, port, filter, QoS) and count every message."""
-    host, port, topic_filter, qos = subscription
-    from paho.mqtt.client import Client  # noqa: PLC0415
-    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: PLC0415
+class Counter:
+    """``mosquitto_sub`` (the C client, so counting takes little of the machine) subscribed to
+    ``<root>/#``, standing in for the devices: counts every PUBLISH the broker delivered (its debug
+    lines, read on a thread)."""
 
-    client = Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"bench-{uuid.uuid4().hex[:8]}",
-        protocol=MQTTProtocolVersion.MQTTv5,
-    )
-    client.max_inflight_messages_set(1000)
+    def __init__(self, host: str, port: int, topic_filter: str, qos: int) -> None:
+        command = ["stdbuf", "-oL", "mosquitto_sub", "-d", "-V", "mqttv5", "-h", host, "-p", str(port)]
+        # QoS 1 at most: mosquitto_sub 2.0 ends a QoS 2 subscription with "A network protocol
+        # error occurred" after some dozens of messages from Mosquitto 2.0.11 (seen here); QoS 1
+        # still delivers each command at least once, so the count still shows none was lost.
+        command += ["-t", topic_filter, "-q", str(min(qos, 1)), "-F", "%t"]
+        self.value = 0
+        self.ready = threading.Event()
+        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
 
-    def on_message(*_: object) -> None:
-        count.value += 1
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            if "received PUBLISH" in line:
+                self.value += 1
+            elif "received SUBACK" in line:
+                self.ready.set()
 
-    client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos=qos)
-    client.on_subscribe = lambda *_: ready.set()
-    client.on_message = on_message
-    client.connect(host, port)
-    client.loop_start()
-    stop.wait()
-    client.disconnect()
-    client.loop_stop()
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(10)
+        self._thread.join(10)
 
 
 def _cpu() -> float:
@@ -88,13 +103,8 @@ def run_one(
     produce_commands(bootstrap, topic, devices, per_device, payload_size=args.payload_size)
     print(f"  qos {qos}: {total:,} commands in Kafka ({time.monotonic() - began:.1f}s)", file=sys.stderr)
 
-    ctx = multiprocessing.get_context("spawn")
-    count, ready, stop = ctx.Value("q", 0, lock=False), ctx.Event(), ctx.Event()
-    counter = ctx.Process(
-        target=_count, args=((mqtt_host, mqtt_port, f"{root}/#", qos), count, ready, stop), daemon=True
-    )
-    counter.start()
-    if not ready.wait(30):
+    count = Counter(mqtt_host, mqtt_port, f"{root}/#", qos)
+    if not count.ready.wait(30):
         raise SystemExit("the counting subscriber did not subscribe")
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,8 +143,7 @@ def run_one(
     delivered_deadline = time.monotonic() + 10
     while count.value < total and time.monotonic() < delivered_deadline:
         time.sleep(0.05)
-    stop.set()
-    counter.join(10)
+    count.stop()
     stats = worker.task.stats
     elapsed = (last or time.monotonic()) - first
     return {
@@ -153,6 +162,57 @@ def run_one(
     }
 
 
+def publisher_run(args: argparse.Namespace, mqtt_host: str, mqtt_port: int, qos: int) -> dict[str, Any]:
+    """``--publisher-only``: the publisher and its acknowledgements, nothing else (see the docstring)."""
+    root = f"bench{uuid.uuid4().hex[:8]}"
+    count = Counter(mqtt_host, mqtt_port, f"{root}/#", qos)
+    if not count.ready.wait(30):
+        raise SystemExit("the counting subscriber did not subscribe")
+    events: queue.SimpleQueue[object] = queue.SimpleQueue()
+    publisher = MqttPublisher(PublisherSettings(mqtt_host, mqtt_port, f"bench-{root}"), events)
+    publisher.start()
+    connected = events.get(timeout=30)
+    assert isinstance(connected, Connected), connected
+    window = min(RELAY_MQTT_MAX_INFLIGHT, connected.receive_maximum)
+    devices = device_ids(args.devices)
+    commands = [
+        Command("cmd", f"{root}/plants/p01/devices/{d}/commands", b"x" * args.payload_size, qos, False,
+                (("site", "bench"),), f"commands/0/{n}".encode(), None, None)
+        for n, d in enumerate(devices)
+    ]  # fmt: skip
+    total, sent, acked, refused = args.commands, 0, 0, 0
+    began, cpu_began = time.monotonic(), _cpu()
+    while acked + refused < total:
+        while sent - acked - refused < window and sent < total:
+            publisher.publish(commands[sent % len(commands)])
+            sent += 1
+        for event in take_events(events, 5.0):
+            if isinstance(event, Acked):
+                acked += event.reason_code < 0x80
+                refused += event.reason_code >= 0x80
+    elapsed, cpu = time.monotonic() - began, _cpu() - cpu_began
+    publisher.stop(end_session=True)
+    delivered_deadline = time.monotonic() + 10
+    while count.value < total and time.monotonic() < delivered_deadline:
+        time.sleep(0.05)
+    count.stop()
+    return {
+        "qos": qos,
+        "commands": total,
+        "payload_bytes": args.payload_size,
+        "devices": len(devices),
+        "acked": acked,
+        "seconds": round(elapsed, 2),
+        "commands_per_s": round(acked / elapsed),
+        "relay_cpu_cores": round(cpu / elapsed, 2),
+        "delivered_to_subscriber": count.value,
+        "dead_lettered": refused,
+        "republished": 0,
+        "complete": acked == total,
+        "window": window,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -164,13 +224,17 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="per QoS (default %(default)s s)")
     parser.add_argument("--bootstrap", help="Kafka of your own (with --mqtt-uri)")
     parser.add_argument("--mqtt-uri", help="MQTT broker of your own, tcp://host:port")
+    parser.add_argument("--publisher-only", action="store_true", help="the MQTT publisher alone, no Kafka")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("librdkafka").setLevel(logging.ERROR)
     with brokers(args) as found:
-        results = [
-            run_one(args, found.kafka_bootstrap, found.mqtt_host, found.mqtt_port, q) for q in args.qos
-        ]
+        if args.publisher_only:
+            results = [publisher_run(args, found.mqtt_host, found.mqtt_port, q) for q in args.qos]
+        else:
+            results = [
+                run_one(args, found.kafka_bootstrap, found.mqtt_host, found.mqtt_port, q) for q in args.qos
+            ]
     print(
         f"{'QoS':>3} {'commands':>9} {'seconds':>8} {'commands/s':>11} {'relay CPU':>9} "
         f"{'delivered':>10} {'dlq':>4}"

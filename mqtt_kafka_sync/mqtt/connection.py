@@ -78,7 +78,7 @@ def refusal(exc: BaseException, broker: str) -> Failure | None:
 
 
 def connect(
-    s: SubscriberSettings, turned: Callable[[], None]
+    s: SubscriberSettings, turned: Callable[[], None], *, clean_start: bool = False
 ) -> tuple[socket.socket, p.Ack, p.PacketReader, list[p.Packet]]:
     """A non-blocking socket with the session accepted, its CONNACK, the reader holding what came
     after it, and packets that came with it; ``turned`` is called at least every
@@ -95,7 +95,7 @@ def connect(
                 p.encode_connect(
                     s.client_id,
                     keepalive=s.keepalive,
-                    clean_start=False,
+                    clean_start=clean_start,
                     session_expiry=s.session_expiry,
                     receive_maximum=s.receive_maximum,
                     username=s.username,

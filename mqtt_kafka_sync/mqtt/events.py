@@ -1,8 +1,9 @@
 """What the MQTT publisher's network thread tells the thread that publishes, as queued events.
 
-paho calls back on its own thread; :class:`~mqtt_kafka_sync.mqtt.publisher.MqttPublisher` turns
-each callback into one of these and puts it on a queue, and the relay (or the replay's MQTT target)
-takes them with :func:`take_events` on its own thread, where the work is done.
+The network thread of :class:`~mqtt_kafka_sync.mqtt.publisher.MqttPublisher` (its loop in
+:mod:`~mqtt_kafka_sync.mqtt.outgoing`) puts one of these on a queue for each thing that happened,
+and the relay (or the replay's MQTT target) takes them with :func:`take_events` on its own thread,
+where the work is done.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Connected:
 class Refused:
     """No session: the broker refused the CONNECT (``code``: its CONNACK code), refused our TLS
     session (``code`` None, ``failure`` set) or did not answer (both None); ``reason`` in words,
-    ``broker`` "host:port", ``wait`` the seconds until paho tries again."""
+    ``broker`` "host:port", ``wait`` the seconds until the publisher tries again."""
 
     reason: str
     code: int | None = None
@@ -44,17 +45,19 @@ class Disconnected:
     reason: str
     reason_code: int
     detail: str = ""
-    """paho's own words for why it ended the connection, when it gave any."""
+    """The client's own words for why it ended the connection, when it gave any."""
     from_broker: bool = False
-    """The broker sent DISCONNECT (else paho or the network ended the connection)."""
+    """The broker sent DISCONNECT (else the client or the network ended the connection)."""
+    by: str = "paho"
+    """The client whose words ``detail`` are (the relay's own publisher: ``mqtt-kafka-sync``)."""
 
     def __str__(self) -> str:
         if self.from_broker:
             text = f"the broker sent DISCONNECT: {reasons.describe(self.reason_code, reasons.DISCONNECT)}"
-        else:  # paho's own verdict (on the broker's answer, or the network): the name, not the broker's view
+        else:  # the client's verdict (on the broker's answer, or the network), not the broker's view
             name = reasons.lookup(self.reason_code).name
-            text = f"paho ended the connection: {name} (0x{self.reason_code:02X})"
-        return f"{text}; paho: {self.detail}" if self.detail else text
+            text = f"{self.by} ended the connection: {name} (0x{self.reason_code:02X})"
+        return f"{text}; {self.by}: {self.detail}" if self.detail else text
 
 
 @dataclass(frozen=True, slots=True)

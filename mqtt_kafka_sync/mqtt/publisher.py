@@ -1,50 +1,45 @@
-"""The relay's MQTT 5 connection: paho-mqtt 2.x publishing commands, callbacks turned into events.
+"""The relay's MQTT 5 publisher: commands encoded here, written in batches, acknowledgements as events.
 
-paho runs its network loop on its own thread. Every callback only puts an event on the relay's
-queue (:class:`Connected`, :class:`Refused`, :class:`Disconnected`, :class:`Acked`) and returns: the
-relay thread does the work, so paho's loop never blocks and keepalives keep flowing.
+Used by the command relay (``relay/task.py``) and ``replay --to-mqtt`` (``replay/mqtt_target.py``)
+through a :class:`~mqtt_kafka_sync.mqtt.window.PublishWindow`. Its events go on the caller's queue:
+:class:`~mqtt_kafka_sync.mqtt.events.Connected` (with the broker's Receive Maximum and Maximum
+Packet Size), ``Refused`` (with the refusal's ``failure``), ``Disconnected`` and ``Acked``; the
+caller's thread does the work.
 
-paho says why it ended a connection only in its log ("Received malformed packet: ..." when the
-broker's answer breaks the protocol), so that text is kept and carried by the :class:`Disconnected`
-event that follows; refusals are worded by :mod:`mqtt_kafka_sync.mqtt.reasons`. A refused CONNACK
-(bad credentials, not authorized) is not retried at paho's usual 1 to 4 s: each refusal sets paho's
-next reconnect wait from capped exponential backoff with jitter
-(:data:`~mqtt_kafka_sync.mqtt.backoff.REFUSED_MIN_S` to :data:`~mqtt_kafka_sync.mqtt.backoff.REFUSED_MAX_S`,
-the cap from the start when the code is not ``retriable``), and the first good CONNACK restores the
-usual waits; the relay thread logs the refusal once (:mod:`~mqtt_kafka_sync.mqtt.failures`).
-The MQTT bytes this module makes itself (a PUBLISH's properties) come from
-:mod:`mqtt_kafka_sync.mqtt.packets`; the one use of paho's internals left is
-:meth:`MqttPublisher.forget`, for which paho has no public call.
+Why not paho (which this replaced in issue 16): paho builds a Properties object and takes its
+locks per publish, writes each PUBLISH with its own ``send`` and reads each PUBACK with several
+``recv`` calls; the relay moved about 10,000 commands/s through it. :meth:`MqttPublisher.publish`
+encodes the PUBLISH itself and keeps it in the session (:class:`~mqtt_kafka_sync.mqtt.outflight.Outflight`)
+under a packet id, and the network thread (:mod:`~mqtt_kafka_sync.mqtt.outgoing`) writes it with
+everything else that waits, in one ``send``: the caller never waits for the socket. (Writing each
+PUBLISH at once on the caller's thread was tried: the broker then read and answered one packet at
+a time, and a loop publishing to Mosquitto through it was slower.)
 
-Session: ``clean_start`` only on the first connection of the process, then resumed with
-``mqtt.session.expiry.interval.seconds``. paho keeps every QoS 1/2 publish the broker has not
-acknowledged and sends it again (DUP) after a reconnect, so a broker restart or network drop loses
-nothing. A new process starts a clean session under a new client id: the offsets it had not stored
-are read and published again, and stale QoS 2 state of an earlier process could otherwise swallow
-a new message that reuses a packet id.
+- Connecting is the ingest subscriber's (:func:`~mqtt_kafka_sync.mqtt.connection.connect`: TCP or
+  TLS with the ``mqtt.ssl.*`` files read at each connect, CONNECT, the CONNACK read in full).
+- Session: Clean Start only until the first session of the process, then resumed with
+  ``mqtt.session.expiry.interval.seconds``. Every QoS 1/2 publish the broker has not acknowledged
+  is sent again after a reconnect (DUP; QoS 2 continued with PUBREL), before anything newer, so a
+  broker restart or network drop loses nothing. A new process starts a clean session under a new
+  client id: stale QoS 2 state of an earlier process could otherwise swallow a new message that
+  reuses a packet id.
+- A refused CONNACK or TLS session waits capped exponential backoff with jitter
+  (:data:`~mqtt_kafka_sync.mqtt.backoff.REFUSED_MIN_S` to :data:`~mqtt_kafka_sync.mqtt.backoff.REFUSED_MAX_S`,
+  the cap from the start when it is not ``retriable``, so a refused certificate waits 30 to 60 s)
+  and the relay logs it once (:mod:`~mqtt_kafka_sync.mqtt.failures`); an unreachable broker or a
+  lost connection waits :data:`RECONNECT_MIN_S` doubling to :data:`RECONNECT_MAX_S`, as paho did.
+  A good CONNACK resets both.
+- An answer that breaks the protocol ends the connection with protocol error (0x82), in words
+  (:mod:`~mqtt_kafka_sync.mqtt.outflight`).
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import ssl
-import sys
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-from paho.mqtt.client import (
-    MQTT_CLEAN_START_FIRST_ONLY,
-    Client,
-    ConnectFlags,
-    DisconnectFlags,
-    mqtt_ms_publish,
-    mqtt_ms_queued,
-)
-from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from mqtt_kafka_sync.config.model import (
     MQTT_KEEPALIVE_S,
@@ -53,22 +48,24 @@ from mqtt_kafka_sync.config.model import (
     MqttTls,
     RelayConnectorConfig,
 )
-from mqtt_kafka_sync.errors import CommandError
-from mqtt_kafka_sync.mqtt import packets, reasons, tls
+from mqtt_kafka_sync.errors import CommandError, MqttConnectError
+from mqtt_kafka_sync.mqtt import packets, reasons
 from mqtt_kafka_sync.mqtt.backoff import REFUSED_MAX_S, REFUSED_MIN_S, Backoff
-from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
+from mqtt_kafka_sync.mqtt.connection import BrokerRefused, connect
+from mqtt_kafka_sync.mqtt.events import Refused
 from mqtt_kafka_sync.mqtt.failures import Failure, connack_reason
-from mqtt_kafka_sync.mqtt.paho_client import (
-    RECONNECT_MAX_S,
-    RECONNECT_MIN_S,
-    MqttAccess,
-    authenticate,
-    connect_later,
-    new_client,
-    session_properties,
-)
+from mqtt_kafka_sync.mqtt.outflight import Outflight
+from mqtt_kafka_sync.mqtt.outgoing import Link, serve
+from mqtt_kafka_sync.mqtt.subscriber_settings import SubscriberSettings
+from mqtt_kafka_sync.mqtt.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
+
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 4.0
+"""Waits before reconnecting after a connection ended or the broker did not answer (doubling from
+the first to the cap), as paho waited."""
+_MQTT311_CONNACK = {1: 0x84, 2: 0x85, 3: 0x88, 4: 0x86, 5: 0x87}
+"""A 3.1.1 CONNACK's return code read as its MQTT 5 twin (as paho read it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +82,6 @@ class Command:
     response_topic: str | None
     expiry_seconds: int | None
     """Message Expiry Interval, already reduced by the record's age; None: never expires."""
-
-
-_ACCEPTED = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
-"""NO_CONN with QoS 1/2: paho keeps the message and sends it once connected again."""
 
 
 @dataclass(frozen=True)
@@ -121,237 +114,149 @@ class PublisherSettings:
         )
 
 
-class PackedProperties(Properties):
-    """A PUBLISH's MQTT 5 properties, encoded once by :func:`~mqtt_kafka_sync.mqtt.packets.encode_properties`.
-
-    paho's ``publish()`` takes a :class:`Properties` and only ever calls its public ``pack()`` (when
-    sending the PUBLISH, and again when re-sending it after a reconnect). paho's own class validates
-    every attribute by name and costs about 30 µs per message, a fifth of the relay thread's time,
-    so this subclass skips its set-up and hands over the bytes encoded here (its attribute API is
-    not there: nothing reads it). ``tests/unit/mqtt/test_relay_publisher.py`` decodes the bytes
-    with paho's decoder.
-    """
-
-    __slots__ = ("_packed",)
-    _packed: bytes
-
-    def __init__(self, command: Command) -> None:  # no super().__init__(): see the class docstring
-        props: list[tuple[int, object]] = []
-        if command.expiry_seconds is not None:
-            props.append((packets.PROP_MESSAGE_EXPIRY, command.expiry_seconds))
-        if command.response_topic is not None:
-            props.append((packets.PROP_RESPONSE_TOPIC, command.response_topic))
-        props.append((packets.PROP_CORRELATION_DATA, command.correlation_data))
-        props.extend((packets.PROP_USER_PROPERTY, pair) for pair in command.user_properties)
-        # paho's Properties.__setattr__ accepts property names only: set the slot directly
-        object.__setattr__(self, "_packed", packets.encode_properties(props))
-
-    def pack(self) -> bytes:
-        return self._packed
-
-    def __repr__(self) -> str:
-        return f"PackedProperties({len(self._packed)} bytes)"
-
-    __str__ = __repr__
+def command_properties(command: Command) -> bytes:
+    """The MQTT 5 properties of ``command``'s PUBLISH, encoded (length prefix included). Raises
+    ValueError when one is longer than MQTT allows."""
+    props: list[tuple[int, object]] = []
+    if command.expiry_seconds is not None:
+        props.append((packets.PROP_MESSAGE_EXPIRY, command.expiry_seconds))
+    if command.response_topic is not None:
+        props.append((packets.PROP_RESPONSE_TOPIC, command.response_topic))
+    props.append((packets.PROP_CORRELATION_DATA, command.correlation_data))
+    props.extend((packets.PROP_USER_PROPERTY, pair) for pair in command.user_properties)
+    return packets.encode_properties(props)
 
 
-class _PahoSaid(logging.Logger):
-    """paho's own words for why it ended a connection, kept; every other line of paho's log dropped.
-
-    paho says "Received malformed packet: ..." only in its log, at DEBUG. Given to paho's public
-    ``enable_logger``, this logger is called for each line paho logs (two per command) and formats
-    only what it keeps, where ``on_log`` would format every line (~4 µs each on paho's thread).
-    """
-
-    def __init__(self) -> None:
-        super().__init__("paho.said")
-        self.said = ""
-        """paho's latest error text (its network thread writes, the next on_disconnect reads)."""
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
-        text = str(msg)
-        if level >= logging.WARNING or text.startswith("Received malformed packet"):
-            self.said = text % args if args else text
-
-    def take(self) -> str:
-        said, self.said = self.said, ""
-        return said
+def encode_publish(command: Command) -> tuple[bytes, bytes]:
+    """``command``'s PUBLISH in two parts: up to the packet id, and after it. Raises
+    :class:`CommandError` (``mqtt-rejected``) when MQTT cannot carry it."""
+    topic, qos = command.topic, command.qos
+    if not topic or "+" in topic or "#" in topic or qos not in (0, 1, 2):
+        detail = f"not a PUBLISH MQTT allows: topic {topic!r} (empty, or with + or #), QoS {qos}"
+        raise CommandError("mqtt-rejected", detail, mqtt_topic=topic)
+    try:
+        name = topic.encode("utf-8")
+        if len(name) > 0xFFFF:
+            raise ValueError(f"a topic of {len(name)} bytes does not fit MQTT's 65,535")
+        tail = command_properties(command) + command.payload
+    except ValueError as exc:
+        raise CommandError("mqtt-rejected", f"cannot encode the PUBLISH: {exc}", mqtt_topic=topic) from None
+    remaining = 2 + len(name) + (2 if qos else 0) + len(tail)
+    first = 0x30 | qos << 1 | command.retain
+    return b"%c%s%s%s" % (first, packets.encode_varint(remaining), len(name).to_bytes(2, "big"), name), tail
 
 
 class MqttPublisher:
-    """Publishes :class:`Command`s; events go to ``events``, read by the relay thread."""
+    """Publishes :class:`Command`s; events go to ``events``, read by the caller's thread."""
 
     def __init__(self, settings: PublisherSettings, events: queue.SimpleQueue[object]) -> None:
         self.settings = settings
-        self._events = events
-        client = new_client(settings.client_id)
-        client.max_inflight_messages_set(settings.max_inflight)
-        client.max_queued_messages_set(0)  # unbounded: the relay bounds what it hands over
-        authenticate(
-            client, settings.client_id, MqttAccess(settings.username, settings.password, settings.tls)
+        self._link = Link(
+            Outflight(settings.max_inflight), events, Wakeup(), threading.Event(), settings.keepalive
         )
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        self._paho_said = _PahoSaid()
-        client.enable_logger(self._paho_said)
-        self._client = client
-        self._refusals = Backoff()
-        """Waits after refused CONNACKs; reset by an accepted one (paho's network thread only)."""
-        self._session_up = False
-        """A CONNACK accepted this connection (paho's network thread only)."""
-
-    def start(self) -> None:
-        """Connect in the background; paho retries until the broker answers."""
-        settings = self.settings
-        connect_later(
-            self._client,
-            settings.host,
-            settings.port,
-            session_expiry=settings.session_expiry,
-            clean_start=MQTT_CLEAN_START_FIRST_ONLY,
+        self._thread = threading.Thread(
+            target=self._run, name=f"mqtt-publisher-{settings.client_id}", daemon=True
+        )
+        self._connect_settings = SubscriberSettings(
+            host=settings.host,
+            port=settings.port,
+            client_id=settings.client_id,
+            filters=(),
+            qos=1,
             keepalive=settings.keepalive,
+            session_expiry=settings.session_expiry,
+            username=settings.username,
+            password=settings.password,
+            tls=settings.tls,
         )
-        rc = self._client.loop_start()
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise RuntimeError(f"paho loop_start() returned {rc.name}")
+
+    # -- the caller's thread ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect in the background; tried again until the broker answers."""
+        self._thread.start()
 
     def connected(self) -> bool:
-        return self._client.is_connected()
+        return self._link.online
 
     def publish(self, command: Command) -> int:
-        """Hand ``command`` to paho; returns its packet id. Raises :class:`CommandError` when paho
-        refuses it (it is then never sent)."""
-        try:
-            info = self._client.publish(
-                command.topic,
-                command.payload,
-                command.qos,
-                command.retain,
-                properties=PackedProperties(command),
-            )
-        except ValueError as exc:  # illegal topic, payload or property too large
-            raise CommandError(
-                "mqtt-rejected", f"paho refused the publish: {exc}", mqtt_topic=command.topic
-            ) from None
-        if info.rc not in _ACCEPTED:
-            raise CommandError(
-                "mqtt-rejected", f"paho publish() returned {info.rc.name}", mqtt_topic=command.topic
-            )
-        return info.mid
+        """Queue ``command``'s PUBLISH for the network thread; returns its packet id. Raises
+        :class:`CommandError` (``mqtt-rejected``) when it cannot be sent: it is then never sent."""
+        head, tail = encode_publish(command)
+        limit = self._link.maximum_packet_size
+        if limit is not None and (size := len(head) + (2 if command.qos else 0) + len(tail)) > limit:
+            detail = f"the PUBLISH would be {size} bytes; the broker takes at most {limit}"
+            raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
+        mid, first = self._link.flight.add(head, tail, command.qos)
+        if first:  # one wake-up per batch: each costs the caller a hand-over of the GIL
+            self._link.wakeup.wake()
+        return mid
 
     def forget(self, mids: Iterable[int]) -> None:
-        """Drop these publishes from paho's session, so it never sends them again after a reconnect
-        (the relay gave up on them). paho has no public call for one message: this takes its
-        outgoing-message lock and removes them as its own acknowledgement handling does."""
-        client = self._client
-        with client._out_message_mutex:
-            for mid in mids:
-                message = client._out_messages.pop(mid, None)
-                if message is None or message.qos == 0:
-                    continue
-                # Counted in flight once sent (paho recounts from zero on reconnect).
-                if message.state not in (mqtt_ms_publish, mqtt_ms_queued) and client._inflight_messages > 0:
-                    client._inflight_messages -= 1
+        """Drop these publishes from the session: never sent again (the relay gave up on them)."""
+        self._link.flight.forget(mids)
 
     def stop(self, *, end_session: bool) -> None:
-        """Disconnect (ending the session at the broker when ``end_session``) and stop paho's thread."""
-        props = None
-        if end_session:
-            props = session_properties(PacketTypes.DISCONNECT, 0)
-        rc = self._client.disconnect(properties=props)
-        if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            logger.warning("MQTT client %s: disconnect() returned %s", self.settings.client_id, rc.name)
-        self._client.loop_stop()
-        self._client.reinitialise()  # closes paho's wake-up socket pair now rather than in __del__
+        """Disconnect (ending the session at the broker when ``end_session``) and stop the thread."""
+        link = self._link
+        link.end_session = end_session
+        link.stopping.set()
+        link.wakeup.wake()
+        if self._thread.is_alive():
+            self._thread.join(self._connect_settings.connect_timeout + 10.0)
+            if self._thread.is_alive():
+                logger.warning("MQTT client %s: the network thread did not stop", self.settings.client_id)
+                return
+        link.wakeup.close()
 
-    # -- paho callbacks: network thread, never block ----------------------------------------------
-    def _on_connect(
-        self,
-        client: Client,
-        userdata: object,
-        flags: ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
+    # -- the network thread -----------------------------------------------------------------------
+    def _run(self) -> None:
+        link, refusals, losses, clean = self._link, Backoff(), 0, True
+        while not link.stopping.is_set():
+            try:
+                sock, connack, _, pending = connect(self._connect_settings, _nothing, clean_start=clean)
+            except BrokerRefused as exc:
+                self._refused(refusals, exc.code, None, retriable=exc.retriable)
+                continue
+            except MqttConnectError as exc:
+                if isinstance(words := getattr(exc, "words", None), str):  # TLS refused, files unusable
+                    self._refused(refusals, None, words, retriable=exc.retriable)
+                    continue
+                lost: object = Refused(str(exc))
+            except OSError:
+                lost = Refused("no answer (broker unreachable)")
+            else:
+                clean, losses = False, 0
+                refusals.reset()
+                try:
+                    lost = serve(sock, connack, pending, link)
+                finally:
+                    sock.close()
+                if lost is None:
+                    return
+            link.events.put(lost)
+            link.stopping.wait(min(RECONNECT_MAX_S, RECONNECT_MIN_S * 2.0**losses))
+            losses = min(losses + 1, 8)
+
+    def _refused(
+        self, refusals: Backoff, code: int | None, tls_words: str | None, *, retriable: bool
     ) -> None:
-        if reason.is_failure:
-            code = reason.value
-            words = reasons.describe(code, reasons.CONNACK, needs="the relay")
-            self._refused(client, words, code, retriable=reasons.lookup(code, reasons.CONNACK).retriable)
-            return
-        self._session_up = True
-        if self._refusals.attempts:
-            self._refusals.reset()
-            client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
-        self._events.put(
-            Connected(
-                session_present=flags.session_present,
-                receive_maximum=_int_property(properties, "ReceiveMaximum", 65535),
-                maximum_qos=_int_property(properties, "MaximumQoS", 2),
-                retain_available=bool(_int_property(properties, "RetainAvailable", 1)),
-                maximum_packet_size=_int_property(properties, "MaximumPacketSize", 0) or None,
-            )
-        )
-
-    def _refused(self, client: Client, words: str, code: int | None, *, retriable: bool) -> None:
-        """The broker refused this connection (a CONNACK ``code``, or the TLS session when None):
-        paho waits the refusals' backoff before the next attempt."""
-        first = REFUSED_MIN_S if retriable else REFUSED_MAX_S
-        wait = max(1, round(self._refusals.next(first, REFUSED_MAX_S)))
-        client.reconnect_delay_set(min_delay=wait, max_delay=wait)  # paho's next wait, no more
+        """The broker refused the CONNECT (``code``) or the TLS session (``tls_words``): an event,
+        then the refusals' backoff."""
         s = self.settings
         broker = f"{s.host}:{s.port}"
         if code is None:
+            words = tls_words or ""
             failure = Failure("tls", 0, f"broker {broker}: TLS: {words}", retriable)
         else:
-            logged = f"broker {broker} refused the connection: {words}"
-            failure = Failure(connack_reason(code), code, logged, retriable)
-        self._events.put(Refused(words, code, broker, s.client_id, wait, failure))
-
-    def _on_connect_fail(self, client: Client, userdata: object) -> None:
-        # paho calls this inside its ``except OSError`` around the attempt, without the exception.
-        failure = sys.exc_info()[1]
-        settings = self.settings
-        if settings.tls is not None and isinstance(failure, ssl.SSLError | ConnectionError):
-            refused = tls.refusal(failure, settings.tls, settings.host)
-            self._refused(client, refused.words, None, retriable=refused.retriable)
-        else:
-            self._events.put(Refused("no answer (broker unreachable)"))
-
-    def _on_disconnect(
-        self,
-        client: Client,
-        userdata: object,
-        flags: DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        said = self._paho_said.take()
-        session_up, self._session_up = self._session_up, False
-        settings = self.settings
-        if not session_up and settings.tls is not None:
-            # TLS 1.3: the broker checks our certificate after the handshake, and its alert ends the
-            # session before CONNACK; paho reports "Unspecified error" and names the alert only in its log.
-            refused = tls.refusal_said(said, settings.tls, settings.host)
-            if refused is not None:
-                self._refused(client, refused.words, None, retriable=refused.retriable)
-                return
-        self._events.put(
-            Disconnected(str(reason), reason.value, said, flags.is_disconnect_packet_from_server)
-        )
-
-    def _on_publish(
-        self,
-        client: Client,
-        userdata: object,
-        mid: int,
-        reason: ReasonCode,
-        properties: Properties,
-    ) -> None:
-        self._events.put(Acked(mid, reason.value, "" if not reason.is_failure else str(reason)))
+            code = _MQTT311_CONNACK.get(code, code)
+            words = reasons.describe(code, reasons.CONNACK, needs="the relay")
+            retriable = reasons.lookup(code, reasons.CONNACK).retriable
+            said = f"broker {broker} refused the connection: {words}"
+            failure = Failure(connack_reason(code), code, said, retriable)
+        wait = refusals.next(REFUSED_MIN_S if retriable else REFUSED_MAX_S, REFUSED_MAX_S)
+        self._link.events.put(Refused(words, code, broker, s.client_id, wait, failure))
+        self._link.stopping.wait(wait)
 
 
-def _int_property(properties: Properties | None, name: str, default: int) -> int:
-    value = getattr(properties, name, None)
-    return value if isinstance(value, int) else default
+def _nothing() -> None:
+    """The connect step's loop-turn callback: this thread has no watchdog to tell."""

@@ -9,7 +9,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from mqtt_kafka_sync.mqtt.publisher import Command, PackedProperties
+from mqtt_kafka_sync.mqtt.publisher import Command, command_properties
 
 COMMAND = Command(
     route="cmd",
@@ -42,7 +42,7 @@ def _decode(packed: bytes) -> PublishProperties:
 
 
 def test_every_property_reads_back() -> None:
-    props = _decode(PackedProperties(COMMAND).pack())
+    props = _decode(command_properties(COMMAND))
     assert props.MessageExpiryInterval == 300
     assert props.ResponseTopic == "plants/p01/devices/d0001/commands/response"
     assert props.CorrelationData == b"commands/3/42"
@@ -51,9 +51,7 @@ def test_every_property_reads_back() -> None:
 
 def test_only_what_is_set_is_sent() -> None:
     props = _decode(
-        PackedProperties(
-            replace(COMMAND, user_properties=(), response_topic=None, expiry_seconds=None)
-        ).pack()
+        command_properties(replace(COMMAND, user_properties=(), response_topic=None, expiry_seconds=None))
     )
     assert props.CorrelationData == b"commands/3/42"
     assert not hasattr(props, "MessageExpiryInterval") and not hasattr(props, "ResponseTopic")
@@ -65,10 +63,10 @@ def test_property_lengths_use_variable_byte_integers(size: int) -> None:
     command = replace(
         COMMAND, user_properties=(("pad", "x" * size),), response_topic=None, expiry_seconds=None
     )
-    packed = PackedProperties(command).pack()
+    packed = command_properties(command)
     assert _decode(packed).UserProperty == [("pad", "x" * size)]
 
 
 def test_a_property_longer_than_mqtt_allows_is_refused() -> None:
     with pytest.raises(ValueError, match="65,535"):
-        PackedProperties(replace(COMMAND, correlation_data=b"x" * 70_000))
+        command_properties(replace(COMMAND, correlation_data=b"x" * 70_000))

@@ -1,10 +1,10 @@
 """The command relay against broker answers it cannot take: a command is sent a bounded number of
 times (``mqtt.publish.max.attempts``), then dead-lettered with the broker's answer, and its
-partition moves on; paho's own error text reaches the log.
+partition moves on; the client's own error text reaches the log.
 
-The dead-letter path runs the relay task with fake Kafka and MQTT clients; paho's protocol error
-runs the real paho client against a scripted broker (tests/scripted_broker.py) whose PUBACKs carry
-a reason code PUBACK cannot have and the PUBLISH's properties echoed.
+The dead-letter path runs the relay task with fake Kafka and MQTT clients; the protocol error
+runs the relay's real publisher against a scripted broker (tests/scripted_broker.py) whose PUBACKs
+carry a reason code PUBACK cannot have and the PUBLISH's properties echoed.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def _command(n: int) -> Command:
 
 
 class PahoRelay:
-    """The relay's real paho publisher and its window (``max_attempts`` 3) against ``broker``,
+    """The relay's real publisher and its window (``max_attempts`` 3) against ``broker``,
     connected while in the ``with`` block."""
 
     def __init__(self, broker: ScriptedBroker) -> None:
@@ -257,7 +257,7 @@ def test_paho_rejecting_every_puback_ends_in_dead_letters_after_max_attempts(
     assert sorted(a.flight.pending for a in answers) == [0, 1]
     assert all(a.error is not None and a.error.reason == "mqtt-rejected" for a in answers)
     detail = answers[0].error.detail if answers[0].error else ""
-    assert "sent 3 times" in detail and "protocol error (0x82)" in detail and "paho: " in detail
+    assert "sent 3 times" in detail and "protocol error (0x82)" in detail and "mqtt-kafka-sync: " in detail
     # Each command went out at most max_attempts times; the broker was then left in peace. (An
     # attempt is a connection that ended with the command in flight: paho may not have written the
     # second command yet when the broker's answer to the first ended the connection, so a command
@@ -268,7 +268,7 @@ def test_paho_rejecting_every_puback_ends_in_dead_letters_after_max_attempts(
     assert counts[b"p/p1/d/d1/c/0"] == 3, per_topic  # the first in flight is always written first
     assert connections <= 4, connections
     lost = [r.getMessage() for r in caplog.records if "connection lost" in r.getMessage()]
-    assert lost and all("paho: Received malformed packet" in line for line in lost), lost
+    assert lost and all("mqtt-kafka-sync: received a malformed PUBACK" in line for line in lost), lost
 
 
 def test_a_311_connack_to_the_relay_is_said_in_words(caplog: pytest.LogCaptureFixture) -> None:
