@@ -1,4 +1,4 @@
-"""A paho client as the relay's publisher and the simulator use it: made, given MQTT 5 properties, released.
+"""A paho client as the simulator's devices and command fleet use it: made, given MQTT 5 properties, released.
 
 (paho's network loop and reconnects are its own; what is here is what both ask of it the same way.)"""
 
@@ -14,7 +14,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from mqtt_kafka_sync.config.model import MqttTls
-from mqtt_kafka_sync.mqtt.tls import use_tls
+from mqtt_kafka_sync.mqtt.tls import TlsFilesUnusable, client_context, load_files
 
 _log = logging.getLogger(__name__)
 
@@ -103,3 +103,26 @@ def publish_properties(values: dict[str, str] | None) -> Properties | None:
     props = _properties(PacketTypes.PUBLISH)
     props.UserProperty = list(values.items())
     return props
+
+
+def use_tls(client: Client, tls: MqttTls, client_id: str) -> None:
+    """Make paho ``client`` connect over TLS with ``tls``, reading the files again before every
+    reconnect.
+
+    paho 2.1 takes one context (``tls_set_context`` refuses a second) and offers no public way to
+    replace it, but calls ``on_pre_connect`` before each connection attempt: there the files are
+    loaded into a fresh context first (so a half-rotated pair is noticed and the previous one kept),
+    then into paho's context. Loading replaces the certificate and key; a CA bundle is added to the
+    CAs already trusted (OpenSSL cannot remove one from a context).
+    """
+    context = client_context(tls)
+    client.tls_set_context(context)
+
+    def reload(_client: Client, _userdata: object) -> None:
+        try:
+            client_context(tls)
+            load_files(context, tls)
+        except TlsFilesUnusable as exc:
+            _log.warning("MQTT client %s: keeping the previous TLS files: %s", client_id, exc)
+
+    client.on_pre_connect = reload

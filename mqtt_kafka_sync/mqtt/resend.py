@@ -1,7 +1,8 @@
-"""The re-send rule of one paho publishing connection: when a new PUBLISH may go out.
+"""The re-send rule of one publishing connection (ours, or a simulated device's paho): when a new
+PUBLISH may go out.
 
-paho keeps every QoS 1/2 publish the broker has not acknowledged and sends it again after a
-reconnect (QoS 1 with DUP, QoS 2 continued with PUBREL). A new PUBLISH handed to paho meanwhile
+A publisher (ours, like paho) keeps every QoS 1/2 publish the broker has not acknowledged and sends
+it again after a reconnect (QoS 1 with DUP, QoS 2 continued with PUBREL). A new PUBLISH handed to it meanwhile
 (between the TCP connect and the CONNACK, or while those re-sends are in flight) may overtake them,
 and the messages of one topic would arrive out of order. So a new PUBLISH goes out only while
 
@@ -34,21 +35,21 @@ class ResendGate:
         self.online = False
         """Between a CONNACK and the next disconnect."""
         self.resending = False
-        """Publishes paho re-sends after a reconnect are still unacknowledged: nothing new may go out."""
+        """Publishes re-sent after a reconnect are still unacknowledged: nothing new may go out."""
 
     def allows(self, in_flight: int) -> bool:
         """A new PUBLISH may go out, with ``in_flight`` publishes unacknowledged."""
         return self.online and not self.resending and in_flight < self.size
 
     def connected(self, in_flight: int, receive_maximum: int = DEFAULT_RECEIVE_MAXIMUM) -> None:
-        """A CONNACK accepted the connection; paho now re-sends the ``in_flight`` publishes."""
+        """A CONNACK accepted the connection; the publisher now re-sends the ``in_flight`` publishes."""
         self.online = True
         self.size = max(1, min(self.max_inflight, receive_maximum))
         if in_flight:
             self.resending = True
 
     def disconnected(self, in_flight: int) -> None:
-        """The connection ended with ``in_flight`` publishes unacknowledged: paho re-sends them."""
+        """The connection ended with ``in_flight`` publishes unacknowledged: the publisher re-sends them."""
         self.online = False
         self.resending = in_flight > 0
 

@@ -1,10 +1,11 @@
 """MQTT over TLS: the one place an ``ssl.SSLContext`` is made from ``mqtt.ssl.*``, and TLS failures in words.
 
-Every client the product opens to an MQTT broker takes its context from here: the ingest subscriber
-(:mod:`~mqtt_kafka_sync.mqtt.connection`, a fresh context at every connect) and the paho clients (the
-relay publisher, ``replay --to-mqtt``, the simulator: :func:`use_tls`, the context reloaded before
-every reconnect). So the CA bundle, certificate and key are read again at every (re)connect, and a
-certificate rotated on disk is used without a restart.
+Every client the product opens to an MQTT broker takes its context from here: the ingest subscriber, the
+relay's publisher and ``replay --to-mqtt`` (:mod:`~mqtt_kafka_sync.mqtt.connection`, a fresh context
+at every connect), and the simulator's paho clients
+(:func:`~mqtt_kafka_sync.mqtt.paho_client.use_tls`, the context reloaded before every reconnect).
+So the CA bundle, certificate and key are read again at every (re)connect, and a certificate rotated
+on disk is used without a restart.
 
 A refused handshake is a :class:`TlsRefused` with the reason in words ("certificate verify failed:
 unable to get local issuer certificate", "hostname mismatch", "the broker refused our client
@@ -15,18 +16,12 @@ CONNACK, as an alert or the connection closing: :func:`refusal` words those too.
 
 from __future__ import annotations
 
-import logging
-import re
 import socket
 import ssl
-
-from paho.mqtt.client import Client
 
 from mqtt_kafka_sync.config.model import MqttTls
 from mqtt_kafka_sync.config.tls_files import MQTT_KEYS, TlsFileProblem, load_mqtt_tls
 from mqtt_kafka_sync.errors import MqttConnectError
-
-logger = logging.getLogger(__name__)
 
 _HOSTNAME_MISMATCH = frozenset({62, 64})
 """OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH."""
@@ -77,11 +72,12 @@ def client_context(tls: MqttTls) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = tls.check_hostname
     context.verify_mode = ssl.CERT_REQUIRED
-    _load(context, tls)
+    load_files(context, tls)
     return context
 
 
-def _load(context: ssl.SSLContext, tls: MqttTls) -> None:
+def load_files(context: ssl.SSLContext, tls: MqttTls) -> None:
+    """``tls``'s files into ``context``. Raises :class:`TlsFilesUnusable`."""
     try:
         load_mqtt_tls(context, tls)
     except TlsFileProblem as exc:
@@ -116,46 +112,8 @@ def refusal(exc: OSError, tls: MqttTls, host: str) -> TlsRefused:
     return TlsRefused(f"the broker refused our client certificate ({detail})")
 
 
-_ALERT = re.compile(r"\[SSL: ([A-Z0-9_]+)\]")
-
-
-def refusal_said(said: str, tls: MqttTls, host: str) -> TlsRefused | None:
-    """The refusal in paho's words for a TLS session that ended before CONNACK (``"failed to receive
-    on socket: [SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] ..."``), as :func:`refusal` words it; None
-    when paho names no TLS error (the network, or the broker going away)."""
-    found = _ALERT.search(said)
-    if found is None:
-        return None
-    error = ssl.SSLError(1, said)
-    error.reason = found.group(1)  # what the ssl module sets from OpenSSL's error
-    return refusal(error, tls, host)
-
-
 def _words(reason: str) -> str:
     """``TLSV1_ALERT_UNKNOWN_CA`` -> ``unknown ca``."""
     for prefix in ("TLSV13_ALERT_", "TLSV1_ALERT_", "SSLV3_ALERT_"):
         reason = reason.removeprefix(prefix)
     return reason.lower().replace("_", " ")
-
-
-def use_tls(client: Client, tls: MqttTls, client_id: str) -> None:
-    """Make paho ``client`` connect over TLS with ``tls``, reading the files again before every
-    reconnect.
-
-    paho 2.1 takes one context (``tls_set_context`` refuses a second) and offers no public way to
-    replace it, but calls ``on_pre_connect`` before each connection attempt: there the files are
-    loaded into a fresh context first (so a half-rotated pair is noticed and the previous one kept),
-    then into paho's context. Loading replaces the certificate and key; a CA bundle is added to the
-    CAs already trusted (OpenSSL cannot remove one from a context).
-    """
-    context = client_context(tls)
-    client.tls_set_context(context)
-
-    def reload(_client: Client, _userdata: object) -> None:
-        try:
-            client_context(tls)
-            _load(context, tls)
-        except TlsFilesUnusable as exc:
-            logger.warning("MQTT client %s: keeping the previous TLS files: %s", client_id, exc)
-
-    client.on_pre_connect = reload

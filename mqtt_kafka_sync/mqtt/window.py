@@ -1,13 +1,13 @@
-"""The in-flight window of one MQTT connection: commands handed to paho and not yet acknowledged,
+"""The in-flight window of one MQTT connection: commands handed to the publisher and not yet acknowledged,
 and whether another may go out now.
 
 The relay task and the replay's MQTT target (``replay/mqtt_target.py``) publish through a
-:class:`PublishWindow` on one thread each, and feed it the events paho's network thread queued
+:class:`PublishWindow` on one thread each, and feed it the events the publisher's network thread queued
 (:class:`~mqtt_kafka_sync.mqtt.events.Connected`, ``Disconnected``, ``Refused``, ``Acked``).
 
 A command may go out while the broker is connected, fewer than
 ``min(mqtt.max.inflight.messages, the broker's Receive Maximum)`` are in flight, and no command
-re-sent after a reconnect is still unacknowledged: paho re-sends every unacknowledged QoS 1/2
+re-sent after a reconnect is still unacknowledged: the publisher re-sends every unacknowledged QoS 1/2
 publish after a reconnect (QoS 1 with DUP, QoS 2 continued with PUBREL), and nothing new goes out
 before the broker acknowledged all of them, so a new command never overtakes an older one (the
 re-send rule, :class:`~mqtt_kafka_sync.mqtt.resend.ResendGate`, which the device simulator's
@@ -21,10 +21,10 @@ QoS 2 exchange (0x92, its session ended while we were away) publishes the comman
 
 Attempts are bounded (``max_attempts``, the relay's ``mqtt.publish.max.attempts``): a connection
 that ends, with commands in flight, for a reason that blames what was sent or answered (a protocol
-error, e.g. paho rejecting a malformed PUBACK, or a broker DISCONNECT such as 0x95 packet too large;
+error, e.g. the publisher rejecting a malformed PUBACK, or a broker DISCONNECT such as 0x95 packet too large;
 :data:`~mqtt_kafka_sync.mqtt.reasons.REJECTS_WHAT_WAS_SENT`) counts a failed attempt for each of
-them, since paho sends them all again after the reconnect. A command whose attempts are used up is
-dropped from paho's session and answered ``mqtt-rejected`` with the broker's answer as the detail
+them, since the publisher sends them all again after the reconnect. A command whose attempts are used up is
+dropped from the publisher's session and answered ``mqtt-rejected`` with the broker's answer as the detail
 (:meth:`PublishWindow.take_given_up`), so its partition moves on instead of sending it forever. A
 plain network loss or broker restart counts nothing: those commands wait for the broker.
 """
@@ -82,7 +82,7 @@ class Publisher(Protocol):
 
 
 class Flight(Generic[R, P]):
-    """One command handed to paho, waiting for its PUBACK / PUBCOMP."""
+    """One command handed to the publisher, waiting for its PUBACK / PUBCOMP."""
 
     __slots__ = ("attempts", "command", "pending", "record")
 
@@ -147,13 +147,13 @@ class PublishWindow(Generic[R, P]):
         return self._gate.allows(len(self.in_flight)) and self._publisher.connected()
 
     def publish(self, record: R, command: Command, pending: P) -> None:
-        """Hand ``command`` to paho. Raises :class:`CommandError` (``mqtt-rejected``) when the broker
-        cannot take it or paho refuses it: it is then never sent."""
+        """Hand ``command`` to the publisher. Raises :class:`CommandError` (``mqtt-rejected``) when the broker
+        cannot take it or the publisher refuses it: it is then never sent."""
         if self.limits is not None:
             check_limits(command, self.limits)
         mid = self._publisher.publish(command)
         if mid in self.in_flight:
-            record_logger.error("paho reused packet id %d while it was in flight", mid)
+            record_logger.error("the publisher reused packet id %d while it was in flight", mid)
         self.in_flight[mid] = Flight(record, command, pending)
         self._counters.published += 1
 
@@ -171,7 +171,7 @@ class PublishWindow(Generic[R, P]):
 
     def take_given_up(self) -> list[Answer[R, P]]:
         """Commands given up since the last call (attempts used up), each with its ``mqtt-rejected``
-        error; they are no longer in flight and paho no longer sends them."""
+        error; they are no longer in flight and the publisher no longer sends them."""
         given_up, self._given_up = self._given_up, []
         return given_up
 

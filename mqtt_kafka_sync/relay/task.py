@@ -1,8 +1,8 @@
 """One relay task: Kafka records in, MQTT commands out, offsets stored as the broker acknowledges.
 
 Everything here runs on one thread, the relay thread, in :meth:`RelayTask.step`: serve the
-dead-letter producer's delivery reports, take the events queued for it (paho's acknowledgements and
-connection changes from paho's network thread, dead-letter reports), publish buffered records while
+dead-letter producer's delivery reports, take the events queued for it (the publisher's acknowledgements
+and connection changes from its network thread, dead-letter reports), publish buffered records while
 the in-flight window has room, decide whether the partitions should be paused, and read more
 records. Rebalance callbacks run inside ``consume``, on this thread too, so no state is shared
 between threads except the event queue.
@@ -11,13 +11,13 @@ Order: records are published in the order Kafka hands them over, which is offset
 partition, on one MQTT connection. The broker keeps that order per topic, so commands to one device
 (one key, one partition) arrive in the order they were written. The in-flight window
 (:mod:`~mqtt_kafka_sync.mqtt.window`) decides when a command may go out: after a reconnect no new
-command is published until paho re-sent every unacknowledged one and the broker acknowledged it, so
+command is published until the publisher re-sent every unacknowledged one and the broker acknowledged it, so
 a new command cannot overtake an older one that is being sent again.
 
-A refused CONNECT (paho's :class:`~mqtt_kafka_sync.mqtt.events.Refused` with a ``failure``: a
+A refused CONNECT (the publisher's :class:`~mqtt_kafka_sync.mqtt.events.Refused` with a ``failure``: a
 CONNACK code, or the TLS session refused, e.g. our client certificate) is logged here, on the relay
 thread, once per episode at ERROR naming the broker, the client id and the reason
-(:class:`~mqtt_kafka_sync.mqtt.failures.Failures`, read by metrics and ``/readyz``); paho waits
+(:class:`~mqtt_kafka_sync.mqtt.failures.Failures`, read by metrics and ``/readyz``); the publisher waits
 before its next attempt as the publisher set it (capped backoff with jitter).
 
 Flow control, with hysteresis, is :class:`~mqtt_kafka_sync.relay.flow.PauseControl`'s; the

@@ -28,16 +28,16 @@ is dead-lettered, as the relay does.
 
 Order: records are published in the order they are sent, on one connection, with at most the
 window in flight and nothing new while commands re-sent after a reconnect are unacknowledged: the
-records of one source partition reach the broker in offset order. While the broker is away, paho
-keeps the unacknowledged publishes and sends them again once it is back; ``send`` blocks once
+records of one source partition reach the broker in offset order. While the broker is away, the
+publisher keeps the unacknowledged publishes and sends them again once it is back; ``send`` blocks once
 :data:`BUFFER_MAX` records wait, so the replay waits with it.
 
 Expiry: with ``expiry_from="written"`` a route's ``mqtt.message.expiry.seconds`` counts from the
 record's Kafka timestamp, as in the relay (older records are dead-lettered as ``expired``); with
 ``"replayed"`` every command gets the whole lifetime, counted from when it is published.
 
-Threads: ``send``, ``poll`` and ``flush`` run on the replay's thread and do all the work. paho's
-network thread and the dead-letter producer's delivery reports only put events on a queue.
+Threads: ``send``, ``poll`` and ``flush`` run on the replay's thread and do all the work. The
+publisher's network thread and the dead-letter producer's delivery reports only put events on a queue.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ class MqttTarget:
             except queue.Empty:
                 continue
             if isinstance(event, Refused):
-                why = event.reason  # paho tries again; the timeout decides
+                why = event.reason  # the publisher tries again; the timeout decides
             else:
                 self._window.handle(event)
         self._last_progress = self._monotonic()

@@ -160,19 +160,3 @@ def test_the_refusal_of_our_certificate_after_a_tls_1_3_handshake_is_worded() ->
         tls.refusal(alert, with_cert, "h").words == "the broker refused our client certificate (unknown ca)"
     )
     assert "set mqtt.ssl.certificate.location" in tls.refusal(ConnectionResetError(), MqttTls(), "h").words
-
-
-def test_paho_s_words_for_a_tls_session_ended_before_connack_are_a_refusal() -> None:
-    said = "failed to receive on socket: [SSL: {}] alert (_ssl.c:2580)"
-    with_cert = MqttTls(certificate_location=Path("c.pem"))
-    expired = tls.refusal_said(said.format("SSLV3_ALERT_CERTIFICATE_EXPIRED"), with_cert, "h")
-    assert expired is not None and not expired.retriable
-    assert expired.words == "the broker refused our client certificate (certificate expired)"
-    required = tls.refusal_said(said.format("TLSV13_ALERT_CERTIFICATE_REQUIRED"), MqttTls(), "h")
-    assert required is not None and required.words == (
-        "the broker requires a client certificate (certificate required); set mqtt.ssl.certificate.location"
-    )
-    assert (
-        tls.refusal_said("failed to receive on socket: [Errno 104] Connection reset", with_cert, "h") is None
-    )
-    assert tls.refusal_said("", with_cert, "h") is None
