@@ -11,7 +11,7 @@ import pytest
 from mqtt_kafka_sync.config.command_config import load_command_config
 from mqtt_kafka_sync.config.loader import check_files, load_connector
 from mqtt_kafka_sync.config.model import KafkaConnection, RelayConnectorConfig
-from mqtt_kafka_sync.devstack.certs import CertSet, ensure_certs
+from mqtt_kafka_sync.devstack.certs import CertSet
 from mqtt_kafka_sync.errors import ConfigError, ConfigProblem
 from mqtt_kafka_sync.kafka.consumer import consumer_config
 from mqtt_kafka_sync.kafka.producer import producer_config
@@ -33,11 +33,6 @@ SASL = {
     "kafka.sasl.username": "bridge",
     "kafka.sasl.password": "s3cr3t-pw",
 }
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> CertSet:
-    return ensure_certs(tmp_path_factory.mktemp("certs"))
 
 
 def _problems(

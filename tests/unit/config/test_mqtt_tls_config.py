@@ -10,7 +10,7 @@ import pytest
 
 from mqtt_kafka_sync.config.loader import check_files, load_connector
 from mqtt_kafka_sync.config.model import MqttServer, MqttTls, RelayConnectorConfig
-from mqtt_kafka_sync.devstack.certs import CertSet, ensure_certs
+from mqtt_kafka_sync.devstack.certs import CertSet
 from mqtt_kafka_sync.errors import ConfigProblem
 from tests.unit.config.files import RELAY_KEYS, SOURCE_KEYS, load_source, write_properties
 
@@ -21,11 +21,6 @@ BASE = {
     "routes.r.mqtt.topic": "plants/{plant}/#",
     "routes.r.kafka.topic": "plant-{plant}",
 }
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> CertSet:
-    return ensure_certs(tmp_path_factory.mktemp("certs"))
 
 
 def _problems(tmp_path: Path, changes: Mapping[str, str | None]) -> list[ConfigProblem]:

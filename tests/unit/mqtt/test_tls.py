@@ -13,14 +13,9 @@ from pathlib import Path
 import pytest
 
 from mqtt_kafka_sync.config.model import MqttTls, Secret
-from mqtt_kafka_sync.devstack.certs import CertSet, ensure_certs
+from mqtt_kafka_sync.devstack.certs import CertSet
 from mqtt_kafka_sync.mqtt import tls
 from mqtt_kafka_sync.mqtt.tls import TlsFilesUnusable, TlsRefused, client_context, handshake
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> CertSet:
-    return ensure_certs(tmp_path_factory.mktemp("certs"))
 
 
 def test_the_context_is_tls_1_2_or_later_verifying_the_broker(certs: CertSet) -> None:
