@@ -4,11 +4,18 @@ The network thread of :class:`~mqtt_kafka_sync.mqtt.publisher.MqttPublisher` (it
 :mod:`~mqtt_kafka_sync.mqtt.outgoing`) puts one of these on a queue for each thing that happened,
 and the relay (or the replay's MQTT target) takes them with :func:`take_events` on its own thread,
 where the work is done.
+
+A signal must not make that thread wait forever: on CPython 3.11, a ``SimpleQueue.get`` with a
+timeout that a signal handler interrupts can go on waiting until the next ``put`` (it takes a
+negative remaining time for "no timeout"). ``replay --to-mqtt`` stopped by Ctrl-C while every
+command was acknowledged, or an idle relay given SIGTERM, then hung. :func:`take_events` waits with
+the asynchronous signals blocked in its thread, so the signal is handled right after the wait.
 """
 
 from __future__ import annotations
 
 import queue
+import signal
 from dataclasses import dataclass
 
 from mqtt_kafka_sync.mqtt import reasons
@@ -72,12 +79,26 @@ class Acked:
 MqttEvent = Connected | Refused | Disconnected | Acked
 
 
+_SYNCHRONOUS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT}
+_SHIELD = frozenset(signal.valid_signals()) - _SYNCHRONOUS
+"""The signals held back while a thread waits for events (see the module docstring)."""
+
+
 def take_events(events: queue.SimpleQueue[object], timeout: float) -> list[object]:
-    """Every event queued now, waiting up to ``timeout`` seconds for the first; [] when none came."""
+    """Every event queued now, waiting up to ``timeout`` seconds for the first; [] when none came.
+    A signal that arrives while it waits is handled when the wait ends (at most ``timeout`` later)."""
     try:
-        taken = [events.get(timeout=timeout) if timeout > 0 else events.get_nowait()]
+        taken = [events.get_nowait()]
     except queue.Empty:
-        return []
+        if timeout <= 0:
+            return []
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _SHIELD)
+        try:
+            taken = [events.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held signal's handler runs here
     while True:
         try:
             taken.append(events.get_nowait())

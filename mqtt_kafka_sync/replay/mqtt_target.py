@@ -136,14 +136,11 @@ class MqttTarget:
                     f"cannot connect to the MQTT broker {self.broker} within {timeout:g}s ({why}); "
                     "nothing was replayed"
                 )
-            try:
-                event = self._events.get(timeout=min(left, WAIT_S))
-            except queue.Empty:
-                continue
-            if isinstance(event, Refused):
-                why = event.reason  # the publisher tries again; the timeout decides
-            else:
-                self._window.handle(event)
+            for event in take_events(self._events, min(left, WAIT_S)):
+                if isinstance(event, Refused):
+                    why = event.reason  # the publisher tries again; the timeout decides
+                else:
+                    self._window.handle(event)
         self._last_progress = self._monotonic()
 
     def close(self) -> None:
