@@ -54,9 +54,10 @@ class ConnectionLost(MqttError):
 class BrokerRefused(MqttConnectError):
     """The broker answered CONNACK with a refusal; ``retriable`` as the reason code's table says."""
 
-    def __init__(self, code: int) -> None:
+    def __init__(self, code: int, needs: str = "the ingest") -> None:
+        """``needs``: who needs MQTT 5, in the words of a 3.1.1 broker's refusal."""
         self.code = code
-        self.words = reasons.describe(code, reasons.CONNACK, needs="the ingest")
+        self.words = reasons.describe(code, reasons.CONNACK, needs=needs)
         self.retriable = reasons.lookup(code, reasons.CONNACK).retriable
         self.reason = connack_reason(code)
         super().__init__(f"broker refused the connection: {self.words}")
@@ -78,11 +79,12 @@ def refusal(exc: BaseException, broker: str) -> Failure | None:
 
 
 def connect(
-    s: SubscriberSettings, turned: Callable[[], None], *, clean_start: bool = False
+    s: SubscriberSettings, turned: Callable[[], None], *, clean_start: bool = False, needs: str = "the ingest"
 ) -> tuple[socket.socket, p.Ack, p.PacketReader, list[p.Packet]]:
     """A non-blocking socket with the session accepted, its CONNACK, the reader holding what came
     after it, and packets that came with it; ``turned`` is called at least every
-    :data:`LOOP_TURN_MAX_S` meanwhile. Raises :class:`BrokerRefused` on a refusal, and over TLS
+    :data:`LOOP_TURN_MAX_S` meanwhile. Raises :class:`BrokerRefused` on a refusal (its words name
+    ``needs`` as who needs MQTT 5), and over TLS
     :class:`~mqtt_kafka_sync.mqtt.tls.TlsRefused` when the TLS session cannot be set up (the
     handshake is done blocking, within ``connect_timeout``, before CONNECT is sent)."""
     sock = socket.create_connection((s.host, s.port), timeout=s.connect_timeout)
@@ -110,7 +112,7 @@ def connect(
             raise tls.refusal(exc, s.tls, s.host) from None  # TLS 1.3: our certificate refused
         code = connack.reason_codes[0]
         if reasons.is_refusal(code, reasons.CONNACK):
-            raise BrokerRefused(code)
+            raise BrokerRefused(code, needs)
     except BaseException:
         sock.close()
         raise

@@ -34,13 +34,10 @@ class Connected:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """No session: the broker refused the CONNECT (``code``: its CONNACK code), refused our TLS
-    session (``code`` None, ``failure`` set) or did not answer (both None); ``reason`` in words,
-    ``broker`` "host:port", ``wait`` the seconds until the publisher tries again."""
+    """No session: the broker refused the CONNECT or our TLS session (``failure`` set), or did not
+    answer (``failure`` None); ``reason`` in words, ``wait`` the seconds until the publisher tries again."""
 
     reason: str
-    code: int | None = None
-    broker: str = ""
     client_id: str = ""
     wait: float = 0.0
     failure: Failure | None = None

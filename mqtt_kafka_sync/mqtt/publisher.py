@@ -49,14 +49,14 @@ from mqtt_kafka_sync.config.model import (
     RelayConnectorConfig,
 )
 from mqtt_kafka_sync.errors import CommandError, MqttConnectError
-from mqtt_kafka_sync.mqtt import packets, reasons
+from mqtt_kafka_sync.mqtt import packets
 from mqtt_kafka_sync.mqtt.backoff import REFUSED_MAX_S, REFUSED_MIN_S, Backoff
-from mqtt_kafka_sync.mqtt.connection import BrokerRefused, connect
+from mqtt_kafka_sync.mqtt.connection import BrokerRefused, connect, refusal
 from mqtt_kafka_sync.mqtt.events import Refused
-from mqtt_kafka_sync.mqtt.failures import Failure, connack_reason
 from mqtt_kafka_sync.mqtt.outflight import Outflight
 from mqtt_kafka_sync.mqtt.outgoing import Link, serve
 from mqtt_kafka_sync.mqtt.subscriber_settings import SubscriberSettings
+from mqtt_kafka_sync.mqtt.tls import TlsFilesUnusable, TlsRefused
 from mqtt_kafka_sync.mqtt.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
@@ -64,8 +64,6 @@ logger = logging.getLogger(__name__)
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 4.0
 """Waits before reconnecting after a connection ended or the broker did not answer (doubling from
 the first to the cap), as paho waited."""
-_MQTT311_CONNACK = {1: 0x84, 2: 0x85, 3: 0x88, 4: 0x86, 5: 0x87}
-"""A 3.1.1 CONNACK's return code read as its MQTT 5 twin (as paho read it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,14 +211,13 @@ class MqttPublisher:
         link, refusals, losses, clean = self._link, Backoff(), 0, True
         while not link.stopping.is_set():
             try:
-                sock, connack, _, pending = connect(self._connect_settings, _nothing, clean_start=clean)
-            except BrokerRefused as exc:
-                self._refused(refusals, exc.code, None, retriable=exc.retriable)
+                sock, connack, _, pending = connect(
+                    self._connect_settings, _nothing, clean_start=clean, needs="the relay"
+                )
+            except (BrokerRefused, TlsRefused, TlsFilesUnusable) as exc:
+                self._refused(refusals, exc)
                 continue
-            except MqttConnectError as exc:
-                if isinstance(words := getattr(exc, "words", None), str):  # TLS refused, files unusable
-                    self._refused(refusals, None, words, retriable=exc.retriable)
-                    continue
+            except MqttConnectError as exc:  # no CONNACK: the broker did not answer, as unreachable
                 lost: object = Refused(str(exc))
             except OSError:
                 lost = Refused("no answer (broker unreachable)")
@@ -237,24 +234,14 @@ class MqttPublisher:
             link.stopping.wait(min(RECONNECT_MAX_S, RECONNECT_MIN_S * 2.0**losses))
             losses = min(losses + 1, 8)
 
-    def _refused(
-        self, refusals: Backoff, code: int | None, tls_words: str | None, *, retriable: bool
-    ) -> None:
-        """The broker refused the CONNECT (``code``) or the TLS session (``tls_words``): an event,
-        then the refusals' backoff."""
+    def _refused(self, refusals: Backoff, exc: BrokerRefused | TlsRefused | TlsFilesUnusable) -> None:
+        """The broker refused the CONNECT or the TLS session: an event, then the refusals' backoff."""
         s = self.settings
-        broker = f"{s.host}:{s.port}"
-        if code is None:
-            words = tls_words or ""
-            failure = Failure("tls", 0, f"broker {broker}: TLS: {words}", retriable)
-        else:
-            code = _MQTT311_CONNACK.get(code, code)
-            words = reasons.describe(code, reasons.CONNACK, needs="the relay")
-            retriable = reasons.lookup(code, reasons.CONNACK).retriable
-            said = f"broker {broker} refused the connection: {words}"
-            failure = Failure(connack_reason(code), code, said, retriable)
-        wait = refusals.next(REFUSED_MIN_S if retriable else REFUSED_MAX_S, REFUSED_MAX_S)
-        self._link.events.put(Refused(words, code, broker, s.client_id, wait, failure))
+        failure = refusal(exc, f"{s.host}:{s.port}")
+        if failure is None:  # cannot be: each of these is a refusal
+            raise exc
+        wait = refusals.next(REFUSED_MIN_S if failure.retriable else REFUSED_MAX_S, REFUSED_MAX_S)
+        self._link.events.put(Refused(exc.words, s.client_id, wait, failure))
         self._link.stopping.wait(wait)
 
 

@@ -188,7 +188,7 @@ def test_a_refused_connack_waits_longer_each_time_and_carries_its_failure() -> N
         client.wait_for(lambda seen: len([e for e in seen if isinstance(e, Refused)]) >= 3, seconds=8.0)
         starts = list(broker.accepted)
     refused = [e for e in client.of(Refused) if isinstance(e, Refused)]
-    assert all(e.code == 0x87 and e.failure is not None for e in refused)
+    assert all(e.failure is not None and e.failure.code == 0x87 for e in refused)
     assert refused[0].failure is not None and refused[0].failure.reason == "not_authorized"
     assert "not authorized (0x87)" in refused[0].reason and refused[0].client_id == "relay-own"
     waits = [e.wait for e in refused[:3]]

@@ -283,9 +283,10 @@ def test_a_311_connack_to_the_relay_is_said_in_words(caplog: pytest.LogCaptureFi
     said = [str(e) for e in seen if isinstance(e, Refused | Disconnected)]
     assert said, seen
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    # paho reads the 3.1.1 return code 1 as MQTT 5's 0x84; either way the words name the cause.
+    # the 3.1.1 return code 1 in 3.1.1's words (paho read it as MQTT 5's 0x84)
     assert any(
-        "cannot connect: unsupported protocol version (0x84): this broker does not speak MQTT 5" in line
+        "cannot connect: unacceptable protocol version (CONNACK return code 1): this broker speaks MQTT "
+        "3.1.1 only; the relay needs MQTT 5" in line
         for line in warnings
     ), warnings
 
