@@ -16,7 +16,7 @@ How JSON maps to Avro (plain JSON, not Avro's own JSON encoding):
 - A record takes an object: a missing field takes its default (and is an error without one); a
   field the schema does not have is an error, unless unknown fields are ignored.
 
-Why one module above 350 lines: it is one table, the compiler and one small converter per Avro type
+Why over 350 lines: it holds one table, the compiler and one small converter per Avro type
 (each a few lines, most of them alike in shape but not in what they accept). Split, the mapping
 above would be read across files; no other module uses the converters.
 """

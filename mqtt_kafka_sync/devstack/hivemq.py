@@ -17,7 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from mqtt_kafka_sync.devstack.jars import JAVA_HINT, _exclusive, _prune, require_binary
+from mqtt_kafka_sync.devstack.jars import JAVA_HINT, install_once, installed, require_binary
 from mqtt_kafka_sync.devstack.mosquitto import ManagedMqttBroker
 from mqtt_kafka_sync.devstack.paths import broker_file
 from mqtt_kafka_sync.devstack.ports import LOCALHOST, require_free
@@ -29,7 +29,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_PORT = 11884
 JVM_OPTIONS = ("-Xms256m", "-Xmx1g", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true")
 _INPUTS = ("pom.xml", "Launcher.java")
-_MARKER = ".installed"
 
 
 class HiveMQProcess(ManagedMqttBroker):
@@ -55,7 +54,7 @@ class HiveMQProcess(ManagedMqttBroker):
         )
 
     def is_installed(self) -> bool:
-        return (launcher_dir(self.libs_dir) / _MARKER).is_file()
+        return installed(launcher_dir(self.libs_dir))
 
     def install(self) -> Path:
         """The jars and compiled launcher, fetched and built under ``libs_dir`` unless there already."""
@@ -65,7 +64,7 @@ class HiveMQProcess(ManagedMqttBroker):
         if self.is_running():
             return
         require_free(self.port, "--hivemq-port", self.host)
-        installed = self.install()
+        launcher = self.install()
         java = require_binary("java", JAVA_HINT)
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         for name in ("config.xml", "logback.xml"):
@@ -74,7 +73,7 @@ class HiveMQProcess(ManagedMqttBroker):
             java,
             *JVM_OPTIONS,
             "-cp",
-            f"{installed / 'libs' / '*'}{os.pathsep}{installed / 'classes'}",
+            f"{launcher / 'libs' / '*'}{os.pathsep}{launcher / 'classes'}",
             "Launcher",
             *("--port", str(self.port), "--bind", self.host),
             *("--conf", str(self.conf_dir), "--data", str(self.data_dir)),
@@ -98,24 +97,16 @@ def install_launcher(libs_dir: Path) -> Path:
     require_binary("java", JAVA_HINT)
     javac = require_binary("javac", java_hint)
     mvn = require_binary("mvn", "Maven (apt-get install maven)")
-    target = launcher_dir(libs_dir)
-    libs_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(libs_dir / ".lock"):
-        if (target / _MARKER).is_file():
-            return target
-        logger.info("installing HiveMQ CE (embedded) into %s with mvn and javac (first run only)", target)
-        staging = libs_dir / f".staging-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        pom = broker_file("hivemq", "pom.xml")
+    pom = broker_file("hivemq", "pom.xml")
+
+    def build(staging: Path) -> None:
         fetch = [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", "-DincludeScope=runtime"]
         _run([*fetch, f"-DoutputDirectory={staging / 'libs'}"], staging, "download the HiveMQ jars")
         compile_ = [javac, "-d", str(staging / "classes"), "-cp", str(staging / "libs" / "*")]
         _run([*compile_, str(broker_file("hivemq", "Launcher.java"))], staging, "compile Launcher.java")
-        (staging / _MARKER).write_text(f"{pom}\n")
-        shutil.rmtree(target, ignore_errors=True)  # a half-finished earlier attempt
-        staging.rename(target)
-        _prune(libs_dir, keep=target)
-    return target
+
+    what, tools = "HiveMQ CE (embedded)", "mvn and javac"
+    return install_once(libs_dir, launcher_dir(libs_dir), what=what, tools=tools, source=pom, build=build)
 
 
 def _run(argv: list[str], staging: Path, what: str) -> None:

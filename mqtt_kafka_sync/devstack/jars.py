@@ -3,6 +3,7 @@
 Each version of the pom gets its own subdirectory, ``<libs dir>/<pom digest>/``, so editing the pom
 (a Kafka upgrade) fetches again without pulling jars from under a broker that still runs the old
 ones. A file lock keeps two test sessions from running mvn into the same dir at once.
+:func:`install_once` is that protocol for every install under a libs dir (HiveMQ's too).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def jars_dir(libs_dir: Path) -> Path:
 
 
 def jars_installed(libs_dir: Path) -> bool:
-    return (jars_dir(libs_dir) / _MARKER).is_file()
+    return installed(jars_dir(libs_dir))
 
 
 def install_jars(libs_dir: Path) -> Path:
@@ -49,20 +50,15 @@ def install_jars(libs_dir: Path) -> Path:
     the directory holding them."""
     require_binary("java", JAVA_HINT)
     mvn = require_binary("mvn", "Maven (apt-get install maven)")
-    target = jars_dir(libs_dir)
-    libs_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(libs_dir / ".lock"):
-        if jars_installed(libs_dir):
-            return target
-        logger.info("installing the Kafka jars into %s with mvn (first run only)", target)
-        staging = libs_dir / f".staging-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
+    pom = broker_file("kafka", "pom.xml")
+
+    def build(staging: Path) -> None:
         argv = [
             mvn,
             "-q",
             "-B",
             "-f",
-            str(broker_file("kafka", "pom.xml")),
+            str(pom),
             "dependency:copy-dependencies",
             "-DincludeScope=runtime",
             f"-DoutputDirectory={staging}",
@@ -75,7 +71,35 @@ def install_jars(libs_dir: Path) -> Path:
                 "could not download the Kafka jars: is Maven Central reachable? "
                 f"(ran: {' '.join(argv)})\n{last}"
             )
-        (staging / _MARKER).write_text(f"{broker_file('kafka', 'pom.xml')}\n")
+
+    target = jars_dir(libs_dir)
+    return install_once(libs_dir, target, what="the Kafka jars", tools="mvn", source=pom, build=build)
+
+
+def installed(target: Path) -> bool:
+    """Whether :func:`install_once` finished ``target``."""
+    return (target / _MARKER).is_file()
+
+
+def install_once(
+    libs_dir: Path, target: Path, *, what: str, tools: str, source: Path, build: Callable[[Path], None]
+) -> Path:
+    """``target`` (under ``libs_dir``), built by ``build`` from ``source`` unless already there.
+
+    ``build`` fills a staging directory of this process (and removes it when it fails); only a
+    finished build is marked and renamed into place, so a half-finished one is never used. Under the
+    libs dir's lock, so concurrent sessions build once; older builds no running process uses are
+    pruned.
+    """
+    libs_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(libs_dir / ".lock"):
+        if installed(target):
+            return target
+        logger.info("installing %s into %s with %s (first run only)", what, target, tools)
+        staging = libs_dir / f".staging-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        build(staging)
+        (staging / _MARKER).write_text(f"{source}\n")
         shutil.rmtree(target, ignore_errors=True)  # a half-finished earlier attempt
         staging.rename(target)
         _prune(libs_dir, keep=target)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
@@ -15,6 +15,8 @@ from mqtt_kafka_sync.errors import KafkaDeliveryError
 from mqtt_kafka_sync.kafka.settings import Kafka, admin_client
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def ensure_topics(
@@ -38,15 +40,13 @@ def ensure_topics(
     )
     created = []
     for topic, future in futures.items():
-        try:
-            future.result(timeout)
+        _, failure = result_or_failure(future, timeout, (KafkaException,))
+        if failure is None:
             created.append(topic)
-        except KafkaException as exc:
-            err = exc.args[0]
-            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                exc.__traceback__ = None  # the future keeps it: its frames would keep the client (_limit)
-                continue
-            raise KafkaDeliveryError(f"cannot create topic: {err}", topic=topic) from exc
+            continue
+        err = failure.args[0]
+        if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
+            raise KafkaDeliveryError(f"cannot create topic: {err}", topic=topic) from failure
     return created
 
 
@@ -78,16 +78,31 @@ def topic_message_limits(
 
 
 def _limit(topic: str, future: Future[Any], timeout: float) -> int | None:
-    """One topic's ``max.message.bytes``, or None.
+    """One topic's ``max.message.bytes``, or None."""
+    config, failure = result_or_failure(future, timeout, (KafkaException, TimeoutError))
+    if failure is not None or config is None:
+        logger.debug("max.message.bytes of %s not known: %s", topic, failure or "no answer")
+        return None
+    try:
+        return int(config["max.message.bytes"].value)
+    except (KeyError, ValueError, TypeError) as exc:
+        logger.debug("max.message.bytes of %s not known: %s", topic, exc)
+        return None
 
-    A failed future keeps its exception, whose traceback holds this frame, and each frame its
-    caller's: the admin client of :func:`topic_message_limits` then lives (its connections, and its
-    attempts against a Kafka that refuses us, about one a second) until the next full garbage
-    collection, rare in a task process. Dropping the traceback breaks that cycle.
+
+def result_or_failure(
+    future: Future[T], timeout: float, failures: tuple[type[Exception], ...]
+) -> tuple[T | None, Exception | None]:
+    """``future``'s result and None, or None and its exception (one of ``failures``; others propagate).
+
+    A failed future keeps its exception, whose traceback holds the frame that asked for the result,
+    and each frame its caller's: the admin client of :func:`topic_message_limits` then lived (its
+    connections, and its attempts against a Kafka that refuses us, about one a second) until the
+    next full garbage collection, rare in a task process. The traceback is dropped here, which
+    breaks that cycle for every caller.
     """
     try:
-        return int(future.result(timeout)["max.message.bytes"].value)
-    except (KafkaException, KeyError, ValueError, TypeError, TimeoutError) as exc:
-        logger.debug("max.message.bytes of %s not known: %s", topic, exc)
+        return future.result(timeout), None
+    except failures as exc:
         exc.__traceback__ = None
-        return None
+        return None, exc

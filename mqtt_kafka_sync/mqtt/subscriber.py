@@ -57,6 +57,7 @@ from mqtt_kafka_sync.mqtt.failures import Failures
 from mqtt_kafka_sync.mqtt.keepalive import Keepalive
 from mqtt_kafka_sync.mqtt.subscriber_settings import LOGGER_NAME, SubscriberSettings
 from mqtt_kafka_sync.mqtt.subscriptions import Subscriptions
+from mqtt_kafka_sync.mqtt.tls import WOULD_BLOCK, read_available
 from mqtt_kafka_sync.mqtt.wakeup import Wakeup
 
 __all__ = ["Backoff", "MessageHandler", "MqttSubscriber", "SubscriberSettings", "message_bytes"]
@@ -67,9 +68,6 @@ logger = logging.getLogger(LOGGER_NAME)
 
 READ_SIZE = 262_144
 """Bytes asked of the socket per read."""
-_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-"""A non-blocking send that cannot go now: the kernel's buffer is full, or (TLS) the session must
-read or write a record of its own first."""
 
 
 class MessageHandler(Protocol):
@@ -361,7 +359,7 @@ class MqttSubscriber:
                 if out:
                     try:
                         sent = sock.send(out)
-                    except _WOULD_BLOCK:
+                    except WOULD_BLOCK:
                         sent = 0
                     del out[:sent]
                     keepalive.last_sent = time.monotonic()
@@ -388,21 +386,11 @@ class MqttSubscriber:
         self._take_packets(gen, out)
 
     def _read_tls(self, sock: socket.socket, gen: int, out: bytearray) -> None:
-        """:meth:`_read` for a TLS session: each ``recv_into`` returns at most one TLS record (16 KB),
-        so read records until the session wants more from the network (or ``READ_SIZE`` bytes are
-        in), then dispatch them together; a readable socket may also hold only part of a record."""
-        buffer, total, closed = self._recv_buffer, 0, False
-        while total < READ_SIZE and not closed:
-            try:
-                size = sock.recv_into(buffer[total:])
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                break
-            except ssl.SSLEOFError:
-                size = 0
-            closed = not size
-            total += size
+        """:meth:`_read` for a TLS session: the records it holds now (up to ``READ_SIZE`` bytes),
+        dispatched together; a readable socket may also hold only part of a record."""
+        total, closed = read_available(sock, self._recv_buffer)
         if total:
-            self._reader.feed(buffer[:total].tobytes())
+            self._reader.feed(self._recv_buffer[:total].tobytes())
             self._take_packets(gen, out)
         if closed:
             raise ConnectionLost("broker closed the connection")

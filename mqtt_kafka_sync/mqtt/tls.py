@@ -12,6 +12,10 @@ unable to get local issuer certificate", "hostname mismatch", "the broker refuse
 certificate"), retried calmly like a refused CONNACK. With TLS 1.3 the broker checks our certificate
 after the client considers the handshake done, so its refusal arrives on the first read, before
 CONNACK, as an alert or the connection closing: :func:`refusal` words those too.
+
+Reading a TLS session is not reading a socket: each ``recv_into`` returns at most one TLS record
+(16 KB), and bytes already decrypted wait in the SSL object, where a selector cannot see them.
+:func:`read_available` is the one read loop of the subscriber's and the publisher's network threads.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ _CLIENT_CERTIFICATE_ALERTS = frozenset(
     }
 )
 """Alerts a broker sends when it does not accept the certificate we presented (or none)."""
+WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+"""A non-blocking send or read that cannot go now: the kernel's buffer is full (or empty), or (TLS)
+the session must read or write a record of its own first."""
 
 
 class TlsRefused(MqttConnectError):
@@ -117,3 +124,26 @@ def _words(reason: str) -> str:
     for prefix in ("TLSV13_ALERT_", "TLSV1_ALERT_", "SSLV3_ALERT_"):
         reason = reason.removeprefix(prefix)
     return reason.lower().replace("_", " ")
+
+
+def read_available(sock: socket.socket, buffer: memoryview, *, records: bool = True) -> tuple[int, bool]:
+    """Read what ``sock`` has now into ``buffer``: the bytes read, and whether the broker closed.
+
+    With ``records`` (a TLS session), read record after record until the session wants more from the
+    network or ``buffer`` is full; without, one read (over TCP one call returns what the kernel has).
+    A non-blocking socket with nothing to read gives ``(0, False)``.
+    """
+    total, limit = 0, len(buffer)
+    while total < limit:
+        try:
+            size = sock.recv_into(buffer[total:])
+        except WOULD_BLOCK:
+            break
+        except ssl.SSLEOFError:
+            size = 0
+        if not size:
+            return total, True
+        total += size
+        if not records:
+            break
+    return total, False
