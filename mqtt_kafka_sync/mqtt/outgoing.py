@@ -29,6 +29,7 @@ from mqtt_kafka_sync.mqtt.connection import LOOP_TURN_MAX_S, ConnectionLost
 from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected
 from mqtt_kafka_sync.mqtt.keepalive import Keepalive
 from mqtt_kafka_sync.mqtt.outflight import PROTOCOL_ERROR, Outflight, read_acks
+from mqtt_kafka_sync.mqtt.tls import WOULD_BLOCK, read_available
 from mqtt_kafka_sync.mqtt.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ READ_SIZE = 262_144
 """Bytes asked of the socket per read."""
 _UNSPECIFIED, _KEEPALIVE_TIMEOUT = 0x80, 0x8D
 _MAXIMUM_QOS, _RETAIN_AVAILABLE = 0x24, 0x25
-_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 @dataclass
@@ -150,7 +150,7 @@ class _Loop:
         if out:
             try:
                 sent = self.sock.send(out)
-            except _WOULD_BLOCK:
+            except WOULD_BLOCK:
                 sent = 0
             del out[:sent]
             keepalive.last_sent = time.monotonic()
@@ -179,21 +179,8 @@ class _Loop:
 
     def receive(self) -> tuple[bytes, bool]:
         """The unparsed bytes (left over, then read now) and whether the broker closed the connection."""
-        sock, buffer, total, closed = self.sock, self.buffer, 0, False
-        while total < READ_SIZE:
-            try:
-                size = sock.recv_into(buffer[total:])
-            except _WOULD_BLOCK:
-                break
-            except ssl.SSLEOFError:
-                size = 0
-            if not size:
-                closed = True
-                break
-            total += size
-            if not self.tls:
-                break  # one read per turn over TCP; TLS returns a record (16 KB) per read
-        return self.inbox + buffer[:total].tobytes(), closed
+        total, closed = read_available(self.sock, self.buffer, records=self.tls)
+        return self.inbox + self.buffer[:total].tobytes(), closed
 
 
 def _int(props: p.Properties, pid: int, default: int) -> int:
