@@ -136,3 +136,23 @@ def test_the_local_stack_needs_nothing_outside_the_package() -> None:
     assert '"devstack/brokers/*", "devstack/brokers/*/*"' in pyproject
     devstack_sources = "".join(p.read_text() for p in (PACKAGE / "devstack").glob("*.py"))
     assert "compose/" not in devstack_sources.replace("docker compose", "")
+
+
+UNIT_TESTS = Path(__file__).resolve().parent
+NOT_A_PACKAGE_FOLDER = {
+    "deploy": "tests of compose/: the Helm chart, the manifests, the image, the secured stack"
+}
+
+
+def test_the_unit_tests_mirror_the_package() -> None:
+    # tests/unit/<folder>/ tests mqtt_kafka_sync/<folder>/; a folder of tests that names none says
+    # what it tests instead, here.
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    test_folders = {p.name for p in UNIT_TESTS.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    strays = test_folders - folders - set(NOT_A_PACKAGE_FOLDER)
+    assert not strays, f"tests/unit folders that mirror no package folder: {sorted(strays)}"
+    modules_at_top = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
+    for path in UNIT_TESTS.glob("test_*.py"):
+        assert path.stem == "test_house_plan" or any(m in path.stem for m in modules_at_top), (
+            f"{path.name} tests no top-level module; move it under tests/unit/<folder>/"
+        )

@@ -20,7 +20,7 @@ from mqtt_kafka_sync.config.loader import load_connector
 from mqtt_kafka_sync.devstack import compose_material
 from mqtt_kafka_sync.devstack.compose_material import KAFKA_SASL_PORT, MOUNT, MQTTS_PORT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 COMPOSE_DIR = REPO / "compose"
 SECURE_EXAMPLE = REPO / "connectors" / "secure" / "example-telemetry.properties"
 SECURE_EXAMPLES = {  # each secured example and the plain example it secures
