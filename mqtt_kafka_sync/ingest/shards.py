@@ -15,12 +15,13 @@ the new owner resumes the session and the broker re-sends what was not acknowled
 
 Design: **one** :class:`~mqtt_kafka_sync.ingest.task.IngestTask` **per owned shard** (its own MQTT
 connection and pipeline, exactly what a shared-mode task runs), all producing through **one**
-idempotent producer of the task (:class:`~mqtt_kafka_sync.kafka.producer.SharedKafkaSink`): a
-producer per shard cost two to three times the CPU per message with ten shards (smaller batches,
-librdkafka threads per producer). Each record's delivery report carries its own pipeline, so it
+idempotent producer of the task (:class:`~mqtt_kafka_sync.kafka.producer.SharedKafkaSink`): with a
+producer per shard, ten shards cost 2.4 to 2.9 times shared mode's CPU per message, with one 1.3 to
+2.3 times (docs/operations.md). Each record's delivery report carries its own pipeline, so it
 reaches its shard's ack tracker whichever shard's network thread polled the producer (the sink lets
-one thread, the poller, poll at a time). A shard's drain waits for its own records only (its tracker), not for
-the other shards'. Per device order follows from one session feeding the producer in order.
+one thread, the poller, poll at a time). A shard's drain waits for its own records only (its
+tracker), not for the other shards'. Per device order follows from one session feeding the
+producer in order.
 
 A shard *lost* (cut off from the group: another worker may already resume its session) is drained
 briefly; once every shard of the task is lost, whatever Kafka did not confirm is *purged* from the
