@@ -114,7 +114,8 @@ class _Err:
         return "Broker: Message size too large"
 
 
-def _pipeline() -> tuple[IngestPipeline, FakeSink, list[list[tuple[int, int, int]]]]:
+def _pipeline(**extra: Any) -> tuple[IngestPipeline, FakeSink, list[list[tuple[int, int, int]]]]:
+    """A pipeline on a fake sink; ``extra``: more keyword arguments of :class:`IngestPipeline`."""
     sink = FakeSink()
     acks: list[list[tuple[int, int, int]]] = []
     tracker = AckTracker(acks.append)
@@ -128,6 +129,7 @@ def _pipeline() -> tuple[IngestPipeline, FakeSink, list[list[tuple[int, int, int
         tracker=tracker,
         dlq_topic="c-dlq",
         on_stuck=lambda reason: None,
+        **extra,
     )
     return pipeline, sink, acks
 
@@ -195,26 +197,13 @@ def test_a_purged_record_is_neither_retried_nor_dead_lettered_nor_acknowledged()
 
 def test_a_shared_producer_decides_when_its_pipelines_poll() -> None:
     """With ``serve`` the pipeline neither polls the sink itself nor picks its own wait."""
-    sink = FakeSink()
     asked: list[int] = []
 
     def serve(in_flight: int) -> float:
         asked.append(in_flight)
         return 0.05
 
-    route = RouteConfig(
-        "t", "plants/{plant}/devices/{device}/telemetry", "telemetry", "{plant}.{device}", "json"
-    )
-    pipeline = IngestPipeline(
-        "c",
-        IngestRoutes([route]),
-        sink=sink,
-        tracker=AckTracker(lambda acks: None),
-        dlq_topic="c-dlq",
-        on_stuck=lambda reason: None,
-        owns_sink=False,
-        serve=serve,
-    )
+    pipeline, sink, _ = _pipeline(owns_sink=False, serve=serve)
     pipeline.on_connected(1, False)
     pipeline.on_message(_msg("plants/p1/devices/d1/telemetry", b"{}", 1), 1)
     assert pipeline.on_tick() == 0.05
