@@ -165,10 +165,9 @@ class ShardedWorker:
         now = time.monotonic()
         with self._lock:
             taken = [shard for shard, task in self._tasks.items() if task.subscriber.taken_over]
-        # For when no shard's network thread polls the producer (none owned, every session
-        # reconnecting): its statistics (Kafka up, for /readyz) and reports are served all the same.
-        # A no-op while a shard's thread is polling it.
-        self.sink.poll(0)
+            idle = not self._tasks
+        if idle:  # no shard's network thread polls the producer: serve its statistics and reports
+            self.sink.poll(0)
         for shard in [s for s in self._taken_over if s not in taken]:
             del self._taken_over[shard]
         for shard in taken:

@@ -148,9 +148,13 @@ class IngestTask:
         and dispatch a chunk it took before, whose records the tracker did not hold yet (a drain
         that found the tracker idle then disconnected with them unacknowledged: duplicates)."""
         paused_at = time.monotonic()
+        waits = 0
         while self.subscriber.loop_turned_at <= paused_at and time.monotonic() < until:
             if self.subscriber.stopped:
                 return
+            waits += 1
+            if waits % 10 == 0:  # it may have turned (seeing the pause) just before ``paused_at``,
+                self.subscriber.pause()  # then sleep for a second: wake it again
             time.sleep(0.002)
 
     def drain(self, timeout: float, *, session_expiry: int | None = None) -> bool:

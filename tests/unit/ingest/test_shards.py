@@ -178,10 +178,13 @@ def test_a_graceful_release_purges_nothing(worker: ShardedWorker) -> None:
     assert "purge" not in sink.calls
 
 
-def test_the_member_polls_the_producer_on_its_turns(worker: ShardedWorker) -> None:
-    """A standby, or a task whose every session is reconnecting: no network thread polls."""
+def test_a_standby_polls_the_producer_on_its_turns(worker: ShardedWorker) -> None:
+    """No shard's network thread polls it: its statistics (Kafka up, for /readyz) still come."""
     sink: Any = worker.sink
     worker.turn()
+    assert sink.calls == ["poll"]
+    _assign(worker, {0})
+    worker.turn()  # the shard's network thread polls it now
     assert sink.calls == ["poll"]
 
 

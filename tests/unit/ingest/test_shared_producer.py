@@ -84,6 +84,10 @@ class _Subscriber:
     def __init__(self) -> None:
         self.loop_turned_at = 0.0
         self.stopped = False
+        self.pauses = 0
+
+    def pause(self) -> None:
+        self.pauses += 1
 
 
 def test_a_drain_waits_for_the_network_thread_to_turn_after_the_pause(
@@ -107,8 +111,13 @@ def test_a_drain_waits_for_the_network_thread_to_turn_after_the_pause(
     task: Any = object.__new__(task_module.IngestTask)
     task.subscriber = subscriber
     task._wait_pause_seen(now[0] + 1.0)
-    assert len(sleeps) == 3
+    assert len(sleeps) == 3 and subscriber.pauses == 0
     subscriber.loop_turned_at, turns_after[0] = 0.0, 0
     sleeps.clear()
     task._wait_pause_seen(now[0] + 0.01)  # a thread that never turns again costs at most the bound
     assert 0.01 <= sum(sleeps) < 0.02
+    assert subscriber.pauses == 0  # woken again every 10 waits: once it turned before ``paused_at``
+    subscriber.loop_turned_at, turns_after[0] = 0.0, 25
+    sleeps.clear()
+    task._wait_pause_seen(now[0] + 1.0)
+    assert len(sleeps) == 25 and subscriber.pauses == 2
