@@ -70,11 +70,14 @@ class AckTracker:
             while queue and queue[0].done:
                 head = queue.popleft()
                 released.append((head.generation, head.packet_id, head.qos))
+            self.acked += len(released)
+            # Sent before idle is set, and under the lock: a drain that sees idle disconnects next,
+            # and the acknowledgements must be queued before its DISCONNECT (with a producer shared
+            # by several sessions, this runs on whichever thread polled it). ``send`` only queues.
+            if released:
+                self._send(released)
             if not queue:
                 self._idle.set()
-            self.acked += len(released)
-        if released:
-            self._send(released)
 
     @property
     def in_flight(self) -> int:

@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError
 from mqtt_kafka_sync.ingest.acks import Pending
 from mqtt_kafka_sync.ingest.stats import IngestStats
 from mqtt_kafka_sync.kafka.dead_letter_copy import record_size
-from mqtt_kafka_sync.kafka.producer import SIZE_REFUSALS, Headers
+from mqtt_kafka_sync.kafka.producer import PURGED, SIZE_REFUSALS, Headers
 from mqtt_kafka_sync.logs import per_record_logger
 from mqtt_kafka_sync.mqtt.packets import Publish
 from mqtt_kafka_sync.telemetry.counters import RouteCounters
@@ -108,6 +108,11 @@ class Delivery:
             if latency is not None:
                 pipeline.stats.delivery_latency.observe(latency)
             pipeline.delivered(self._pending)
+            return
+        if err.code() in PURGED:
+            # Taken back from the producer (ShardedWorker, a shard lost): never written. Its MQTT
+            # message stays unacknowledged in a session this task no longer runs, so the broker
+            # sends it again to that session's next owner; nothing to do here.
             return
         pipeline.stats.delivery_failures += 1
         topic = self._topic

@@ -93,9 +93,13 @@ class IngestPipeline:
         topic_max_length: int = 65_535,
         retry_timeout: float | None = 60.0,
         telemetry: PipelineRegistry | None = None,
+        serve: Callable[[int], float] | None = None,
     ) -> None:
         """``retry_timeout``: seconds a topic librdkafka calls unknown is retried before its records
-        are dead-lettered (None: for ever); ``telemetry``: where the task's probe finds its counters."""
+        are dead-lettered (None: for ever); ``telemetry``: where the task's probe finds its counters;
+        ``serve``: polls a producer shared with other sessions on a tick (instead of ``poll(0)``),
+        given this pipeline's records in flight, and returns the wait until the next tick."""
+        self._serve = serve
         self._topic_max_length = topic_max_length
         self.limits = sink.topic_limits
         """Kafka topic -> its ``max.message.bytes``, where known (read at start, learned from
@@ -140,9 +144,14 @@ class IngestPipeline:
         The loop wakes at least every :data:`IDLE_POLL_INTERVAL` even when idle, so librdkafka's
         error and statistics callbacks (Kafka connection state, for metrics and /readyz) are served.
         """
-        if self._owns_sink:
-            self._sink.poll(0)
-        wait = DELIVERY_POLL_INTERVAL if self._tracker.in_flight or len(self._sink) else IDLE_POLL_INTERVAL
+        if self._serve is not None:  # a producer shared by several sessions: it says when to poll
+            wait = self._serve(self._tracker.in_flight)
+        else:
+            if self._owns_sink:
+                self._sink.poll(0)
+            wait = (
+                DELIVERY_POLL_INTERVAL if self._tracker.in_flight or len(self._sink) else IDLE_POLL_INTERVAL
+            )
         if self._held:
             wait = min(wait, self._holds.retry_due(time.monotonic()))
         if self._pacer is not None:

@@ -1,11 +1,12 @@
 """The shards a sharded task owns, seen by its metrics and ``/readyz`` as one task.
 
 The probe (``telemetry/probe.py``) reads ``worker.task.subscriber`` and ``worker.task.sink`` of an
-ingest worker. A sharded task has one session and one producer per owned shard, coming and going
-with the group's assignment, so these views sum or combine what the owned shards report, plus what
-shards released earlier counted (totals never go down). A task that owns no shard (more workers
-than shards, or between assignments) is connected, subscribed and up as far as readiness goes: it
-is a standby, which is a working state.
+ingest worker. A sharded task has one session per owned shard, coming and going with the group's
+assignment, so the subscriber view sums or combines what the owned shards report, plus what shards
+released earlier counted (totals never go down). The sink is the task's one producer, shared by
+the shards, as it is. A task that owns no shard (more workers
+than shards, or between assignments) is connected and subscribed as far as readiness goes (it is a
+standby, which is a working state); Kafka is up when its producer's connection is.
 """
 
 from __future__ import annotations
@@ -15,28 +16,25 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from mqtt_kafka_sync.ingest.task import IngestTask
+from mqtt_kafka_sync.kafka.producer import KafkaSink
 from mqtt_kafka_sync.mqtt.failures import Failure
 
 Tasks = Callable[[], list[IngestTask]]
 
 
 class RetiredCounts:
-    """What released shards' sessions and producers counted."""
+    """What released shards' sessions counted."""
 
     def __init__(self) -> None:
         self.reconnects = 0
         self.redeliveries = 0
-        self.kafka_errors = 0
         self.mqtt_failures: Counter[str] = Counter()
-        self.kafka_refusals: Counter[str] = Counter()
 
     def add(self, task: IngestTask) -> None:
-        subscriber, sink = task.subscriber, task.sink
+        subscriber = task.subscriber
         self.reconnects += subscriber.reconnects
         self.redeliveries += subscriber.redeliveries
-        self.kafka_errors += sink.errors
         self.mqtt_failures.update(subscriber.failures.counts)
-        self.kafka_refusals.update(sink.kafka_refusals)
 
 
 class ShardFailures:
@@ -86,38 +84,11 @@ class ShardSubscribers:
         return all(t.subscriber.wait_connected(timeout) for t in self._tasks())
 
 
-class ShardSinks:
-    """``sink`` of the probe: every owned shard's producer at once."""
-
-    def __init__(self, tasks: Tasks, retired: RetiredCounts) -> None:
-        self._tasks = tasks
-        self._retired = retired
-
-    @property
-    def errors(self) -> int:
-        return self._retired.kafka_errors + sum(t.sink.errors for t in self._tasks())
-
-    @property
-    def kafka_up(self) -> bool:
-        return all(t.sink.kafka_up for t in self._tasks())
-
-    @property
-    def kafka_refusal(self) -> str | None:
-        return next((r for t in self._tasks() if (r := t.sink.kafka_refusal) is not None), None)
-
-    @property
-    def kafka_refusals(self) -> Mapping[str, int]:
-        total = Counter(self._retired.kafka_refusals)
-        for task in self._tasks():
-            total.update(task.sink.kafka_refusals)
-        return total
-
-
 class ShardsTask:
     """``worker.task`` of a sharded worker, for the probe."""
 
-    def __init__(self, tasks: Tasks, settled: Callable[[], bool]) -> None:
+    def __init__(self, tasks: Tasks, settled: Callable[[], bool], sink: KafkaSink) -> None:
         self.retired = RetiredCounts()
         self.subscriber = ShardSubscribers(tasks, self.retired, settled)
-        self.sink = ShardSinks(tasks, self.retired)
+        self.sink = sink
         self.pacer = None

@@ -14,12 +14,22 @@ owner stops heartbeating and the group moves its shards after ``mqtt.shards.sess
 the new owner resumes the session and the broker re-sends what was not acknowledged.
 
 Design: **one** :class:`~mqtt_kafka_sync.ingest.task.IngestTask` **per owned shard** (its own MQTT
-connection, pipeline and idempotent producer), exactly what a shared-mode task runs. So the hot path
-is today's, unchanged; a shard's drain waits for that shard's records only (a producer shared by the
-shards would make a revoked shard wait for every other shard's records, and need someone to poll it
-while shards come and go); and per device order follows from one session feeding one producer. The
-price is a Kafka producer per shard: fine for a few shards per worker (tens), not for hundreds,
-which is why docs/operations.md advises a few shards per worker.
+connection and pipeline, exactly what a shared-mode task runs), all producing through **one**
+idempotent producer of the task (:class:`~mqtt_kafka_sync.kafka.producer.SharedKafkaSink`): with a
+producer per shard, ten shards cost 2.4 to 2.9 times shared mode's CPU per message, with one 1.3 to
+2.3 times (docs/operations.md). Each record's delivery report carries its own pipeline, so it
+reaches its shard's ack tracker whichever shard's network thread polled the producer (the sink lets
+one thread, the poller, poll at a time). A shard's drain waits for its own records only (its
+tracker), not for the other shards'. Per device order follows from one session feeding the
+producer in order.
+
+A shard *lost* (cut off from the group: another worker may already resume its session) is drained
+briefly; once every shard of the task is lost, whatever Kafka did not confirm is *purged* from the
+producer (``purge`` is per producer, hence only then): those records would otherwise reach Kafka
+after Kafka came back, while the broker re-sends the same messages to the session's next owner (the
+duplicates of a Kafka outage). librdkafka reports a lost assignment whole, so a cut-off task loses
+all its shards together; a single shard given up while others run (a session taken over, below)
+purges nothing, and its unconfirmed records may arrive twice.
 
 A session taken over by another client (two workers briefly both believing they own a shard while
 one of them is cut off from the group) stops instead of fighting back (``give_up_on_takeover``):
@@ -38,9 +48,10 @@ from confluent_kafka import KafkaException
 
 from mqtt_kafka_sync.config.model import ShardsConfig, SourceConnectorConfig
 from mqtt_kafka_sync.ingest.shard_view import ShardsTask
-from mqtt_kafka_sync.ingest.task import IngestTask
+from mqtt_kafka_sync.ingest.task import IngestTask, static_topics, task_sink
 from mqtt_kafka_sync.ingest.worker import COUNTERS, counters_snapshot, task_counters
 from mqtt_kafka_sync.kafka.assignment import GroupOwnership, ensure_coordination_topic
+from mqtt_kafka_sync.kafka.producer import SharedKafkaSink
 from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
 
 logger = logging.getLogger(__name__)
@@ -49,6 +60,15 @@ DRAIN_TIMEOUT_S = 30.0
 """How long a revoked shard waits for Kafka before it lets go anyway (the broker re-sends the rest)."""
 LOST_DRAIN_TIMEOUT_S = 5.0
 """The same for a shard lost without a rebalance: another worker may already be resuming it."""
+CLOSE_FLUSH_S = 1.0
+"""At a stop, after every shard was handed over: how long QoS 0 records may still take."""
+
+
+def shared_sink(config: SourceConnectorConfig, index: int) -> SharedKafkaSink:
+    """The one producer of a sharded task's shards."""
+    sink = task_sink(config, f"{config.task_client_id(index)}-shards", SharedKafkaSink)
+    assert isinstance(sink, SharedKafkaSink)
+    return sink
 
 
 def prepare_shards(config: SourceConnectorConfig, timeout: float = 10.0) -> None:
@@ -86,6 +106,7 @@ class ShardedWorker:
         self._taken_over: dict[int, float] = {}
         """Shards whose session another client took over, and since when (member thread only)."""
         self._drain_timeout = DRAIN_TIMEOUT_S
+        self.sink = shared_sink(config, index)
         self.member = GroupOwnership(
             config.kafka,
             topic=self.shards.topic,
@@ -95,7 +116,7 @@ class ShardedWorker:
             pieces=len(self.shards.filters),
             owner=self,
         )
-        self.task = ShardsTask(self._live, self._settled)
+        self.task = ShardsTask(self._live, self._settled, self.sink)
 
     def _live(self) -> list[IngestTask]:
         with self._lock:
@@ -112,6 +133,7 @@ class ShardedWorker:
             return tuple(sorted(self._tasks))
 
     def start(self) -> None:
+        self.sink.warm_up(static_topics(self.config))
         self.member.start()
 
     def snapshot(self) -> dict[str, int]:
@@ -126,6 +148,11 @@ class ShardedWorker:
         """Leave the group: every owned shard is drained and handed over (inside the consumer's close)."""
         self._drain_timeout = max(1.0, timeout)
         self.member.stop(timeout + 5.0)
+        # Every shard is handed over: what is left is QoS 0 records, or records of a shard whose
+        # drain ran out of time, which the broker re-sends to the next owner (purged: not twice).
+        self.sink.flush(CLOSE_FLUSH_S)
+        self.sink.purge()
+        self.sink.poll(0)
         return not self.owned
 
     # -- Owner: called on the member's thread ----------------------------------------------------
@@ -138,6 +165,9 @@ class ShardedWorker:
         now = time.monotonic()
         with self._lock:
             taken = [shard for shard, task in self._tasks.items() if task.subscriber.taken_over]
+            idle = not self._tasks
+        if idle:  # no shard's network thread polls the producer: serve its statistics and reports
+            self.sink.poll(0)
         for shard in [s for s in self._taken_over if s not in taken]:
             del self._taken_over[shard]
         for shard in taken:
@@ -160,6 +190,7 @@ class ShardedWorker:
             self.index,
             client_id=self.shards.client_ids[shard],
             filters=(self.shards.filters[shard],),
+            shared_sink=self.sink,
             telemetry=self._telemetry,
         )
         task.subscriber.give_up_on_takeover = True
@@ -181,15 +212,33 @@ class ShardedWorker:
             tasks = {shard: self._tasks[shard] for shard in sorted(pieces) if shard in self._tasks}
         if len(tasks) == 1:
             self._hand_over(*next(iter(tasks.items())), timeout)
-            return
-        threads = [
-            threading.Thread(target=self._hand_over, args=(shard, task, timeout), name=f"hand-over-{shard}")
-            for shard, task in tasks.items()
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        else:
+            threads = [
+                threading.Thread(
+                    target=self._hand_over, args=(shard, task, timeout), name=f"hand-over-{shard}"
+                )
+                for shard, task in tasks.items()
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        with self._lock:
+            running = bool(self._tasks)
+        if lost and not running and len(self.sink):
+            self._purge()
+
+    def _purge(self) -> None:
+        """Every shard lost and its session closed: take back what Kafka has not confirmed."""
+        unconfirmed = len(self.sink)
+        self.sink.purge()
+        self.sink.poll(0)  # the purged records' reports: nothing to do for them (ingest/delivery.py)
+        logger.warning(
+            "%s: %d records Kafka had not confirmed taken back from the producer; the broker sends "
+            "their messages again to the shards' next owners",
+            self.config.name,
+            unconfirmed,
+        )
 
     def _hand_over(self, shard: int, task: IngestTask, timeout: float) -> None:
         drained = task.drain(timeout)  # keeps the session for the next owner

@@ -11,7 +11,7 @@ from mqtt_kafka_sync.ingest.acks import AckTracker
 from mqtt_kafka_sync.ingest.pipeline import IngestPipeline
 from mqtt_kafka_sync.ingest.routes import IngestRoutes
 from mqtt_kafka_sync.kafka.admin import topic_message_limits
-from mqtt_kafka_sync.kafka.producer import KafkaSink, fit_batches, producer_config
+from mqtt_kafka_sync.kafka.producer import KafkaSink, SharedKafkaSink, fit_batches, producer_config
 from mqtt_kafka_sync.mqtt.packets import Will
 from mqtt_kafka_sync.mqtt.subscriber import MessageHandler, MqttSubscriber, SubscriberSettings
 from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
@@ -19,6 +19,8 @@ from mqtt_kafka_sync.throttle.pacing import AckThrottle, PacedAcks
 
 logger = logging.getLogger(__name__)
 
+PAUSE_SEEN_S = 1.0
+"""How long a drain waits at most for the network thread to turn once after the pause."""
 LIMITS_TIMEOUT_S = 3.0
 """How long a starting task waits for the topics' max.message.bytes (Kafka down: learned later)."""
 HandlerWrapper = Callable[[IngestPipeline], MessageHandler]
@@ -55,6 +57,25 @@ def subscriber_settings(
     )
 
 
+def static_topics(config: SourceConnectorConfig) -> list[str]:
+    """The Kafka topics known before any message: the routes' fixed ones and the dead-letter topic."""
+    routed = dict.fromkeys(r.kafka_topic for r in config.routes if "{" not in r.kafka_topic)
+    return [*routed, config.dlq_topic]
+
+
+def task_sink(
+    config: SourceConnectorConfig, client_id: str, sink_class: type[KafkaSink] | None = None
+) -> KafkaSink:
+    """The idempotent producer of a task (or of a sharded task's shards: ``SharedKafkaSink``).
+
+    Records above a topic's own max.message.bytes are dead-lettered before they are produced, and
+    batches kept below it: Kafka refuses a batch above it whole.
+    """
+    settings = producer_config(config.kafka, client_id)
+    limits = topic_message_limits(settings, static_topics(config), timeout=LIMITS_TIMEOUT_S)
+    return (sink_class or KafkaSink)(fit_batches(settings, limits), limits)
+
+
 class IngestTask:
     """Builds and runs the pieces of one task; :meth:`drain` stops it without losing anything."""
 
@@ -66,6 +87,7 @@ class IngestTask:
         will: Will | None = None,
         client_id: str | None = None,
         sink: KafkaSink | None = None,
+        shared_sink: SharedKafkaSink | None = None,
         subscribe: bool = True,
         control_filters: tuple[str, ...] = (),
         filters: tuple[str, ...] | None = None,
@@ -75,16 +97,11 @@ class IngestTask:
     ) -> None:
         self.config = config
         self.client_id = client_id or config.task_client_id(index)
+        if shared_sink is not None:  # polled by this task's network thread in turn with others'
+            sink = shared_sink
         self._own_sink = sink is None
         if sink is None:  # not ``sink or ...``: a KafkaSink with nothing outstanding is falsy (len 0)
-            producer_settings = producer_config(config.kafka, self.client_id)
-            # Records above a topic's own max.message.bytes are dead-lettered before they are
-            # produced, and batches kept below it: Kafka refuses a batch above it whole.
-            static = [*dict.fromkeys(r.kafka_topic for r in config.routes if "{" not in r.kafka_topic)]
-            limits = topic_message_limits(
-                producer_settings, [*static, config.dlq_topic], timeout=LIMITS_TIMEOUT_S
-            )
-            sink = KafkaSink(fit_batches(producer_settings, limits), limits)
+            sink = task_sink(config, self.client_id)
         self.sink = sink
         self.pacer = PacedAcks(throttle, self._send_acks) if throttle is not None else None
         self.tracker = AckTracker(send=self.pacer.push if self.pacer is not None else self._send_acks)
@@ -102,6 +119,7 @@ class IngestTask:
             if config.errors_retry_timeout_ms < 0
             else config.errors_retry_timeout_ms / 1000,
             telemetry=telemetry,
+            serve=None if shared_sink is None else shared_sink.serve,
         )
         handler: MessageHandler = self.pipeline if handler_wrapper is None else handler_wrapper(self.pipeline)
         settings = subscriber_settings(
@@ -122,9 +140,22 @@ class IngestTask:
 
     def start(self) -> None:
         if self._own_sink:
-            static = [r.kafka_topic for r in self.config.routes if "{" not in r.kafka_topic]
-            self.sink.warm_up([*dict.fromkeys(static), self.config.dlq_topic])
+            self.sink.warm_up(static_topics(self.config))
         self.subscriber.start()
+
+    def _wait_pause_seen(self, until: float) -> None:
+        """Until the network thread starts a turn after the pause: until then it may still read
+        and dispatch a chunk it took before, whose records the tracker did not hold yet (a drain
+        that found the tracker idle then disconnected with them unacknowledged: duplicates)."""
+        paused_at = time.monotonic()
+        waits = 0
+        while self.subscriber.loop_turned_at <= paused_at and time.monotonic() < until:
+            if self.subscriber.stopped:
+                return
+            waits += 1
+            if waits % 10 == 0:  # it may have turned (seeing the pause) just before ``paused_at``,
+                self.subscriber.pause()  # then sleep for a second: wake it again
+            time.sleep(0.002)
 
     def drain(self, timeout: float, *, session_expiry: int | None = None) -> bool:
         """Stop taking messages, wait for Kafka to confirm what is in flight, ack it, disconnect.
@@ -134,6 +165,7 @@ class IngestTask:
         """
         deadline = time.monotonic() + timeout
         self.subscriber.pause()
+        self._wait_pause_seen(min(deadline, time.monotonic() + PAUSE_SEEN_S))
         if self._own_sink:
             self.sink.flush(max(0.0, deadline - time.monotonic()))
         drained = self.tracker.wait_idle(max(0.0, deadline - time.monotonic()))

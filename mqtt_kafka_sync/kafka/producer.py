@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,6 +20,8 @@ logger = logging.getLogger(__name__)
 Headers = list[tuple[str, str | bytes | None]]
 DeliveryCallback = Callable[[KafkaError | None, Any], None]
 SIZE_REFUSALS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
+PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+"""Delivery errors of records :meth:`KafkaSink.purge` took back: never written, never to be acknowledged."""
 """Delivery errors that say a record (or the batch it was in) is larger than the topic takes."""
 
 
@@ -134,7 +138,7 @@ class KafkaSink(ConnectionReports):
                 return
             except BufferError:
                 # Local queue full: serve deliveries. Bounded by MQTT flow control, so rare.
-                self._producer.poll(0.05)
+                self._make_room()
             except KafkaException as exc:
                 raise produce_error(exc, topic) from None
 
@@ -155,12 +159,24 @@ class KafkaSink(ConnectionReports):
         """Serve delivery reports (and errors); returns how many events were served."""
         return int(self._producer.poll(timeout))
 
+    def _make_room(self) -> None:
+        self._producer.poll(0.05)
+
     def flush(self, timeout: float) -> int:
         """Wait for outstanding deliveries; returns how many are still outstanding."""
         return int(self._producer.flush(timeout))
 
     def close(self, timeout: float = 5.0) -> int:
         return self.flush(timeout)
+
+    def purge(self) -> None:
+        """Take back every record not yet confirmed, queued or in flight; none of them is written
+        after this (one already written whose answer had not come is the exception: unknowable).
+
+        Their delivery reports (``PURGED``) come through the next :meth:`poll`. The idempotent
+        producer carries on: librdkafka bumps its epoch over the sequence gap the purge leaves.
+        """
+        self._producer.purge(in_queue=True, in_flight=True, blocking=True)
 
     def __len__(self) -> int:
         return len(self._producer)
@@ -180,3 +196,63 @@ class KafkaSink(ConnectionReports):
             logger.warning("kafka: all brokers down (%s); holding MQTT acknowledgements", err.str())
         else:
             logger.debug("kafka producer error: %s", err)
+
+
+SERVE_BUSY_S = 0.002
+"""The poller's wait between polls while records are out (the ingest pipeline's own interval)."""
+SERVE_WATCH_S = 0.05
+"""Another thread's wait while its records are out: long enough to cost nothing, short enough
+to take over within a blink from a poller that stopped (a drained shard, a broken connection)."""
+SERVE_IDLE_S = 1.0
+POLLER_STALE_S = 0.02
+"""A poller that has not polled for this long has stopped polling: the next caller takes over."""
+
+
+class SharedKafkaSink(KafkaSink):
+    """One producer for several pipelines (a sharded task's shards), each on its own network thread.
+
+    One of those threads polls it at a time, the *poller*, and so serves every pipeline's delivery
+    reports (each report carries its pipeline: the acknowledgement reaches the right session, whose
+    thread is woken to send it). The others only watch, every :data:`SERVE_WATCH_S`, and the first
+    to find the poller :data:`POLLER_STALE_S` late takes its place. Every thread polling every 2 ms
+    cost ten shards nearly twice the CPU per message of one session; a thread of its own for the
+    reports makes two threads take turns with the GIL for every message (``KafkaSink``).
+    """
+
+    def __init__(self, config: Mapping[str, str], topic_limits: Mapping[str, int] | None = None) -> None:
+        super().__init__(config, topic_limits)
+        self._polling = threading.RLock()
+        """Held while serving reports (re-entrant: a report's retry may find the queue full)."""
+        self._poller = 0
+        self._polled_at = 0.0
+
+    def serve(self, in_flight: int) -> float:
+        """A network thread's tick: poll when it is this thread's turn; returns its wait, in seconds.
+
+        ``in_flight``: the caller's own records Kafka has not confirmed yet.
+        """
+        now = time.monotonic()
+        me = threading.get_ident()
+        if (self._poller != me and now - self._polled_at < POLLER_STALE_S) or not self._polling.acquire(
+            blocking=False
+        ):
+            return SERVE_WATCH_S if in_flight else SERVE_IDLE_S
+        try:
+            self._poller, self._polled_at = me, now
+            self._producer.poll(0)
+        finally:
+            self._polling.release()
+        return SERVE_BUSY_S if in_flight or len(self._producer) else SERVE_IDLE_S
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve reports now unless another thread does (a stop, a task owning no shard)."""
+        if not self._polling.acquire(blocking=False):
+            return 0
+        try:
+            return int(self._producer.poll(timeout))
+        finally:
+            self._polling.release()
+
+    def _make_room(self) -> None:
+        with self._polling:
+            self._producer.poll(0.05)

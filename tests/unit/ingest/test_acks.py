@@ -27,3 +27,12 @@ def test_reset_forgets_pending_of_a_lost_connection() -> None:
     assert sent == []
     tracker.done(new)
     assert sent == [[(2, 5, 2)]]
+
+
+def test_acknowledgements_are_queued_before_the_tracker_says_idle() -> None:
+    """A drain that sees idle disconnects next: the acks must already be on their way (with a
+    producer shared by several sessions the confirmation runs on another session's thread)."""
+    idle_when_sent: list[bool] = []
+    tracker = AckTracker(lambda acks: idle_when_sent.append(tracker.wait_idle(0)))
+    tracker.done(tracker.add(1, 10, 1, 0.0))
+    assert idle_when_sent == [False] and tracker.wait_idle(0)

@@ -114,7 +114,8 @@ class _Err:
         return "Broker: Message size too large"
 
 
-def _pipeline() -> tuple[IngestPipeline, FakeSink, list[list[tuple[int, int, int]]]]:
+def _pipeline(**extra: Any) -> tuple[IngestPipeline, FakeSink, list[list[tuple[int, int, int]]]]:
+    """A pipeline on a fake sink; ``extra``: more keyword arguments of :class:`IngestPipeline`."""
     sink = FakeSink()
     acks: list[list[tuple[int, int, int]]] = []
     tracker = AckTracker(acks.append)
@@ -128,6 +129,7 @@ def _pipeline() -> tuple[IngestPipeline, FakeSink, list[list[tuple[int, int, int
         tracker=tracker,
         dlq_topic="c-dlq",
         on_stuck=lambda reason: None,
+        **extra,
     )
     return pipeline, sink, acks
 
@@ -168,3 +170,41 @@ def test_bad_payload_and_refused_record_are_dead_lettered_then_acked() -> None:
     assert reasons == ["bad-payload", "kafka-rejected"]
     assert [a for batch in acks for a in batch] == [(1, 1, 1), (1, 2, 1)]
     assert pipeline.stats.dead_lettered == 2
+
+
+class _Purged:
+    """A record the producer took back (``purge``): librdkafka's ``_PURGE_QUEUE``."""
+
+    def retriable(self) -> bool:
+        return False
+
+    def code(self) -> int:
+        return -152
+
+    def str(self) -> str:
+        return "Local: Purged in queue"
+
+
+def test_a_purged_record_is_neither_retried_nor_dead_lettered_nor_acknowledged() -> None:
+    """Its session was handed over unacknowledged: the broker sends the message to the next owner."""
+    pipeline, sink, acks = _pipeline()
+    pipeline.on_connected(1, False)
+    pipeline.on_message(_msg("plants/p1/devices/d1/telemetry", b"{}", 1), 1)
+    sink.callbacks[0](_Purged(), _Rec("telemetry"))
+    assert len(sink.records) == 1 and acks == []
+    assert pipeline.stats.dead_lettered == 0 and pipeline.stats.retried == 0
+
+
+def test_a_shared_producer_decides_when_its_pipelines_poll() -> None:
+    """With ``serve`` the pipeline neither polls the sink itself nor picks its own wait."""
+    asked: list[int] = []
+
+    def serve(in_flight: int) -> float:
+        asked.append(in_flight)
+        return 0.05
+
+    pipeline, sink, _ = _pipeline(owns_sink=False, serve=serve)
+    pipeline.on_connected(1, False)
+    pipeline.on_message(_msg("plants/p1/devices/d1/telemetry", b"{}", 1), 1)
+    assert pipeline.on_tick() == 0.05
+    assert asked == [1] and len(sink) == 1  # not polled here: the serving thread does it

@@ -33,11 +33,33 @@ class FakeSubscriber:
 
 
 class FakeSink:
+    """The task's one producer: what was asked of it, and how many records it holds."""
+
     def __init__(self) -> None:
         self.errors = 3
         self.kafka_up = True
         self.kafka_refusal: str | None = None
         self.kafka_refusals: Counter[str] = Counter()
+        self.outstanding = 0
+        self.calls: list[str] = []
+
+    def __len__(self) -> int:
+        return self.outstanding
+
+    def warm_up(self, topics: list[str]) -> None:
+        self.calls.append("warm_up")
+
+    def poll(self, timeout: float = 0.0) -> int:
+        self.calls.append("poll")
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        self.calls.append("flush")
+        return self.outstanding
+
+    def purge(self) -> None:
+        self.calls.append("purge")
+        self.outstanding = 0
 
 
 class FakeTask:
@@ -47,7 +69,7 @@ class FakeTask:
         self.client_id: str = kwargs["client_id"]
         self.filters: tuple[str, ...] = kwargs["filters"]
         self.subscriber = FakeSubscriber()
-        self.sink = FakeSink()
+        self.sink = kwargs["shared_sink"]
         self.pipeline = type(
             "P", (), {"stats": type("S", (), {"received": 10, "produced": 9, "dead_lettered": 1})}
         )()
@@ -68,6 +90,7 @@ class FakeTask:
 def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ShardedWorker:
     FakeTask.made = []
     monkeypatch.setattr(shards_module, "IngestTask", FakeTask)
+    monkeypatch.setattr(shards_module, "shared_sink", lambda config, index: FakeSink())
     keys = {
         **SOURCE_KEYS,
         "mqtt.client.id": "feed",
@@ -99,6 +122,7 @@ def test_each_assigned_shard_runs_its_own_session_on_the_shard_filter(worker: Sh
         task = made[(FILTERS[shard],)]
         assert task.client_id == worker.shards.client_ids[shard]
         assert task.started and task.subscriber.give_up_on_takeover
+        assert task.sink is worker.sink  # one producer for every shard
 
 
 def test_subscribed_only_once_every_assigned_shard_runs_and_is_subscribed(worker: ShardedWorker) -> None:
@@ -124,7 +148,7 @@ def test_a_released_shard_is_drained_keeping_its_session_and_its_counts_stay(wor
     assert {k: after[k] for k in ("received", "produced", "acked")} == {
         k: before[k] for k in ("received", "produced", "acked")
     }
-    assert worker.task.subscriber.reconnects == 2 and worker.task.sink.errors == 6
+    assert worker.task.subscriber.reconnects == 2 and worker.task.sink.errors == 3
     assert worker.task.subscriber.failures.counts == {"refused": 2}
 
 
@@ -133,6 +157,35 @@ def test_a_lost_shard_is_drained_briefly(worker: ShardedWorker) -> None:
     worker.release({2}, lost=True)
     assert FakeTask.made[0].drained == [(shards_module.LOST_DRAIN_TIMEOUT_S, None)]
     assert worker.owned == ()
+
+
+def test_once_every_shard_is_lost_what_kafka_did_not_confirm_is_purged(worker: ShardedWorker) -> None:
+    """Those records would reach Kafka when it comes back, beside the broker's re-sends to the next owner."""
+    sink: Any = worker.sink
+    _assign(worker, {0, 1})
+    sink.outstanding = 7
+    worker.release({0}, lost=True)  # shard 1 still runs: its records are in the same producer
+    assert "purge" not in sink.calls
+    worker.release({1}, lost=True)
+    assert sink.calls[-2:] == ["purge", "poll"] and len(sink) == 0
+
+
+def test_a_graceful_release_purges_nothing(worker: ShardedWorker) -> None:
+    sink: Any = worker.sink
+    _assign(worker, {0, 1})
+    sink.outstanding = 7
+    worker.release({0, 1})
+    assert "purge" not in sink.calls
+
+
+def test_a_standby_polls_the_producer_on_its_turns(worker: ShardedWorker) -> None:
+    """No shard's network thread polls it: its statistics (Kafka up, for /readyz) still come."""
+    sink: Any = worker.sink
+    worker.turn()
+    assert sink.calls == ["poll"]
+    _assign(worker, {0})
+    worker.turn()  # the shard's network thread polls it now
+    assert sink.calls == ["poll"]
 
 
 def test_the_view_reports_the_first_refusal_and_the_oldest_loop(worker: ShardedWorker) -> None:
