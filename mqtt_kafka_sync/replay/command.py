@@ -7,13 +7,8 @@ SIGINT/SIGTERM handling are here, so the command line only parses and prints.
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Protocol
 
 from mqtt_kafka_sync.replay.exceptions import ReplayError
@@ -21,6 +16,7 @@ from mqtt_kafka_sync.replay.progress import ReplayResult
 from mqtt_kafka_sync.replay.request import ReplayRequest
 from mqtt_kafka_sync.replay.runner import ReplayRunner, RunEvents
 from mqtt_kafka_sync.replay.session import Planned, ReplaySession, TopicCreation
+from mqtt_kafka_sync.signals import stop_on_signals
 
 
 class Reporter(RunEvents, Protocol):
@@ -70,18 +66,3 @@ def run_replay(request: ReplayRequest, reporter: Reporter) -> Outcome:
                     reporter.dead_letters(summary)
                 raise
     return Outcome(session.path, planned, result, runner.dead_letter_summary())
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM stop the copy cleanly: confirmed records are checkpointed, then exit."""
-
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

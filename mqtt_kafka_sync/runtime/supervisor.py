@@ -22,14 +22,12 @@ import json
 import logging
 import multiprocessing
 import multiprocessing.context
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import SynchronizedArray
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from mqtt_kafka_sync.config.model import ConnectorConfig, SourceConnectorConfig
@@ -38,6 +36,7 @@ from mqtt_kafka_sync.kafka.lag_feed import LagFeed
 from mqtt_kafka_sync.logs import configure_logging
 from mqtt_kafka_sync.runtime.lag import lag_watches, throttle_feeds
 from mqtt_kafka_sync.runtime.task_process import STAT_FIELDS, task_main
+from mqtt_kafka_sync.signals import stop_on_signals
 from mqtt_kafka_sync.telemetry.settings import TelemetrySettings
 from mqtt_kafka_sync.telemetry.shared import TaskMetrics, TaskSnapshot
 
@@ -194,8 +193,10 @@ class Supervisor:
             self.telemetry.start()
         if self.lag is not None:
             self.lag.start()
-        signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
+        with stop_on_signals(self._stop) if handle_signals else contextlib.nullcontext():
+            return self._run(tick, on_tick)
+
+    def _run(self, tick: float, on_tick: Callable[[Supervisor], object] | None) -> int:
         try:
             next_tick = time.monotonic() + tick
             while not self._stop.is_set():
@@ -208,8 +209,6 @@ class Supervisor:
                 self.telemetry.stopping = True  # /readyz: 503 while draining
             return self._drain_all()
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             if self.telemetry is not None:
                 self.telemetry.stop()
             if self.lag is not None:
@@ -223,9 +222,6 @@ class Supervisor:
 
             for config in sharded:
                 prepare_shards(config)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._stop.set()
 
     def _keep_alive(self) -> None:
         now = time.monotonic()

@@ -23,6 +23,7 @@ from mqtt_kafka_sync.config.model import ConnectorConfig, RelayConnectorConfig
 from mqtt_kafka_sync.kafka.lag_feed import LagFeed
 from mqtt_kafka_sync.logs import configure_logging, dump_stacks_on_sigusr1
 from mqtt_kafka_sync.runtime.lag import fed_lag
+from mqtt_kafka_sync.signals import stop_on_signals
 from mqtt_kafka_sync.telemetry.probe import Probe, ingest_probe, relay_probe
 from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
 
@@ -122,8 +123,29 @@ def task_main(
     dump_stacks_on_sigusr1()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which sends SIGTERM
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with stop_on_signals(stop, (signal.SIGTERM,)):
+        _serve(
+            config,
+            index,
+            stats=stats,
+            metrics=metrics,
+            lag_feed=lag_feed,
+            drain_timeout=drain_timeout,
+            stop=stop,
+        )
 
+
+def _serve(
+    config: ConnectorConfig,
+    index: int,
+    *,
+    stats: SynchronizedArray[int],
+    metrics: SynchronizedArray[float],
+    lag_feed: LagFeed | None,
+    drain_timeout: float,
+    stop: threading.Event,
+) -> None:
+    """Run the task until ``stop`` is set (SIGTERM) or the supervisor is gone, then drain."""
     threading.excepthook = _exit_on_thread_crash
     worker, probe, reads = _worker(config, index, metrics, lag_feed)
     _tune_gc()
