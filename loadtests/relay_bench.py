@@ -39,6 +39,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from loadtests.relay_load import relay_settings
 from loadtests.run import brokers
 from mqtt_kafka_sync.config.loader import load_connector
 from mqtt_kafka_sync.config.model import RELAY_MQTT_MAX_INFLIGHT, RelayConnectorConfig
@@ -109,17 +110,8 @@ def run_one(
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "relay.json"
-        settings = {
-            "connector.class": "mqtt_kafka_sync.KafkaCommandRelayConnector",
-            "mqtt.server.uri": f"tcp://{mqtt_host}:{mqtt_port}",
-            "kafka.bootstrap.servers": bootstrap,
-            "routes": "cmd",
-            "routes.cmd.kafka.topic": topic,
-            "routes.cmd.kafka.key": "{plant}.{device}",
-            "routes.cmd.mqtt.topic": f"{root}/plants/{{plant}}/devices/{{device}}/commands",
-            "routes.cmd.mqtt.qos": str(qos),
-            "errors.deadletterqueue.topic.name": f"{topic}-dlq",
-        }
+        uri = f"tcp://{mqtt_host}:{mqtt_port}"
+        settings = relay_settings(bootstrap, uri, topic, root, qos)
         path.write_text(json.dumps({"name": f"bench-{tag}", "config": settings}))
         config = load_connector(path, os.environ)
     assert isinstance(config, RelayConnectorConfig)
