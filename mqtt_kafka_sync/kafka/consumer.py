@@ -37,6 +37,7 @@ TP = tuple[str, int]
 
 PartitionsCallback = Callable[[set[TP]], None]
 LOG_EVERY_S = 60.0
+MEMBER_CHECK_S = 1.0
 _NUMBERS = re.compile(r"\d+")
 
 
@@ -94,6 +95,9 @@ class CommandConsumer(ConnectionReports):
         self._to_store: dict[TP, int] = {}
         self._stored: dict[TP, int] = {}
         self._logged: dict[str, float] = {}
+        self._member: str | None = None
+        self._member_rebalances = -1
+        self._member_checked = 0.0
 
     def subscribe(self) -> None:
         self._consumer.subscribe(
@@ -115,7 +119,14 @@ class CommandConsumer(ConnectionReports):
         return records
 
     def member_id(self) -> str | None:
-        return self._consumer.memberid() or None
+        """The group member id, None while not in the group; asked of librdkafka after each
+        rebalance and at most every :data:`MEMBER_CHECK_S` otherwise (each call costs the caller a
+        hand-over of the GIL)."""
+        now = time.monotonic()
+        if self.rebalances != self._member_rebalances or now >= self._member_checked + MEMBER_CHECK_S:
+            self._member = self._consumer.memberid() or None
+            self._member_rebalances, self._member_checked = self.rebalances, now
+        return self._member
 
     # -- pausing --------------------------------------------------------------------------------
     def pause(self, tps: set[TP]) -> None:
