@@ -21,7 +21,7 @@ thread, once per episode at ERROR naming the broker, the client id and the reaso
 before its next attempt as the publisher set it (capped backoff with jitter).
 
 Flow control, with hysteresis, is :class:`~mqtt_kafka_sync.relay.flow.PauseControl`'s; the
-counters are :class:`~mqtt_kafka_sync.relay.stats.RelayStats`. What stays here (about 390 lines) is
+counters are :class:`~mqtt_kafka_sync.relay.stats.RelayStats`. What stays here (about 380 lines) is
 the one loop of the relay thread and the handling of each event it takes: splitting it would spread
 one thread's state over modules.
 """
@@ -62,8 +62,6 @@ thread and waits to get it back, so reading in large batches, not every step, is
 WAIT_S = 0.1
 READ_EVERY_S = 0.1
 """``consume()`` is called at least this often, however full the buffer (see :data:`REFILL_BELOW`)."""
-BURST = 4
-"""With commands in flight, publish again once 1/BURST of the window is free (see :meth:`RelayTask._room`)."""
 REVOKE_WAIT_S = 5.0
 DLQ_RETRY_S = 5.0
 
@@ -187,7 +185,7 @@ class RelayTask:
         # Block where the next piece of work comes from: nowhere while there is something to
         # publish, in consume() while the window has room, on the event queue while it is full or
         # the broker is away.
-        room = self._room()
+        room = self._window.can_publish()
         wait_for_events = 0.0 if room else WAIT_S
         wait_for_records = WAIT_S if room and not self._buffer else 0.0
         self._handle_events(wait_for_events)
@@ -302,17 +300,8 @@ class RelayTask:
         self._retries.append((self._monotonic() + DLQ_RETRY_S, letter))
 
     # -- publishing ---------------------------------------------------------------------------
-    def _room(self) -> bool:
-        """The window may take a command now, and, with commands in flight, at least a quarter of
-        it is free: publishing in bursts wakes the network thread once per burst, not per command."""
-        window = self._window
-        in_flight = len(window.in_flight)
-        return window.can_publish() and (not in_flight or window.size - in_flight >= window.size // BURST)
-
     def _publish(self) -> None:
         buffer, tracker, window = self._buffer, self.tracker, self._window
-        if not buffer or not self._room():
-            return
         while buffer and window.can_publish():
             record = buffer.popleft()
             tp = (record.topic() or "", record.partition() or 0)
