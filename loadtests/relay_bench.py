@@ -26,9 +26,11 @@ Brokers: the local stack under ``.stack-load/`` on ports the OS picks (started a
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import logging
 import os
+import pstats
 import queue
 import subprocess
 import sys
@@ -39,6 +41,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from loadtests.relay_load import relay_settings
 from loadtests.run import brokers
 from mqtt_kafka_sync.config.loader import load_connector
 from mqtt_kafka_sync.config.model import RELAY_MQTT_MAX_INFLIGHT, RelayConnectorConfig
@@ -109,22 +112,18 @@ def run_one(
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "relay.json"
-        settings = {
-            "connector.class": "mqtt_kafka_sync.KafkaCommandRelayConnector",
-            "mqtt.server.uri": f"tcp://{mqtt_host}:{mqtt_port}",
-            "kafka.bootstrap.servers": bootstrap,
-            "routes": "cmd",
-            "routes.cmd.kafka.topic": topic,
-            "routes.cmd.kafka.key": "{plant}.{device}",
-            "routes.cmd.mqtt.topic": f"{root}/plants/{{plant}}/devices/{{device}}/commands",
-            "routes.cmd.mqtt.qos": str(qos),
-            "errors.deadletterqueue.topic.name": f"{topic}-dlq",
-        }
+        uri = f"tcp://{mqtt_host}:{mqtt_port}"
+        settings = relay_settings(bootstrap, uri, topic, root, qos)
         path.write_text(json.dumps({"name": f"bench-{tag}", "config": settings}))
         config = load_connector(path, os.environ)
     assert isinstance(config, RelayConnectorConfig)
     worker = RelayWorker(config, 0)
     _tune_gc()
+    if args.profile:
+        _profiled(worker, total, args)
+        count.stop()
+        return {"qos": qos, "commands": total, "seconds": 0, "commands_per_s": 0, "relay_cpu_cores": None,
+                "delivered_to_subscriber": count.value, "dead_lettered": 0, "complete": True}  # fmt: skip
     worker.start()
     first = last = 0.0
     cpu_first = cpu_last = 0.0
@@ -160,6 +159,21 @@ def run_one(
         "republished": stats.republished,
         "complete": bool(last),
     }
+
+
+def _profiled(worker: RelayWorker, total: int, args: argparse.Namespace) -> None:
+    """``--profile``: the relay loop on this thread under cProfile until every offset is stored;
+    prints the top functions by own and by cumulative time (slower than unprofiled: no figures)."""
+    worker.task.start()
+    profile = cProfile.Profile()
+    deadline = time.monotonic() + args.timeout
+    profile.enable()
+    while worker.task.tracker.finished < total and time.monotonic() < deadline:
+        worker.task.step()
+    profile.disable()
+    worker.task.drain(10)
+    for order in ("tottime", "cumulative"):
+        pstats.Stats(profile).sort_stats(order).print_stats(args.profile)
 
 
 def publisher_run(args: argparse.Namespace, mqtt_host: str, mqtt_port: int, qos: int) -> dict[str, Any]:
@@ -224,6 +238,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="per QoS (default %(default)s s)")
     parser.add_argument("--bootstrap", help="Kafka of your own (with --mqtt-uri)")
     parser.add_argument("--mqtt-uri", help="MQTT broker of your own, tcp://host:port")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="run the relay loop under cProfile, print N lines"
+    )
     parser.add_argument("--publisher-only", action="store_true", help="the MQTT publisher alone, no Kafka")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

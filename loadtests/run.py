@@ -8,6 +8,7 @@
     python -m loadtests.run target --metrics  # the bridge with its metrics port on
     python -m loadtests.run smoke             # tiny, for CI: asserts 0 lost, no speed claims
     python -m loadtests.run sharded           # one worker: shared vs sharded mode (loadtests/sharded.py)
+    python -m loadtests.run relay --qos 2     # Kafka -> run -> MQTT against mosquitto_pub (relay_load.py)
 
 Brokers: the local stack under ``.stack-load/`` on ports the OS picks (started and stopped here),
 or ``--bootstrap`` and ``--mqtt-uri`` for brokers of your own (then CPU per broker process is not
@@ -432,6 +433,7 @@ def print_table(rows: list[Row]) -> None:
 
 
 def scenarios(args: argparse.Namespace, b: Brokers, workdir: Path) -> list[Row]:
+    from loadtests.relay_load import relay_rows  # noqa: PLC0415 - it imports this module
     from loadtests.sharded import sharded_rows  # noqa: PLC0415 - it imports this module
 
     def spec(
@@ -515,6 +517,7 @@ def scenarios(args: argparse.Namespace, b: Brokers, workdir: Path) -> list[Row]:
             measure(b, name, f"{t} task(s)", spec(), workdir, tasks=t, with_baseline=False) for t in (1, 2, 4)
         ],
         "sharded": lambda: sharded_rows(b, workdir, lambda: spec(rate=args.rate or 60_000)),
+        "relay": lambda: relay_rows(b, workdir, messages=args.messages, qos=args.qos, rate=args.rate),
     }
     rows: list[Row] = runs[name]()
     return rows
@@ -531,6 +534,7 @@ SCENARIOS = (
     "tasks",
     "outage",
     "sharded",
+    "relay",
 )
 
 
@@ -562,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--messages", type=int, default=300_000, help="messages per run (default 300,000)")
     parser.add_argument("--rate", type=float, default=0.0, help="offered messages/s (scenario default)")
+    parser.add_argument("--qos", type=int, default=1, choices=[1, 2], help="relay scenario: the route's QoS")
     parser.add_argument("--format", default="bytes", choices=["bytes", "json"], help="route value.format")
     parser.add_argument("--processes", type=int, default=2, help="generator processes (default 2)")
     parser.add_argument(

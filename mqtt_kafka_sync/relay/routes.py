@@ -34,8 +34,11 @@ from mqtt_kafka_sync.routing.command_topic import (
 )
 from mqtt_kafka_sync.routing.key_template import KeyTemplate, compile_key_template
 
+KEY_CACHE_SIZE = 10_000
+"""Record keys whose rendered topics are kept (one per device, typically); cleared when full."""
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, eq=False)
 class _Route:
     config: RelayRouteConfig
     topic_regex: re.Pattern[str] | None
@@ -64,6 +67,8 @@ class CommandRouter:
     def __init__(self, routes: Sequence[RelayRouteConfig]) -> None:
         self._routes = tuple(_compile(r) for r in routes)
         self._by_topic: dict[str, _Route | None] = {}
+        self._by_key: dict[tuple[_Route, bytes | None], tuple[str, str | None]] = {}
+        """(route, record key) -> (MQTT topic, response topic) of routes without header placeholders."""
 
     def command(self, record: KafkaRecord, now: float) -> Command:
         """The command for ``record`` (``now``: epoch seconds); raises :class:`CommandError`."""
@@ -73,15 +78,15 @@ class CommandRouter:
             tried = ", ".join(r.config.name for r in self._routes)
             raise CommandError("no-route", f"no route reads topic {topic!r} (tried {tried})")
         headers = kafka_headers(record)
-        keys = _key_values(route, record.key())
-        values = {name: keys[name] for name in route.names}
-        for name in route.headers:
-            values[HEADER_PREFIX + name] = _header_value(headers, name)
-        for name, value in values.items():
-            if (why := unsafe_value(value)) is not None:
-                raise CommandError("unsafe-placeholder", f"placeholder {{{name}}} {why}: {clip(value)!r}")
-        mqtt_topic = _render(route.mqtt_topic, values)
-        response = _render(route.response_topic, values) if route.response_topic is not None else None
+        key = record.key()
+        topics = self._by_key.get((route, key)) if not route.headers else None
+        if topics is None:
+            topics = _topics(route, key, headers)
+            if not route.headers:  # the topics depend on the key alone: the next record of its device
+                if len(self._by_key) >= KEY_CACHE_SIZE:
+                    self._by_key.clear()
+                self._by_key[route, key] = topics
+        mqtt_topic, response = topics
         config = route.config
         return Command(
             route=config.name,
@@ -107,6 +112,20 @@ class CommandRouter:
             found = next((r for r in self._routes if _reads(r, topic)), None)
             self._by_topic[topic] = found
             return found
+
+
+def _topics(route: _Route, key: bytes | None, headers: KafkaHeaders) -> tuple[str, str | None]:
+    """The command's MQTT topic and response topic, every placeholder value checked first."""
+    keys = _key_values(route, key)
+    values = {name: keys[name] for name in route.names}
+    for name in route.headers:
+        values[HEADER_PREFIX + name] = _header_value(headers, name)
+    for name, value in values.items():
+        if (why := unsafe_value(value)) is not None:
+            raise CommandError("unsafe-placeholder", f"placeholder {{{name}}} {why}: {clip(value)!r}")
+    mqtt_topic = _render(route.mqtt_topic, values)
+    response = _render(route.response_topic, values) if route.response_topic is not None else None
+    return mqtt_topic, response
 
 
 def _reads(route: _Route, topic: str) -> bool:

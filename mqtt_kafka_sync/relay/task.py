@@ -21,7 +21,7 @@ thread, once per episode at ERROR naming the broker, the client id and the reaso
 before its next attempt as the publisher set it (capped backoff with jitter).
 
 Flow control, with hysteresis, is :class:`~mqtt_kafka_sync.relay.flow.PauseControl`'s; the
-counters are :class:`~mqtt_kafka_sync.relay.stats.RelayStats`. What stays here (about 350 lines) is
+counters are :class:`~mqtt_kafka_sync.relay.stats.RelayStats`. What stays here (about 380 lines) is
 the one loop of the relay thread and the handling of each event it takes: splitting it would spread
 one thread's state over modules.
 """
@@ -40,7 +40,7 @@ from confluent_kafka import Message
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.logs import per_record_logger
-from mqtt_kafka_sync.mqtt.events import Connected, Refused, take_events
+from mqtt_kafka_sync.mqtt.events import Acked, Connected, Refused, take_events
 from mqtt_kafka_sync.mqtt.failures import CONNECT_REFUSALS, Failures
 from mqtt_kafka_sync.mqtt.window import Answer, Publisher, PublishWindow
 from mqtt_kafka_sync.relay.flow import PauseControl
@@ -54,8 +54,14 @@ logger = logging.getLogger(__name__)
 record_logger = per_record_logger(__name__)
 """Lines about one record that can repeat for many: one per kind and minute."""
 
-BATCH = 500
+BATCH = 1000
+REFILL_BELOW = 1000
+"""Records are read only while fewer than this wait to be published (or every :data:`READ_EVERY_S`, to
+stay in the group and serve rebalances): each ``consume()`` hands the GIL to the publisher's network
+thread and waits to get it back, so reading in large batches, not every step, is what keeps the loop fast."""
 WAIT_S = 0.1
+READ_EVERY_S = 0.1
+"""``consume()`` is called at least this often, however full the buffer (see :data:`REFILL_BELOW`)."""
 REVOKE_WAIT_S = 5.0
 DLQ_RETRY_S = 5.0
 
@@ -122,6 +128,11 @@ class RelayTask:
         self._buffer: deque[Message] = deque()
         self._retries: deque[tuple[float, DeadLetter[Pending]]] = deque()
         self._member = False
+        self._next_read = 0.0
+        """Monotonic time by which ``consume()`` is called again even with a full buffer."""
+        self._letters_out = 0
+        """Dead letters sent and not answered yet: while there are any, the producer is polled every step."""
+        self._next_dlq_poll = 0.0
         self._pause = PauseControl(name, self._consumer)
         self.in_group = False
         """In the consumer group now (checked every step), for metrics and readiness."""
@@ -182,12 +193,15 @@ class RelayTask:
         self._publish()
         self._flow_control()
         self._window.check_stall()
-        for record in self._consumer.consume(BATCH, wait_for_records):
-            self._buffer.append(record)
-            self.stats.received += 1
-        self.in_group = self._consumer.member_id() is not None
-        if self.in_group:
-            self._member = True
+        now = self._monotonic()
+        if len(self._buffer) < REFILL_BELOW or now >= self._next_read:
+            self._next_read = now + READ_EVERY_S
+            records = self._consumer.consume(BATCH, wait_for_records)
+            self._buffer.extend(records)
+            self.stats.received += len(records)
+            self.in_group = self._consumer.member_id() is not None
+            if self.in_group:
+                self._member = True
 
     def drain(self, timeout: float) -> bool:
         """Stop reading, wait up to ``timeout`` for in-flight commands, commit, leave the group,
@@ -215,14 +229,22 @@ class RelayTask:
 
     # -- events -----------------------------------------------------------------------------------
     def _handle_events(self, timeout: float) -> None:
-        self._dead_letters.poll()
+        now = self._monotonic()
+        if self._letters_out or now >= self._next_dlq_poll:  # each poll hands the GIL over
+            self._next_dlq_poll = now + WAIT_S
+            self._dead_letters.poll()
         events = take_events(self._events, timeout)
         if not events:
             return
+        window, answered = self._window, self._answered
         for event in events:
-            self._handle(event)
+            if type(event) is Acked:  # the common case, first: a command acknowledged
+                if (answer := window.handle(event)) is not None:
+                    answered(answer)
+            else:
+                self._handle(event)
         self._consumer.flush_stores()
-        self._window.settle()
+        window.settle()
 
     def _handle(self, event: object) -> None:
         if isinstance(event, Refused | Connected):
@@ -257,6 +279,7 @@ class RelayTask:
         self._finish(flight.pending)
 
     def _dead_lettered(self, event: DeadLettered) -> None:
+        self._letters_out = max(0, self._letters_out - 1)
         letter = event.letter
         if event.error is None:
             self.stats.count_dead_lettered(letter.error.reason)
@@ -294,6 +317,7 @@ class RelayTask:
                 self._dead_letter(record, pending, exc)
 
     def _dead_letter(self, record: Message, pending: Pending, error: CommandError) -> None:
+        self._letters_out += 1
         self._dead_letters.send(DeadLetter(record, pending, error))
 
     def _retry_dead_letters(self) -> None:
@@ -301,6 +325,7 @@ class RelayTask:
         while self._retries and self._retries[0][0] <= now:
             letter = self._retries.popleft()[1]
             if self.tracker.assigned(letter.pending.tp):
+                self._letters_out += 1
                 self._dead_letters.send(letter)
 
     def _dead_letters_pending(self) -> bool:
