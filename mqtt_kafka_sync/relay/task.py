@@ -21,9 +21,10 @@ thread, once per episode at ERROR naming the broker, the client id and the reaso
 before its next attempt as the publisher set it (capped backoff with jitter).
 
 Flow control, with hysteresis, is :class:`~mqtt_kafka_sync.relay.flow.PauseControl`'s; the
-counters are :class:`~mqtt_kafka_sync.relay.stats.RelayStats`. What stays here (about 380 lines) is
-the one loop of the relay thread and the handling of each event it takes: splitting it would spread
-one thread's state over modules.
+counters are :class:`~mqtt_kafka_sync.relay.stats.RelayStats`.
+
+Why over 350 lines: what stays here is the one loop of the relay thread and the handling of each
+event it takes; split, that one thread's state would be spread over modules.
 """
 
 from __future__ import annotations
