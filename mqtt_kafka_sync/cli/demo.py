@@ -12,9 +12,9 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 EXAMPLE_CONFIG = "connectors/example-telemetry.json"
@@ -72,6 +72,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from mqtt_kafka_sync.devstack.stack import LocalStack  # noqa: PLC0415
     from mqtt_kafka_sync.kafka.admin import ensure_topics  # noqa: PLC0415
     from mqtt_kafka_sync.runtime.supervisor import Supervisor  # noqa: PLC0415
+    from mqtt_kafka_sync.signals import stop_on_signals  # noqa: PLC0415
     from mqtt_kafka_sync.sim.devices import DeviceSimulator  # noqa: PLC0415
     from mqtt_kafka_sync.sim.verify import verify_topic  # noqa: PLC0415
 
@@ -102,44 +103,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
     supervisor = Supervisor([config])
     progress = _Progress(simulator, config.tasks_max)
     deadline = time.monotonic() + args.seconds if args.seconds else None
-    state = {"asked": False, "stopping": False}
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        state["asked"] = True
+    asked, stopping = threading.Event(), threading.Event()  # asked: Ctrl-C or the --seconds deadline
 
     def on_tick(sup: Supervisor) -> None:
         progress.tick(sup)
         if deadline is not None and time.monotonic() >= deadline:
-            state["asked"] = True
-        if state["asked"] and not state["stopping"]:
-            state["stopping"] = True
+            asked.set()
+        if asked.is_set() and not stopping.is_set():
+            stopping.set()
             _stop_devices_then_worker(sup, simulator)
 
-    previous = signal.signal(signal.SIGINT, on_signal)
-    try:
-        supervisor.run(on_tick=on_tick, handle_signals=False)
-        print()
-        if not progress.started:
-            return 0
-        result = simulator.stop()
-        print(f"devices: {result.summary()}")
-        report = verify_topic(
-            stack.kafka_bootstrap,
-            telemetry_topic,
-            result.per_device_last_seq,
-            timeout_s=60,
-            idle_s=10,
-            since_ms=since_ms,
-        )
-        print(f"kafka:   {report.summary()}")
-        return 0 if report.ok_allowing_reorder else 1
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if simulator.running:
-            simulator.stop()
-        if not args.keep_stack and not was_running:
-            stack.down()
-            print("local stack stopped (use --keep-stack to leave it running)")
+    with stop_on_signals(asked, (signal.SIGINT,)):  # Ctrl-C stops the devices, then the worker
+        try:
+            supervisor.run(on_tick=on_tick, handle_signals=False)
+            print()
+            if not progress.started:
+                return 0
+            result = simulator.stop()
+            print(f"devices: {result.summary()}")
+            report = verify_topic(
+                stack.kafka_bootstrap,
+                telemetry_topic,
+                result.per_device_last_seq,
+                timeout_s=60,
+                idle_s=10,
+                since_ms=since_ms,
+            )
+            print(f"kafka:   {report.summary()}")
+            return 0 if report.ok_allowing_reorder else 1
+        finally:
+            if simulator.running:
+                simulator.stop()
+            if not args.keep_stack and not was_running:
+                stack.down()
+                print("local stack stopped (use --keep-stack to leave it running)")
 
 
 def _stop_devices_then_worker(supervisor: Any, simulator: Any) -> None:
