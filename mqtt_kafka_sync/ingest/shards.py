@@ -66,9 +66,7 @@ CLOSE_FLUSH_S = 1.0
 
 def shared_sink(config: SourceConnectorConfig, index: int) -> SharedKafkaSink:
     """The one producer of a sharded task's shards."""
-    sink = task_sink(config, f"{config.task_client_id(index)}-shards", SharedKafkaSink)
-    assert isinstance(sink, SharedKafkaSink)
-    return sink
+    return task_sink(config, f"{config.task_client_id(index)}-shards", SharedKafkaSink)
 
 
 def prepare_shards(config: SourceConnectorConfig, timeout: float = 10.0) -> None:
@@ -190,7 +188,7 @@ class ShardedWorker:
             self.index,
             client_id=self.shards.client_ids[shard],
             filters=(self.shards.filters[shard],),
-            shared_sink=self.sink,
+            sink=self.sink,
             telemetry=self._telemetry,
         )
         task.subscriber.give_up_on_takeover = True

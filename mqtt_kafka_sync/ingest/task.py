@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from mqtt_kafka_sync.config.model import SourceConnectorConfig
 from mqtt_kafka_sync.ingest.acks import AckTracker
@@ -63,9 +64,10 @@ def static_topics(config: SourceConnectorConfig) -> list[str]:
     return [*routed, config.dlq_topic]
 
 
-def task_sink(
-    config: SourceConnectorConfig, client_id: str, sink_class: type[KafkaSink] | None = None
-) -> KafkaSink:
+S = TypeVar("S", bound=KafkaSink)
+
+
+def task_sink(config: SourceConnectorConfig, client_id: str, sink_class: type[S]) -> S:
     """The idempotent producer of a task (or of a sharded task's shards: ``SharedKafkaSink``).
 
     Records above a topic's own max.message.bytes are dead-lettered before they are produced, and
@@ -73,7 +75,7 @@ def task_sink(
     """
     settings = producer_config(config.kafka, client_id)
     limits = topic_message_limits(settings, static_topics(config), timeout=LIMITS_TIMEOUT_S)
-    return (sink_class or KafkaSink)(fit_batches(settings, limits), limits)
+    return sink_class(fit_batches(settings, limits), limits)
 
 
 class IngestTask:
@@ -87,7 +89,6 @@ class IngestTask:
         will: Will | None = None,
         client_id: str | None = None,
         sink: KafkaSink | None = None,
-        shared_sink: SharedKafkaSink | None = None,
         subscribe: bool = True,
         control_filters: tuple[str, ...] = (),
         filters: tuple[str, ...] | None = None,
@@ -97,11 +98,9 @@ class IngestTask:
     ) -> None:
         self.config = config
         self.client_id = client_id or config.task_client_id(index)
-        if shared_sink is not None:  # polled by this task's network thread in turn with others'
-            sink = shared_sink
         self._own_sink = sink is None
         if sink is None:  # not ``sink or ...``: a KafkaSink with nothing outstanding is falsy (len 0)
-            sink = task_sink(config, self.client_id)
+            sink = task_sink(config, self.client_id, KafkaSink)
         self.sink = sink
         self.pacer = PacedAcks(throttle, self._send_acks) if throttle is not None else None
         self.tracker = AckTracker(send=self.pacer.push if self.pacer is not None else self._send_acks)
@@ -119,7 +118,7 @@ class IngestTask:
             if config.errors_retry_timeout_ms < 0
             else config.errors_retry_timeout_ms / 1000,
             telemetry=telemetry,
-            serve=None if shared_sink is None else shared_sink.serve,
+            serve=sink.serve if isinstance(sink, SharedKafkaSink) else None,  # polled in turns with others
         )
         handler: MessageHandler = self.pipeline if handler_wrapper is None else handler_wrapper(self.pipeline)
         settings = subscriber_settings(

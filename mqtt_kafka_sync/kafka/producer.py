@@ -20,9 +20,9 @@ logger = logging.getLogger(__name__)
 Headers = list[tuple[str, str | bytes | None]]
 DeliveryCallback = Callable[[KafkaError | None, Any], None]
 SIZE_REFUSALS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
+"""Delivery errors that say a record (or the batch it was in) is larger than the topic takes."""
 PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 """Delivery errors of records :meth:`KafkaSink.purge` took back: never written, never to be acknowledged."""
-"""Delivery errors that say a record (or the batch it was in) is larger than the topic takes."""
 
 
 GUARANTEE_SETTINGS = PRODUCER_GUARANTEE

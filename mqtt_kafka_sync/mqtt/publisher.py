@@ -122,9 +122,9 @@ def command_properties(command: Command) -> bytes:
         and len(correlation) <= 0xFFFF
         and (expiry is None or 0 <= expiry <= 0xFFFFFFFF)
     ):
-        body = b"\x09%s%s" % (len(correlation).to_bytes(2, "big"), correlation)
+        body = b"%c%s%s" % (packets.PROP_CORRELATION_DATA, len(correlation).to_bytes(2, "big"), correlation)
         if expiry is not None:
-            body = b"\x02%s%s" % (expiry.to_bytes(4, "big"), body)
+            body = b"%c%s%s" % (packets.PROP_MESSAGE_EXPIRY, expiry.to_bytes(4, "big"), body)
         return packets.encode_varint(len(body)) + body
     props: list[tuple[int, object]] = []
     if command.expiry_seconds is not None:

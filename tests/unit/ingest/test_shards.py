@@ -69,7 +69,7 @@ class FakeTask:
         self.client_id: str = kwargs["client_id"]
         self.filters: tuple[str, ...] = kwargs["filters"]
         self.subscriber = FakeSubscriber()
-        self.sink = kwargs["shared_sink"]
+        self.sink = kwargs["sink"]
         self.pipeline = type(
             "P", (), {"stats": type("S", (), {"received": 10, "produced": 9, "dead_lettered": 1})}
         )()
