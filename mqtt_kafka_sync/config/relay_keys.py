@@ -74,7 +74,7 @@ RELAY_MQTT_KEYS = (
         "the broker's answer in `dlq.detail`) and its partition moves on. An attempt fails when the "
         "connection ends with the command unacknowledged for a reason that blames what was sent or "
         "answered (a protocol error, such as a malformed PUBACK, or a broker DISCONNECT such as packet "
-        "too large); paho sends every unacknowledged command again after reconnecting. A plain "
+        "too large); the publisher sends every unacknowledged command again after reconnecting. A plain "
         "network loss or broker restart counts no attempt.",
         "5",
         default=str(model.RELAY_MQTT_PUBLISH_MAX_ATTEMPTS),
