@@ -12,9 +12,11 @@ from mqtt_kafka_sync.signals import stop_on_signals
 TRIALS = 100
 
 
-def _busy(seconds: float) -> None:
+def _busy(until: threading.Event, seconds: float) -> None:
+    """Spin until ``until`` is set (at most ``seconds``): the thread must still run when signalled,
+    else ``pthread_kill`` reaches no thread (a loaded machine can delay the sender past a fixed spin)."""
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    while not until.is_set() and time.monotonic() < end:
         pass
 
 
@@ -24,7 +26,7 @@ def test_a_signal_taken_by_another_thread_stops_the_main_loop_every_time() -> No
     for trial in range(TRIALS):
         stop = threading.Event()
         with stop_on_signals(stop, (signal.SIGUSR2,)):
-            busy = threading.Thread(target=_busy, args=(0.03,))
+            busy = threading.Thread(target=_busy, args=(stop, 10.0))
             busy.start()
             time.sleep(0.001 * (trial % 7))
             signal.pthread_kill(busy.ident or 0, signal.SIGUSR2)
