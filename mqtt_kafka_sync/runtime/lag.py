@@ -13,7 +13,6 @@ same lag), which its task processes read through :func:`fed_lag`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from multiprocessing.context import BaseContext
 
 from mqtt_kafka_sync.config.model import (
     ConnectorConfig,
@@ -67,15 +66,13 @@ def lag_watches(configs: Iterable[ConnectorConfig], metrics_interval: float | No
     ]
 
 
-def throttle_feeds(
-    configs: Iterable[ConnectorConfig], hub: LagHub | None, ctx: BaseContext
-) -> dict[str, LagFeed]:
+def throttle_feeds(configs: Iterable[ConnectorConfig], hub: LagHub | None) -> dict[str, LagFeed]:
     """Connector name -> the feed ``hub`` writes its throttle's lag into (throttled connectors only)."""
     feeds: dict[str, LagFeed] = {}
     for config in configs:
         if hub is None or not isinstance(config, SourceConnectorConfig) or config.throttle is None:
             continue
-        feed = feeds[config.name] = LagFeed(ctx)
+        feed = feeds[config.name] = LagFeed()
         hub.feed(feed, config.kafka.bootstrap_servers, config.throttle.groups, route_topics(config.routes))
     return feeds
 

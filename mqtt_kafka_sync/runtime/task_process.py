@@ -16,13 +16,13 @@ import os
 import signal
 import sys
 import threading
-from multiprocessing.sharedctypes import SynchronizedArray
 from typing import Protocol
 
 from mqtt_kafka_sync.config.model import ConnectorConfig, RelayConnectorConfig
 from mqtt_kafka_sync.kafka.lag_feed import LagFeed
 from mqtt_kafka_sync.logs import configure_logging, dump_stacks_on_sigusr1
 from mqtt_kafka_sync.runtime.lag import fed_lag
+from mqtt_kafka_sync.shared_block import SharedBlock
 from mqtt_kafka_sync.signals import stop_on_signals
 from mqtt_kafka_sync.telemetry.probe import Probe, ingest_probe, relay_probe
 from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
@@ -84,10 +84,10 @@ class Worker(Protocol):
 
 
 def _worker(
-    config: ConnectorConfig, index: int, metrics: SynchronizedArray[float], lag_feed: LagFeed | None
+    config: ConnectorConfig, index: int, metrics: SharedBlock[float], lag_feed: LagFeed | None
 ) -> tuple[Worker, Probe, str]:
     """The worker for ``config``'s connector class, its probe, and what it reads from, for the log."""
-    # Imported here: keep the spawn import light.
+    # Imported here: keep the child's import light.
     if isinstance(config, RelayConnectorConfig):
         from mqtt_kafka_sync.relay.worker import RelayWorker  # noqa: PLC0415
 
@@ -112,8 +112,8 @@ def task_main(
     config: ConnectorConfig,
     index: int,
     *,
-    stats: SynchronizedArray[int],
-    metrics: SynchronizedArray[float],
+    stats: SharedBlock[int],
+    metrics: SharedBlock[float],
     log_level: int,
     drain_timeout: float,
     lag_feed: LagFeed | None = None,
@@ -139,8 +139,8 @@ def _serve(
     config: ConnectorConfig,
     index: int,
     *,
-    stats: SynchronizedArray[int],
-    metrics: SynchronizedArray[float],
+    stats: SharedBlock[int],
+    metrics: SharedBlock[float],
     lag_feed: LagFeed | None,
     drain_timeout: float,
     stop: threading.Event,
