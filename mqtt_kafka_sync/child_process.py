@@ -16,21 +16,26 @@ traceback and exits 1; a signal gives a negative :attr:`ChildProcess.exitcode`, 
 
 File descriptors reach the child only when named in ``pass_fds`` (everything else is closed), at
 the same numbers: a :class:`~mqtt_kafka_sync.shared_block.SharedBlock` pickles as its fd, and
-:func:`channel` makes a :class:`~multiprocessing.connection.Connection` pair whose child end
-crosses as an fd (a ``Connection`` is plain pipe or socket I/O: it needs no resource tracker).
+:func:`channel` makes a :class:`Channel` pair (pickled objects over a pipe or a socket pair, what
+the callers used of ``multiprocessing.connection.Connection``) whose child end crosses as an fd.
+Neither the parent nor the child imports :mod:`multiprocessing` (3 MB resident for
+``multiprocessing.connection`` and what it imports): the child's log lines get its name from a log
+record factory instead of ``multiprocessing.current_process()``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
+import select
 import socket
+import struct
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any, BinaryIO
 
 _BOOTSTRAP = (
@@ -46,9 +51,14 @@ def _child_main(boot: BinaryIO, name: str) -> None:
     """In the child: read the target and its arguments, close the pipe, run it."""
     target, args, kwargs = pickle.load(boot)  # noqa: S301 - written by our parent, through our pipe
     boot.close()
-    import multiprocessing  # noqa: PLC0415 - only for the name logging shows; starts nothing
+    make_record = logging.getLogRecordFactory()
 
-    multiprocessing.current_process().name = name
+    def named(*record_args: Any, **record_kwargs: Any) -> logging.LogRecord:
+        record = make_record(*record_args, **record_kwargs)
+        record.processName = name
+        return record
+
+    logging.setLogRecordFactory(named)
     target(*args, **kwargs)
 
 
@@ -116,6 +126,60 @@ def start_child(
     return ChildProcess(popen, name)
 
 
+_HEADER = struct.Struct("!Q")
+
+
+class Channel:
+    """Pickled objects, each one length-prefixed, over a pipe or a socket pair (blocking fds).
+
+    ``recv`` raises :class:`EOFError` once the other end is closed and nothing is left; ``send``
+    raises :class:`OSError` (``BrokenPipeError``) when the other end is gone. One thread at a time
+    per direction.
+    """
+
+    def __init__(self, fd: int, *, readable: bool = True, writable: bool = True) -> None:
+        self._fd = fd
+        self.readable = readable
+        self.writable = writable
+
+    def fileno(self) -> int:
+        if self._fd < 0:
+            raise OSError("the channel is closed")
+        return self._fd
+
+    def send(self, value: object) -> None:
+        data = pickle.dumps(value)
+        view = memoryview(_HEADER.pack(len(data)) + data)
+        while view:
+            view = view[os.write(self.fileno(), view) :]
+
+    def recv(self) -> Any:
+        (size,) = _HEADER.unpack(self._read(_HEADER.size))
+        return pickle.loads(self._read(size))  # noqa: S301 - our own process sent it
+
+    def poll(self, timeout: float = 0.0) -> bool:
+        """Whether :meth:`recv` would not block (a message, or the other end closed), waiting at
+        most ``timeout`` seconds."""
+        poller = select.poll()
+        poller.register(self.fileno(), select.POLLIN)
+        return bool(poller.poll(max(0.0, timeout) * 1000))
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def _read(self, size: int) -> bytes:
+        chunks, left = [], size
+        while left:
+            chunk = os.read(self.fileno(), min(left, 1 << 20))
+            if not chunk:
+                raise EOFError("the other end of the channel is closed")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+
 @dataclass(frozen=True)
 class ChildEnd:
     """The child's end of a :func:`channel`: pass :attr:`fd` in ``pass_fds`` and this object in the
@@ -124,18 +188,18 @@ class ChildEnd:
     fd: int
     readable: bool
 
-    def open(self) -> Connection:
-        return Connection(self.fd, readable=self.readable, writable=True)
+    def open(self) -> Channel:
+        return Channel(self.fd, readable=self.readable)
 
     def close(self) -> None:
         os.close(self.fd)
 
 
-def channel(*, duplex: bool) -> tuple[Connection, ChildEnd]:
+def channel(*, duplex: bool) -> tuple[Channel, ChildEnd]:
     """A connection to a child: (the parent's end, the child's end). Without ``duplex`` the child
     only sends and the parent only receives (a pipe); with it both do (a socket pair)."""
     if duplex:
         ours, theirs = socket.socketpair()
-        return Connection(ours.detach()), ChildEnd(theirs.detach(), readable=True)
+        return Channel(ours.detach()), ChildEnd(theirs.detach(), readable=True)
     read_end, write_end = os.pipe()
-    return Connection(read_end, writable=False), ChildEnd(write_end, readable=False)
+    return Channel(read_end, writable=False), ChildEnd(write_end, readable=False)

@@ -32,10 +32,9 @@ import signal
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
-from mqtt_kafka_sync.child_process import ChildEnd, ChildProcess, channel, start_child
+from mqtt_kafka_sync.child_process import Channel, ChildEnd, ChildProcess, channel, start_child
 from mqtt_kafka_sync.config.model import KafkaConnection
 from mqtt_kafka_sync.errors import LagReadError
 from mqtt_kafka_sync.kafka.lag_topics import TopicFilter
@@ -127,7 +126,7 @@ class IsolatedLagReader:
         self._name = name
         self._lock = threading.Lock()
         self._process: ChildProcess | None = None
-        self._conn: Connection | None = None
+        self._conn: Channel | None = None
         self._closed = False
         self.started = 0
         """Children started so far (more than one: after a crash or a hang)."""
@@ -182,7 +181,7 @@ class IsolatedLagReader:
             self._lock.release()
 
     # -- internals --------------------------------------------------------------------------------
-    def _start(self) -> Connection:
+    def _start(self) -> Channel:
         parent, child = channel(duplex=True)
         spec = _ReaderSpec(
             self.kafka, self.groups, self._topics, self._timeout, logging.getLogger().getEffectiveLevel()

@@ -35,8 +35,8 @@ def _sleep() -> None:
 
 
 def _log_name(end: ChildEnd) -> None:
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
-    end.open().send(record.processName)
+    record = logging.getLogger("x").makeRecord("x", logging.INFO, __file__, 1, "m", (), None)
+    end.open().send((record.processName, "multiprocessing" in sys.modules))
 
 
 def test_a_child_gets_its_arguments_and_answers_through_a_pipe() -> None:
@@ -69,8 +69,8 @@ def test_the_child_s_log_lines_carry_its_name() -> None:
     reader, writer = channel(duplex=False)
     child = start_child(_log_name, name="lag-reader", args=(writer,), pass_fds=[writer.fd])
     writer.close()
-    assert reader.recv() == "lag-reader"
     child.join(10)
+    assert reader.recv() == ("lag-reader", False)  # named without importing multiprocessing
 
 
 def test_an_exception_exits_1_with_its_traceback_on_stderr(capfd: pytest.CaptureFixture[str]) -> None:
@@ -100,3 +100,22 @@ def test_a_killed_child_says_sigkill() -> None:
     child.kill()
     child.join(10)
     assert child.exitcode == -signal.SIGKILL
+
+
+def _send_big(end: ChildEnd, size: int) -> None:
+    end.open().send(b"x" * size)
+
+
+def test_a_message_larger_than_the_pipe_arrives_whole_then_eof() -> None:
+    reader, writer = channel(duplex=False)
+    child = start_child(_send_big, name="big", args=(writer, 3_000_000), pass_fds=[writer.fd])
+    writer.close()
+    assert reader.poll(30)
+    assert reader.recv() == b"x" * 3_000_000
+    child.join(10)
+    assert reader.poll(0)  # the end closed: recv would not block
+    with pytest.raises(EOFError):
+        reader.recv()
+    reader.close()
+    with pytest.raises(OSError, match="closed"):
+        reader.recv()
