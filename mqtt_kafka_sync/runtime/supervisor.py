@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING
 from mqtt_kafka_sync.child_process import ChildProcess, start_child
 from mqtt_kafka_sync.config.model import ConnectorConfig, SourceConnectorConfig
 from mqtt_kafka_sync.errors import SyncError
-from mqtt_kafka_sync.kafka.lag_feed import LagFeed
 from mqtt_kafka_sync.logs import configure_logging
 from mqtt_kafka_sync.runtime.lag import lag_watches, throttle_feeds
 from mqtt_kafka_sync.runtime.task_process import STAT_FIELDS, task_main
@@ -42,6 +41,7 @@ from mqtt_kafka_sync.telemetry.settings import TelemetrySettings
 from mqtt_kafka_sync.telemetry.shared import TaskMetrics, TaskSnapshot
 
 if TYPE_CHECKING:  # imported where used: a run without lag reader or metrics loads neither
+    from mqtt_kafka_sync.kafka.lag_feed import LagFeed
     from mqtt_kafka_sync.kafka.lag_hub import LagHub
     from mqtt_kafka_sync.telemetry.service import TelemetryService
 
