@@ -5,11 +5,11 @@ persistent session and the broker re-sends what it had not acknowledged. On SIGI
 supervisor asks each task to drain (stop taking messages, let Kafka confirm what is in flight, ack
 it) and exits 0 once they have.
 
-Task processes, the config check and the lag reader are started by
-``child_process.start_child``, not multiprocessing, so no resource tracker joins the tree. Each
-task slot has two shared-memory blocks (``shared_block.py``) its process writes every 0.5 s: the counters of
-``--status-file`` and the metrics block (``telemetry/shared.py``). With telemetry settings the
-supervisor serves them on one port (``/metrics``, ``/healthz``, ``/readyz``) and exports OTLP.
+Task processes, the config check and the lag reader are started by ``child_process.start_child``,
+not multiprocessing, so no resource tracker joins the tree. Each task slot has two shared-memory
+blocks (``shared_block.py``) its process writes every 0.5 s: the counters of ``--status-file`` and
+the metrics block (``telemetry/shared.py``). With telemetry settings the supervisor serves them on
+one port (``/metrics``, ``/healthz``, ``/readyz``) and exports OTLP.
 
 Consumer lag, for the metrics and for every throttled task, is read by one child process of the
 supervisor (``kafka/lag_hub.py``, planned in ``runtime/lag.py``); a throttled task reads its lag
