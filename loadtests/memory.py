@@ -1,7 +1,8 @@
 """Resident memory of a whole ``mqtt-kafka-sync run`` process tree, sampled while a scenario runs.
 
 The tree is the supervisor and every descendant: task processes, the lag reader child (when a
-throttle or the lag metrics need one) and multiprocessing's resource tracker. RSS is summed over
+throttle or the lag metrics need one) and, in builds before issue 16's launcher, multiprocessing's
+resource tracker. RSS is summed over
 the tree every ``interval`` seconds; the peak of that sum is what the issue's 60 MB target means.
 Each process's own peak is its ``VmHWM`` (exact, the kernel keeps it), read at every sample while
 the process lives. Shared library pages count once per process that maps them, as ``ps`` shows.
@@ -61,7 +62,8 @@ def _role(pid: int, root: int, tasks: set[int]) -> str:
         return "other"
     if b"resource_tracker" in cmdline:
         return "resource tracker"
-    return "lag reader" if b"spawn_main" in cmdline else "other"
+    # Spawned by multiprocessing (builds before child_process.py), or named by start_child.
+    return "lag reader" if b"spawn_main" in cmdline or cmdline.endswith(b" lag-reader ") else "other"
 
 
 @dataclass

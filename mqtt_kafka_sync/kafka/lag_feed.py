@@ -17,10 +17,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from multiprocessing.context import BaseContext
-from multiprocessing.sharedctypes import SynchronizedArray
 
 from mqtt_kafka_sync.errors import LagReadError
+from mqtt_kafka_sync.shared_block import SharedBlock, doubles
 
 _SEQ, _LAG, _READABLE = range(3)
 FIRST_READING_GRACE_S = 30.0
@@ -31,12 +30,18 @@ process may still be starting (Python, confluent-kafka, the first admin requests
 class LagFeed:
     """One throttle's lag in shared memory: written by the supervisor, read by the task.
 
-    Picklable only while a process is being spawned (as any shared array), which is how a task
-    process receives it.
+    A task process receives it pickled, with :attr:`fd` in its ``pass_fds``
+    (``mqtt_kafka_sync/shared_block.py``).
     """
 
-    def __init__(self, ctx: BaseContext) -> None:
-        self._cell: SynchronizedArray[float] = ctx.Array("d", [0.0, math.nan, 0.0])
+    def __init__(self) -> None:
+        self._cell: SharedBlock[float] = doubles(3)
+        self._cell[:] = [0.0, math.nan, 0.0]
+
+    @property
+    def fd(self) -> int:
+        """The shared memory's file descriptor, for ``pass_fds``."""
+        return self._cell.fd
 
     def put(self, lag: int | None) -> None:
         """A reading: the largest group total, None when no watched partition has a lag yet."""

@@ -27,16 +27,14 @@ needs the admin client; a ``run`` with no lag to read loads neither (docs/benchm
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from multiprocessing.context import SpawnProcess
 from typing import TYPE_CHECKING
 
+from mqtt_kafka_sync.child_process import ChildEnd, ChildProcess, channel, start_child
 from mqtt_kafka_sync.errors import LagReadError
 from mqtt_kafka_sync.kafka.lag_feed import LagFeed
 from mqtt_kafka_sync.kafka.lag_process import how_it_ended
@@ -47,7 +45,6 @@ if TYPE_CHECKING:
     from mqtt_kafka_sync.kafka.settings import Kafka
 
 logger = logging.getLogger(__name__)
-_ctx = multiprocessing.get_context("spawn")
 
 GroupKey = tuple[str, str]
 """(bootstrap servers, group)."""
@@ -118,9 +115,10 @@ class _Schedule:
         return Reading(watch.key, lag, timed)
 
 
-def _read_forever(watches: Sequence[LagWatch], out: Connection, setup: Callable[[], None]) -> None:
+def _read_forever(watches: Sequence[LagWatch], send_to: ChildEnd, setup: Callable[[], None]) -> None:
     """The lag reader process: read each group when due, send, sleep; exits when the parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    out = send_to.open()
     setup()
     schedules = [_Schedule(w) for w in watches]
     while True:
@@ -166,7 +164,7 @@ class LagHub:
         self._latest = _Latest()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._process: SpawnProcess | None = None
+        self._process: ChildProcess | None = None
         self._thread = threading.Thread(target=self._run, name="lag-hub", daemon=True)
         self.started = 0
         """Reader processes started so far (more than one: after a crash)."""
@@ -231,12 +229,20 @@ class LagHub:
             self._stop.wait(self.RESTART_S)
 
     def _run_child(self) -> int | None:
-        reader, writer = _ctx.Pipe(duplex=False)
-        process = _ctx.Process(
-            target=_read_forever, args=(self._watches, writer, self._setup), name="lag-reader", daemon=True
-        )
-        process.start()
-        writer.close()
+        reader, writer = channel(duplex=False)
+        try:
+            process = start_child(
+                _read_forever,
+                args=(self._watches, writer, self._setup),
+                name="lag-reader",
+                pass_fds=[writer.fd],
+            )
+        except OSError as exc:
+            reader.close()
+            logger.error("cannot start the lag reader process (%s)", exc)
+            return None
+        finally:
+            writer.close()
         self._process = process
         self.started += 1
         try:

@@ -16,8 +16,9 @@ A child that died (signal, exit) or does not answer in time is reported as a :cl
 naming its exit code, and the next read starts a new one: the throttle holds its rate in between,
 exactly as when Kafka does not answer. A new child forgets the baselines the old one kept for
 partitions without a commit (see ``lag.py``): those count from the new child's first read.
-The child exits when its parent does (its end of the pipe closes, or it is a daemon process
-cleaned up at the parent's exit).
+The child exits when its parent does: its end of the socket pair closes (after the read in
+progress, if any). It is started by ``child_process.start_child``, not multiprocessing, so no
+resource tracker comes with it.
 
 confluent-kafka is imported in the child and where a reader is built, not at the top: the
 supervisor imports this module (through ``lag_hub.py``) and need not carry it (docs/benchmarks.md).
@@ -27,15 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import signal
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.context import SpawnProcess
 from typing import TYPE_CHECKING
 
+from mqtt_kafka_sync.child_process import Channel, ChildEnd, ChildProcess, channel, start_child
 from mqtt_kafka_sync.config.model import KafkaConnection
 from mqtt_kafka_sync.errors import LagReadError
 from mqtt_kafka_sync.kafka.lag_topics import TopicFilter
@@ -45,10 +44,9 @@ if TYPE_CHECKING:
     from mqtt_kafka_sync.kafka.settings import Kafka
 
 logger = logging.getLogger(__name__)
-_ctx = multiprocessing.get_context("spawn")
 
 START_GRACE_S = 30.0
-"""Added to the first answer's deadline: a spawned child imports Python and confluent-kafka first."""
+"""Added to the first answer's deadline: a new child imports Python and confluent-kafka first."""
 
 
 def how_it_ended(code: int | None) -> str:
@@ -73,9 +71,10 @@ class _ReaderSpec:
     log_level: int
 
 
-def _serve(conn: Connection, spec: _ReaderSpec) -> None:
+def _serve(end: ChildEnd, spec: _ReaderSpec) -> None:
     """The child: answer each request with ``("lag", int | None)`` or ``("error", text)``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent
+    conn = end.open()
     configure_logging(spec.log_level)
     from mqtt_kafka_sync.kafka.lag import LagReader  # noqa: PLC0415 - see the module docstring
 
@@ -126,8 +125,8 @@ class IsolatedLagReader:
         self._timeout = timeout
         self._name = name
         self._lock = threading.Lock()
-        self._process: SpawnProcess | None = None
-        self._conn: Connection | None = None
+        self._process: ChildProcess | None = None
+        self._conn: Channel | None = None
         self._closed = False
         self.started = 0
         """Children started so far (more than one: after a crash or a hang)."""
@@ -182,25 +181,18 @@ class IsolatedLagReader:
             self._lock.release()
 
     # -- internals --------------------------------------------------------------------------------
-    def _start(self) -> Connection:
-        parent, child = _ctx.Pipe(duplex=True)
-        process = _ctx.Process(
-            target=_serve,
-            args=(
-                child,
-                _ReaderSpec(
-                    self.kafka,
-                    self.groups,
-                    self._topics,
-                    self._timeout,
-                    logging.getLogger().getEffectiveLevel(),
-                ),
-            ),
-            name=self._name,
-            daemon=True,
+    def _start(self) -> Channel:
+        parent, child = channel(duplex=True)
+        spec = _ReaderSpec(
+            self.kafka, self.groups, self._topics, self._timeout, logging.getLogger().getEffectiveLevel()
         )
-        process.start()
-        child.close()
+        try:
+            process = start_child(_serve, args=(child, spec), name=self._name, pass_fds=[child.fd])
+        except OSError as exc:
+            parent.close()
+            raise LagReadError(f"cannot start the lag reader process ({exc})") from None
+        finally:
+            child.close()
         self.started += 1
         self._process, self._conn = process, parent
         return parent

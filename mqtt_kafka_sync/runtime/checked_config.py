@@ -10,24 +10,22 @@ with their warnings, or the problems, and exits; the supervisor keeps only the c
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from collections.abc import Mapping, Sequence
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import cast
 
+from mqtt_kafka_sync.child_process import ChildEnd, channel, start_child
 from mqtt_kafka_sync.config.model import ConnectorConfig
 from mqtt_kafka_sync.errors import ConfigError, ConfigProblem, SyncError
 from mqtt_kafka_sync.logs import configure_logging
-
-_ctx = multiprocessing.get_context("spawn")
 
 Answer = tuple[str, object]
 """``("configs", (configs, warnings))``, ``("problems", problems)`` or ``("error", text)``."""
 
 
-def _check(paths: Sequence[Path], environ: dict[str, str], log_level: int, out: Connection) -> None:
+def _check(paths: Sequence[Path], environ: dict[str, str], log_level: int, answer_to: ChildEnd) -> None:
     """The child: load and check, send the answer."""
+    out = answer_to.open()
     from mqtt_kafka_sync.config.advice import config_warnings  # noqa: PLC0415 - the child's only
     from mqtt_kafka_sync.config.loader import load_connectors  # noqa: PLC0415
 
@@ -50,14 +48,19 @@ def load_checked(
     """Every connector in ``paths`` and the warnings about them, as ``load_connectors`` and
     ``config_warnings`` give them; raises :class:`ConfigError` listing every problem, or
     :class:`SyncError` (also when the checking process dies)."""
-    reader, writer = _ctx.Pipe(duplex=False)
-    process = _ctx.Process(
-        target=_check,
-        args=(list(paths), dict(environ), logging.getLogger().level, writer),
-        name="config-check",
-    )
-    process.start()
-    writer.close()
+    reader, writer = channel(duplex=False)
+    try:
+        process = start_child(
+            _check,
+            args=(list(paths), dict(environ), logging.getLogger().level, writer),
+            name="config-check",
+            pass_fds=[writer.fd],
+        )
+    except OSError as exc:
+        reader.close()
+        raise SyncError(f"cannot start the process that checks the connector files ({exc})") from None
+    finally:
+        writer.close()
     try:
         kind, value = reader.recv()
     except EOFError:

@@ -13,7 +13,7 @@ same lag), which its task processes read through :func:`fed_lag`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from multiprocessing.context import BaseContext
+from typing import TYPE_CHECKING
 
 from mqtt_kafka_sync.config.model import (
     ConnectorConfig,
@@ -22,9 +22,10 @@ from mqtt_kafka_sync.config.model import (
     SourceConnectorConfig,
 )
 from mqtt_kafka_sync.kafka.lag_feed import FedLagReader, LagFeed
-from mqtt_kafka_sync.kafka.lag_hub import GroupKey, LagHub, LagWatch
 from mqtt_kafka_sync.kafka.lag_topics import AnyTopic, SubscribedTopics, TopicFilter
-from mqtt_kafka_sync.throttle.lag_throttle import route_topics
+
+if TYPE_CHECKING:  # imported where lag is read: a supervisor without lag to read loads neither
+    from mqtt_kafka_sync.kafka.lag_hub import GroupKey, LagHub, LagWatch
 
 STALE_INTERVALS = 2.0
 """A throttle whose feed has had no new reading for this many of its intervals holds its rate."""
@@ -36,6 +37,9 @@ def lag_watches(configs: Iterable[ConnectorConfig], metrics_interval: float | No
     A group is read once per Kafka cluster (``kafka.bootstrap.servers``), with the connection
     settings (security) of the first connector that names it.
     """
+    from mqtt_kafka_sync.kafka.lag_hub import LagWatch  # noqa: PLC0415 - see the imports
+    from mqtt_kafka_sync.throttle.lag_throttle import route_topics  # noqa: PLC0415
+
     topics: dict[GroupKey, list[TopicFilter]] = {}
     intervals: dict[GroupKey, list[float]] = {}
     kafkas: dict[GroupKey, KafkaConnection] = {}
@@ -67,15 +71,15 @@ def lag_watches(configs: Iterable[ConnectorConfig], metrics_interval: float | No
     ]
 
 
-def throttle_feeds(
-    configs: Iterable[ConnectorConfig], hub: LagHub | None, ctx: BaseContext
-) -> dict[str, LagFeed]:
+def throttle_feeds(configs: Iterable[ConnectorConfig], hub: LagHub | None) -> dict[str, LagFeed]:
     """Connector name -> the feed ``hub`` writes its throttle's lag into (throttled connectors only)."""
+    from mqtt_kafka_sync.throttle.lag_throttle import route_topics  # noqa: PLC0415 - see the imports
+
     feeds: dict[str, LagFeed] = {}
     for config in configs:
         if hub is None or not isinstance(config, SourceConnectorConfig) or config.throttle is None:
             continue
-        feed = feeds[config.name] = LagFeed(ctx)
+        feed = feeds[config.name] = LagFeed()
         hub.feed(feed, config.kafka.bootstrap_servers, config.throttle.groups, route_topics(config.routes))
     return feeds
 

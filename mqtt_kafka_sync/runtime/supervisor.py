@@ -5,9 +5,11 @@ persistent session and the broker re-sends what it had not acknowledged. On SIGI
 supervisor asks each task to drain (stop taking messages, let Kafka confirm what is in flight, ack
 it) and exits 0 once they have.
 
-Each task slot has two shared-memory arrays its process writes every 0.5 s: the counters of
-``--status-file`` and the metrics block (``telemetry/shared.py``). With telemetry settings the
-supervisor serves them on one port (``/metrics``, ``/healthz``, ``/readyz``) and exports OTLP.
+Task processes, the config check and the lag reader are started by ``child_process.start_child``,
+not multiprocessing, so no resource tracker joins the tree. Each task slot has two shared-memory
+blocks (``shared_block.py``) its process writes every 0.5 s: the counters of ``--status-file`` and
+the metrics block (``telemetry/shared.py``). With telemetry settings the supervisor serves them on
+one port (``/metrics``, ``/healthz``, ``/readyz``) and exports OTLP.
 
 Consumer lag, for the metrics and for every throttled task, is read by one child process of the
 supervisor (``kafka/lag_hub.py``, planned in ``runtime/lag.py``); a throttled task reads its lag
@@ -20,43 +22,41 @@ import contextlib
 import functools
 import json
 import logging
-import multiprocessing
-import multiprocessing.context
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.sharedctypes import SynchronizedArray
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mqtt_kafka_sync.child_process import ChildProcess, start_child
 from mqtt_kafka_sync.config.model import ConnectorConfig, SourceConnectorConfig
 from mqtt_kafka_sync.errors import SyncError
-from mqtt_kafka_sync.kafka.lag_feed import LagFeed
 from mqtt_kafka_sync.logs import configure_logging
 from mqtt_kafka_sync.runtime.lag import lag_watches, throttle_feeds
 from mqtt_kafka_sync.runtime.task_process import STAT_FIELDS, task_main
+from mqtt_kafka_sync.shared_block import SharedBlock, integers
 from mqtt_kafka_sync.signals import stop_on_signals
 from mqtt_kafka_sync.telemetry.settings import TelemetrySettings
 from mqtt_kafka_sync.telemetry.shared import TaskMetrics, TaskSnapshot
 
 if TYPE_CHECKING:  # imported where used: a run without lag reader or metrics loads neither
+    from mqtt_kafka_sync.kafka.lag_feed import LagFeed
     from mqtt_kafka_sync.kafka.lag_hub import LagHub
     from mqtt_kafka_sync.telemetry.service import TelemetryService
 
 logger = logging.getLogger(__name__)
 
-_ctx = multiprocessing.get_context("spawn")
-
 
 class SharedMemoryError(SyncError):
-    """The counters shared with the task processes could not be created (``/dev/shm`` full or absent)."""
+    """The counters shared with the task processes could not be created (no memory, no fds)."""
 
     def __init__(self, cause: OSError) -> None:
         super().__init__(
             f"cannot create the shared memory the task processes report through ({cause.strerror or cause}); "
-            "it lives in /dev/shm: free space there (df -h /dev/shm), or give the container a larger one "
-            "(docker run --shm-size=64m; on Kubernetes an emptyDir with medium: Memory mounted at /dev/shm)"
+            "it is a few KB of anonymous memory (memfd_create) per task, counted in the process's memory: "
+            "raise the container's memory limit, or the open-file limit (ulimit -n) if it says too many "
+            "open files"
         )
 
 
@@ -64,11 +64,11 @@ class SharedMemoryError(SyncError):
 class TaskSlot:
     config: ConnectorConfig
     index: int
-    stats: SynchronizedArray[int]
+    stats: SharedBlock[int]
     metrics: TaskMetrics
     lag_feed: LagFeed | None = None
     """Where the supervisor's lag reader writes this task's throttle lag (throttled tasks only)."""
-    process: multiprocessing.context.SpawnProcess | None = None
+    process: ChildProcess | None = None
     restarts: int = 0
     """Consecutive restarts (the backoff); reset after a minute alive."""
     restarts_total: int = 0
@@ -98,9 +98,9 @@ class Supervisor:
 
             self.lag = LagHub(watches, functools.partial(configure_logging, log_level))
         try:
-            feeds = throttle_feeds(configs, self.lag, _ctx)
+            feeds = throttle_feeds(configs, self.lag)
             self.slots = [
-                TaskSlot(c, i, _ctx.Array("q", len(STAT_FIELDS)), TaskMetrics(c, i, _ctx), feeds.get(c.name))
+                TaskSlot(c, i, integers(len(STAT_FIELDS)), TaskMetrics(c, i), feeds.get(c.name))
                 for c in configs
                 for i in range(c.tasks_max)
             ]
@@ -246,20 +246,27 @@ class Supervisor:
                 self._start(slot)
 
     def _start(self, slot: TaskSlot) -> None:
-        slot.process = _ctx.Process(
-            target=task_main,
-            name=slot.label,
-            daemon=False,
-            args=(slot.config, slot.index),
-            kwargs={
-                "stats": slot.stats,
-                "metrics": slot.metrics.block,
-                "log_level": self._log_level,
-                "drain_timeout": self._drain_timeout,
-                "lag_feed": slot.lag_feed,
-            },
-        )
-        slot.process.start()
+        shared = [slot.stats.fd, slot.metrics.block.fd]
+        if slot.lag_feed is not None:
+            shared.append(slot.lag_feed.fd)
+        try:
+            slot.process = start_child(
+                task_main,
+                name=slot.label,
+                args=(slot.config, slot.index),
+                kwargs={
+                    "stats": slot.stats,
+                    "metrics": slot.metrics.block,
+                    "log_level": self._log_level,
+                    "drain_timeout": self._drain_timeout,
+                    "lag_feed": slot.lag_feed,
+                },
+                pass_fds=shared,
+            )
+        except OSError as exc:  # no memory or no process slot left: try again as after a crash
+            logger.error("cannot start %s (%s); trying again in %.1fs", slot.label, exc, 5.0)
+            slot.next_start = time.monotonic() + 5.0
+            return
         slot.started_at = time.monotonic()
 
     def _drain_all(self) -> int:

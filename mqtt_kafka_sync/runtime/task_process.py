@@ -16,16 +16,16 @@ import os
 import signal
 import sys
 import threading
-from multiprocessing.sharedctypes import SynchronizedArray
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mqtt_kafka_sync.config.model import ConnectorConfig, RelayConnectorConfig
-from mqtt_kafka_sync.kafka.lag_feed import LagFeed
 from mqtt_kafka_sync.logs import configure_logging, dump_stacks_on_sigusr1
-from mqtt_kafka_sync.runtime.lag import fed_lag
 from mqtt_kafka_sync.signals import stop_on_signals
-from mqtt_kafka_sync.telemetry.probe import Probe, ingest_probe, relay_probe
-from mqtt_kafka_sync.telemetry.registry import PipelineRegistry
+
+if TYPE_CHECKING:  # the supervisor imports this module for task_main: what only the task needs, it imports
+    from mqtt_kafka_sync.kafka.lag_feed import LagFeed
+    from mqtt_kafka_sync.shared_block import SharedBlock
+    from mqtt_kafka_sync.telemetry.probe import Probe
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +84,13 @@ class Worker(Protocol):
 
 
 def _worker(
-    config: ConnectorConfig, index: int, metrics: SynchronizedArray[float], lag_feed: LagFeed | None
+    config: ConnectorConfig, index: int, metrics: SharedBlock[float], lag_feed: LagFeed | None
 ) -> tuple[Worker, Probe, str]:
     """The worker for ``config``'s connector class, its probe, and what it reads from, for the log."""
-    # Imported here: keep the spawn import light.
+    # Imported here: the task's, not the supervisor's (docs/benchmarks.md, "Memory of `run`").
+    from mqtt_kafka_sync.telemetry.probe import ingest_probe, relay_probe  # noqa: PLC0415
+    from mqtt_kafka_sync.telemetry.registry import PipelineRegistry  # noqa: PLC0415
+
     if isinstance(config, RelayConnectorConfig):
         from mqtt_kafka_sync.relay.worker import RelayWorker  # noqa: PLC0415
 
@@ -102,6 +105,7 @@ def _worker(
         probe = ingest_probe(config, sharded, metrics, pipelines, owned_shards=lambda: sharded.owned)
         return sharded, probe, f"shards of group {config.shards.group} ({len(config.shards.filters)} shards)"
     from mqtt_kafka_sync.ingest.worker import IngestWorker  # noqa: PLC0415
+    from mqtt_kafka_sync.runtime.lag import fed_lag  # noqa: PLC0415
 
     lag = fed_lag(config, lag_feed) if lag_feed is not None else None
     ingest = IngestWorker(config, index, lag=lag, telemetry=pipelines)
@@ -112,8 +116,8 @@ def task_main(
     config: ConnectorConfig,
     index: int,
     *,
-    stats: SynchronizedArray[int],
-    metrics: SynchronizedArray[float],
+    stats: SharedBlock[int],
+    metrics: SharedBlock[float],
     log_level: int,
     drain_timeout: float,
     lag_feed: LagFeed | None = None,
@@ -139,8 +143,8 @@ def _serve(
     config: ConnectorConfig,
     index: int,
     *,
-    stats: SynchronizedArray[int],
-    metrics: SynchronizedArray[float],
+    stats: SharedBlock[int],
+    metrics: SharedBlock[float],
     lag_feed: LagFeed | None,
     drain_timeout: float,
     stop: threading.Event,

@@ -12,9 +12,9 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from multiprocessing.sharedctypes import SynchronizedArray
 
 from mqtt_kafka_sync.config.model import RelayConnectorConfig, SourceConnectorConfig
+from mqtt_kafka_sync.shared_block import SharedBlock
 from mqtt_kafka_sync.telemetry import catalog as c
 from mqtt_kafka_sync.telemetry.counters import Buckets, RouteCounters
 from mqtt_kafka_sync.telemetry.layout import Layout
@@ -38,7 +38,7 @@ class Probe:
     """Writes one task's block; made by :func:`ingest_probe` or :func:`relay_probe`."""
 
     def __init__(
-        self, layout: Layout, fill: Callable[[list[float]], None], block: SynchronizedArray[float]
+        self, layout: Layout, fill: Callable[[list[float]], None], block: SharedBlock[float]
     ) -> None:
         self.layout = layout
         self._block = block
@@ -57,7 +57,7 @@ class Probe:
 def ingest_probe(
     config: SourceConnectorConfig,
     worker: IngestWorkerView,
-    block: SynchronizedArray[float],
+    block: SharedBlock[float],
     pipelines: PipelineRegistry,
     owned_shards: Callable[[], tuple[int, ...]] | None = None,
 ) -> Probe:
@@ -79,9 +79,7 @@ def ingest_probe(
     return Probe(layout, fill, block)
 
 
-def relay_probe(
-    config: RelayConnectorConfig, worker: RelayWorkerView, block: SynchronizedArray[float]
-) -> Probe:
+def relay_probe(config: RelayConnectorConfig, worker: RelayWorkerView, block: SharedBlock[float]) -> Probe:
     """The probe of a relay task."""
     layout = Layout(config)
     return Probe(layout, _RelayReader(layout, worker).fill, block)

@@ -1,7 +1,8 @@
 """Supervisor side of a task's shared-memory block: read it, judge readiness, survive restarts.
 
-The block (``multiprocessing.Array('d')`` with its lock) is created here, handed to the task process
-at start, and written by the task's :class:`~mqtt_kafka_sync.telemetry.probe.Probe` every 0.5 s.
+The block (a :class:`~mqtt_kafka_sync.shared_block.SharedBlock` of doubles, with its lock) is
+created here, handed to the task process at start, and written by the task's
+:class:`~mqtt_kafka_sync.telemetry.probe.Probe` every 0.5 s.
 When a task process dies, :meth:`TaskMetrics.retire` adds its counters and histograms to a base kept
 here and zeroes the block, so the next process of the slot starts from zero and the totals the
 supervisor exports never go down (what a crashed task counted in its last half second is lost).
@@ -12,11 +13,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from multiprocessing.context import SpawnContext
-from multiprocessing.sharedctypes import SynchronizedArray
 
 from mqtt_kafka_sync.config.model import ConnectorConfig
 from mqtt_kafka_sync.mqtt import reasons
+from mqtt_kafka_sync.shared_block import SharedBlock, doubles
 from mqtt_kafka_sync.telemetry import catalog as c
 from mqtt_kafka_sync.telemetry.layout import Layout
 
@@ -109,9 +109,9 @@ def _mqtt_words(reason: str, code: int, layout: Layout) -> str:
 
 
 class TaskMetrics:
-    def __init__(self, config: ConnectorConfig, index: int, ctx: SpawnContext) -> None:
+    def __init__(self, config: ConnectorConfig, index: int) -> None:
         self.layout = Layout(config)
-        self.block: SynchronizedArray[float] = ctx.Array("d", self.layout.size)
+        self.block: SharedBlock[float] = doubles(self.layout.size)
         self.name = f"{config.name}/task-{index}"
         self.labels = {"connector": config.name, "task": str(index)}
         self._mask = self.layout.cumulative_mask()

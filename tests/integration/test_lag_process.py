@@ -46,7 +46,8 @@ def _children(pid: int) -> list[int]:
 
 
 def _lag_readers(worker: WorkerProcess) -> list[int]:
-    """Processes the supervisor spawned besides its tasks (not its resource tracker): lag readers."""
+    """The supervisor's children named ``lag-reader`` (``child_process.start_child`` puts the name last
+    on the command line), besides its tasks."""
     assert worker.proc is not None
     tasks = set(worker.task_pids())
     found = []
@@ -55,7 +56,7 @@ def _lag_readers(worker: WorkerProcess) -> list[int]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"spawn_main" in cmdline and pid not in tasks:
+        if cmdline.endswith(b"\0lag-reader\0") and pid not in tasks:
             found.append(pid)
     return found
 

@@ -3,8 +3,6 @@ reading of a group, and when a throttle counts its feed as unreadable."""
 
 from __future__ import annotations
 
-import multiprocessing
-
 import pytest
 
 from mqtt_kafka_sync.errors import LagReadError
@@ -14,7 +12,6 @@ from mqtt_kafka_sync.kafka.lag_hub import LagHub, LagWatch, Reading
 from mqtt_kafka_sync.kafka.lag_topics import AnyTopic, SubscribedTopics, TopicTemplates
 
 BOOT = "127.0.0.1:1"
-CTX = multiprocessing.get_context("spawn")
 
 
 def _group(group: str, *lags: tuple[str, int | None]) -> GroupLag:
@@ -38,7 +35,7 @@ def _hub() -> LagHub:
 
 
 def test_a_feed_gets_the_largest_total_of_its_groups_on_its_own_topics() -> None:
-    hub, feed = _hub(), LagFeed(CTX)
+    hub, feed = _hub(), LagFeed()
     hub.feed(feed, BOOT, ["historian", "alerting"], TopicTemplates(["site-{s}"]))
     hub.take(
         Reading((BOOT, "historian"), _group("historian", ("site-a", 30), ("site-b", 20), ("cmd", 500)), False)
@@ -53,7 +50,7 @@ def test_a_feed_gets_the_largest_total_of_its_groups_on_its_own_topics() -> None
 
 
 def test_a_feed_of_groups_without_commits_has_no_lag() -> None:
-    hub, feed = _hub(), LagFeed(CTX)
+    hub, feed = _hub(), LagFeed()
     hub.feed(feed, BOOT, ["alerting"], TopicTemplates(["site-{s}"]))
     hub.take(Reading((BOOT, "alerting"), _group("alerting", ("site-a", None)), False))
     assert feed.get() == (1, None, True)
@@ -71,12 +68,12 @@ def test_metrics_see_the_latest_reading_with_the_time_lag_until_a_read_fails() -
 
 def test_a_feed_of_an_unwatched_group_is_refused() -> None:
     with pytest.raises(ValueError, match="not watched"):
-        _hub().feed(LagFeed(CTX), BOOT, ["nobody"], TopicTemplates(["t"]))
+        _hub().feed(LagFeed(), BOOT, ["nobody"], TopicTemplates(["t"]))
 
 
 def test_a_fed_reader_fails_on_a_failed_or_stale_reading() -> None:
     now = [0.0]
-    feed = LagFeed(CTX)
+    feed = LagFeed()
     reader = FedLagReader(feed, 2.0, clock=lambda: now[0])
     assert reader.read_lag() is None  # the reader process is starting: no lag, nothing to log
     now[0] = FIRST_READING_GRACE_S + 1

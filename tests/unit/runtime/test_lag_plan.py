@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import pickle
 
 from mqtt_kafka_sync.kafka.lag_hub import LagHub
@@ -35,9 +34,7 @@ def test_without_metrics_only_throttles_groups_are_read_and_never_with_the_time_
 def test_each_throttled_connector_gets_one_feed_its_tasks_read() -> None:
     source = source_config(throttled=True)
     hub = LagHub(lag_watches([source, relay_config()], None), lambda: None)
-    feeds = throttle_feeds(
-        [source, source_config(), relay_config()], hub, multiprocessing.get_context("spawn")
-    )
+    feeds = throttle_feeds([source, source_config(), relay_config()], hub)
     assert list(feeds) == [source.name]
     feeds[source.name].put(7)
     assert fed_lag(source, feeds[source.name]).read_lag() == 7

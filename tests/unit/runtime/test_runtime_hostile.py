@@ -1,5 +1,5 @@
-"""The supervisor and task processes under hostile conditions: a full disk, a full /dev/shm, a thread
-that dies. None of them may stop supervision or leave a half-alive task."""
+"""The supervisor and task processes under hostile conditions: a full disk, no memory for the shared
+blocks, a thread that dies. None of them may stop supervision or leave a half-alive task."""
 
 from __future__ import annotations
 
@@ -43,19 +43,19 @@ def test_a_status_file_on_a_full_disk_is_logged_once_and_written_again_later(
     assert any("written again" in r.getMessage() for r in caplog.records)
 
 
-def test_a_full_dev_shm_is_a_clear_error_not_a_semlock_traceback(
+def test_no_memory_for_the_shared_blocks_is_a_clear_error_not_a_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def full(*args: Any, **kwargs: Any) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    def no_memory(*args: Any, **kwargs: Any) -> int:
+        raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
 
-    monkeypatch.setattr(supervisor_module._ctx, "Array", full)
-    with pytest.raises(SharedMemoryError, match="/dev/shm"):
+    monkeypatch.setattr(os, "memfd_create", no_memory)
+    with pytest.raises(SharedMemoryError, match="memory limit"):
         _supervisor(tmp_path)
     assert main(["run", str(_write(tmp_path, {})), "--metrics-port", "0"]) == 1
     err = capsys.readouterr().err
-    assert "No space left on device" in err and "/dev/shm" in err and "--shm-size" in err
-    assert "Traceback" not in err and "SemLock" not in err
+    assert "Cannot allocate memory" in err and "memory limit" in err
+    assert "Traceback" not in err
 
 
 def test_a_thread_that_dies_ends_the_task_process(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,6 @@ attempts reach ``connection_failures``; Kafka's refusals come from librdkafka's 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from types import SimpleNamespace
 
 import pytest
@@ -24,7 +23,7 @@ from tests.unit.telemetry.test_telemetry import _sink, _Subscriber, _Task
 
 def _readiness(subscriber: _Subscriber, sink: object) -> tuple[TaskMetrics, tuple[bool, str]]:
     config = source_config()
-    metrics = TaskMetrics(config, 0, multiprocessing.get_context("spawn"))
+    metrics = TaskMetrics(config, 0)
     worker = SimpleNamespace(task=_Task(sink, subscriber=subscriber), throttle=None)
     ingest_probe(config, worker, metrics.block, PipelineRegistry()).write()
     service = TelemetryService(TelemetrySettings(port=0), lambda: [metrics.snapshot(alive=True, restarts=0)])

@@ -3,7 +3,6 @@ status file's ``shards``; other connectors' blocks and answers are as before."""
 
 from __future__ import annotations
 
-import multiprocessing
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -24,7 +23,7 @@ FILTERS = ("plants/p0/#", "plants/p1/#", "plants/p2/#")
 def _write(owned: tuple[int, ...]) -> TaskMetrics:
     """A sharded task's block, written by its probe while the task owns ``owned``."""
     config = replace(source_config(), shards=ShardsConfig(FILTERS, ("a", "b", "c"), "coordination", "owners"))
-    metrics = TaskMetrics(config, 0, multiprocessing.get_context("spawn"))
+    metrics = TaskMetrics(config, 0)
     worker = SimpleNamespace(task=_Task(_sink(), subscriber=_Subscriber()), throttle=None)
     ingest_probe(config, worker, metrics.block, PipelineRegistry(), owned_shards=lambda: owned).write()
     return metrics

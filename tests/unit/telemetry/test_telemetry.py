@@ -6,7 +6,6 @@ import functools
 import gzip
 import logging
 import math
-import multiprocessing
 import os
 import socket
 import threading
@@ -192,7 +191,7 @@ def test_probe_writes_every_pipeline_of_the_connector_into_the_block(tracked: Pi
         pipeline.on_message(_msg("plants/p1/devices/d1/telemetry", b"{}", packet_id), 1)
     main.on_tick()
     worker = SimpleNamespace(task=_Task(sink), throttle=_Throttle())
-    metrics = TaskMetrics(config, 0, multiprocessing.get_context("spawn"))
+    metrics = TaskMetrics(config, 0)
     ingest_probe(config, worker, metrics.block, tracked).write()
     snap = metrics.snapshot(alive=True, restarts=0)
     assert snap.value(c.RECEIVED_MESSAGES, route="t") == 2
@@ -211,7 +210,7 @@ def test_a_throttle_the_worker_does_not_expose_leaves_its_gauges_empty(
     tracked: PipelineRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = source_config(throttled=True)
-    metrics = TaskMetrics(config, 0, multiprocessing.get_context("spawn"))
+    metrics = TaskMetrics(config, 0)
     worker = SimpleNamespace(task=_Task(_sink()), throttle=None)
     probe = ingest_probe(config, worker, metrics.block, tracked)
     with caplog.at_level(logging.WARNING):
@@ -223,7 +222,7 @@ def test_a_throttle_the_worker_does_not_expose_leaves_its_gauges_empty(
 
 def test_restarted_task_keeps_counters_and_loses_gauges() -> None:
     config = source_config()
-    metrics = TaskMetrics(config, 0, multiprocessing.get_context("spawn"))
+    metrics = TaskMetrics(config, 0)
     layout = metrics.layout
     first = [0.0] * layout.size
     first[layout.offset(c.RECEIVED_MESSAGES, route="t")] = 10
@@ -256,7 +255,7 @@ def test_a_wedged_network_loop_fails_readiness_then_liveness() -> None:
     """The task process and its stats loop run, but the thread that does the work has stopped
     turning: /readyz says so after 10 s, /healthz after --liveness-timeout."""
     config = source_config()
-    metrics = TaskMetrics(config, 0, multiprocessing.get_context("spawn"))
+    metrics = TaskMetrics(config, 0)
     subscriber = _Subscriber()
     worker = SimpleNamespace(task=_Task(_sink(), subscriber=subscriber), throttle=None)
     probe = ingest_probe(config, worker, metrics.block, PipelineRegistry())
