@@ -3,7 +3,7 @@
 :func:`serve` runs on the publisher's network thread from an accepted CONNACK until the connection
 ends: it continues the session's exchanges (:meth:`~mqtt_kafka_sync.mqtt.outflight.Outflight.reconnected`),
 puts :class:`~mqtt_kafka_sync.mqtt.events.Connected` on the queue, then writes what waits (in one
-``send``), reads acknowledgements (many per ``recv``, each an ``Acked`` event), answers PUBREC with
+``send``), reads acknowledgements (many per ``recv``, one ``Acks`` event for them), answers PUBREC with
 PUBREL and keeps the keepalive (PINGREQ when quiet for half the interval, the connection given up
 when no PINGRESP came within it). It returns the :class:`~mqtt_kafka_sync.mqtt.events.Disconnected`
 that says why the connection ended, in the client's own words (``by`` ``mqtt-kafka-sync``): the
@@ -26,7 +26,7 @@ from mqtt_kafka_sync.errors import MqttError, MqttProtocolError
 from mqtt_kafka_sync.mqtt import packets as p
 from mqtt_kafka_sync.mqtt import reasons
 from mqtt_kafka_sync.mqtt.connection import LOOP_TURN_MAX_S, ConnectionLost
-from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected
+from mqtt_kafka_sync.mqtt.events import Acked, Acks, Connected, Disconnected
 from mqtt_kafka_sync.mqtt.keepalive import Keepalive
 from mqtt_kafka_sync.mqtt.outflight import PROTOCOL_ERROR, Outflight, read_acks
 from mqtt_kafka_sync.mqtt.tls import WOULD_BLOCK, read_available
@@ -154,8 +154,8 @@ class _Loop:
                 sent = 0
             del out[:sent]
             keepalive.last_sent = time.monotonic()
-        for mid in done:
-            self.link.events.put(Acked(mid, 0, ""))
+        if done:
+            self.link.events.put(Acks(done))
         return bool(out)
 
     def read(self) -> Disconnected | None:
@@ -168,14 +168,27 @@ class _Loop:
         if pong:
             self.keepalive.ping_sent_at = None
         if acks:
-            put = self.link.events.put
-            for mid, code in self.link.flight.answered(acks):
-                put(Acked(mid, code, reasons.lookup(code).name if code >= 0x80 else ""))
+            self.tell(self.link.flight.answered(acks))
         if disconnect is not None:
             return _from_broker(disconnect)
         if closed:
             raise ConnectionLost("broker closed the connection", _UNSPECIFIED)
         return None
+
+    def tell(self, ended: list[tuple[int, int]]) -> None:
+        """The exchanges that ended as events: one :class:`Acks` per run of successes, an
+        :class:`Acked` for each refusal, in the order the broker answered."""
+        put, ok = self.link.events.put, []
+        for mid, code in ended:
+            if code < 0x80:
+                ok.append(mid)
+                continue
+            if ok:
+                put(Acks(ok))
+                ok = []
+            put(Acked(mid, code, reasons.lookup(code).name))
+        if ok:
+            put(Acks(ok))
 
     def receive(self) -> tuple[bytes, bool]:
         """The unparsed bytes (left over, then read now) and whether the broker closed the connection."""

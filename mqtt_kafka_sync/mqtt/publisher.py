@@ -115,24 +115,13 @@ class PublisherSettings:
 def command_properties(command: Command) -> bytes:
     """The MQTT 5 properties of ``command``'s PUBLISH, encoded (length prefix included). Raises
     ValueError when one is longer than MQTT allows."""
-    expiry, correlation = command.expiry_seconds, command.correlation_data
-    if (  # the relay's usual command, encoded without the general loop (same bytes)
-        command.response_topic is None
-        and not command.user_properties
-        and len(correlation) <= 0xFFFF
-        and (expiry is None or 0 <= expiry <= 0xFFFFFFFF)
-    ):
-        body = b"%c%s%s" % (packets.PROP_CORRELATION_DATA, len(correlation).to_bytes(2, "big"), correlation)
-        if expiry is not None:
-            body = b"%c%s%s" % (packets.PROP_MESSAGE_EXPIRY, expiry.to_bytes(4, "big"), body)
-        return packets.encode_varint(len(body)) + body
-    props: list[tuple[int, object]] = []
-    if command.expiry_seconds is not None:
-        props.append((packets.PROP_MESSAGE_EXPIRY, command.expiry_seconds))
-    if command.response_topic is not None:
-        props.append((packets.PROP_RESPONSE_TOPIC, command.response_topic))
+    expiry, response = command.expiry_seconds, command.response_topic
+    props: list[tuple[int, object]] = [] if expiry is None else [(packets.PROP_MESSAGE_EXPIRY, expiry)]
+    if response is not None:
+        props.append((packets.PROP_RESPONSE_TOPIC, response))
     props.append((packets.PROP_CORRELATION_DATA, command.correlation_data))
-    props.extend((packets.PROP_USER_PROPERTY, pair) for pair in command.user_properties)
+    if command.user_properties:
+        props += [(packets.PROP_USER_PROPERTY, pair) for pair in command.user_properties]
     return packets.encode_properties(props)
 
 

@@ -3,7 +3,8 @@ and whether another may go out now.
 
 The relay task and the replay's MQTT target (``replay/mqtt_target.py``) publish through a
 :class:`PublishWindow` on one thread each, and feed it the events the publisher's network thread queued
-(:class:`~mqtt_kafka_sync.mqtt.events.Connected`, ``Disconnected``, ``Refused``, ``Acked``).
+(:class:`~mqtt_kafka_sync.mqtt.events.Connected`, ``Disconnected``, ``Refused``, ``Acked``), and the
+successful acknowledgements of each read of the socket (``Acks``) to :meth:`PublishWindow.delivered`.
 
 A command may go out while the broker is connected, fewer than
 ``min(mqtt.max.inflight.messages, the broker's Receive Maximum)`` are in flight, and no command
@@ -14,7 +15,7 @@ re-send rule, :class:`~mqtt_kafka_sync.mqtt.resend.ResendGate`, which the device
 publishers follow too). Commands go out in the order they are handed over, on one connection, so
 the broker keeps that order per topic.
 
-Each acknowledgement becomes an :class:`Answer`: delivered, or refused (reason code >= 0x80) as a
+Each ``Acked`` becomes an :class:`Answer`: delivered, or refused (reason code >= 0x80) as a
 ``mqtt-rejected`` :class:`~mqtt_kafka_sync.errors.CommandError`. A PUBCOMP saying the broker lost a
 QoS 2 exchange (0x92, its session ended while we were away) publishes the command again, at most
 :data:`MAX_REPUBLISH` times.
@@ -168,6 +169,13 @@ class PublishWindow(Generic[R, P]):
         elif isinstance(event, Refused):
             self._refused(event)
         return None
+
+    def delivered(self, mids: list[int]) -> list[Flight[R, P]]:
+        """Take an :class:`~mqtt_kafka_sync.mqtt.events.Acks`' packet ids: the commands in flight
+        they acknowledged (the broker has them), in order; ids not in flight are skipped."""
+        self._last_progress = self._monotonic()
+        pop = self.in_flight.pop
+        return [flight for mid in mids if (flight := pop(mid, None)) is not None]
 
     def take_given_up(self) -> list[Answer[R, P]]:
         """Commands given up since the last call (attempts used up), each with its ``mqtt-rejected``

@@ -41,9 +41,9 @@ from confluent_kafka import Message
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.logs import per_record_logger
-from mqtt_kafka_sync.mqtt.events import Acked, Connected, Refused, take_events
+from mqtt_kafka_sync.mqtt.events import Acks, Connected, Refused, take_events
 from mqtt_kafka_sync.mqtt.failures import CONNECT_REFUSALS, Failures
-from mqtt_kafka_sync.mqtt.window import Answer, Publisher, PublishWindow
+from mqtt_kafka_sync.mqtt.window import Answer, Flight, Publisher, PublishWindow
 from mqtt_kafka_sync.relay.flow import PauseControl
 from mqtt_kafka_sync.relay.offsets import OffsetTracker, Pending
 from mqtt_kafka_sync.relay.offsets import TopicPartition as TP
@@ -131,8 +131,6 @@ class RelayTask:
         self._member = False
         self._next_read = 0.0
         """Monotonic time by which ``consume()`` is called again even with a full buffer."""
-        self._letters_out = 0
-        """Dead letters sent and not answered yet: while there are any, the producer is polled every step."""
         self._next_dlq_poll = 0.0
         self._pause = PauseControl(name, self._consumer)
         self.in_group = False
@@ -231,17 +229,18 @@ class RelayTask:
     # -- events -----------------------------------------------------------------------------------
     def _handle_events(self, timeout: float) -> None:
         now = self._monotonic()
-        if self._letters_out or now >= self._next_dlq_poll:  # each poll hands the GIL over
+        # The producer is polled every step while dead letters are unanswered, else every WAIT_S
+        # (each poll hands the GIL over).
+        if len(self._dead_letters) or now >= self._next_dlq_poll:
             self._next_dlq_poll = now + WAIT_S
             self._dead_letters.poll()
         events = take_events(self._events, timeout)
         if not events:
             return
-        window, answered = self._window, self._answered
+        window = self._window
         for event in events:
-            if type(event) is Acked:  # the common case, first: a command acknowledged
-                if (answer := window.handle(event)) is not None:
-                    answered(answer)
+            if type(event) is Acks:  # the common case, first: what one read of the socket acknowledged
+                self._delivered(window.delivered(event.mids))
             else:
                 self._handle(event)
         self._consumer.flush_stores()
@@ -273,14 +272,22 @@ class RelayTask:
         if answer.error is not None:
             self._dead_letter(flight.record, flight.pending, answer.error)
             return
-        self.stats.delivered += 1
-        route = self.stats.routes[flight.command.route]
-        route.delivered += 1
-        route.delivered_bytes += len(flight.command.payload)
-        self._finish(flight.pending)
+        self._delivered([flight])
+
+    def _delivered(self, flights: list[Flight[Message, Pending]]) -> None:
+        """Commands the broker has: counted, and their offsets stored as their partitions' finished
+        prefixes grow (the consumer hands them to librdkafka once per batch of events)."""
+        stats, finish, store = self.stats, self.tracker.finish, self._consumer.store
+        stats.delivered += len(flights)
+        for flight in flights:
+            command, pending = flight.command, flight.pending
+            route = stats.routes[command.route]
+            route.delivered += 1
+            route.delivered_bytes += len(command.payload)
+            if (offset := finish(pending)) is not None:
+                store(pending.tp, offset)
 
     def _dead_lettered(self, event: DeadLettered) -> None:
-        self._letters_out = max(0, self._letters_out - 1)
         letter = event.letter
         if event.error is None:
             self.stats.count_dead_lettered(letter.error.reason)
@@ -318,7 +325,6 @@ class RelayTask:
                 self._dead_letter(record, pending, exc)
 
     def _dead_letter(self, record: Message, pending: Pending, error: CommandError) -> None:
-        self._letters_out += 1
         self._dead_letters.send(DeadLetter(record, pending, error))
 
     def _retry_dead_letters(self) -> None:
@@ -326,7 +332,6 @@ class RelayTask:
         while self._retries and self._retries[0][0] <= now:
             letter = self._retries.popleft()[1]
             if self.tracker.assigned(letter.pending.tp):
-                self._letters_out += 1
                 self._dead_letters.send(letter)
 
     def _dead_letters_pending(self) -> bool:

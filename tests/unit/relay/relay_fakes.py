@@ -63,6 +63,9 @@ class FakeSink:
         self.produced.append((topic, value, key, dict(headers)))
         self._reports.append(on_delivery)
 
+    def __len__(self) -> int:
+        return len(self._reports)
+
     def poll(self, timeout: float = 0.0) -> int:
         if self.holding:
             return 0
