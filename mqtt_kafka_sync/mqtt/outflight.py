@@ -77,6 +77,11 @@ class Outflight:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def unanswered(self) -> int:
+        """Exchanges written on this connection and not answered yet (network thread)."""
+        return self._on_wire
+
     def add(self, head: bytes, tail: bytes, qos: int) -> tuple[int, bool]:
         """Keep a PUBLISH (``head`` up to the packet id, ``tail`` after it) under a new packet id,
         queued behind the others; returns the id and whether the queue was empty (else the

@@ -38,6 +38,8 @@ CLIENT = "mqtt-kafka-sync"
 """Who ended a connection, in :class:`~mqtt_kafka_sync.mqtt.events.Disconnected`'s words."""
 READ_SIZE = 262_144
 """Bytes asked of the socket per read."""
+HOLD_S = 0.01
+"""With :attr:`Link.hold_acks`, the longest a success waits to be told."""
 _UNSPECIFIED, _KEEPALIVE_TIMEOUT = 0x80, 0x8D
 _MAXIMUM_QOS, _RETAIN_AVAILABLE = 0x24, 0x25
 
@@ -57,6 +59,10 @@ class Link:
     online: bool = False
     """Between an accepted CONNACK and the end of that connection."""
     maximum_packet_size: int | None = None
+    hold_acks: bool = False
+    """Successes are told in batches of a quarter of the window (or when nothing else is
+    unacknowledged, or :data:`HOLD_S` after the first), not per read: for a caller that publishes
+    in such bursts anyway (the relay), each event it would wake for sooner only costs a hand-over."""
 
 
 def serve(sock: socket.socket, connack: p.Ack, pending: list[p.Packet], link: Link) -> Disconnected | None:
@@ -103,6 +109,9 @@ class _Loop:
         self.tls = isinstance(sock, ssl.SSLSocket)
         self.inbox = b""
         self.buffer = memoryview(bytearray(READ_SIZE))
+        self.acked: list[int] = []
+        """Successes not told yet (:attr:`Link.hold_acks`), since :attr:`acked_at` (monotonic)."""
+        self.acked_at = 0.0
 
     def run(self) -> Disconnected | None:
         link, sock, keepalive, wakeup = self.link, self.sock, self.keepalive, self.link.wakeup
@@ -116,7 +125,13 @@ class _Loop:
                 if self.write() != writing:
                     writing = not writing
                     sel.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0))
-                timeout = keepalive.last_sent + keepalive.interval / 2 - time.monotonic()
+                now = time.monotonic()
+                timeout = keepalive.last_sent + keepalive.interval / 2 - now
+                if self.acked:
+                    if now - self.acked_at >= HOLD_S:
+                        self.tell_acked()
+                    else:
+                        timeout = min(timeout, self.acked_at + HOLD_S - now)
                 timeout = max(0.0, min(timeout, LOOP_TURN_MAX_S))
                 if self.tls and sock.pending():  # type: ignore[attr-defined]  # decrypted, unseen by select
                     timeout = 0.0
@@ -129,6 +144,7 @@ class _Loop:
                         return lost
         finally:
             sel.close()
+            self.tell_acked()  # before the event that says why the connection ended
         last = bytes(link.flight.out) + p.encode_disconnect(0, 0 if link.end_session else None)
         sock.setblocking(True)
         sock.settimeout(5.0)
@@ -176,19 +192,26 @@ class _Loop:
         return None
 
     def tell(self, ended: list[tuple[int, int]]) -> None:
-        """The exchanges that ended as events: one :class:`Acks` per run of successes, an
-        :class:`Acked` for each refusal, in the order the broker answered."""
-        put, ok = self.link.events.put, []
+        """The exchanges that ended as events: one :class:`Acks` per run of successes (held back
+        with :attr:`Link.hold_acks`), an :class:`Acked` for each refusal, in the order the broker
+        answered."""
+        acked, link = self.acked, self.link
+        if not acked:
+            self.acked_at = time.monotonic()
         for mid, code in ended:
             if code < 0x80:
-                ok.append(mid)
+                acked.append(mid)
                 continue
-            if ok:
-                put(Acks(ok))
-                ok = []
-            put(Acked(mid, code, reasons.lookup(code).name))
-        if ok:
-            put(Acks(ok))
+            self.tell_acked()
+            link.events.put(Acked(mid, code, reasons.lookup(code).name))
+        flight = link.flight
+        if not link.hold_acks or len(acked) >= max(1, flight.limit // 4) or not flight.unanswered:
+            self.tell_acked()
+
+    def tell_acked(self) -> None:
+        if self.acked:
+            self.link.events.put(Acks(self.acked))
+            self.acked = []
 
     def receive(self) -> tuple[bytes, bool]:
         """The unparsed bytes (left over, then read now) and whether the broker closed the connection."""

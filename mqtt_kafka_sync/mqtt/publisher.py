@@ -147,14 +147,21 @@ def encode_publish(command: Command) -> tuple[bytes, bytes]:
 class MqttPublisher:
     """Publishes :class:`Command`s; events go to ``events``, read by the caller's thread."""
 
-    def __init__(self, settings: PublisherSettings, events: queue.SimpleQueue[object]) -> None:
+    def __init__(
+        self, settings: PublisherSettings, events: queue.SimpleQueue[object], *, hold_acks: bool = False
+    ) -> None:
+        """``hold_acks``: successful acknowledgements are told a quarter of the window at a time
+        (:attr:`~mqtt_kafka_sync.mqtt.outgoing.Link.hold_acks`), for a caller that publishes in such bursts."""
         self.settings = settings
         self._link = Link(
             Outflight(settings.max_inflight), events, Wakeup(), threading.Event(), settings.keepalive
         )
+        self._link.hold_acks = hold_acks
         self._thread = threading.Thread(
             target=self._run, name=f"mqtt-publisher-{settings.client_id}", daemon=True
         )
+        self._unannounced = False
+        """Publishes queued with ``wake=False`` since the last wake-up (the caller's thread only)."""
         self._connect_settings = SubscriberSettings(
             host=settings.host,
             port=settings.port,
@@ -176,9 +183,12 @@ class MqttPublisher:
     def connected(self) -> bool:
         return self._link.online
 
-    def publish(self, command: Command) -> int:
+    def publish(self, command: Command, *, wake: bool = True) -> int:
         """Queue ``command``'s PUBLISH for the network thread; returns its packet id. Raises
-        :class:`CommandError` (``mqtt-rejected``) when it cannot be sent: it is then never sent."""
+        :class:`CommandError` (``mqtt-rejected``) when it cannot be sent: it is then never sent.
+        ``wake`` False: the network thread is told at the next :meth:`wake`, so a burst of
+        publishes goes out in one write (woken at the first, the network thread took the GIL and
+        wrote about three commands a time, and Mosquitto answered as many per read)."""
         head, tail = encode_publish(command)
         limit = self._link.maximum_packet_size
         if limit is not None and (size := len(head) + (2 if command.qos else 0) + len(tail)) > limit:
@@ -186,8 +196,17 @@ class MqttPublisher:
             raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
         mid, first = self._link.flight.add(head, tail, command.qos)
         if first:  # one wake-up per batch: each costs the caller a hand-over of the GIL
-            self._link.wakeup.wake()
+            if wake:
+                self._link.wakeup.wake()
+            else:
+                self._unannounced = True
         return mid
+
+    def wake(self) -> None:
+        """Tell the network thread about the publishes queued with ``wake=False``, if any."""
+        if self._unannounced:
+            self._unannounced = False
+            self._link.wakeup.wake()
 
     def forget(self, mids: Iterable[int]) -> None:
         """Drop these publishes from the session: never sent again (the relay gave up on them)."""

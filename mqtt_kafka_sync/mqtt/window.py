@@ -77,7 +77,8 @@ class Publisher(Protocol):
 
     def start(self) -> None: ...
     def connected(self) -> bool: ...
-    def publish(self, command: Command) -> int: ...
+    def publish(self, command: Command, *, wake: bool = True) -> int: ...
+    def wake(self) -> None: ...
     def forget(self, mids: Iterable[int]) -> None: ...
     def stop(self, *, end_session: bool) -> None: ...
 
@@ -147,16 +148,29 @@ class PublishWindow(Generic[R, P]):
     def can_publish(self) -> bool:
         return self._gate.allows(len(self.in_flight)) and self._publisher.connected()
 
+    def room(self) -> int:
+        """How many commands may go out now (0 while the broker is away or re-sent ones are unacknowledged)."""
+        gate = self._gate
+        if not gate.online or gate.resending or not self._publisher.connected():
+            return 0
+        return max(0, gate.size - len(self.in_flight))
+
     def publish(self, record: R, command: Command, pending: P) -> None:
-        """Hand ``command`` to the publisher. Raises :class:`CommandError` (``mqtt-rejected``) when the broker
-        cannot take it or the publisher refuses it: it is then never sent."""
+        """Hand ``command`` to the publisher, written at the next :meth:`flush`. Raises
+        :class:`CommandError` (``mqtt-rejected``) when the broker cannot take it or the publisher
+        refuses it: it is then never sent."""
         if self.limits is not None:
             check_limits(command, self.limits)
-        mid = self._publisher.publish(command)
+        mid = self._publisher.publish(command, wake=False)
         if mid in self.in_flight:
             record_logger.error("the publisher reused packet id %d while it was in flight", mid)
         self.in_flight[mid] = Flight(record, command, pending)
         self._counters.published += 1
+
+    def flush(self) -> None:
+        """After a burst of :meth:`publish`: the publisher's network thread writes them (one
+        wake-up per burst, not per command)."""
+        self._publisher.wake()
 
     def handle(self, event: object) -> Answer[R, P] | None:
         """Take one publisher event; returns the answer when it settled a command in flight."""

@@ -60,6 +60,8 @@ REFILL_BELOW = 1000
 """Records are read only while fewer than this wait to be published (or every :data:`READ_EVERY_S`, to
 stay in the group and serve rebalances): each ``consume()`` hands the GIL to the publisher's network
 thread and waits to get it back, so reading in large batches, not every step, is what keeps the loop fast."""
+BURST_DIVISOR = 4
+"""New commands go out once a quarter of the window is free (see :meth:`RelayTask._may_publish`)."""
 WAIT_S = 0.1
 READ_EVERY_S = 0.1
 """``consume()`` is called at least this often, however full the buffer (see :data:`REFILL_BELOW`)."""
@@ -184,7 +186,7 @@ class RelayTask:
         # Block where the next piece of work comes from: nowhere while there is something to
         # publish, in consume() while the window has room, on the event queue while it is full or
         # the broker is away.
-        room = self._window.can_publish()
+        room = self._may_publish()
         wait_for_events = 0.0 if room else WAIT_S
         wait_for_records = WAIT_S if room and not self._buffer else 0.0
         self._handle_events(wait_for_events)
@@ -308,7 +310,16 @@ class RelayTask:
         self._retries.append((self._monotonic() + DLQ_RETRY_S, letter))
 
     # -- publishing ---------------------------------------------------------------------------
+    def _may_publish(self) -> bool:
+        """The window has room for a burst: a quarter of it, or every buffered record if fewer.
+        Published as soon as there is any room, the relay and the publisher's network thread took
+        turns over three or four commands at a time (a wake-up, a write and a read each)."""
+        room = self._window.room()
+        return room > 0 and room >= min(max(1, self._window.size // BURST_DIVISOR), len(self._buffer))
+
     def _publish(self) -> None:
+        if not self._may_publish():
+            return
         buffer, tracker, window = self._buffer, self.tracker, self._window
         while buffer and window.can_publish():
             record = buffer.popleft()
@@ -323,6 +334,7 @@ class RelayTask:
                 window.publish(record, self._router.command(record, self._clock()), pending)
             except CommandError as exc:
                 self._dead_letter(record, pending, exc)
+        window.flush()
 
     def _dead_letter(self, record: Message, pending: Pending, error: CommandError) -> None:
         self._dead_letters.send(DeadLetter(record, pending, error))

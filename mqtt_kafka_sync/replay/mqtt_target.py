@@ -197,6 +197,7 @@ class MqttTarget:
                 letter = DeadLetter(record, done, exc)
                 self._dead_lettering[id(letter)] = letter
                 self._dead_letters.send(letter)
+        window.flush()
 
     def _take_events(self, timeout: float) -> None:
         self._dead_letters.poll()

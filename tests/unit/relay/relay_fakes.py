@@ -17,6 +17,7 @@ class FakePublisher:
         self.is_connected = True
         self.stopped: bool | None = None
         self.forgotten: list[int] = []
+        self.wakes = 0
         self._mid = 0
 
     def start(self) -> None:
@@ -25,7 +26,10 @@ class FakePublisher:
     def connected(self) -> bool:
         return self.is_connected
 
-    def publish(self, command: Command) -> int:
+    def wake(self) -> None:
+        self.wakes += 1
+
+    def publish(self, command: Command, *, wake: bool = True) -> int:
         self._mid += 1
         self.sent.append((self._mid, command))
         return self._mid
