@@ -39,6 +39,7 @@ CLIENT = "mqtt-kafka-sync"
 READ_SIZE = 262_144
 """Bytes asked of the socket per read."""
 HOLD_S = 0.01
+GATHER_S = 0.001
 """With :attr:`Link.hold_acks`, the longest a success waits to be told."""
 _UNSPECIFIED, _KEEPALIVE_TIMEOUT = 0x80, 0x8D
 _MAXIMUM_QOS, _RETAIN_AVAILABLE = 0x24, 0x25
@@ -142,6 +143,9 @@ class _Loop:
                         wakeup.drain()
                     elif mask & selectors.EVENT_READ and (lost := self.read()) is not None:
                         return lost
+                if self.acked:  # held: let more acknowledgements arrive before the next read
+                    self.write()  # the PUBRELs answering PUBRECs go first
+                    time.sleep(GATHER_S)
         finally:
             sel.close()
             self.tell_acked()  # before the event that says why the connection ended

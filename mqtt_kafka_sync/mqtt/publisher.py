@@ -151,7 +151,7 @@ class MqttPublisher:
         self, settings: PublisherSettings, events: queue.SimpleQueue[object], *, hold_acks: bool = False
     ) -> None:
         """``hold_acks``: successful acknowledgements are told a quarter of the window at a time
-        (:attr:`~mqtt_kafka_sync.mqtt.outgoing.Link.hold_acks`), for a caller that publishes in such bursts."""
+        (:attr:`~mqtt_kafka_sync.mqtt.outgoing.Link.hold_acks`), for a caller publishing such bursts."""
         self.settings = settings
         self._link = Link(
             Outflight(settings.max_inflight), events, Wakeup(), threading.Event(), settings.keepalive

@@ -149,7 +149,7 @@ class PublishWindow(Generic[R, P]):
         return self._gate.allows(len(self.in_flight)) and self._publisher.connected()
 
     def room(self) -> int:
-        """How many commands may go out now (0 while the broker is away or re-sent ones are unacknowledged)."""
+        """How many commands may go out now (0 while the broker is away or re-sent commands wait)."""
         gate = self._gate
         if not gate.online or gate.resending or not self._publisher.connected():
             return 0
