@@ -199,17 +199,17 @@ class _Loop:
         """The exchanges that ended as events: one :class:`Acks` per run of successes (held back
         with :attr:`Link.hold_acks`), an :class:`Acked` for each refusal, in the order the broker
         answered."""
-        acked, link = self.acked, self.link
-        if not acked:
+        link = self.link
+        if not self.acked:
             self.acked_at = time.monotonic()
         for mid, code in ended:
             if code < 0x80:
-                acked.append(mid)
+                self.acked.append(mid)
                 continue
-            self.tell_acked()
+            self.tell_acked()  # a new list: the told one is the event's now
             link.events.put(Acked(mid, code, reasons.lookup(code).name))
         flight = link.flight
-        if not link.hold_acks or len(acked) >= max(1, flight.limit // 4) or not flight.unanswered:
+        if not link.hold_acks or len(self.acked) >= max(1, flight.limit // 4) or not flight.unanswered:
             self.tell_acked()
 
     def tell_acked(self) -> None:

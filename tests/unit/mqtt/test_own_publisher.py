@@ -42,13 +42,15 @@ def _ack(kind: int, packet_id: int, reason: int = 0) -> bytes:
 class Client:
     """The publisher against ``broker``, its events collected; stopped when the block ends."""
 
-    def __init__(self, broker: ScriptedBroker, *, keepalive: int = 60, max_inflight: int = 100) -> None:
+    def __init__(
+        self, broker: ScriptedBroker, *, keepalive: int = 60, max_inflight: int = 100, hold_acks: bool = False
+    ) -> None:
         self.events: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.seen: list[object] = []
         config = PublisherSettings(
             "127.0.0.1", broker.port, "relay-own", keepalive=keepalive, max_inflight=max_inflight
         )
-        self.publisher = MqttPublisher(config, self.events)
+        self.publisher = MqttPublisher(config, self.events, hold_acks=hold_acks)
 
     def __enter__(self) -> Client:
         self.publisher.start()
@@ -267,3 +269,32 @@ def test_publish_never_waits_for_the_socket() -> None:
         elapsed = time.monotonic() - start
         hold.set()
     assert elapsed < 5.0, elapsed
+
+
+def test_held_acknowledgements_are_told_by_the_quarter_window_or_after_a_moment() -> None:
+    """``hold_acks``: successes wait for a quarter of the window (2 of 8) or HOLD_S; a refusal is
+    told at once, after the successes before it; nothing is held once nothing is unanswered."""
+    told: list[float] = []
+    acked_at: list[float] = []
+
+    def answers(conn: Conn, index: int) -> None:
+        accept(conn)
+        ids = [conn.expect(p.PUBLISH).packet_id for _ in range(5)]
+        conn.send(puback(ids[0]))  # alone, 4 still unanswered: held for HOLD_S
+        acked_at.append(time.monotonic())
+        time.sleep(0.3)
+        conn.send(puback(ids[1]) + puback(ids[2], 0x87) + puback(ids[3]))  # success, refusal, success
+        time.sleep(0.3)
+        conn.send(puback(ids[4]))  # the last one: nothing left unanswered, told at once
+        conn.serve(5.0)
+
+    with ScriptedBroker(answers) as broker, Client(broker, max_inflight=8, hold_acks=True) as client:
+        client.wait_for(lambda seen: any(isinstance(e, Connected) for e in seen))
+        mids = [client.publisher.publish(COMMAND) for _ in range(5)]
+        client.wait_for(lambda seen: len(_acked(seen)) == 1)
+        told.append(time.monotonic())
+        client.wait_for(lambda seen: len(_acked(seen)) == 5)
+    assert told[0] - acked_at[0] < 0.25, "a held success waits HOLD_S, not for the next read"
+    assert _acked(client.seen) == [(mids[0], 0), (mids[1], 0), (mids[2], 0x87), (mids[3], 0), (mids[4], 0)]
+    batches = [e for e in client.seen if isinstance(e, Acks | Acked)]
+    assert [type(e) for e in batches] == [Acks, Acks, Acked, Acks, Acks]

@@ -18,6 +18,7 @@ class FakePublisher:
         self.stopped: bool | None = None
         self.forgotten: list[int] = []
         self.wakes = 0
+        self._unannounced = False
         self._mid = 0
 
     def start(self) -> None:
@@ -27,9 +28,14 @@ class FakePublisher:
         return self.is_connected
 
     def wake(self) -> None:
-        self.wakes += 1
+        """Counts the wake-ups the real publisher makes: when something was published since the last."""
+        if self._unannounced:
+            self._unannounced = False
+            self.wakes += 1
 
     def publish(self, command: Command, *, wake: bool = True) -> int:
+        self._unannounced = not wake
+        self.wakes += wake
         self._mid += 1
         self.sent.append((self._mid, command))
         return self._mid
