@@ -61,7 +61,7 @@ REFILL_BELOW = 1000
 stay in the group and serve rebalances): each ``consume()`` hands the GIL to the publisher's network
 thread and waits to get it back, so reading in large batches, not every step, is what keeps the loop fast."""
 BURST_DIVISOR = 4
-"""New commands go out once a quarter of the window is free (see :meth:`RelayTask._may_publish`)."""
+"""New commands go out once a quarter of the window is free (see :meth:`RelayTask._room`)."""
 WAIT_S = 0.1
 READ_EVERY_S = 0.1
 """``consume()`` is called at least this often, however full the buffer (see :data:`REFILL_BELOW`)."""
@@ -186,7 +186,7 @@ class RelayTask:
         # Block where the next piece of work comes from: nowhere while there is something to
         # publish, in consume() while the window has room, on the event queue while it is full or
         # the broker is away.
-        room = self._may_publish()
+        room = self._room() > 0
         wait_for_events = 0.0 if room else WAIT_S
         wait_for_records = WAIT_S if room and not self._buffer else 0.0
         self._handle_events(wait_for_events)
@@ -310,30 +310,35 @@ class RelayTask:
         self._retries.append((self._monotonic() + DLQ_RETRY_S, letter))
 
     # -- publishing ---------------------------------------------------------------------------
-    def _may_publish(self) -> bool:
-        """The window has room for a burst: a quarter of it, or every buffered record if fewer.
-        Published as soon as there is any room, the relay and the publisher's network thread took
-        turns over three or four commands at a time (a wake-up, a write and a read each)."""
+    def _room(self) -> int:
+        """Commands that may go out now, if they make a burst: a quarter of the window, or every
+        buffered record if fewer; else 0. (Published as soon as there was any room, the relay and
+        the publisher's network thread took turns over three or four commands at a time: a wake-up,
+        a write and a read each.)"""
         room = self._window.room()
-        return room > 0 and room >= min(max(1, self._window.size // BURST_DIVISOR), len(self._buffer))
+        return room if room >= min(max(1, self._window.size // BURST_DIVISOR), len(self._buffer)) else 0
 
     def _publish(self) -> None:
-        if not self._may_publish():
+        room = self._room()
+        if not room:
             return
-        buffer, tracker, window = self._buffer, self.tracker, self._window
-        while buffer and window.can_publish():
+        buffer, tracker, window, routes = self._buffer, self.tracker, self._window, self.stats.routes
+        route_name, command, now = self._router.route_name, self._router.command, self._clock()
+        while buffer and room:
             record = buffer.popleft()
             tp = (record.topic() or "", record.partition() or 0)
             if not tracker.assigned(tp):
                 continue  # revoked after it was read; the next owner reads it again
             pending = tracker.add(tp, record.offset() or 0)
-            route = self.stats.routes[self._router.route_name(tp[0]) or UNROUTED]
+            route = routes[route_name(tp[0]) or UNROUTED]
             route.received += 1
             route.received_bytes += len(record)
             try:
-                window.publish(record, self._router.command(record, self._clock()), pending)
+                window.publish(record, command(record, now), pending)
             except CommandError as exc:
                 self._dead_letter(record, pending, exc)
+            else:
+                room -= 1
         window.flush()
 
     def _dead_letter(self, record: Message, pending: Pending, error: CommandError) -> None:
