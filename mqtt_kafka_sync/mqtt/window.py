@@ -28,6 +28,10 @@ them, since the publisher sends them all again after the reconnect. A command wh
 dropped from the publisher's session and answered ``mqtt-rejected`` with the broker's answer as the detail
 (:meth:`PublishWindow.take_given_up`), so its partition moves on instead of sending it forever. A
 plain network loss or broker restart counts nothing: those commands wait for the broker.
+
+Why over 350 lines: one class, the window's state and what each event does to it, which both of
+its users (the relay, the replay's MQTT target) need whole; split, the attempts and the re-send
+rule would read the in-flight map from another module.
 """
 
 from __future__ import annotations

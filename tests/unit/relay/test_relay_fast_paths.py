@@ -1,5 +1,6 @@
 """The relay's per-command shortcuts give what the general paths give: the rendered topics cached
-per record key, and the usual PUBLISH properties encoded without the general loop."""
+per record key, the usual PUBLISH properties as the general encoder writes them; and records read
+in batches, commands published in bursts of a quarter window."""
 
 from __future__ import annotations
 
