@@ -113,6 +113,8 @@ class _Loop:
         self.acked: list[int] = []
         """Successes not told yet (:attr:`Link.hold_acks`), since :attr:`acked_at` (monotonic)."""
         self.acked_at = 0.0
+        self.gather = False
+        """With :attr:`Link.hold_acks`: the last read brought acknowledgements and more are due."""
 
     def run(self) -> Disconnected | None:
         link, sock, keepalive, wakeup = self.link, self.sock, self.keepalive, self.link.wakeup
@@ -143,7 +145,8 @@ class _Loop:
                         wakeup.drain()
                     elif mask & selectors.EVENT_READ and (lost := self.read()) is not None:
                         return lost
-                if self.acked:  # held: let more acknowledgements arrive before the next read
+                if self.gather:  # let more acknowledgements arrive before the next read
+                    self.gather = False
                     self.write()  # the PUBRELs answering PUBRECs go first
                     time.sleep(GATHER_S)
         finally:
@@ -188,7 +191,9 @@ class _Loop:
         if pong:
             self.keepalive.ping_sent_at = None
         if acks:
-            self.tell(self.link.flight.answered(acks))
+            flight = self.link.flight
+            self.tell(flight.answered(acks))
+            self.gather = self.link.hold_acks and flight.unanswered > 0
         if disconnect is not None:
             return _from_broker(disconnect)
         if closed:
