@@ -3,7 +3,8 @@
 Used by the command relay (``relay/task.py``) and ``replay --to-mqtt`` (``replay/mqtt_target.py``)
 through a :class:`~mqtt_kafka_sync.mqtt.window.PublishWindow`. Its events go on the caller's queue:
 :class:`~mqtt_kafka_sync.mqtt.events.Connected` (with the broker's Receive Maximum and Maximum
-Packet Size), ``Refused`` (with the refusal's ``failure``), ``Disconnected`` and ``Acked``; the
+Packet Size), ``Refused`` (with the refusal's ``failure``), ``Disconnected``, ``Acks`` (the
+successes of a read, or with ``hold_acks`` of a quarter window) and ``Acked`` (a refusal); the
 caller's thread does the work.
 
 Why not paho (which this replaced in issue 16): paho builds a Properties object and takes its
