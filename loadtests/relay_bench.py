@@ -46,7 +46,7 @@ from loadtests.run import brokers
 from mqtt_kafka_sync.config.loader import load_connector
 from mqtt_kafka_sync.config.model import RELAY_MQTT_MAX_INFLIGHT, RelayConnectorConfig
 from mqtt_kafka_sync.kafka.admin import ensure_topics
-from mqtt_kafka_sync.mqtt.events import Acked, Connected, take_events
+from mqtt_kafka_sync.mqtt.events import Acked, Acks, Connected, take_events
 from mqtt_kafka_sync.mqtt.publisher import Command, MqttPublisher, PublisherSettings
 from mqtt_kafka_sync.relay.worker import RelayWorker
 from mqtt_kafka_sync.runtime.task_process import _tune_gc
@@ -201,7 +201,9 @@ def publisher_run(args: argparse.Namespace, mqtt_host: str, mqtt_port: int, qos:
             publisher.publish(commands[sent % len(commands)])
             sent += 1
         for event in take_events(events, 5.0):
-            if isinstance(event, Acked):
+            if isinstance(event, Acks):
+                acked += len(event.mids)
+            elif isinstance(event, Acked):
                 acked += event.reason_code < 0x80
                 refused += event.reason_code >= 0x80
     elapsed, cpu = time.monotonic() - began, _cpu() - cpu_began

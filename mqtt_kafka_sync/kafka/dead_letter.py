@@ -149,6 +149,10 @@ class Sink(Producing, Protocol):
     @property
     def errors(self) -> int: ...
 
+    def __len__(self) -> int:
+        """Records produced and not answered yet (librdkafka's out queue)."""
+        ...
+
     def poll(self, timeout: float = 0.0) -> int: ...
 
     def close(self, timeout: float = 5.0) -> int: ...
@@ -212,6 +216,14 @@ class DeadLetters:
     def errors(self) -> int:
         """Errors the dead-letter producer's librdkafka reported (for metrics)."""
         return self._sink.errors
+
+    def __len__(self) -> int:
+        """Dead letters produced and not answered yet (their reports not served by :meth:`poll`)."""
+        return len(self._sink)
+
+    def __bool__(self) -> bool:
+        """Always true, as a sink (an idle one has length 0)."""
+        return True
 
     def poll(self) -> None:
         """Serve delivery reports that arrived; never blocks."""

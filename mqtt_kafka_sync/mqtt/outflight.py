@@ -22,9 +22,12 @@ rejects anything else as a protocol error (:class:`Malformed`, reason code 0x82)
 
 from __future__ import annotations
 
+import sys
 import threading
+from array import array
 from collections import deque
 from collections.abc import Iterable
+from itertools import repeat
 
 from mqtt_kafka_sync.errors import MqttProtocolError
 from mqtt_kafka_sync.mqtt import packets as p
@@ -73,6 +76,11 @@ class Outflight:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def unanswered(self) -> int:
+        """Exchanges written on this connection and not answered yet (network thread)."""
+        return self._on_wire
 
     def add(self, head: bytes, tail: bytes, qos: int) -> tuple[int, bool]:
         """Keep a PUBLISH (``head`` up to the packet id, ``tail`` after it) under a new packet id,
@@ -171,7 +179,10 @@ def read_acks(data: bytes, acks: list[tuple[int, int, int]]) -> tuple[int, int |
     """Append every complete PUBACK/PUBREC/PUBCOMP in ``data`` to ``acks`` as (kind, packet id,
     reason code); returns how many bytes were taken, a DISCONNECT's reason code (None: none came)
     and whether a PINGRESP came. Raises :class:`Malformed` for anything a publisher cannot receive."""
-    pos, size, disconnect, pong = 0, len(data), None, False
+    size = len(data)
+    if size and not size & 3 and _plain_acks(data, size >> 2, acks):
+        return size, None, False
+    pos, disconnect, pong = 0, None, False
     while size - pos >= 2:
         header = p.fixed_header(data, pos)
         if header is None:
@@ -194,6 +205,25 @@ def read_acks(data: bytes, acks: list[tuple[int, int, int]]) -> tuple[int, int |
         else:
             raise Malformed(f"received a packet of type {kind} (flags 0x{first & 0x0F:X}, {length} bytes)")
     return pos, disconnect, pong
+
+
+def _plain_acks(data: bytes, count: int, acks: list[tuple[int, int, int]]) -> bool:
+    """The usual read, ``count`` PUBACK/PUBREC/PUBCOMP of 4 bytes each (success: no reason code, no
+    properties), appended to ``acks`` without a Python step per packet; False (nothing appended)
+    when ``data`` is anything else."""
+    kinds = data[0::4]
+    if data[1::4] != b"\x02" * count or kinds.translate(None, _PLAIN_KINDS):
+        return False
+    words = array("H", data)
+    if sys.byteorder == "little":
+        words.byteswap()
+    acks += zip(kinds.translate(_KIND_OF), words[1::2], repeat(0, count), strict=True)
+    return True
+
+
+_PLAIN_KINDS = bytes((p.PUBACK << 4, p.PUBREC << 4, p.PUBCOMP << 4))
+_KIND_OF = bytes(n >> 4 for n in range(256))
+"""A fixed header's first byte -> its packet type, for ``bytes.translate``."""
 
 
 def _check_ack(kind: int, data: bytes, start: int, end: int, code: int) -> None:

@@ -3,7 +3,7 @@
 :func:`serve` runs on the publisher's network thread from an accepted CONNACK until the connection
 ends: it continues the session's exchanges (:meth:`~mqtt_kafka_sync.mqtt.outflight.Outflight.reconnected`),
 puts :class:`~mqtt_kafka_sync.mqtt.events.Connected` on the queue, then writes what waits (in one
-``send``), reads acknowledgements (many per ``recv``, each an ``Acked`` event), answers PUBREC with
+``send``), reads acknowledgements (many per ``recv``, one ``Acks`` event for them), answers PUBREC with
 PUBREL and keeps the keepalive (PINGREQ when quiet for half the interval, the connection given up
 when no PINGRESP came within it). It returns the :class:`~mqtt_kafka_sync.mqtt.events.Disconnected`
 that says why the connection ended, in the client's own words (``by`` ``mqtt-kafka-sync``): the
@@ -26,7 +26,7 @@ from mqtt_kafka_sync.errors import MqttError, MqttProtocolError
 from mqtt_kafka_sync.mqtt import packets as p
 from mqtt_kafka_sync.mqtt import reasons
 from mqtt_kafka_sync.mqtt.connection import LOOP_TURN_MAX_S, ConnectionLost
-from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected
+from mqtt_kafka_sync.mqtt.events import Acked, Acks, Connected, Disconnected
 from mqtt_kafka_sync.mqtt.keepalive import Keepalive
 from mqtt_kafka_sync.mqtt.outflight import PROTOCOL_ERROR, Outflight, read_acks
 from mqtt_kafka_sync.mqtt.tls import WOULD_BLOCK, read_available
@@ -38,6 +38,9 @@ CLIENT = "mqtt-kafka-sync"
 """Who ended a connection, in :class:`~mqtt_kafka_sync.mqtt.events.Disconnected`'s words."""
 READ_SIZE = 262_144
 """Bytes asked of the socket per read."""
+HOLD_S = 0.01
+GATHER_S = 0.001
+"""With :attr:`Link.hold_acks`, the longest a success waits to be told."""
 _UNSPECIFIED, _KEEPALIVE_TIMEOUT = 0x80, 0x8D
 _MAXIMUM_QOS, _RETAIN_AVAILABLE = 0x24, 0x25
 
@@ -57,6 +60,10 @@ class Link:
     online: bool = False
     """Between an accepted CONNACK and the end of that connection."""
     maximum_packet_size: int | None = None
+    hold_acks: bool = False
+    """Successes are told in batches of a quarter of the window (or when nothing else is
+    unacknowledged, or :data:`HOLD_S` after the first), not per read: for a caller that publishes
+    in such bursts anyway (the relay), each event it would wake for sooner only costs a hand-over."""
 
 
 def serve(sock: socket.socket, connack: p.Ack, pending: list[p.Packet], link: Link) -> Disconnected | None:
@@ -103,6 +110,11 @@ class _Loop:
         self.tls = isinstance(sock, ssl.SSLSocket)
         self.inbox = b""
         self.buffer = memoryview(bytearray(READ_SIZE))
+        self.acked: list[int] = []
+        """Successes not told yet (:attr:`Link.hold_acks`), since :attr:`acked_at` (monotonic)."""
+        self.acked_at = 0.0
+        self.gather = False
+        """With :attr:`Link.hold_acks`: the last read brought acknowledgements and more are due."""
 
     def run(self) -> Disconnected | None:
         link, sock, keepalive, wakeup = self.link, self.sock, self.keepalive, self.link.wakeup
@@ -116,7 +128,13 @@ class _Loop:
                 if self.write() != writing:
                     writing = not writing
                     sel.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0))
-                timeout = keepalive.last_sent + keepalive.interval / 2 - time.monotonic()
+                now = time.monotonic()
+                timeout = keepalive.last_sent + keepalive.interval / 2 - now
+                if self.acked:
+                    if now - self.acked_at >= HOLD_S:
+                        self.tell_acked()
+                    else:
+                        timeout = min(timeout, self.acked_at + HOLD_S - now)
                 timeout = max(0.0, min(timeout, LOOP_TURN_MAX_S))
                 if self.tls and sock.pending():  # type: ignore[attr-defined]  # decrypted, unseen by select
                     timeout = 0.0
@@ -127,8 +145,13 @@ class _Loop:
                         wakeup.drain()
                     elif mask & selectors.EVENT_READ and (lost := self.read()) is not None:
                         return lost
+                if self.gather:  # let more acknowledgements arrive before the next read
+                    self.gather = False
+                    self.write()  # the PUBRELs answering PUBRECs go first
+                    time.sleep(GATHER_S)
         finally:
             sel.close()
+            self.tell_acked()  # before the event that says why the connection ended
         last = bytes(link.flight.out) + p.encode_disconnect(0, 0 if link.end_session else None)
         sock.setblocking(True)
         sock.settimeout(5.0)
@@ -154,8 +177,8 @@ class _Loop:
                 sent = 0
             del out[:sent]
             keepalive.last_sent = time.monotonic()
-        for mid in done:
-            self.link.events.put(Acked(mid, 0, ""))
+        if done:
+            self.link.events.put(Acks(done))
         return bool(out)
 
     def read(self) -> Disconnected | None:
@@ -168,14 +191,36 @@ class _Loop:
         if pong:
             self.keepalive.ping_sent_at = None
         if acks:
-            put = self.link.events.put
-            for mid, code in self.link.flight.answered(acks):
-                put(Acked(mid, code, reasons.lookup(code).name if code >= 0x80 else ""))
+            flight = self.link.flight
+            self.tell(flight.answered(acks))
+            self.gather = self.link.hold_acks and flight.unanswered > 0
         if disconnect is not None:
             return _from_broker(disconnect)
         if closed:
             raise ConnectionLost("broker closed the connection", _UNSPECIFIED)
         return None
+
+    def tell(self, ended: list[tuple[int, int]]) -> None:
+        """The exchanges that ended as events: one :class:`Acks` per run of successes (held back
+        with :attr:`Link.hold_acks`), an :class:`Acked` for each refusal, in the order the broker
+        answered."""
+        link = self.link
+        if not self.acked:
+            self.acked_at = time.monotonic()
+        for mid, code in ended:
+            if code < 0x80:
+                self.acked.append(mid)
+                continue
+            self.tell_acked()  # a new list: the told one is the event's now
+            link.events.put(Acked(mid, code, reasons.lookup(code).name))
+        flight = link.flight
+        if not link.hold_acks or len(self.acked) >= max(1, flight.limit // 4) or not flight.unanswered:
+            self.tell_acked()
+
+    def tell_acked(self) -> None:
+        if self.acked:
+            self.link.events.put(Acks(self.acked))
+            self.acked = []
 
     def receive(self) -> tuple[bytes, bool]:
         """The unparsed bytes (left over, then read now) and whether the broker closed the connection."""

@@ -68,12 +68,18 @@ Properties = dict[int, object]
 
 
 def encode_varint(value: int) -> bytes:
+    if value < 0x80:  # most lengths: one byte
+        return _ONE_BYTE[value]
     out = bytearray()
     while True:
         byte, value = value & 0x7F, value >> 7
         out.append(byte | 0x80 if value else byte)
         if not value:
             return bytes(out)
+
+
+_ONE_BYTE = tuple(bytes((n,)) for n in range(0x80))
+_U16_PACK, _U32_PACK = struct.Struct("!H").pack, struct.Struct("!I").pack
 
 
 def _str(text: str) -> bytes:
@@ -83,30 +89,33 @@ def _str(text: str) -> bytes:
 def _bin(raw: bytes) -> bytes:
     if len(raw) > 0xFFFF:
         raise ValueError(f"a string or property of {len(raw)} bytes does not fit MQTT's 65,535")
-    return struct.pack("!H", len(raw)) + raw
+    return _U16_PACK(len(raw)) + raw
 
 
 def encode_properties(props: Sequence[tuple[int, object]]) -> bytes:
-    body = bytearray()
+    """``props`` as a property block, its length first. Every PUBLISH the relay makes goes through
+    here, so the common kinds come first and each property is one ``%`` format, no helper calls."""
+    body = b""
     for pid, value in props:
         kind = _PROP_KIND[pid]
-        body.append(pid)
-        if kind == _BYTE:
-            body.append(int(value))  # type: ignore[call-overload]
-        elif kind == _U16:
-            body += struct.pack("!H", value)
+        if kind in (_BIN, _STR):
+            raw = bytes(value) if kind == _BIN else str(value).encode("utf-8")  # type: ignore[call-overload]
+            size = len(raw)
+            if size > 0xFFFF:
+                raise ValueError(f"a string or property of {size} bytes does not fit MQTT's 65,535")
+            body += b"%c%c%c%s" % (pid, size >> 8, size & 0xFF, raw)
         elif kind == _U32:
-            body += struct.pack("!I", value)
-        elif kind == _VARINT:
-            body += encode_varint(int(value))  # type: ignore[call-overload]
-        elif kind == _STR:
-            body += _str(str(value))
-        elif kind == _BIN:
-            body += _bin(bytes(value))  # type: ignore[call-overload]
-        else:
+            body += b"%c%s" % (pid, _U32_PACK(value))
+        elif kind == _PAIR:
             name, val = cast(tuple[str, str], value)
-            body += _str(name) + _str(val)
-    return encode_varint(len(body)) + bytes(body)
+            body += b"%c%s%s" % (pid, _str(name), _str(val))
+        elif kind == _BYTE:
+            body += b"%c%c" % (pid, int(value))  # type: ignore[call-overload]
+        elif kind == _U16:
+            body += b"%c%s" % (pid, _U16_PACK(value))
+        else:
+            body += b"%c%s" % (pid, encode_varint(int(value)))  # type: ignore[call-overload]
+    return encode_varint(len(body)) + body
 
 
 def _packet(first_byte: int, body: bytes) -> bytes:

@@ -3,7 +3,8 @@
 Used by the command relay (``relay/task.py``) and ``replay --to-mqtt`` (``replay/mqtt_target.py``)
 through a :class:`~mqtt_kafka_sync.mqtt.window.PublishWindow`. Its events go on the caller's queue:
 :class:`~mqtt_kafka_sync.mqtt.events.Connected` (with the broker's Receive Maximum and Maximum
-Packet Size), ``Refused`` (with the refusal's ``failure``), ``Disconnected`` and ``Acked``; the
+Packet Size), ``Refused`` (with the refusal's ``failure``), ``Disconnected``, ``Acks`` (the
+successes of a read, or with ``hold_acks`` of a quarter window) and ``Acked`` (a refusal); the
 caller's thread does the work.
 
 Why not paho (which this replaced in issue 16): paho builds a Properties object and takes its
@@ -115,24 +116,13 @@ class PublisherSettings:
 def command_properties(command: Command) -> bytes:
     """The MQTT 5 properties of ``command``'s PUBLISH, encoded (length prefix included). Raises
     ValueError when one is longer than MQTT allows."""
-    expiry, correlation = command.expiry_seconds, command.correlation_data
-    if (  # the relay's usual command, encoded without the general loop (same bytes)
-        command.response_topic is None
-        and not command.user_properties
-        and len(correlation) <= 0xFFFF
-        and (expiry is None or 0 <= expiry <= 0xFFFFFFFF)
-    ):
-        body = b"%c%s%s" % (packets.PROP_CORRELATION_DATA, len(correlation).to_bytes(2, "big"), correlation)
-        if expiry is not None:
-            body = b"%c%s%s" % (packets.PROP_MESSAGE_EXPIRY, expiry.to_bytes(4, "big"), body)
-        return packets.encode_varint(len(body)) + body
-    props: list[tuple[int, object]] = []
-    if command.expiry_seconds is not None:
-        props.append((packets.PROP_MESSAGE_EXPIRY, command.expiry_seconds))
-    if command.response_topic is not None:
-        props.append((packets.PROP_RESPONSE_TOPIC, command.response_topic))
+    expiry, response = command.expiry_seconds, command.response_topic
+    props: list[tuple[int, object]] = [] if expiry is None else [(packets.PROP_MESSAGE_EXPIRY, expiry)]
+    if response is not None:
+        props.append((packets.PROP_RESPONSE_TOPIC, response))
     props.append((packets.PROP_CORRELATION_DATA, command.correlation_data))
-    props.extend((packets.PROP_USER_PROPERTY, pair) for pair in command.user_properties)
+    if command.user_properties:
+        props += [(packets.PROP_USER_PROPERTY, pair) for pair in command.user_properties]
     return packets.encode_properties(props)
 
 
@@ -158,14 +148,21 @@ def encode_publish(command: Command) -> tuple[bytes, bytes]:
 class MqttPublisher:
     """Publishes :class:`Command`s; events go to ``events``, read by the caller's thread."""
 
-    def __init__(self, settings: PublisherSettings, events: queue.SimpleQueue[object]) -> None:
+    def __init__(
+        self, settings: PublisherSettings, events: queue.SimpleQueue[object], *, hold_acks: bool = False
+    ) -> None:
+        """``hold_acks``: successful acknowledgements are told a quarter of the window at a time
+        (:attr:`~mqtt_kafka_sync.mqtt.outgoing.Link.hold_acks`), for a caller publishing such bursts."""
         self.settings = settings
         self._link = Link(
             Outflight(settings.max_inflight), events, Wakeup(), threading.Event(), settings.keepalive
         )
+        self._link.hold_acks = hold_acks
         self._thread = threading.Thread(
             target=self._run, name=f"mqtt-publisher-{settings.client_id}", daemon=True
         )
+        self._unannounced = False
+        """Publishes queued with ``wake=False`` since the last wake-up (the caller's thread only)."""
         self._connect_settings = SubscriberSettings(
             host=settings.host,
             port=settings.port,
@@ -187,9 +184,12 @@ class MqttPublisher:
     def connected(self) -> bool:
         return self._link.online
 
-    def publish(self, command: Command) -> int:
+    def publish(self, command: Command, *, wake: bool = True) -> int:
         """Queue ``command``'s PUBLISH for the network thread; returns its packet id. Raises
-        :class:`CommandError` (``mqtt-rejected``) when it cannot be sent: it is then never sent."""
+        :class:`CommandError` (``mqtt-rejected``) when it cannot be sent: it is then never sent.
+        ``wake`` False: the network thread is told at the next :meth:`wake`, so a burst of
+        publishes goes out in one write (woken at the first, the network thread took the GIL and
+        wrote about three commands a time, and Mosquitto answered as many per read)."""
         head, tail = encode_publish(command)
         limit = self._link.maximum_packet_size
         if limit is not None and (size := len(head) + (2 if command.qos else 0) + len(tail)) > limit:
@@ -197,8 +197,17 @@ class MqttPublisher:
             raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
         mid, first = self._link.flight.add(head, tail, command.qos)
         if first:  # one wake-up per batch: each costs the caller a hand-over of the GIL
-            self._link.wakeup.wake()
+            if wake:
+                self._link.wakeup.wake()
+            else:
+                self._unannounced = True
         return mid
+
+    def wake(self) -> None:
+        """Tell the network thread about the publishes queued with ``wake=False``, if any."""
+        if self._unannounced:
+            self._unannounced = False
+            self._link.wakeup.wake()
 
     def forget(self, mids: Iterable[int]) -> None:
         """Drop these publishes from the session: never sent again (the relay gave up on them)."""

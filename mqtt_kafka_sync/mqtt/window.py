@@ -3,7 +3,8 @@ and whether another may go out now.
 
 The relay task and the replay's MQTT target (``replay/mqtt_target.py``) publish through a
 :class:`PublishWindow` on one thread each, and feed it the events the publisher's network thread queued
-(:class:`~mqtt_kafka_sync.mqtt.events.Connected`, ``Disconnected``, ``Refused``, ``Acked``).
+(:class:`~mqtt_kafka_sync.mqtt.events.Connected`, ``Disconnected``, ``Refused``, ``Acked``), and the
+successful acknowledgements of each read of the socket (``Acks``) to :meth:`PublishWindow.delivered`.
 
 A command may go out while the broker is connected, fewer than
 ``min(mqtt.max.inflight.messages, the broker's Receive Maximum)`` are in flight, and no command
@@ -14,7 +15,7 @@ re-send rule, :class:`~mqtt_kafka_sync.mqtt.resend.ResendGate`, which the device
 publishers follow too). Commands go out in the order they are handed over, on one connection, so
 the broker keeps that order per topic.
 
-Each acknowledgement becomes an :class:`Answer`: delivered, or refused (reason code >= 0x80) as a
+Each ``Acked`` becomes an :class:`Answer`: delivered, or refused (reason code >= 0x80) as a
 ``mqtt-rejected`` :class:`~mqtt_kafka_sync.errors.CommandError`. A PUBCOMP saying the broker lost a
 QoS 2 exchange (0x92, its session ended while we were away) publishes the command again, at most
 :data:`MAX_REPUBLISH` times.
@@ -27,6 +28,10 @@ them, since the publisher sends them all again after the reconnect. A command wh
 dropped from the publisher's session and answered ``mqtt-rejected`` with the broker's answer as the detail
 (:meth:`PublishWindow.take_given_up`), so its partition moves on instead of sending it forever. A
 plain network loss or broker restart counts nothing: those commands wait for the broker.
+
+Why over 350 lines: one class, the window's state and what each event does to it, which both of
+its users (the relay, the replay's MQTT target) need whole; split, the attempts and the re-send
+rule would read the in-flight map from another module.
 """
 
 from __future__ import annotations
@@ -76,7 +81,8 @@ class Publisher(Protocol):
 
     def start(self) -> None: ...
     def connected(self) -> bool: ...
-    def publish(self, command: Command) -> int: ...
+    def publish(self, command: Command, *, wake: bool = True) -> int: ...
+    def wake(self) -> None: ...
     def forget(self, mids: Iterable[int]) -> None: ...
     def stop(self, *, end_session: bool) -> None: ...
 
@@ -146,16 +152,29 @@ class PublishWindow(Generic[R, P]):
     def can_publish(self) -> bool:
         return self._gate.allows(len(self.in_flight)) and self._publisher.connected()
 
+    def room(self) -> int:
+        """How many commands may go out now (0 while the broker is away or re-sent commands wait)."""
+        gate = self._gate
+        if not gate.online or gate.resending or not self._publisher.connected():
+            return 0
+        return max(0, gate.size - len(self.in_flight))
+
     def publish(self, record: R, command: Command, pending: P) -> None:
-        """Hand ``command`` to the publisher. Raises :class:`CommandError` (``mqtt-rejected``) when the broker
-        cannot take it or the publisher refuses it: it is then never sent."""
+        """Hand ``command`` to the publisher, written at the next :meth:`flush`. Raises
+        :class:`CommandError` (``mqtt-rejected``) when the broker cannot take it or the publisher
+        refuses it: it is then never sent."""
         if self.limits is not None:
             check_limits(command, self.limits)
-        mid = self._publisher.publish(command)
+        mid = self._publisher.publish(command, wake=False)
         if mid in self.in_flight:
             record_logger.error("the publisher reused packet id %d while it was in flight", mid)
         self.in_flight[mid] = Flight(record, command, pending)
         self._counters.published += 1
+
+    def flush(self) -> None:
+        """After a burst of :meth:`publish`: the publisher's network thread writes them (one
+        wake-up per burst, not per command)."""
+        self._publisher.wake()
 
     def handle(self, event: object) -> Answer[R, P] | None:
         """Take one publisher event; returns the answer when it settled a command in flight."""
@@ -168,6 +187,13 @@ class PublishWindow(Generic[R, P]):
         elif isinstance(event, Refused):
             self._refused(event)
         return None
+
+    def delivered(self, mids: list[int]) -> list[Flight[R, P]]:
+        """Take an :class:`~mqtt_kafka_sync.mqtt.events.Acks`' packet ids: the commands in flight
+        they acknowledged (the broker has them), in order; ids not in flight are skipped."""
+        self._last_progress = self._monotonic()
+        pop = self.in_flight.pop
+        return [flight for mid in mids if (flight := pop(mid, None)) is not None]
 
     def take_given_up(self) -> list[Answer[R, P]]:
         """Commands given up since the last call (attempts used up), each with its ``mqtt-rejected``

@@ -41,9 +41,9 @@ from confluent_kafka import Message
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.logs import per_record_logger
-from mqtt_kafka_sync.mqtt.events import Acked, Connected, Refused, take_events
+from mqtt_kafka_sync.mqtt.events import Acks, Connected, Refused, take_events
 from mqtt_kafka_sync.mqtt.failures import CONNECT_REFUSALS, Failures
-from mqtt_kafka_sync.mqtt.window import Answer, Publisher, PublishWindow
+from mqtt_kafka_sync.mqtt.window import Answer, Flight, Publisher, PublishWindow
 from mqtt_kafka_sync.relay.flow import PauseControl
 from mqtt_kafka_sync.relay.offsets import OffsetTracker, Pending
 from mqtt_kafka_sync.relay.offsets import TopicPartition as TP
@@ -60,6 +60,8 @@ REFILL_BELOW = 1000
 """Records are read only while fewer than this wait to be published (or every :data:`READ_EVERY_S`, to
 stay in the group and serve rebalances): each ``consume()`` hands the GIL to the publisher's network
 thread and waits to get it back, so reading in large batches, not every step, is what keeps the loop fast."""
+BURST_DIVISOR = 4
+"""New commands go out once a quarter of the window is free (see :meth:`RelayTask._room`)."""
 WAIT_S = 0.1
 READ_EVERY_S = 0.1
 """``consume()`` is called at least this often, however full the buffer (see :data:`REFILL_BELOW`)."""
@@ -131,8 +133,6 @@ class RelayTask:
         self._member = False
         self._next_read = 0.0
         """Monotonic time by which ``consume()`` is called again even with a full buffer."""
-        self._letters_out = 0
-        """Dead letters sent and not answered yet: while there are any, the producer is polled every step."""
         self._next_dlq_poll = 0.0
         self._pause = PauseControl(name, self._consumer)
         self.in_group = False
@@ -186,7 +186,7 @@ class RelayTask:
         # Block where the next piece of work comes from: nowhere while there is something to
         # publish, in consume() while the window has room, on the event queue while it is full or
         # the broker is away.
-        room = self._window.can_publish()
+        room = self._room() > 0
         wait_for_events = 0.0 if room else WAIT_S
         wait_for_records = WAIT_S if room and not self._buffer else 0.0
         self._handle_events(wait_for_events)
@@ -231,17 +231,18 @@ class RelayTask:
     # -- events -----------------------------------------------------------------------------------
     def _handle_events(self, timeout: float) -> None:
         now = self._monotonic()
-        if self._letters_out or now >= self._next_dlq_poll:  # each poll hands the GIL over
+        # The producer is polled every step while dead letters are unanswered, else every WAIT_S
+        # (each poll hands the GIL over).
+        if len(self._dead_letters) or now >= self._next_dlq_poll:
             self._next_dlq_poll = now + WAIT_S
             self._dead_letters.poll()
         events = take_events(self._events, timeout)
         if not events:
             return
-        window, answered = self._window, self._answered
+        window = self._window
         for event in events:
-            if type(event) is Acked:  # the common case, first: a command acknowledged
-                if (answer := window.handle(event)) is not None:
-                    answered(answer)
+            if type(event) is Acks:  # the common case, first: what one read of the socket acknowledged
+                self._delivered(window.delivered(event.mids))
             else:
                 self._handle(event)
         self._consumer.flush_stores()
@@ -273,14 +274,22 @@ class RelayTask:
         if answer.error is not None:
             self._dead_letter(flight.record, flight.pending, answer.error)
             return
-        self.stats.delivered += 1
-        route = self.stats.routes[flight.command.route]
-        route.delivered += 1
-        route.delivered_bytes += len(flight.command.payload)
-        self._finish(flight.pending)
+        self._delivered([flight])
+
+    def _delivered(self, flights: list[Flight[Message, Pending]]) -> None:
+        """Commands the broker has: counted, and their offsets stored as their partitions' finished
+        prefixes grow (the consumer hands them to librdkafka once per batch of events)."""
+        stats, finish, store = self.stats, self.tracker.finish, self._consumer.store
+        stats.delivered += len(flights)
+        for flight in flights:
+            command, pending = flight.command, flight.pending
+            route = stats.routes[command.route]
+            route.delivered += 1
+            route.delivered_bytes += len(command.payload)
+            if (offset := finish(pending)) is not None:
+                store(pending.tp, offset)
 
     def _dead_lettered(self, event: DeadLettered) -> None:
-        self._letters_out = max(0, self._letters_out - 1)
         letter = event.letter
         if event.error is None:
             self.stats.count_dead_lettered(letter.error.reason)
@@ -301,24 +310,38 @@ class RelayTask:
         self._retries.append((self._monotonic() + DLQ_RETRY_S, letter))
 
     # -- publishing ---------------------------------------------------------------------------
+    def _room(self) -> int:
+        """Commands that may go out now, if they make a burst: a quarter of the window, or every
+        buffered record if fewer; else 0. (Published as soon as there was any room, the relay and
+        the publisher's network thread took turns over three or four commands at a time: a wake-up,
+        a write and a read each.)"""
+        room = self._window.room()
+        return room if room >= min(max(1, self._window.size // BURST_DIVISOR), len(self._buffer)) else 0
+
     def _publish(self) -> None:
-        buffer, tracker, window = self._buffer, self.tracker, self._window
-        while buffer and window.can_publish():
+        room = self._room()
+        if not room:
+            return
+        buffer, tracker, window, routes = self._buffer, self.tracker, self._window, self.stats.routes
+        route_name, command, now = self._router.route_name, self._router.command, self._clock()
+        while buffer and room:
             record = buffer.popleft()
             tp = (record.topic() or "", record.partition() or 0)
             if not tracker.assigned(tp):
                 continue  # revoked after it was read; the next owner reads it again
             pending = tracker.add(tp, record.offset() or 0)
-            route = self.stats.routes[self._router.route_name(tp[0]) or UNROUTED]
+            route = routes[route_name(tp[0]) or UNROUTED]
             route.received += 1
             route.received_bytes += len(record)
             try:
-                window.publish(record, self._router.command(record, self._clock()), pending)
+                window.publish(record, command(record, now), pending)
             except CommandError as exc:
                 self._dead_letter(record, pending, exc)
+            else:
+                room -= 1
+        window.flush()
 
     def _dead_letter(self, record: Message, pending: Pending, error: CommandError) -> None:
-        self._letters_out += 1
         self._dead_letters.send(DeadLetter(record, pending, error))
 
     def _retry_dead_letters(self) -> None:
@@ -326,7 +349,6 @@ class RelayTask:
         while self._retries and self._retries[0][0] <= now:
             letter = self._retries.popleft()[1]
             if self.tracker.assigned(letter.pending.tp):
-                self._letters_out += 1
                 self._dead_letters.send(letter)
 
     def _dead_letters_pending(self) -> bool:

@@ -57,7 +57,7 @@ class RelayWorker:
             config.name,
             CommandRouter(config.routes),
             consumer=consumer,
-            publisher=MqttPublisher(settings, events),
+            publisher=MqttPublisher(settings, events, hold_acks=True),
             dead_letters=DeadLetters(sink, config.dlq_topic, config.name, events),
             events=events,
             max_inflight=config.mqtt_max_inflight,

@@ -56,7 +56,7 @@ from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.kafka.dead_letter import DeadLetter, DeadLettered, DeadLetters
 from mqtt_kafka_sync.kafka.producer import KafkaSink, producer_config
 from mqtt_kafka_sync.mqtt.counters import PublishCounters
-from mqtt_kafka_sync.mqtt.events import Refused, take_events
+from mqtt_kafka_sync.mqtt.events import Acks, Refused, take_events
 from mqtt_kafka_sync.mqtt.publisher import MqttPublisher, PublisherSettings
 from mqtt_kafka_sync.mqtt.window import Answer, Publisher, PublishWindow
 from mqtt_kafka_sync.relay.routes import CommandRouter
@@ -197,13 +197,18 @@ class MqttTarget:
                 letter = DeadLetter(record, done, exc)
                 self._dead_lettering[id(letter)] = letter
                 self._dead_letters.send(letter)
+        window.flush()
 
     def _take_events(self, timeout: float) -> None:
         self._dead_letters.poll()
         for event in take_events(self._events, timeout):
             if self._failed:
                 return
-            if isinstance(event, DeadLettered):
+            if isinstance(event, Acks):
+                for flight in self._window.delivered(event.mids):
+                    self.stats.delivered += 1
+                    self._confirm(flight.pending)
+            elif isinstance(event, DeadLettered):
                 self._dead_lettered(event)
             elif (answer := self._window.handle(event)) is not None:
                 self._answered(answer)

@@ -82,3 +82,28 @@ def test_acks_are_read_across_chunks() -> None:
     assert acks == [(p.PUBACK, 1, 0)] and taken == 5 and disconnect is None and not pong
     taken, disconnect, pong = read_acks(data[taken:] + _ack(p.PUBACK, 2)[3:] + b"\xd0\x00\xe0\x01\x8e", acks)
     assert acks[1:] == [(p.PUBACK, 2, 0)] and pong and disconnect == 0x8E
+
+
+def _short(kind: int, packet_id: int) -> bytes:
+    """A successful acknowledgement as Mosquitto writes it: no reason code, no properties."""
+    return bytes((kind << 4, 2)) + struct.pack("!H", packet_id)
+
+
+def test_a_read_of_short_acknowledgements_is_taken_whole_as_the_packet_loop_would() -> None:
+    """A read of 4-byte acknowledgements only is taken at once; any other read packet by packet."""
+    acks: list[tuple[int, int, int]] = []
+    data = b"".join(_short(k, m) for k, m in [(p.PUBACK, 1), (p.PUBREC, 300), (p.PUBCOMP, 65535)])
+    assert read_acks(data, acks) == (12, None, False)
+    assert acks == [(p.PUBACK, 1, 0), (p.PUBREC, 300, 0), (p.PUBCOMP, 65535, 0)]
+    acks.clear()
+    assert read_acks(_short(p.PUBACK, 7) + b"\xd0\x00\xd0\x00", acks) == (8, None, True)
+    assert acks == [(p.PUBACK, 7, 0)]
+    acks.clear()
+    assert read_acks(_short(p.PUBACK, 7) + _ack(p.PUBACK, 8) + _short(p.PUBACK, 9)[:3], acks) == (
+        9,
+        None,
+        False,
+    )
+    assert acks == [(p.PUBACK, 7, 0), (p.PUBACK, 8, 0)]
+    with pytest.raises(Malformed, match="type 4 \\(flags 0x2"):
+        read_acks(bytes((0x42, 2, 0, 1)), [])

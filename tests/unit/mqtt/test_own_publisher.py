@@ -18,7 +18,7 @@ import pytest
 from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.mqtt import packets as p
 from mqtt_kafka_sync.mqtt import reasons
-from mqtt_kafka_sync.mqtt.events import Acked, Connected, Disconnected, Refused
+from mqtt_kafka_sync.mqtt.events import Acked, Acks, Connected, Disconnected, Refused
 from mqtt_kafka_sync.mqtt.publisher import Command, MqttPublisher, PublisherSettings
 from tests.scripted_broker import Conn, ScriptedBroker, accept, connack, puback, puback_invalid
 
@@ -42,13 +42,15 @@ def _ack(kind: int, packet_id: int, reason: int = 0) -> bytes:
 class Client:
     """The publisher against ``broker``, its events collected; stopped when the block ends."""
 
-    def __init__(self, broker: ScriptedBroker, *, keepalive: int = 60, max_inflight: int = 100) -> None:
+    def __init__(
+        self, broker: ScriptedBroker, *, keepalive: int = 60, max_inflight: int = 100, hold_acks: bool = False
+    ) -> None:
         self.events: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.seen: list[object] = []
         config = PublisherSettings(
             "127.0.0.1", broker.port, "relay-own", keepalive=keepalive, max_inflight=max_inflight
         )
-        self.publisher = MqttPublisher(config, self.events)
+        self.publisher = MqttPublisher(config, self.events, hold_acks=hold_acks)
 
     def __enter__(self) -> Client:
         self.publisher.start()
@@ -71,6 +73,18 @@ class Client:
         return [e for e in self.seen if isinstance(e, kind)]
 
 
+def _acked(seen: list[object]) -> list[tuple[int, int]]:
+    """(packet id, reason code) of every acknowledgement in ``seen``: the successes of one read come
+    as one ``Acks``, a refusal as its own ``Acked``."""
+    out: list[tuple[int, int]] = []
+    for event in seen:
+        if isinstance(event, Acks):
+            out += [(mid, 0) for mid in event.mids]
+        elif isinstance(event, Acked):
+            out.append((event.mid, event.reason_code))
+    return out
+
+
 def _publishes(broker: ScriptedBroker) -> list[tuple[int, int]]:
     """(packet id, flags) of every PUBLISH the broker received."""
     return [(r.packet_id, r.flags) for r in broker.packets(p.PUBLISH)]
@@ -90,12 +104,12 @@ def test_unacknowledged_publishes_are_sent_again_with_dup_and_in_order() -> None
     with ScriptedBroker(drops_first) as broker, Client(broker) as client:
         client.wait_for(lambda seen: any(isinstance(e, Connected) for e in seen))
         mids = [client.publisher.publish(replace(COMMAND, topic=f"t/{n}")) for n in range(3)]
-        client.wait_for(lambda seen: len([e for e in seen if isinstance(e, Acked)]) == 3)
+        client.wait_for(lambda seen: len(_acked(seen)) == 3)
     sent = _publishes(broker)
     assert [mid for mid, _ in sent] == mids + mids
     assert [flags & 0x08 for _, flags in sent] == [0, 0, 0, 8, 8, 8], "DUP on the re-sends only"
     assert [r.body[2:5] for r in broker.packets(p.PUBLISH)][3:] == [b"t/0", b"t/1", b"t/2"]
-    assert [e.mid for e in client.of(Acked)] == mids  # type: ignore[attr-defined]
+    assert [mid for mid, _ in _acked(client.seen)] == mids
     assert [type(e) for e in client.seen[:3]] == [Connected, Disconnected, Connected]
     (first, second) = broker.packets(p.CONNECT)
     assert first.body[7] & 0x02 and not second.body[7] & 0x02, "Clean Start on the first connect only"
@@ -122,9 +136,9 @@ def test_qos2_continues_with_pubrel_after_a_reconnect() -> None:
     with ScriptedBroker(drops_after_pubrec) as broker, Client(broker) as client:
         client.wait_for(lambda seen: any(isinstance(e, Connected) for e in seen))
         first, second = (client.publisher.publish(replace(COMMAND, qos=2)) for _ in range(2))
-        client.wait_for(lambda seen: len([e for e in seen if isinstance(e, Acked)]) == 2)
+        client.wait_for(lambda seen: len(_acked(seen)) == 2)
         assert broker.errors == []
-    assert [(e.mid, e.reason_code) for e in client.of(Acked)] == [(first, 0), (second, 0)]  # type: ignore[attr-defined]
+    assert _acked(client.seen) == [(first, 0), (second, 0)]
     assert _publishes(broker) == [(first, 0x04), (second, 0x04), (second, 0x0C)]  # QoS 2, then DUP
     assert [r.packet_id for r in broker.packets(p.PUBREL)] == [first, first, second]
 
@@ -150,7 +164,7 @@ def test_no_more_than_the_brokers_receive_maximum_is_in_flight() -> None:
         assert connected.receive_maximum == 2  # type: ignore[attr-defined]
         for _ in range(6):
             client.publisher.publish(COMMAND)
-        client.wait_for(lambda seen: len([e for e in seen if isinstance(e, Acked)]) == 6)
+        client.wait_for(lambda seen: len(_acked(seen)) == 6)
     assert in_flight_seen == [2, 2, 2]
 
 
@@ -212,7 +226,7 @@ def test_a_malformed_puback_ends_the_connection_as_a_protocol_error() -> None:
     with ScriptedBroker(invalid_then_good) as broker, Client(broker) as client:
         client.wait_for(lambda seen: any(isinstance(e, Connected) for e in seen))
         mid = client.publisher.publish(COMMAND)
-        client.wait_for(lambda seen: any(isinstance(e, Acked) for e in seen))
+        client.wait_for(lambda seen: bool(_acked(seen)))
         assert broker.errors == []
     (lost,) = client.of(Disconnected)
     assert isinstance(lost, Disconnected) and lost.reason_code in reasons.REJECTS_WHAT_WAS_SENT
@@ -220,7 +234,7 @@ def test_a_malformed_puback_ends_the_connection_as_a_protocol_error() -> None:
         "mqtt-kafka-sync ended the connection: protocol error (0x82); mqtt-kafka-sync: received a "
         "malformed PUBACK: reason code 0x01 (granted QoS 1) is not one PUBACK may carry"
     )
-    assert [e.mid for e in client.of(Acked)] == [mid]  # type: ignore[attr-defined]
+    assert [m for m, _ in _acked(client.seen)] == [mid]
 
 
 def test_a_publish_the_broker_cannot_take_is_refused_before_it_is_queued() -> None:
@@ -255,3 +269,32 @@ def test_publish_never_waits_for_the_socket() -> None:
         elapsed = time.monotonic() - start
         hold.set()
     assert elapsed < 5.0, elapsed
+
+
+def test_held_acknowledgements_are_told_by_the_quarter_window_or_after_a_moment() -> None:
+    """``hold_acks``: successes wait for a quarter of the window (2 of 8) or HOLD_S; a refusal is
+    told at once, after the successes before it; nothing is held once nothing is unanswered."""
+    told: list[float] = []
+    acked_at: list[float] = []
+
+    def answers(conn: Conn, index: int) -> None:
+        accept(conn)
+        ids = [conn.expect(p.PUBLISH).packet_id for _ in range(5)]
+        conn.send(puback(ids[0]))  # alone, 4 still unanswered: held for HOLD_S
+        acked_at.append(time.monotonic())
+        time.sleep(0.3)
+        conn.send(puback(ids[1]) + puback(ids[2], 0x87) + puback(ids[3]))  # success, refusal, success
+        time.sleep(0.3)
+        conn.send(puback(ids[4]))  # the last one: nothing left unanswered, told at once
+        conn.serve(5.0)
+
+    with ScriptedBroker(answers) as broker, Client(broker, max_inflight=8, hold_acks=True) as client:
+        client.wait_for(lambda seen: any(isinstance(e, Connected) for e in seen))
+        mids = [client.publisher.publish(COMMAND) for _ in range(5)]
+        client.wait_for(lambda seen: len(_acked(seen)) == 1)
+        told.append(time.monotonic())
+        client.wait_for(lambda seen: len(_acked(seen)) == 5)
+    assert told[0] - acked_at[0] < 0.25, "a held success waits HOLD_S, not for the next read"
+    assert _acked(client.seen) == [(mids[0], 0), (mids[1], 0), (mids[2], 0x87), (mids[3], 0), (mids[4], 0)]
+    batches = [e for e in client.seen if isinstance(e, Acks | Acked)]
+    assert [type(e) for e in batches] == [Acks, Acks, Acked, Acks, Acks]

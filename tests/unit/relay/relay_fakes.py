@@ -17,6 +17,8 @@ class FakePublisher:
         self.is_connected = True
         self.stopped: bool | None = None
         self.forgotten: list[int] = []
+        self.wakes = 0
+        self._unannounced = False
         self._mid = 0
 
     def start(self) -> None:
@@ -25,7 +27,15 @@ class FakePublisher:
     def connected(self) -> bool:
         return self.is_connected
 
-    def publish(self, command: Command) -> int:
+    def wake(self) -> None:
+        """Counts the wake-ups the real publisher makes: when something was published since the last."""
+        if self._unannounced:
+            self._unannounced = False
+            self.wakes += 1
+
+    def publish(self, command: Command, *, wake: bool = True) -> int:
+        self._unannounced = not wake
+        self.wakes += wake
         self._mid += 1
         self.sent.append((self._mid, command))
         return self._mid
@@ -62,6 +72,9 @@ class FakeSink:
             raise KafkaDeliveryError("Broker: Message size too large", topic=topic, code=10)
         self.produced.append((topic, value, key, dict(headers)))
         self._reports.append(on_delivery)
+
+    def __len__(self) -> int:
+        return len(self._reports)
 
     def poll(self, timeout: float = 0.0) -> int:
         if self.holding:

@@ -1,5 +1,6 @@
 """The relay's per-command shortcuts give what the general paths give: the rendered topics cached
-per record key, and the usual PUBLISH properties encoded without the general loop."""
+per record key, the usual PUBLISH properties as the general encoder writes them; and records read
+in batches, commands published in bursts of a quarter window."""
 
 from __future__ import annotations
 
@@ -100,3 +101,46 @@ def test_records_are_read_in_batches_yet_consume_is_called_every_read_interval_w
     h.skew += task_module.READ_EVERY_S
     h.steps(1)
     assert len(calls) == 1, "consume() not called for READ_EVERY_S: the consumer would leave its group"
+
+
+def test_commands_go_out_a_quarter_window_at_a_time_with_one_wake_up_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mqtt_kafka_sync.mqtt.events import Acks  # noqa: PLC0415
+    from mqtt_kafka_sync.relay import task as task_module  # noqa: PLC0415
+    from tests.unit.relay.test_relay_task import P0, Harness  # noqa: PLC0415
+
+    monkeypatch.setattr(task_module, "WAIT_S", 0.001)
+    h = Harness()
+    h.connect(receive_maximum=8)  # bursts of 2
+    h.kafka.assign(P0)
+    h.feed(P0, count=40)
+    h.steps(3)
+    assert [mid for mid, _ in h.publisher.sent] == list(range(1, 9)) and h.publisher.wakes == 1
+    h.events.put(Acks([1]))
+    h.steps(2)
+    assert len(h.publisher.sent) == 8, "one free place is less than a burst"
+    assert h.kafka.stored == {P0: 1}, "yet the acknowledged command's offset is stored"
+    h.events.put(Acks([2, 3]))
+    h.steps(2)
+    assert len(h.publisher.sent) == 11 and h.publisher.wakes == 2
+    assert h.kafka.stored == {P0: 3}
+    h.events.put(Acks(list(range(4, 12))))
+    h.steps(2)
+    assert h.kafka.stored == {P0: 11} and h.task.stats.delivered == 11
+
+
+def test_a_last_few_records_go_out_without_waiting_for_a_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mqtt_kafka_sync.relay import task as task_module  # noqa: PLC0415
+    from tests.unit.relay.test_relay_task import P0, Harness  # noqa: PLC0415
+
+    monkeypatch.setattr(task_module, "WAIT_S", 0.001)
+    h = Harness()
+    h.connect(receive_maximum=100)
+    h.kafka.assign(P0)
+    h.feed(P0, count=99)
+    h.steps(2)
+    assert len(h.publisher.sent) == 99
+    h.feed(P0, count=1)  # one place free, one record: it goes now
+    h.steps(2)
+    assert len(h.publisher.sent) == 100
