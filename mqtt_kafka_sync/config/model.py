@@ -29,7 +29,7 @@ MQTT_SESSION_EXPIRY_S = 86_400
 RELAY_MQTT_SESSION_EXPIRY_S = 3_600
 """A relay task's session: only has to outlive reconnects of one process."""
 # The source connector's own:
-MQTT_RECEIVE_MAXIMUM = 4_000
+MQTT_RECEIVE_MAXIMUM = 1_000  # 4,000 until issue 16: ~5 MB more per task, no faster (docs/benchmarks.md)
 MQTT_RECEIVE_MAXIMUM_BYTES = 16 * 2**20
 MQTT_TOPIC_MAX_LENGTH = 1_024
 MQTT_TOPIC_CACHE_MAX_BYTES = 16 * 2**20

@@ -74,7 +74,8 @@ MQTT_KEYS = (
         "mqtt.receive.maximum",
         "int",
         "Most unacknowledged QoS 1/2 messages a task takes at once (announced to the broker as Receive "
-        "Maximum and enforced by the task); bounds its memory, about 1.5 KB per 256 B message.",
+        "Maximum and enforced by the task); bounds its memory, about 1.7 KB per 256 B message. It also "
+        "caps a task at this many messages per Kafka round trip: raise it for a distant Kafka.",
         "4000",
         default=str(model.MQTT_RECEIVE_MAXIMUM),
         minimum=1,

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError
 
 from mqtt_kafka_sync.ingest.acks import Pending
+from mqtt_kafka_sync.ingest.headers import mqtt_headers
 from mqtt_kafka_sync.ingest.stats import IngestStats
 from mqtt_kafka_sync.kafka.dead_letter_copy import record_size
 from mqtt_kafka_sync.kafka.producer import PURGED, SIZE_REFUSALS, Headers
@@ -72,27 +73,26 @@ class Pipeline(Protocol):
 class Delivery:
     """Delivery report of a data record: ack on success, dead-letter what Kafka refuses for good."""
 
-    __slots__ = ("_alone", "_headers", "_message", "_pending", "_pipeline", "_route", "_seq", "_topic")
+    __slots__ = ("_alone", "_message", "_pending", "_pipeline", "_route", "_seq", "_topic")
 
     def __init__(
         self,
         pipeline: Pipeline,
         message: Publish,
         pending: Pending | None,
-        headers: Headers,
         route: RouteCounters,
         *,
         seq: int,
         topic: str,
         alone: bool,
     ) -> None:
-        """The parts of :class:`Incoming`, kept apart: it is built only if the delivery fails."""
+        """The parts of :class:`Incoming`, kept apart: it is built only if the delivery fails. Not
+        the headers: librdkafka holds its own copy, and a failure builds them again (``headers.py``)."""
         self._topic = topic
         self._alone = alone
         self._pipeline = pipeline
         self._message = message
         self._pending = pending
-        self._headers = headers
         self._seq = seq
         self._route = route
 
@@ -116,7 +116,7 @@ class Delivery:
             return
         pipeline.stats.delivery_failures += 1
         topic = self._topic
-        incoming = Incoming(self._message, self._pending, self._headers, self._seq)
+        incoming = Incoming(self._message, self._pending, mqtt_headers(self._message), self._seq)
         where = f"{topic} [{record.partition()}]" if record is not None else topic
         if err.code() in SIZE_REFUSALS and self._alone and record is not None:
             pipeline.learn_limit(topic, record_size(record.value() or b"", record.key(), incoming.headers))

@@ -33,6 +33,7 @@ from mqtt_kafka_sync.errors import KafkaDeliveryError, MessageError
 from mqtt_kafka_sync.ingest.acks import AckTracker, Pending
 from mqtt_kafka_sync.ingest.dead_letter import DeadLetters
 from mqtt_kafka_sync.ingest.delivery import Delivery, Incoming
+from mqtt_kafka_sync.ingest.headers import device_properties, mqtt_headers
 from mqtt_kafka_sync.ingest.held import HeldTopics
 from mqtt_kafka_sync.ingest.routes import IngestRoutes
 from mqtt_kafka_sync.ingest.sink import Sink
@@ -54,26 +55,12 @@ logger = logging.getLogger(__name__)
 record_logger = per_record_logger(__name__)
 """Failures that can hit every message: one line per kind and minute, with the count held back."""
 
-_QOS = (b"0", b"1", b"2")
 DELIVERY_POLL_INTERVAL = 0.002
 """Seconds the network loop sleeps at most while Kafka deliveries are outstanding."""
 IDLE_POLL_INTERVAL = 1.0
 """Seconds the network loop sleeps at most while nothing is outstanding."""
-_RETAIN = (b"false", b"true")
-RESERVED_HEADER_PREFIXES = ("mqtt.", "dlq.", "kafka.", "replay.")
-"""Header names the bridge writes itself. A device's MQTT 5 user property with such a name is passed
-on as ``mqtt.user.<name>``, so a consumer reading the last ``mqtt.topic`` header reads ours."""
-DEVICE_PROPERTY_PREFIX = "mqtt.user."
 LIMIT_SLACK_BYTES = 4_096
 """Below a topic's limit by more than this (value and key alone), a record is not measured further."""
-
-
-def device_properties(properties: list[tuple[str, str]]) -> Headers:
-    """MQTT 5 user properties as headers, reserved names renamed ``mqtt.user.<name>``."""
-    return [
-        (DEVICE_PROPERTY_PREFIX + name if name.startswith(RESERVED_HEADER_PREFIXES) else name, value)
-        for name, value in properties
-    ]
 
 
 class IngestPipeline:
@@ -168,13 +155,7 @@ class IngestPipeline:
             if message.qos
             else None
         )
-        headers: Headers = [
-            ("mqtt.topic", message.topic),
-            ("mqtt.qos", _QOS[message.qos]),
-            ("mqtt.retain", _RETAIN[message.retain]),
-        ]
-        if message.user_properties:
-            headers.extend(device_properties(message.user_properties))
+        headers = mqtt_headers(message)
         if len(message.topic) > self._topic_max_length:
             self.dead_letter(
                 Incoming(message, pending, headers, seq),
@@ -254,7 +235,7 @@ class IngestPipeline:
                 value,
                 match.key,
                 headers,
-                Delivery(self, message, pending, headers, route, seq=seq, topic=topic, alone=alone),
+                Delivery(self, message, pending, route, seq=seq, topic=topic, alone=alone),
             )
         except KafkaDeliveryError as exc:
             if exc.fatal:

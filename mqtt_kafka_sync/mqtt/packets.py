@@ -344,6 +344,12 @@ class PacketReader:
         return list(self.packets())
 
 
+_NO_USER_PROPERTIES: list[tuple[str, str]] = []
+_NO_PROPERTIES: Properties = {}
+"""Shared by every decoded PUBLISH without properties (nearly all; never mutated): an empty list and
+dict of its own cost each message in flight 120 bytes (docs/benchmarks.md, issue 16)."""
+
+
 def _decode(first: int, data: bytes, start: int, end: int) -> Packet:
     kind = first >> 4
     if kind == PUBLISH:
@@ -354,8 +360,7 @@ def _decode(first: int, data: bytes, start: int, end: int) -> Packet:
         if qos:
             packet_id = (data[pos] << 8) | data[pos + 1]
             pos += 2
-        user: list[tuple[str, str]] = []
-        props: Properties = {}
+        user, props = _NO_USER_PROPERTIES, _NO_PROPERTIES
         if data[pos] == 0:
             pos += 1
         else:
