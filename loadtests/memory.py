@@ -97,8 +97,10 @@ class TreeMemory:
         total = sum(s.get("VmRSS", 0) for s in now.values()) / 1024
         for pid, status in now.items():
             peak = self.processes.setdefault(pid, ProcessPeak(_role(pid, self.root, tasks)))
-            if peak.role in ("lag reader", "other") and pid in tasks:
-                peak.role = "task"  # the status file named it after the first sample
+            if peak.role == "other":  # seen between fork and exec, or before the status file named it
+                peak.role = _role(pid, self.root, tasks)
+            elif peak.role == "lag reader" and pid in tasks:
+                peak.role = "task"  # a spawned task, named by the status file after the first sample
             peak.hwm_mb = max(peak.hwm_mb, status.get("VmHWM", 0) / 1024)
         if total > self.peak_mb:
             self.peak_mb = total
