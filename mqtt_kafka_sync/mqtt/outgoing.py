@@ -39,8 +39,13 @@ CLIENT = "mqtt-kafka-sync"
 READ_SIZE = 262_144
 """Bytes asked of the socket per read."""
 HOLD_S = 0.01
-GATHER_S = 0.001
 """With :attr:`Link.hold_acks`, the longest a success waits to be told."""
+GATHER_S = 0.001
+"""With :attr:`Link.hold_acks`, the pause after a read that brought acknowledgements while more are
+due, so the next read takes more of them (docs/benchmarks.md, "Round 3 in the quiet sitting")."""
+BURST_DIVISOR = 4
+"""With :attr:`Link.hold_acks`, successes are told once ``1/BURST_DIVISOR`` of the window has
+them: the size of the bursts the caller (the relay) publishes in."""
 _UNSPECIFIED, _KEEPALIVE_TIMEOUT = 0x80, 0x8D
 _MAXIMUM_QOS, _RETAIN_AVAILABLE = 0x24, 0x25
 
@@ -214,7 +219,11 @@ class _Loop:
             self.tell_acked()  # a new list: the told one is the event's now
             link.events.put(Acked(mid, code, reasons.lookup(code).name))
         flight = link.flight
-        if not link.hold_acks or len(self.acked) >= max(1, flight.limit // 4) or not flight.unanswered:
+        if (
+            not link.hold_acks
+            or len(self.acked) >= max(1, flight.limit // BURST_DIVISOR)
+            or not flight.unanswered
+        ):
             self.tell_acked()
 
     def tell_acked(self) -> None:

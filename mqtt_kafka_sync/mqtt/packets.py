@@ -94,16 +94,13 @@ def _bin(raw: bytes) -> bytes:
 
 def encode_properties(props: Sequence[tuple[int, object]]) -> bytes:
     """``props`` as a property block, its length first. Every PUBLISH the relay makes goes through
-    here, so the common kinds come first and each property is one ``%`` format, no helper calls."""
+    here, so the common kinds come first and each property is one ``%`` format."""
     body = b""
     for pid, value in props:
         kind = _PROP_KIND[pid]
         if kind in (_BIN, _STR):
             raw = bytes(value) if kind == _BIN else str(value).encode("utf-8")  # type: ignore[call-overload]
-            size = len(raw)
-            if size > 0xFFFF:
-                raise ValueError(f"a string or property of {size} bytes does not fit MQTT's 65,535")
-            body += b"%c%c%c%s" % (pid, size >> 8, size & 0xFF, raw)
+            body += b"%c%s" % (pid, _bin(raw))
         elif kind == _U32:
             body += b"%c%s" % (pid, _U32_PACK(value))
         elif kind == _PAIR:

@@ -43,6 +43,7 @@ from mqtt_kafka_sync.kafka.dead_letter import DeadLetter, DeadLettered, DeadLett
 from mqtt_kafka_sync.logs import per_record_logger
 from mqtt_kafka_sync.mqtt.events import Acks, Connected, Refused, take_events
 from mqtt_kafka_sync.mqtt.failures import CONNECT_REFUSALS, Failures
+from mqtt_kafka_sync.mqtt.outgoing import BURST_DIVISOR
 from mqtt_kafka_sync.mqtt.window import Answer, Flight, Publisher, PublishWindow
 from mqtt_kafka_sync.relay.flow import PauseControl
 from mqtt_kafka_sync.relay.offsets import OffsetTracker, Pending
@@ -60,8 +61,6 @@ REFILL_BELOW = 1000
 """Records are read only while fewer than this wait to be published (or every :data:`READ_EVERY_S`, to
 stay in the group and serve rebalances): each ``consume()`` hands the GIL to the publisher's network
 thread and waits to get it back, so reading in large batches, not every step, is what keeps the loop fast."""
-BURST_DIVISOR = 4
-"""New commands go out once a quarter of the window is free (see :meth:`RelayTask._room`)."""
 WAIT_S = 0.1
 READ_EVERY_S = 0.1
 """``consume()`` is called at least this often, however full the buffer (see :data:`REFILL_BELOW`)."""
@@ -279,15 +278,14 @@ class RelayTask:
     def _delivered(self, flights: list[Flight[Message, Pending]]) -> None:
         """Commands the broker has: counted, and their offsets stored as their partitions' finished
         prefixes grow (the consumer hands them to librdkafka once per batch of events)."""
-        stats, finish, store = self.stats, self.tracker.finish, self._consumer.store
+        stats, finish = self.stats, self._finish
         stats.delivered += len(flights)
         for flight in flights:
-            command, pending = flight.command, flight.pending
+            command = flight.command
             route = stats.routes[command.route]
             route.delivered += 1
             route.delivered_bytes += len(command.payload)
-            if (offset := finish(pending)) is not None:
-                store(pending.tp, offset)
+            finish(flight.pending)
 
     def _dead_lettered(self, event: DeadLettered) -> None:
         letter = event.letter
