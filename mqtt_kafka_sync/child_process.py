@@ -18,6 +18,7 @@ File descriptors reach the child only when named in ``pass_fds`` (everything els
 the same numbers: a :class:`~mqtt_kafka_sync.shared_block.SharedBlock` pickles as its fd, and
 :func:`channel` makes a :class:`Channel` pair (pickled objects over a pipe or a socket pair, what
 the callers used of ``multiprocessing.connection.Connection``) whose child end crosses as an fd.
+:func:`start_with_channel` does both: a channel, and a child given its end as its last argument.
 Neither the parent nor the child imports :mod:`multiprocessing` (3 MB resident for
 ``multiprocessing.connection`` and what it imports): the child's log lines get its name from a log
 record factory instead of ``multiprocessing.current_process()``.
@@ -203,3 +204,20 @@ def channel(*, duplex: bool) -> tuple[Channel, ChildEnd]:
         return Channel(ours.detach()), ChildEnd(theirs.detach(), readable=True)
     read_end, write_end = os.pipe()
     return Channel(read_end, writable=False), ChildEnd(write_end, readable=False)
+
+
+def start_with_channel(
+    target: Callable[..., object], *, name: str, args: Iterable[object] = (), duplex: bool
+) -> tuple[ChildProcess, Channel]:
+    """Start ``target(*args, end)``, ``end`` being the child's :class:`ChildEnd` of a new
+    :func:`channel`; returns the child and the parent's end. Raises :class:`OSError` (both ends
+    closed) when the child cannot be started."""
+    ours, theirs = channel(duplex=duplex)
+    try:
+        process = start_child(target, name=name, args=(*args, theirs), pass_fds=[theirs.fd])
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return process, ours

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mqtt_kafka_sync.child_process import ChildEnd, ChildProcess, channel, start_child
+from mqtt_kafka_sync.child_process import ChildEnd, ChildProcess, start_with_channel
 from mqtt_kafka_sync.errors import LagReadError
 from mqtt_kafka_sync.kafka.lag_feed import LagFeed
 from mqtt_kafka_sync.kafka.lag_process import how_it_ended
@@ -115,7 +115,7 @@ class _Schedule:
         return Reading(watch.key, lag, timed)
 
 
-def _read_forever(watches: Sequence[LagWatch], send_to: ChildEnd, setup: Callable[[], None]) -> None:
+def _read_forever(watches: Sequence[LagWatch], setup: Callable[[], None], send_to: ChildEnd) -> None:
     """The lag reader process: read each group when due, send, sleep; exits when the parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     out = send_to.open()
@@ -229,20 +229,13 @@ class LagHub:
             self._stop.wait(self.RESTART_S)
 
     def _run_child(self) -> int | None:
-        reader, writer = channel(duplex=False)
         try:
-            process = start_child(
-                _read_forever,
-                args=(self._watches, writer, self._setup),
-                name="lag-reader",
-                pass_fds=[writer.fd],
+            process, reader = start_with_channel(
+                _read_forever, name="lag-reader", args=(self._watches, self._setup), duplex=False
             )
         except OSError as exc:
-            reader.close()
             logger.error("cannot start the lag reader process (%s)", exc)
             return None
-        finally:
-            writer.close()
         self._process = process
         self.started += 1
         try:

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mqtt_kafka_sync.child_process import Channel, ChildEnd, ChildProcess, channel, start_child
+from mqtt_kafka_sync.child_process import Channel, ChildEnd, ChildProcess, start_with_channel
 from mqtt_kafka_sync.config.model import KafkaConnection
 from mqtt_kafka_sync.errors import LagReadError
 from mqtt_kafka_sync.kafka.lag_topics import TopicFilter
@@ -71,7 +71,7 @@ class _ReaderSpec:
     log_level: int
 
 
-def _serve(end: ChildEnd, spec: _ReaderSpec) -> None:
+def _serve(spec: _ReaderSpec, end: ChildEnd) -> None:
     """The child: answer each request with ``("lag", int | None)`` or ``("error", text)``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent
     conn = end.open()
@@ -182,17 +182,13 @@ class IsolatedLagReader:
 
     # -- internals --------------------------------------------------------------------------------
     def _start(self) -> Channel:
-        parent, child = channel(duplex=True)
         spec = _ReaderSpec(
             self.kafka, self.groups, self._topics, self._timeout, logging.getLogger().getEffectiveLevel()
         )
         try:
-            process = start_child(_serve, args=(child, spec), name=self._name, pass_fds=[child.fd])
+            process, parent = start_with_channel(_serve, name=self._name, args=(spec,), duplex=True)
         except OSError as exc:
-            parent.close()
             raise LagReadError(f"cannot start the lag reader process ({exc})") from None
-        finally:
-            child.close()
         self.started += 1
         self._process, self._conn = process, parent
         return parent

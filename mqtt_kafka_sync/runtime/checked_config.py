@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import cast
 
-from mqtt_kafka_sync.child_process import ChildEnd, channel, start_child
+from mqtt_kafka_sync.child_process import ChildEnd, start_with_channel
 from mqtt_kafka_sync.config.model import ConnectorConfig
 from mqtt_kafka_sync.errors import ConfigError, ConfigProblem, SyncError
 from mqtt_kafka_sync.logs import configure_logging
@@ -48,19 +48,15 @@ def load_checked(
     """Every connector in ``paths`` and the warnings about them, as ``load_connectors`` and
     ``config_warnings`` give them; raises :class:`ConfigError` listing every problem, or
     :class:`SyncError` (also when the checking process dies)."""
-    reader, writer = channel(duplex=False)
     try:
-        process = start_child(
+        process, reader = start_with_channel(
             _check,
-            args=(list(paths), dict(environ), logging.getLogger().level, writer),
             name="config-check",
-            pass_fds=[writer.fd],
+            args=(list(paths), dict(environ), logging.getLogger().level),
+            duplex=False,
         )
     except OSError as exc:
-        reader.close()
         raise SyncError(f"cannot start the process that checks the connector files ({exc})") from None
-    finally:
-        writer.close()
     try:
         kind, value = reader.recv()
     except EOFError:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_kafka_sync.child_process import ChildEnd, channel, start_child
+from mqtt_kafka_sync import child_process
+from mqtt_kafka_sync.child_process import ChildEnd, channel, start_child, start_with_channel
 
 
 def _answer(end: ChildEnd, value: object, *, keyword: str) -> None:
@@ -24,6 +25,10 @@ def _echo_twice(end: ChildEnd) -> None:
     conn = end.open()
     while (request := conn.recv()) is not None:
         conn.send(request * 2)
+
+
+def _add(a: int, b: int, end: ChildEnd) -> None:
+    end.open().send(a + b)
 
 
 def _fail() -> None:
@@ -63,6 +68,28 @@ def test_a_duplex_channel_carries_requests_and_answers() -> None:
     ours.send(None)
     child.join(10)
     assert child.exitcode == 0
+
+
+def test_start_with_channel_hands_the_child_its_end_last_and_keeps_ours() -> None:
+    child, ours = start_with_channel(_add, name="add", args=(2, 3), duplex=False)
+    assert ours.recv() == 5
+    child.join(10)
+    assert child.exitcode == 0
+    ours.close()
+
+
+def test_start_with_channel_closes_both_ends_when_the_child_cannot_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fds_before = set(os.listdir("/proc/self/fd"))
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(child_process, "start_child", refuse)
+    with pytest.raises(OSError, match="Too many open files"):
+        start_with_channel(_add, name="add", args=(2, 3), duplex=True)
+    assert set(os.listdir("/proc/self/fd")) == fds_before
 
 
 def test_the_child_s_log_lines_carry_its_name() -> None:
