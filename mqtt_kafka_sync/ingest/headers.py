@@ -4,7 +4,7 @@ the device's MQTT 5 user properties.
 Built once per message on the way in and handed to librdkafka, which copies them; nothing keeps
 them after that. A delivery that fails builds them again from the message (:func:`mqtt_headers`
 is deterministic): holding each in-flight message's list and its ``mqtt.topic`` tuple until Kafka
-answered cost ~150 bytes per message, 0.6 MB at the default window of 4,000 (docs/benchmarks.md).
+answered cost ~150 bytes per message, 0.6 MB at a window of 4,000 (docs/benchmarks.md).
 The ``mqtt.qos`` and ``mqtt.retain`` pairs are shared constants, not built per message.
 """
 
