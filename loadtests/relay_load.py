@@ -84,16 +84,22 @@ class Subscriber:
         self._thread.start()
 
     def _read(self) -> None:
+        """Whole reads of the pipe, split into lines: read line by line, this thread took a fifth of
+        a core at 17,000 commands/s, from the two cores the relay and Mosquitto share."""
         assert self._process.stdout is not None
-        lines = self.lines
-        for line in self._process.stdout:
-            if line.startswith(PROBE):
+        fd, lines, rest = self._process.stdout.fileno(), self.lines, b""
+        while chunk := os.read(fd, 1 << 20):
+            now = time.monotonic()
+            taken = (rest + chunk).split(b"\n")
+            rest = taken.pop()
+            if PROBE in chunk:
                 self.ready.set()
-                continue
-            if not lines:
-                self.first = time.monotonic()
-            lines.append(line)
-            self.last = time.monotonic()
+                taken = [line for line in taken if not line.startswith(PROBE)]
+            if taken:
+                if not lines:
+                    self.first = now
+                lines += taken
+                self.last = now
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -56,6 +56,12 @@ LATENCY_WARMUP_S = 1.0
 """Latency percentiles leave out the first second of sends (generator and connection start-up)."""
 
 
+TARGET_WARMUP_S = 10.0
+"""``target`` first offers its load this long through the same worker and Kafka topic: a Kafka just
+started spends most of a core compiling its request path (18 us of Kafka CPU per message cold, 7 us
+warm, docs/benchmarks.md "Session 8"), and on two cores that CPU came out of the bridge's share."""
+
+
 @dataclass
 class Brokers:
     kafka_bootstrap: str
@@ -456,7 +462,15 @@ def scenarios(args: argparse.Namespace, b: Brokers, workdir: Path) -> list[Row]:
     runs: dict[str, Any] = {
         "smoke": lambda: [measure(b, name, "100 devices", spec(100, 20, 2000), workdir, with_baseline=False)],
         "target": lambda: [
-            measure(b, name, f"qos1 256B {fmt}", spec(rate=args.rate or 60_000), workdir, value_format=fmt)
+            measure(
+                b,
+                name,
+                f"qos1 256B {fmt}",
+                spec(rate=args.rate or 60_000),
+                workdir,
+                value_format=fmt,
+                warmup_s=TARGET_WARMUP_S if args.warmup is None else args.warmup,
+            )
         ],
         "latency": lambda: [
             measure(
@@ -467,7 +481,7 @@ def scenarios(args: argparse.Namespace, b: Brokers, workdir: Path) -> list[Row]:
                 workdir,
                 value_format=fmt,
                 with_baseline=False,
-                warmup_s=args.warmup,
+                warmup_s=args.warmup or 0.0,
             )
         ],
         "drain": lambda: [
@@ -557,9 +571,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warmup",
         type=float,
-        default=0.0,
+        default=None,
         metavar="SECONDS",
-        help="latency scenario: offer the same load this long before measuring (default 0)",
+        help=f"target and latency: offer the same load this long before measuring (default: target "
+        f"{TARGET_WARMUP_S:.0f}, latency 0)",
     )
     parser.add_argument(
         "--outage", type=float, default=60.0, help="outage scenario: seconds Kafka stays down (default 60)"

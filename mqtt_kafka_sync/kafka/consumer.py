@@ -54,6 +54,10 @@ def consumer_config(config: RelayConnectorConfig, client_id: str) -> dict[str, s
         # command backlog in the task (83 MB); 5,000 is still about a second of publishing ahead.
         "queued.min.messages": "5000",
         "queued.max.messages.kbytes": "16384",
+        # Once a partition's prefetch is full librdkafka waits this long before fetching it again
+        # (default 1,000 ms): draining a backlog, the relay emptied the prefetch within that wait and
+        # read nothing for 0.2-0.5 s at a time (docs/benchmarks.md, "Session 8").
+        "fetch.queue.backoff.ms": "10",
         "statistics.interval.ms": STATISTICS_INTERVAL_MS,  # the Kafka connection flag of the metrics
     }
     return {**client_settings(config.kafka, "consumer", ours), **GUARANTEE_SETTINGS}
