@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from loadtests.memory import TreeMemory, print_tree, tree_pids
-from loadtests.run import Brokers, Row, cpu_seconds
+from loadtests.run import Brokers, Row, cpu_seconds, machine_cpu_seconds, print_budget
 from mqtt_kafka_sync.kafka.admin import ensure_topics
 from mqtt_kafka_sync.sim.command_devices import Received, count_commands, produce_commands
 from mqtt_kafka_sync.sim.payload import device_ids, make_payload, parse_payload
@@ -198,9 +198,13 @@ def baseline_run(b: Any, load: RelayLoad) -> dict[str, Any]:
     )
     assert pub.stdin is not None
     writer = threading.Thread(target=_paced_write, args=(pub.stdin, lines, load.rate), daemon=True)
+    broker = [b.mqtt_pid] if b.mqtt_pid else []
+    machine0, mosquitto0 = machine_cpu_seconds(), cpu_seconds(broker)
     writer.start()
     sub.wait_for(len(lines), TIMEOUT_S)
     cpu = cpu_seconds([pub.pid])
+    parts = {"mosquitto_pub": cpu, **({"mosquitto": cpu_seconds(broker) - mosquitto0} if broker else {})}
+    print_budget("baseline", len(lines), machine_cpu_seconds() - machine0, parts)
     writer.join(30)
     # stdin closes only now: at its end mosquitto_pub -l disconnects once the packet id of the last
     # line is acknowledged, and packet ids wrap at 65,535 (an earlier line's PUBACK would end it).
@@ -241,10 +245,16 @@ def relay_run(b: Any, load: RelayLoad, workdir: Path) -> dict[str, Any]:
         producer.start()
     while not sub.lines and worker.alive():
         time.sleep(0.002)
+    brokers = {name: pid for name, pid in (("mosquitto", b.mqtt_pid), ("kafka", b.kafka_pid)) if pid}
     cpu0 = _tree_cpu(worker.proc.pid)  # the status file names the task within a second: too late here
+    machine0, brokers0 = machine_cpu_seconds(), {name: cpu_seconds([p]) for name, p in brokers.items()}
     sub.wait_for(total, TIMEOUT_S)
     cpu1 = _tree_cpu(worker.proc.pid)
+    machine = machine_cpu_seconds() - machine0
     pids = _task_pids(worker)
+    task = sum(cpu1.get(p, 0.0) - cpu0.get(p, 0.0) for p in pids)
+    parts = {"task": task, **{name: cpu_seconds([p]) - brokers0[name] for name, p in brokers.items()}}
+    print_budget("relay", total, machine, parts)
     acked = worker.wait_acked(total, 60)
     tree = memory.stop()
     if rate:
@@ -253,7 +263,7 @@ def relay_run(b: Any, load: RelayLoad, workdir: Path) -> dict[str, Any]:
     print_tree(f"relay qos {qos}, under load", tree)
     return {
         "rate": sub.rate(),
-        "us_per_msg": 1e6 * sum(cpu1.get(p, 0.0) - cpu0.get(p, 0.0) for p in pids) / total,
+        "us_per_msg": 1e6 * task / total,
         "load": (load0, _load()),
         "tree": tree,
         "task_peak_rss_mb": max(

@@ -122,6 +122,22 @@ def _status_kb(pids: list[int], field_name: str) -> list[int]:
     return values
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds every core of the machine spent busy since boot (``/proc/stat``: all but idle
+    and iowait)."""
+    with open("/proc/stat") as stat:
+        fields = [int(n) for n in stat.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / CLK
+
+
+def print_budget(label: str, total: int, machine: float, parts: dict[str, float]) -> None:
+    """One ``[cpu]`` line: the machine's CPU per message over a run and how much of it each named
+    process took (the rest: the generators, the counting subscriber, everything else)."""
+    named = " ".join(f"{name} {1e6 * cpu / total:.1f}" for name, cpu in parts.items())
+    rest = 1e6 * (machine - sum(parts.values())) / total
+    print(f"[cpu] {label}: machine {1e6 * machine / total:.1f} us/msg: {named} rest {rest:.1f}")
+
+
 def peak_rss_mb(pids: list[int]) -> float:
     """The largest peak resident set (VmHWM) among ``pids``."""
     return max(_status_kb(pids, "VmHWM:"), default=0) / 1024
@@ -183,10 +199,14 @@ def baseline(b: Brokers, spec: LoadSpec) -> float:
         stdout=subprocess.DEVNULL,
     )
     time.sleep(0.5)
-    t0 = time.monotonic()
+    broker = [b.mqtt_pid] if b.mqtt_pid else []
+    t0, machine0, mosquitto0 = time.monotonic(), machine_cpu_seconds(), cpu_seconds(broker)
     generate(spec)
     sub.wait(600)
-    return total / (time.monotonic() - t0)
+    rate = total / (time.monotonic() - t0)
+    parts = {"mosquitto": cpu_seconds(broker) - mosquitto0} if broker else {}
+    print_budget("baseline", total, machine_cpu_seconds() - machine0, parts)
+    return rate
 
 
 def load_connector(b: Brokers, spec: LoadSpec, workdir: Path, **extra: Any) -> tuple[str, str, Path]:
@@ -270,13 +290,16 @@ def bridge_run(
     pids = worker.task_pids()
     broker_pids = [p for p in (b.mqtt_pid, b.kafka_pid) if p]
     cpu0 = [cpu_seconds(pids), *(cpu_seconds([p]) for p in broker_pids)]
-    t0 = time.monotonic()
+    t0, machine0 = time.monotonic(), machine_cpu_seconds()
     if not backlog:
         generate(spec)
     while worker.totals().get("acked", 0) < warm + total and time.monotonic() - t0 < 600:
         time.sleep(0.05)
     elapsed = time.monotonic() - t0
     cpu1 = [cpu_seconds(pids), *(cpu_seconds([p]) for p in broker_pids)]
+    names = ("task", *(n for n, p in (("mosquitto", b.mqtt_pid), ("kafka", b.kafka_pid)) if p))
+    parts = {name: after - before for name, before, after in zip(names, cpu0, cpu1, strict=True)}
+    print_budget("bridge", total, machine_cpu_seconds() - machine0, parts)
     costs: dict[str, Any] = {"bridge_us": 1e6 * (cpu1[0] - cpu0[0]) / total, "rss_mb": peak_rss_mb(pids)}
     for name, before, after in zip(("mosquitto_us", "kafka_us"), cpu0[1:], cpu1[1:], strict=False):
         costs[name] = 1e6 * (after - before) / total
