@@ -9,6 +9,7 @@
     python -m loadtests.run smoke             # tiny, for CI: asserts 0 lost, no speed claims
     python -m loadtests.run sharded           # one worker: shared vs sharded mode (loadtests/sharded.py)
     python -m loadtests.run relay --qos 2     # Kafka -> run -> MQTT against mosquitto_pub (relay_load.py)
+    python -m loadtests.run kafka-latency --rate 10000 --warmup 10  # Kafka alone (kafka_alone.py)
 
 Brokers: the local stack under ``.stack-load/`` on ports the OS picks (started and stopped here),
 or ``--bootstrap`` and ``--mqtt-uri`` for brokers of your own (then CPU per broker process is not
@@ -462,6 +463,7 @@ def print_table(rows: list[Row]) -> None:
 
 
 def scenarios(args: argparse.Namespace, b: Brokers, workdir: Path) -> list[Row]:
+    from loadtests.kafka_alone import kafka_latency_row  # noqa: PLC0415 - it imports this module
     from loadtests.relay_load import relay_rows  # noqa: PLC0415 - it imports this module
     from loadtests.sharded import sharded_rows  # noqa: PLC0415 - it imports this module
 
@@ -555,6 +557,15 @@ def scenarios(args: argparse.Namespace, b: Brokers, workdir: Path) -> list[Row]:
         ],
         "sharded": lambda: sharded_rows(b, workdir, lambda: spec(rate=args.rate or 60_000)),
         "relay": lambda: relay_rows(b, workdir, messages=args.messages, qos=args.qos, rate=args.rate),
+        "kafka-latency": lambda: [
+            kafka_latency_row(
+                b,
+                rate=args.rate or 10_000,
+                messages=args.messages,
+                warmup_s=args.warmup or 0.0,
+                overrides=PRODUCER_OVERRIDES,
+            )
+        ],
     }
     rows: list[Row] = runs[name]()
     return rows
@@ -572,6 +583,7 @@ SCENARIOS = (
     "outage",
     "sharded",
     "relay",
+    "kafka-latency",
 )
 
 
@@ -596,8 +608,8 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         metavar="SECONDS",
-        help=f"target and latency: offer the same load this long before measuring (default: target "
-        f"{TARGET_WARMUP_S:.0f}, latency 0)",
+        help=f"target, latency, kafka-latency: offer the same load this long before measuring (default: "
+        f"target {TARGET_WARMUP_S:.0f}, others 0)",
     )
     parser.add_argument(
         "--outage", type=float, default=60.0, help="outage scenario: seconds Kafka stays down (default 60)"
