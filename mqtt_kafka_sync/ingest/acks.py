@@ -43,6 +43,8 @@ class AckTracker:
         self._queue: deque[Pending] = deque()
         self._idle = threading.Event()
         self._idle.set()
+        self._gathered: list[tuple[int, int, int]] | None = None
+        """While set (:meth:`gather`), released acknowledgements wait here for one send."""
         self.acked = 0
         self.latency = Buckets()
         """Seconds from ``received_at`` (monotonic) to Kafka's confirmation, per message."""
@@ -63,20 +65,42 @@ class AckTracker:
 
     def done(self, pending: Pending) -> None:
         self.latency.observe(monotonic() - pending.received_at)
-        released: list[tuple[int, int, int]] = []
         with self._lock:
             pending.done = True
             queue = self._queue
+            if queue and queue[0] is not pending:  # confirmed out of order: it waits for those before
+                return
+            released: list[tuple[int, int, int]] = []
             while queue and queue[0].done:
                 head = queue.popleft()
                 released.append((head.generation, head.packet_id, head.qos))
             self.acked += len(released)
+            gathered = self._gathered
+            if gathered is not None:
+                gathered += released  # sent, and idle set, by send_gathered
+                return
             # Sent before idle is set, and under the lock: a drain that sees idle disconnects next,
             # and the acknowledgements must be queued before its DISCONNECT (with a producer shared
             # by several sessions, this runs on whichever thread polled it). ``send`` only queues.
             if released:
                 self._send(released)
             if not queue:
+                self._idle.set()
+
+    def gather(self) -> None:
+        """Until :meth:`send_gathered`, hold released acknowledgements back to send them as one batch
+        (around a ``poll`` that serves many delivery reports: one send instead of one per report)."""
+        with self._lock:
+            if self._gathered is None:
+                self._gathered = []
+
+    def send_gathered(self) -> None:
+        """Send what :meth:`gather` held back, and stop holding."""
+        with self._lock:
+            gathered, self._gathered = self._gathered, None
+            if gathered:
+                self._send(gathered)
+            if not self._queue:
                 self._idle.set()
 
     @property

@@ -71,9 +71,15 @@ class Pipeline(Protocol):
 
 
 class Delivery:
-    """Delivery report of a data record: ack on success, dead-letter what Kafka refuses for good."""
+    """Delivery report of a data record: ack on success, dead-letter what Kafka refuses for good.
 
-    __slots__ = ("_alone", "_message", "_pending", "_pipeline", "_route", "_seq", "_topic")
+    One is built for every record produced: six slots, and ``alone`` a class attribute
+    (:class:`DeliveryAlone`) rather than a seventh.
+    """
+
+    __slots__ = ("_message", "_pending", "_pipeline", "_route", "_seq", "_topic")
+    _alone = False
+    """True for a record tried by itself after its batch was refused for size."""
 
     def __init__(
         self,
@@ -81,20 +87,18 @@ class Delivery:
         message: Publish,
         pending: Pending | None,
         route: RouteCounters,
-        *,
         seq: int,
+        *,
         topic: str,
-        alone: bool,
     ) -> None:
         """The parts of :class:`Incoming`, kept apart: it is built only if the delivery fails. Not
         the headers: librdkafka holds its own copy, and a failure builds them again (``headers.py``)."""
-        self._topic = topic
-        self._alone = alone
         self._pipeline = pipeline
         self._message = message
         self._pending = pending
-        self._seq = seq
         self._route = route
+        self._seq = seq
+        self._topic = topic
 
     def __call__(self, err: KafkaError | None, record: Any) -> None:
         pipeline = self._pipeline
@@ -137,3 +141,10 @@ class Delivery:
             "kafka refused a record for %s (%s); sending it to the dead-letter topic", where, err.str()
         )
         pipeline.dead_letter(incoming, reason="kafka-rejected", detail=f"topic {topic}: {err.str()}")
+
+
+class DeliveryAlone(Delivery):
+    """:class:`Delivery` of a record tried by itself: its answer lets the next held record go."""
+
+    __slots__ = ()
+    _alone = True

@@ -36,3 +36,33 @@ def test_acknowledgements_are_queued_before_the_tracker_says_idle() -> None:
     tracker = AckTracker(lambda acks: idle_when_sent.append(tracker.wait_idle(0)))
     tracker.done(tracker.add(1, 10, 1, 0.0))
     assert idle_when_sent == [False] and tracker.wait_idle(0)
+
+
+def test_gathered_acknowledgements_leave_as_one_batch_in_order_then_idle() -> None:
+    """Around a poll serving many delivery reports: one send, in arrival order, idle only after it."""
+    sent: list[tuple[list[tuple[int, int, int]], bool]] = []
+    tracker = AckTracker(lambda acks: sent.append((acks, tracker.wait_idle(0))))
+    a, b, c = (tracker.add(1, pid, 1, 0.0) for pid in (10, 11, 12))
+    tracker.gather()
+    tracker.done(b)
+    tracker.done(a)
+    tracker.done(c)
+    assert sent == [] and not tracker.wait_idle(0) and tracker.in_flight == 0
+    tracker.send_gathered()
+    assert sent == [([(1, 10, 1), (1, 11, 1), (1, 12, 1)], False)]
+    assert tracker.wait_idle(0) and tracker.acked == 3
+    tracker.done(tracker.add(1, 13, 1, 0.0))  # no longer gathering: sent at once
+    assert sent[-1] == ([(1, 13, 1)], False)
+
+
+def test_a_gather_releasing_nothing_sends_nothing() -> None:
+    sent: list[list[tuple[int, int, int]]] = []
+    tracker = AckTracker(sent.append)
+    first = tracker.add(1, 10, 1, 0.0)
+    second = tracker.add(1, 11, 1, 0.0)
+    tracker.gather()
+    tracker.done(second)
+    tracker.send_gathered()
+    assert sent == [] and not tracker.wait_idle(0)
+    tracker.done(first)
+    assert sent == [[(1, 10, 1), (1, 11, 1)]]
