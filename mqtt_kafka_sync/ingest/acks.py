@@ -56,11 +56,18 @@ class AckTracker:
             self._idle.set()
 
     def add(self, generation: int, packet_id: int, qos: int, received_at: float) -> Pending:
+        """Called for every message, by the one thread that receives them, without the lock.
+
+        ``deque.append`` is atomic, and :meth:`done` (under the lock, on any thread) pops only
+        confirmed entries, never this new one, and sets idle only once the queue is empty: so the
+        queue holding exactly this entry after the append means empty -> busy, and idle is cleared
+        then (only then: Event calls take a lock), whichever way the threads interleave.
+        """
         pending = Pending(generation, packet_id, qos, received_at)
-        with self._lock:
-            if not self._queue:
-                self._idle.clear()  # only on the empty -> busy transition: Event calls take a lock
-            self._queue.append(pending)
+        queue = self._queue
+        queue.append(pending)
+        if len(queue) == 1:
+            self._idle.clear()
         return pending
 
     def done(self, pending: Pending) -> None:
@@ -68,7 +75,10 @@ class AckTracker:
         with self._lock:
             pending.done = True
             queue = self._queue
-            if queue and queue[0] is not pending:  # confirmed out of order: it waits for those before
+            if not queue or queue[0] is not pending:
+                # Confirmed out of order: it waits for those before it. Or a message of a connection
+                # reset() forgot, with nothing pending now: idle is set already (by whoever emptied
+                # the queue), and must not be set here, where an add() may be under way.
                 return
             released: list[tuple[int, int, int]] = []
             while queue and queue[0].done:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from mqtt_kafka_sync.ingest.acks import AckTracker
+import threading
+from collections import deque
+
+from mqtt_kafka_sync.ingest.acks import AckTracker, Pending
 
 
 def test_releases_longest_confirmed_prefix_in_arrival_order() -> None:
@@ -66,3 +69,48 @@ def test_a_gather_releasing_nothing_sends_nothing() -> None:
     assert sent == [] and not tracker.wait_idle(0)
     tracker.done(first)
     assert sent == [[(1, 10, 1), (1, 11, 1)]]
+
+
+def test_idle_follows_the_queue_without_a_lock_in_add() -> None:
+    tracker = AckTracker(lambda acks: None)
+    assert tracker.wait_idle(0)
+    old = tracker.add(1, 1, 1, 0.0)
+    assert not tracker.wait_idle(0)
+    tracker.reset()
+    assert tracker.wait_idle(0)
+    tracker.done(old)  # forgotten by reset, nothing pending: idle stays as it is
+    new = tracker.add(2, 1, 1, 0.0)
+    assert not tracker.wait_idle(0)
+    tracker.done(old)  # late again, with a message pending: still not idle
+    assert not tracker.wait_idle(0)
+    second = tracker.add(2, 2, 1, 0.0)  # busy -> busy: idle stays clear
+    tracker.done(new)
+    assert not tracker.wait_idle(0)
+    tracker.done(second)
+    assert tracker.wait_idle(0) and tracker.in_flight == 0
+
+
+def test_adds_on_one_thread_and_confirmations_on_another_release_all_in_order() -> None:
+    """add() takes no lock; done() on another thread (a shared producer's poller) races with it."""
+    sent: list[tuple[int, int, int]] = []
+    tracker = AckTracker(sent.extend)
+    handed: deque[Pending] = deque()
+    count = 20_000
+    finished = threading.Event()
+
+    def confirm() -> None:
+        done = 0
+        while done < count:
+            if handed:
+                tracker.done(handed.popleft())
+                done += 1
+        finished.set()
+
+    confirmer = threading.Thread(target=confirm)
+    confirmer.start()
+    for packet_id in range(count):
+        handed.append(tracker.add(1, packet_id % 65535 + 1, 1, 0.0))
+    assert finished.wait(30)
+    confirmer.join()
+    assert [a[1] for a in sent] == [i % 65535 + 1 for i in range(count)]
+    assert tracker.in_flight == 0 and tracker.wait_idle(0)
