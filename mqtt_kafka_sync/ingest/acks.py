@@ -80,15 +80,15 @@ class AckTracker:
                 # reset() forgot, with nothing pending now: idle is set already (by whoever emptied
                 # the queue), and must not be set here, where an add() may be under way.
                 return
-            released: list[tuple[int, int, int]] = []
+            gathered = self._gathered
+            released: list[tuple[int, int, int]] = [] if gathered is None else gathered
+            before = len(released)
             while queue and queue[0].done:
                 head = queue.popleft()
                 released.append((head.generation, head.packet_id, head.qos))
-            self.acked += len(released)
-            gathered = self._gathered
+            self.acked += len(released) - before
             if gathered is not None:
-                gathered += released  # sent, and idle set, by send_gathered
-                return
+                return  # sent, and idle set, by send_gathered
             # Sent before idle is set, and under the lock: a drain that sees idle disconnects next,
             # and the acknowledgements must be queued before its DISCONNECT (with a producer shared
             # by several sessions, this runs on whichever thread polled it). ``send`` only queues.
