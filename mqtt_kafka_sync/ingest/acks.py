@@ -46,6 +46,7 @@ class AckTracker:
         self._gathered: list[tuple[int, int, int]] | None = None
         """While set (:meth:`gather`), released acknowledgements wait here for one send."""
         self.acked = 0
+        """Acknowledgements handed to the subscriber (while gathering, counted when the batch goes)."""
         self.latency = Buckets()
         """Seconds from ``received_at`` (monotonic) to Kafka's confirmation, per message."""
 
@@ -82,13 +83,12 @@ class AckTracker:
                 return
             gathered = self._gathered
             released: list[tuple[int, int, int]] = [] if gathered is None else gathered
-            before = len(released)
             while queue and queue[0].done:
                 head = queue.popleft()
                 released.append((head.generation, head.packet_id, head.qos))
-            self.acked += len(released) - before
             if gathered is not None:
-                return  # sent, and idle set, by send_gathered
+                return  # sent, counted and idle set by send_gathered
+            self.acked += len(released)
             # Sent before idle is set, and under the lock: a drain that sees idle disconnects next,
             # and the acknowledgements must be queued before its DISCONNECT (with a producer shared
             # by several sessions, this runs on whichever thread polled it). ``send`` only queues.
@@ -109,6 +109,7 @@ class AckTracker:
         with self._lock:
             gathered, self._gathered = self._gathered, None
             if gathered:
+                self.acked += len(gathered)
                 self._send(gathered)
             if not self._queue:
                 self._idle.set()

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError
 
-from mqtt_kafka_sync.ingest.acks import Pending
+from mqtt_kafka_sync.ingest.acks import AckTracker, Pending
 from mqtt_kafka_sync.ingest.headers import mqtt_headers
 from mqtt_kafka_sync.ingest.stats import IngestStats
 from mqtt_kafka_sync.kafka.dead_letter_copy import record_size
@@ -55,7 +55,8 @@ class Pipeline(Protocol):
     @property
     def stats(self) -> IngestStats: ...
 
-    def delivered(self, pending: Pending | None) -> None: ...
+    @property
+    def tracker(self) -> AckTracker: ...
 
     def alone_done(self, topic: str) -> None: ...
 
@@ -104,14 +105,17 @@ class Delivery:
         pipeline = self._pipeline
         if self._alone:
             pipeline.alone_done(self._topic)
-        if err is None:
+        if err is None:  # Kafka has the record: count it, release its acknowledgement
             route = self._route
             route.delivered += 1
             route.delivered_bytes += len(record)
+            stats = pipeline.stats
+            stats.produced += 1
             latency = record.latency()
             if latency is not None:
-                pipeline.stats.delivery_latency.observe(latency)
-            pipeline.delivered(self._pending)
+                stats.delivery_latency.observe(latency)
+            if self._pending is not None:
+                pipeline.tracker.done(self._pending)
             return
         if err.code() in PURGED:
             # Taken back from the producer (ShardedWorker, a shard lost): never written. Its MQTT

@@ -100,7 +100,8 @@ class IngestPipeline:
         """The router's own ``route`` (cached per topic), without :class:`IngestRoutes`' call around it."""
         self._encoders = routes.encoders
         self._sink = sink
-        self._tracker = tracker
+        self.tracker = tracker
+        """Acknowledgements in arrival order; a delivery report releases its message's (``delivery.py``)."""
         self.stats = IngestStats()
         self._holds = HeldTopics(self.stats, retry_timeout=retry_timeout, busy_wait=DELIVERY_POLL_INTERVAL)
         self._held = self._holds.topics
@@ -121,7 +122,7 @@ class IngestPipeline:
 
     # -- MessageHandler -------------------------------------------------------------------------
     def on_connected(self, generation: int, session_present: bool) -> None:
-        self._tracker.reset()
+        self.tracker.reset()
         self._holds.forget_waiting()  # the broker sends them again on this connection
         if self._pacer is not None:
             self._pacer.reset()
@@ -136,18 +137,16 @@ class IngestPipeline:
         error and statistics callbacks (Kafka connection state, for metrics and /readyz) are served.
         """
         if self._serve is not None:  # a producer shared by several sessions: it says when to poll
-            wait = self._serve(self._tracker.in_flight)
+            wait = self._serve(self.tracker.in_flight)
         else:
             if self._owns_sink:
-                tracker = self._tracker
+                tracker = self.tracker
                 tracker.gather()  # the acknowledgements this poll releases go out as one batch
                 try:
                     self._sink.poll(0)
                 finally:
                     tracker.send_gathered()
-            wait = (
-                DELIVERY_POLL_INTERVAL if self._tracker.in_flight or len(self._sink) else IDLE_POLL_INTERVAL
-            )
+            wait = DELIVERY_POLL_INTERVAL if self.tracker.in_flight or len(self._sink) else IDLE_POLL_INTERVAL
         if self._held:
             wait = min(wait, self._holds.retry_due(time.monotonic()))
         if self._pacer is not None:
@@ -161,9 +160,7 @@ class IngestPipeline:
         stats.received += 1
         seq = stats.received
         pending = (
-            self._tracker.add(generation, message.packet_id, message.qos, monotonic())
-            if message.qos
-            else None
+            self.tracker.add(generation, message.packet_id, message.qos, monotonic()) if message.qos else None
         )
         if len(message.topic) > self._topic_max_length:
             self.dead_letter(
@@ -321,9 +318,3 @@ class IngestPipeline:
                 detail=f"topic {topic}: {why}, for longer than errors.retry.timeout.ms",
             ),
         )
-
-    def delivered(self, pending: Pending | None) -> None:
-        """Kafka has the record: count it, release its acknowledgement."""
-        self.stats.produced += 1
-        if pending is not None:
-            self._tracker.done(pending)
