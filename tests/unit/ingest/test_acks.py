@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import deque
 
@@ -114,3 +115,19 @@ def test_adds_on_one_thread_and_confirmations_on_another_release_all_in_order() 
     confirmer.join()
     assert [a[1] for a in sent] == [i % 65535 + 1 for i in range(count)]
     assert tracker.in_flight == 0 and tracker.wait_idle(0)
+
+
+def test_confirmations_in_any_order_release_each_only_after_all_before_it() -> None:
+    rng = random.Random(16)
+    for _ in range(50):
+        sent: list[tuple[int, int, int]] = []
+        tracker = AckTracker(sent.extend)
+        count = rng.randint(1, 60)
+        numbers = [tracker.add(1, packet_id, 1, 0.0) for packet_id in range(1, count + 1)]
+        confirmed: set[int] = set()
+        for index in rng.sample(range(count), count):
+            tracker.done(numbers[index])
+            confirmed.add(index)
+            prefix = next((i for i in range(count) if i not in confirmed), count)
+            assert [a[1] for a in sent] == list(range(1, prefix + 1))
+        assert tracker.in_flight == 0 and tracker.wait_idle(0) and tracker.acked == count
