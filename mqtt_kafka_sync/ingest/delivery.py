@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError
 
-from mqtt_kafka_sync.ingest.acks import Pending
+from mqtt_kafka_sync.ingest.acks import AckTracker, Pending
 from mqtt_kafka_sync.ingest.headers import mqtt_headers
 from mqtt_kafka_sync.ingest.stats import IngestStats
 from mqtt_kafka_sync.kafka.dead_letter_copy import record_size
@@ -55,7 +55,8 @@ class Pipeline(Protocol):
     @property
     def stats(self) -> IngestStats: ...
 
-    def delivered(self, pending: Pending | None) -> None: ...
+    @property
+    def tracker(self) -> AckTracker: ...
 
     def alone_done(self, topic: str) -> None: ...
 
@@ -71,9 +72,15 @@ class Pipeline(Protocol):
 
 
 class Delivery:
-    """Delivery report of a data record: ack on success, dead-letter what Kafka refuses for good."""
+    """Delivery report of a data record: ack on success, dead-letter what Kafka refuses for good.
 
-    __slots__ = ("_alone", "_message", "_pending", "_pipeline", "_route", "_seq", "_topic")
+    One is built for every record produced: six slots, and ``alone`` a class attribute
+    (:class:`DeliveryAlone`) rather than a seventh.
+    """
+
+    __slots__ = ("_message", "_pending", "_pipeline", "_route", "_seq", "_topic")
+    _alone = False
+    """True for a record tried by itself after its batch was refused for size."""
 
     def __init__(
         self,
@@ -81,33 +88,34 @@ class Delivery:
         message: Publish,
         pending: Pending | None,
         route: RouteCounters,
-        *,
         seq: int,
+        *,
         topic: str,
-        alone: bool,
     ) -> None:
         """The parts of :class:`Incoming`, kept apart: it is built only if the delivery fails. Not
         the headers: librdkafka holds its own copy, and a failure builds them again (``headers.py``)."""
-        self._topic = topic
-        self._alone = alone
         self._pipeline = pipeline
         self._message = message
         self._pending = pending
-        self._seq = seq
         self._route = route
+        self._seq = seq
+        self._topic = topic
 
     def __call__(self, err: KafkaError | None, record: Any) -> None:
         pipeline = self._pipeline
         if self._alone:
             pipeline.alone_done(self._topic)
-        if err is None:
+        if err is None:  # Kafka has the record: count it, release its acknowledgement
             route = self._route
             route.delivered += 1
             route.delivered_bytes += len(record)
+            stats = pipeline.stats
+            stats.produced += 1
             latency = record.latency()
             if latency is not None:
-                pipeline.stats.delivery_latency.observe(latency)
-            pipeline.delivered(self._pending)
+                stats.delivery_latency.observe(latency)
+            if self._pending is not None:
+                pipeline.tracker.done(self._pending)
             return
         if err.code() in PURGED:
             # Taken back from the producer (ShardedWorker, a shard lost): never written. Its MQTT
@@ -137,3 +145,10 @@ class Delivery:
             "kafka refused a record for %s (%s); sending it to the dead-letter topic", where, err.str()
         )
         pipeline.dead_letter(incoming, reason="kafka-rejected", detail=f"topic {topic}: {err.str()}")
+
+
+class DeliveryAlone(Delivery):
+    """:class:`Delivery` of a record tried by itself: its answer lets the next held record go."""
+
+    __slots__ = ()
+    _alone = True

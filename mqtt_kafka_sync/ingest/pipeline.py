@@ -28,18 +28,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from time import monotonic
 
-from mqtt_kafka_sync.errors import KafkaDeliveryError, MessageError
+from mqtt_kafka_sync.codec.exceptions import Rejected
+from mqtt_kafka_sync.errors import DecodeError, KafkaDeliveryError, MessageError
 from mqtt_kafka_sync.ingest.acks import AckTracker, Pending
 from mqtt_kafka_sync.ingest.dead_letter import DeadLetters
-from mqtt_kafka_sync.ingest.delivery import Delivery, Incoming
+from mqtt_kafka_sync.ingest.delivery import Delivery, DeliveryAlone, Incoming
 from mqtt_kafka_sync.ingest.headers import device_properties, mqtt_headers
 from mqtt_kafka_sync.ingest.held import HeldTopics
 from mqtt_kafka_sync.ingest.routes import IngestRoutes
 from mqtt_kafka_sync.ingest.sink import Sink
 from mqtt_kafka_sync.ingest.stats import IngestStats
 from mqtt_kafka_sync.kafka.dead_letter_copy import clip, record_size
-from mqtt_kafka_sync.kafka.producer import Headers
 from mqtt_kafka_sync.logs import per_record_logger
 from mqtt_kafka_sync.mqtt.packets import Publish
 from mqtt_kafka_sync.telemetry.catalog import UNROUTED
@@ -95,8 +96,12 @@ class IngestPipeline:
         self._owns_sink = owns_sink
         self._pacer = pacer
         self._routes = routes
+        self._route = routes.router.route
+        """The router's own ``route`` (cached per topic), without :class:`IngestRoutes`' call around it."""
+        self._encoders = routes.encoders
         self._sink = sink
-        self._tracker = tracker
+        self.tracker = tracker
+        """Acknowledgements in arrival order; a delivery report releases its message's (``delivery.py``)."""
         self.stats = IngestStats()
         self._holds = HeldTopics(self.stats, retry_timeout=retry_timeout, busy_wait=DELIVERY_POLL_INTERVAL)
         self._held = self._holds.topics
@@ -117,7 +122,7 @@ class IngestPipeline:
 
     # -- MessageHandler -------------------------------------------------------------------------
     def on_connected(self, generation: int, session_present: bool) -> None:
-        self._tracker.reset()
+        self.tracker.reset()
         self._holds.forget_waiting()  # the broker sends them again on this connection
         if self._pacer is not None:
             self._pacer.reset()
@@ -132,13 +137,16 @@ class IngestPipeline:
         error and statistics callbacks (Kafka connection state, for metrics and /readyz) are served.
         """
         if self._serve is not None:  # a producer shared by several sessions: it says when to poll
-            wait = self._serve(self._tracker.in_flight)
+            wait = self._serve(self.tracker.in_flight)
         else:
             if self._owns_sink:
-                self._sink.poll(0)
-            wait = (
-                DELIVERY_POLL_INTERVAL if self._tracker.in_flight or len(self._sink) else IDLE_POLL_INTERVAL
-            )
+                tracker = self.tracker
+                tracker.gather()  # the acknowledgements this poll releases go out as one batch
+                try:
+                    self._sink.poll(0)
+                finally:
+                    tracker.send_gathered()
+            wait = DELIVERY_POLL_INTERVAL if self.tracker.in_flight or len(self._sink) else IDLE_POLL_INTERVAL
         if self._held:
             wait = min(wait, self._holds.retry_due(time.monotonic()))
         if self._pacer is not None:
@@ -148,23 +156,21 @@ class IngestPipeline:
         return wait
 
     def on_message(self, message: Publish, generation: int) -> None:
-        self.stats.received += 1
-        seq = self.stats.received
+        stats = self.stats
+        stats.received += 1
+        seq = stats.received
         pending = (
-            self._tracker.add(generation, message.packet_id, message.qos, time.monotonic())
-            if message.qos
-            else None
+            self.tracker.add(generation, message.packet_id, message.qos, monotonic()) if message.qos else None
         )
-        headers = mqtt_headers(message)
         if len(message.topic) > self._topic_max_length:
             self.dead_letter(
-                Incoming(message, pending, headers, seq),
+                Incoming(message, pending, mqtt_headers(message), seq),
                 reason="topic-too-long",
                 detail=f"topic of {len(message.topic)} characters, above mqtt.topic.max.length "
                 f"{self._topic_max_length}",
             )
             return
-        self._produce(message, pending, headers, seq, again=False, alone=False)
+        self._produce(message, pending, seq, False, False)
 
     def produce(self, incoming: Incoming, *, again: bool = False, alone: bool = False) -> None:
         """Route, encode and produce one message (``again``: after a retriable delivery failure).
@@ -172,84 +178,93 @@ class IngestPipeline:
         What is held back is retried in arrival order (``incoming.seq``).
         ``alone``: the record is retried by itself after its batch was refused for size.
         """
-        self._produce(
-            incoming.message, incoming.pending, incoming.headers, incoming.seq, again=again, alone=alone
-        )
+        self._produce(incoming.message, incoming.pending, incoming.seq, again, alone)
 
-    def _produce(
-        self,
-        message: Publish,
-        pending: Pending | None,
-        headers: Headers,
-        seq: int,
-        *,
-        again: bool,
-        alone: bool,
-    ) -> None:
+    def _produce(self, message: Publish, pending: Pending | None, seq: int, again: bool, alone: bool) -> None:
         """:meth:`produce` with the parts of an :class:`Incoming`, built here only on a failure path
-        (why: :class:`Incoming`); :meth:`on_message` calls this directly."""
+        (why: :class:`Incoming`), its headers too (``headers.py``); :meth:`on_message` calls this
+        directly. Every message passes here: the route and encoder are called without the wrappers
+        of :class:`IngestRoutes`, and the arguments are positional."""
+        topic = message.topic
         try:
-            match = self._routes.route(message.topic)
+            match = self._route(topic)
         except MessageError as exc:
             if not again:
                 self._count_received(self.stats.routes[UNROUTED], message)
-            self.dead_letter(Incoming(message, pending, headers, seq), reason=exc.reason, detail=exc.detail)
+            self.dead_letter(self._incoming(message, pending, seq), reason=exc.reason, detail=exc.detail)
             return
         route = self.stats.routes[match.route_name]
+        payload = message.payload
         if not again:
-            self._count_received(route, message)
+            route.received += 1
+            route.received_bytes += len(payload)
         try:
-            value = self._routes.encode(match, message.payload, message.topic)
-        except MessageError as exc:
-            self.dead_letter(Incoming(message, pending, headers, seq), reason=exc.reason, detail=exc.detail)
+            value = self._encoders[match.route_name](payload, match.fields)
+        except (Rejected, MessageError) as exc:  # Rejected: what IngestRoutes.encode makes a DecodeError
+            error = (
+                DecodeError(str(exc), mqtt_topic=topic, field=exc.field) if isinstance(exc, Rejected) else exc
+            )
+            self.dead_letter(self._incoming(message, pending, seq), reason=error.reason, detail=error.detail)
             return
         except Exception as exc:  # an encoder fault must cost one message, never the task
             record_logger.exception(
-                "route %s could not encode a message of %s", match.route_name, clip(message.topic)
+                "route %s could not encode a message of %s", match.route_name, clip(topic)
             )
             self.dead_letter(
-                Incoming(message, pending, headers, seq),
+                self._incoming(message, pending, seq),
                 reason="internal-error",
                 detail=f"{type(exc).__name__}: {exc}",
             )
             return
-        topic = match.kafka_topic
-        limit = self.limits.get(topic)
-        if limit is not None and len(value) + len(match.key) + LIMIT_SLACK_BYTES > limit:
-            size = record_size(value, match.key, headers)
-            if size > limit:
-                self.dead_letter(
-                    Incoming(message, pending, headers, seq),
-                    reason="kafka-rejected",
-                    detail=f"topic {topic}: a record of about {size} bytes, above the topic's "
-                    f"max.message.bytes {limit}",
-                )
-                return
+        kafka_topic = match.kafka_topic
+        headers = mqtt_headers(message)
+        limits = self.limits
+        if (
+            limits
+            and (limit := limits.get(kafka_topic)) is not None
+            and len(value) + len(match.key) + LIMIT_SLACK_BYTES > limit
+            and (size := record_size(value, match.key, headers)) > limit
+        ):
+            self.dead_letter(
+                Incoming(message, pending, headers, seq),
+                reason="kafka-rejected",
+                detail=f"topic {kafka_topic}: a record of about {size} bytes, above the topic's "
+                f"max.message.bytes {limit}",
+            )
+            return
         if self._held and self._holds.held_back(
-            topic, seq, lambda: self.produce(Incoming(message, pending, headers, seq), again=True)
+            kafka_topic, seq, lambda: self.produce(Incoming(message, pending, headers, seq), again=True)
         ):
             return
         try:
             self._sink.produce(
-                topic,
+                kafka_topic,
                 value,
                 match.key,
                 headers,
-                Delivery(self, message, pending, route, seq=seq, topic=topic, alone=alone),
+                (DeliveryAlone if alone else Delivery)(self, message, pending, route, seq, topic=kafka_topic),
             )
         except KafkaDeliveryError as exc:
             if exc.fatal:
                 raise
             incoming = Incoming(message, pending, headers, seq)
             if exc.retriable:
-                self.topic_missing(incoming, topic=topic, why=exc.detail)
+                self.topic_missing(incoming, topic=kafka_topic, why=exc.detail)
                 return
             record_logger.error(
-                "kafka refused a record for %s (%s); sending it to the dead-letter topic", topic, exc.detail
+                "kafka refused a record for %s (%s); sending it to the dead-letter topic",
+                kafka_topic,
+                exc.detail,
             )
             self.dead_letter(
-                incoming, reason="kafka-rejected", detail=f"topic {topic}: {exc.detail} ({len(value)} bytes)"
+                incoming,
+                reason="kafka-rejected",
+                detail=f"topic {kafka_topic}: {exc.detail} ({len(value)} bytes)",
             )
+
+    @staticmethod
+    def _incoming(message: Publish, pending: Pending | None, seq: int) -> Incoming:
+        return Incoming(message, pending, mqtt_headers(message), seq)
 
     @staticmethod
     def _count_received(route: RouteCounters, message: Publish) -> None:
@@ -303,9 +318,3 @@ class IngestPipeline:
                 detail=f"topic {topic}: {why}, for longer than errors.retry.timeout.ms",
             ),
         )
-
-    def delivered(self, pending: Pending | None) -> None:
-        """Kafka has the record: count it, release its acknowledgement."""
-        self.stats.produced += 1
-        if pending is not None:
-            self._tracker.done(pending)

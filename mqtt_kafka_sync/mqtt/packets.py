@@ -197,6 +197,16 @@ def encode_ack(kind: int, packet_id: int) -> bytes:
     return bytes((_ACK_FIRST_BYTE[kind], 2, packet_id >> 8, packet_id & 0xFF))
 
 
+PUBACK_WORD, PUBREC_WORD = 0x4002_0000, 0x5002_0000
+"""A short PUBACK or PUBREC as one big-endian 32-bit word, its packet id in the low 16 bits."""
+
+
+def encode_acks(words: list[int]) -> bytes:
+    """Many short acknowledgements at once: each word is :data:`PUBACK_WORD` or :data:`PUBREC_WORD`
+    ORed with a packet id (what :func:`encode_ack` writes, one ``struct.pack`` for a whole batch)."""
+    return struct.pack(f">{len(words)}I", *words)
+
+
 def encode_disconnect(reason: int = 0, session_expiry: int | None = None) -> bytes:
     if session_expiry is None and reason == 0:
         return b"\xe0\x00"
@@ -317,22 +327,36 @@ class PacketReader:
         return len(self._buf) - self._pos
 
     def packets(self) -> Iterator[Packet]:
+        """Every complete packet buffered. Runs once per packet received: a remaining length below
+        16,384 (one or two bytes, as for most PUBLISH packets) is read inline, and a PUBLISH goes
+        straight to :func:`_decode_publish`."""
         data = self._buf
         size = len(data)
+        pos = self._pos
         self.stopped_early = True
-        while size - self._pos >= 2:
-            pos = self._pos
-            header = fixed_header(data, pos)
-            if header is None:
-                break
-            length, hdr = header
+        while size - pos >= 2:
+            length = data[pos + 1]
+            if length < 0x80:
+                hdr = pos + 2
+            elif size - pos >= 3 and data[pos + 2] < 0x80:  # 128 to 16,383 bytes
+                length = (length & 0x7F) | (data[pos + 2] << 7)
+                hdr = pos + 3
+            else:
+                header = fixed_header(data, pos)
+                if header is None:
+                    break
+                length, hdr = header
             if length > self._max:
                 raise MqttProtocolError(f"packet of {length} bytes exceeds the maximum {self._max}")
             end = hdr + length
             if end > size:
                 break
-            self._pos = end
-            yield _decode(data[pos], data, hdr, end)
+            first = data[pos]
+            self._pos = pos = end
+            if first >> 4 == PUBLISH:
+                yield _decode_publish(first, data, hdr, end)
+            else:
+                yield _decode(first, data, hdr, end)
         self.stopped_early = False
 
     def feed_all(self, chunk: bytes) -> list[Packet]:
@@ -347,23 +371,34 @@ _NO_PROPERTIES: Properties = {}
 dict of its own cost each message in flight 120 bytes (docs/benchmarks.md, issue 16)."""
 
 
+def _decode_publish(first: int, data: bytes, start: int, end: int) -> Publish:
+    qos = (first >> 1) & 0x03
+    pos = start + 2 + ((data[start] << 8) | data[start + 1])
+    topic = data[start + 2 : pos].decode("utf-8")
+    packet_id = 0
+    if qos:
+        packet_id = (data[pos] << 8) | data[pos + 1]
+        pos += 2
+    if data[pos] == 0:  # no properties: nearly every message
+        return Publish(
+            topic,
+            data[pos + 1 : end],
+            qos,
+            first & 1 == 1,
+            first & 0x08 == 8,
+            packet_id,
+            _NO_USER_PROPERTIES,
+            _NO_PROPERTIES,
+        )
+    props, pos = decode_properties(data, pos)
+    user = cast(list[tuple[str, str]], props.pop(PROP_USER_PROPERTY, _NO_USER_PROPERTIES))
+    return Publish(topic, data[pos:end], qos, first & 1 == 1, first & 0x08 == 8, packet_id, user, props)
+
+
 def _decode(first: int, data: bytes, start: int, end: int) -> Packet:
     kind = first >> 4
     if kind == PUBLISH:
-        qos = (first >> 1) & 0x03
-        pos = start + 2 + ((data[start] << 8) | data[start + 1])
-        topic = data[start + 2 : pos].decode("utf-8")
-        packet_id = 0
-        if qos:
-            packet_id = (data[pos] << 8) | data[pos + 1]
-            pos += 2
-        user, props = _NO_USER_PROPERTIES, _NO_PROPERTIES
-        if data[pos] == 0:
-            pos += 1
-        else:
-            props, pos = decode_properties(data, pos)
-            user = cast(list[tuple[str, str]], props.pop(PROP_USER_PROPERTY, user))
-        return Publish(topic, data[pos:end], qos, bool(first & 1), bool(first & 0x08), packet_id, user, props)
+        return _decode_publish(first, data, start, end)
     body = data[start:end]
     if kind in (PUBACK, PUBREC, PUBREL, PUBCOMP):
         reason = body[2] if len(body) > 2 else 0

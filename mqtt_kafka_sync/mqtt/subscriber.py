@@ -24,7 +24,7 @@ The subscriber's parts, one job each:
   extra work.
 
 Why over 350 lines: every PUBLISH passes through the loop, the flow window and the dispatch
-(``_take_packets``, ``_dispatch``, ``_window_full``), and every acknowledgement through
+(``_take_packets``, ``_window_full``), and every acknowledgement through
 ``_collect_outgoing``; they share one object's state so that each message costs no more attribute
 look-ups or calls than it must, and the API and the connection's life set that same state.
 """
@@ -335,8 +335,7 @@ class MqttSubscriber:
         tls = isinstance(sock, ssl.SSLSocket)
         read = self._read_tls if tls else self._read
         keepalive.start()
-        for packet in self._backlog:
-            self._dispatch(packet, gen, out)
+        self._take_packets(gen, out, self._backlog)
         try:
             while True:
                 self._turned()
@@ -412,49 +411,73 @@ class MqttSubscriber:
             self._take_packets(gen, out)
             self._collect_outgoing(gen, out)
 
-    def _take_packets(self, gen: int, out: bytearray) -> None:
-        """Dispatch buffered packets until the window is full; the rest waits, in order."""
-        for packet in self._reader.packets():
-            if isinstance(packet, p.Ack) and packet.kind == p.PINGRESP:
+    def _take_packets(self, gen: int, out: bytearray, backlog: list[p.Packet] | None = None) -> None:
+        """Dispatch buffered packets until the window is full; the rest waits, in order.
+        ``backlog``: packets that came with the CONNACK, dispatched all, whatever the window.
+
+        Every PUBLISH passes here: its window accounting is inlined (what :func:`message_bytes`
+        counts) and what each needs is read into locals once per read, not once per message.
+        """
+        s = self.settings
+        most, most_bytes = s.receive_maximum, s.receive_maximum_bytes
+        on_message = self._handler.on_message
+        sizes = self._sizes
+        again = self._expect_again
+        publish = p.Publish
+        took = False
+        limited = backlog is None
+        for packet in self._reader.packets() if backlog is None else backlog:
+            if type(packet) is publish:
+                took = True
+                if packet.qos:
+                    packet_id = packet.packet_id
+                    if packet.dup or packet_id in again:
+                        self.redeliveries += 1
+                        again.discard(packet_id)
+                    size = len(packet.payload) + 3 * len(packet.topic)
+                    if packet.user_properties:
+                        size += sum(len(name) + len(value) for name, value in packet.user_properties)
+                    sizes[packet_id] = size
+                    self._unacked += 1
+                    self._unacked_bytes += size
+                on_message(packet, gen)
+                if limited and (self._unacked >= most or (0 < most_bytes <= self._unacked_bytes)):
+                    break
+            elif packet.kind == p.PINGRESP:  # type: ignore[union-attr]
                 self._keepalive.ping_sent_at = None
             else:
-                self._dispatch(packet, gen, out)
-            if self._window_full():
-                break
+                self._control_packet(packet, out)  # type: ignore[arg-type]
+                if limited and self._window_full():
+                    break
+        if took:
+            self._subs.last_publish_at = self.loop_turned_at
 
     def _collect_outgoing(self, gen: int, out: bytearray) -> None:
         acks = self._acks
-        while acks:
-            a_gen, packet_id, qos = acks.popleft()
-            if a_gen != gen:
-                self.acks_dropped += 1
-            elif qos:
-                out += p.encode_ack(p.PUBACK if qos == 1 else p.PUBREC, packet_id)
-                self._acks_sent += 1
-                self._unacked -= 1
-                self._unacked_bytes -= self._sizes.pop(packet_id, 0)
+        if acks:
+            words: list[int] = []
+            sizes = self._sizes
+            freed = 0
+            while acks:
+                a_gen, packet_id, qos = acks.popleft()
+                if a_gen != gen:
+                    self.acks_dropped += 1
+                elif qos:
+                    words.append(p.PUBACK_WORD | packet_id if qos == 1 else p.PUBREC_WORD | packet_id)
+                    freed += sizes.pop(packet_id, 0)
+            if words:
+                out += p.encode_acks(words)
+                self._acks_sent += len(words)
+                self._unacked -= len(words)
+                self._unacked_bytes -= freed
         while self._control:
             out += self._control.popleft()
         if self._reconnect_reason is not None:
             reason, self._reconnect_reason = self._reconnect_reason, None
             raise ConnectionLost(f"reconnect requested: {reason}", RECONNECT_REQUESTED)
 
-    def _dispatch(self, packet: p.Packet, gen: int, out: bytearray) -> None:
-        if isinstance(packet, p.Publish):
-            self._subs.last_publish_at = self.loop_turned_at
-            if packet.qos:
-                if packet.dup or packet.packet_id in self._expect_again:
-                    self.redeliveries += 1
-                    self._expect_again.discard(packet.packet_id)
-                self._unacked += 1
-                # message_bytes(packet), inlined: this runs for every QoS 1/2 message
-                size = len(packet.payload) + 3 * len(packet.topic)
-                if packet.user_properties:
-                    size += sum(len(name) + len(value) for name, value in packet.user_properties)
-                self._sizes[packet.packet_id] = size
-                self._unacked_bytes += size
-            self._handler.on_message(packet, gen)
-            return
+    def _control_packet(self, packet: p.Ack, out: bytearray) -> None:
+        """Any packet but PUBLISH and PINGRESP (those are :meth:`_take_packets`' own)."""
         kind = packet.kind
         if kind == p.PUBREL:
             # We sent PUBREC only after Kafka confirmed the message, so completing is safe.

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from mqtt_kafka_sync.codec.exceptions import Rejected
 from mqtt_kafka_sync.config.model import RouteConfig
-from mqtt_kafka_sync.errors import KafkaDeliveryError
+from mqtt_kafka_sync.errors import KafkaDeliveryError, RoutingError
 from mqtt_kafka_sync.ingest import held as held_module
 from mqtt_kafka_sync.ingest.acks import AckTracker
 from mqtt_kafka_sync.ingest.pipeline import IngestPipeline, device_properties
@@ -287,6 +288,28 @@ def test_an_encoder_fault_costs_one_message_not_the_task() -> None:
     assert "ZeroDivisionError" in headers["dlq.detail"]
     assert [v for v, _ in _records(sink, "telemetry")] == [b"fine"]
     assert acks == [(1, 1, 1), (1, 2, 1)]
+
+
+def test_what_an_encoder_rejects_is_dead_lettered_with_its_field_and_reason() -> None:
+    """The pipeline calls each route's encoder itself (not ``IngestRoutes.encode``): a ``Rejected``
+    becomes a ``bad-payload`` dead letter naming the field, a ``MessageError`` keeps its own reason."""
+    pipeline, sink, acks, _ = _setup()
+
+    def picky(payload: bytes, fields: Any) -> bytes:
+        if payload == b"rejected":
+            raise Rejected("expected long", "seq")
+        if payload == b"message-error":
+            raise RoutingError("no schema for it")
+        return payload
+
+    pipeline._routes.encoders["t"] = picky
+    for packet_id, payload in enumerate((b"rejected", b"message-error", b"fine"), start=1):
+        pipeline.on_message(_msg(packet_id, payload), 1)
+    _drain(pipeline)
+    letters = [(h["dlq.reason"], h["dlq.detail"]) for _, h in _records(sink, "c-dlq")]
+    assert letters == [("bad-payload", "field 'seq': expected long"), ("no-route", "no schema for it")]
+    assert [v for v, _ in _records(sink, "telemetry")] == [b"fine"]
+    assert acks == [(1, 1, 1), (1, 2, 1), (1, 3, 1)]
 
 
 def test_a_fatal_producer_error_ends_the_task() -> None:

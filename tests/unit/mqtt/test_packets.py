@@ -29,6 +29,7 @@ def test_varint_round_trip(value: int) -> None:
         (0, b"", []),
         (1, b"x" * 200, []),
         (2, b"\x00\xff" * 5000, [("k", "v"), ("k", "v2"), ("trace", "abc")]),
+        (1, b"z" * 20_000, []),  # a remaining length of three bytes
     ],
 )
 def test_publish_decodes_in_every_split(qos: int, payload: bytes, user: list[tuple[str, str]]) -> None:
@@ -86,6 +87,13 @@ def test_encoders_produce_expected_bytes() -> None:
         will=p.Will("w", b"gone", qos=1, retain=True),
     )
     assert connect[0] == 0x10 and b"MQTT\x05" in connect and connect.count(b"gone") == 1
+
+
+def test_a_batch_of_acks_is_the_acks_one_by_one() -> None:
+    ids = [1, 0x1234, 0xFFFF, 255, 256]
+    words = [(p.PUBACK_WORD if i % 2 else p.PUBREC_WORD) | pid for i, pid in enumerate(ids)]
+    one_by_one = b"".join(p.encode_ack(p.PUBACK if i % 2 else p.PUBREC, pid) for i, pid in enumerate(ids))
+    assert p.encode_acks(words) == one_by_one
 
 
 def test_malformed_input_is_a_protocol_error() -> None:
