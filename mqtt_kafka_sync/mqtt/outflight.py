@@ -49,10 +49,13 @@ class Malformed(MqttProtocolError):
 
 
 class _Entry:
-    __slots__ = ("dup", "packet", "qos", "state")
+    __slots__ = ("dup", "head", "qos", "state", "tail")
 
-    def __init__(self, packet: bytes, qos: int) -> None:
-        self.packet = packet
+    def __init__(self, head: bytes, tail: bytes, qos: int) -> None:
+        self.head = head
+        """The PUBLISH up to its packet id (all of it at QoS 0, which has none)."""
+        self.tail = tail
+        """The PUBLISH after its packet id: written after it, never joined to it in memory."""
         self.qos = qos
         self.state = QUEUED
         self.dup = False
@@ -87,9 +90,12 @@ class Outflight:
         queued behind the others; returns the id and whether the queue was empty (else the
         network thread was told already, or waits for acknowledgements to write more). Any thread."""
         with self.lock:
-            mid = self._new_id()
-            packet = head + mid.to_bytes(2, "big") + tail if qos else head + tail
-            self._entries[mid] = _Entry(packet, qos)
+            entries = self._entries
+            mid = self._last_id % 65535 + 1
+            if mid in entries:
+                mid = self._new_id()
+            self._last_id = mid
+            entries[mid] = _Entry(head, tail, qos)
             queue = self._queue
             first = not queue
             queue.append(mid)
@@ -113,12 +119,17 @@ class Outflight:
             if entry is None or entry.state != QUEUED:
                 continue  # forgotten, or a PUBREL already written by reconnected()
             if not entry.qos:
-                out += entry.packet
+                out += entry.head
+                out += entry.tail
                 del entries[mid]
                 done.append(mid)
                 continue
-            packet = entry.packet
-            out += bytes((packet[0] | 0x08,)) + packet[1:] if entry.dup else packet
+            start = len(out)
+            out += entry.head
+            if entry.dup:
+                out[start] |= 0x08
+            out += mid.to_bytes(2, "big")
+            out += entry.tail
             entry.state = SENT
             self._on_wire += 1
         return done
