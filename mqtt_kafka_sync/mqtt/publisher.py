@@ -142,9 +142,17 @@ def _properties(command: Command, response: bytes) -> bytes:
         _string(command.correlation_data),
     )
     if command.user_properties:
-        body += b"".join(
-            [b"\x26%s%s" % (_string(k.encode()), _string(v.encode())) for k, v in command.user_properties]
-        )
+        try:  # to_bytes(2) refuses a name or value over 65,535 bytes
+            body += b"".join(
+                [
+                    b"\x26%s%s%s%s"
+                    % (len(k := n.encode()).to_bytes(2, "big"), k, len(v := t.encode()).to_bytes(2, "big"), v)
+                    for n, t in command.user_properties
+                ]
+            )
+        except OverflowError:
+            longest = max(len(s.encode()) for pair in command.user_properties for s in pair)
+            raise ValueError(f"a string or property of {longest} bytes does not fit MQTT's 65,535") from None
     return packets.encode_varint(len(body)) + body
 
 
