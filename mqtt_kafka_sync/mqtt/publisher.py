@@ -153,7 +153,8 @@ def _properties(command: Command, response: bytes) -> bytes:
         except OverflowError:
             longest = max(len(s.encode()) for pair in command.user_properties for s in pair)
             raise ValueError(f"a string or property of {longest} bytes does not fit MQTT's 65,535") from None
-    return packets.encode_varint(len(body)) + body
+    size = len(body)
+    return b"%c%s" % (size, body) if size < 0x80 else packets.encode_varint(size) + body
 
 
 def _response_property(topic: str | None) -> bytes:
