@@ -240,8 +240,6 @@ class MqttPublisher:
             target=self._run, name=f"mqtt-publisher-{settings.client_id}", daemon=True
         )
         self._encoder = PublishEncoder()
-        self._unannounced = False
-        """Publishes queued with ``wake=False`` since the last wake-up (the caller's thread only)."""
         self._connect_settings = SubscriberSettings(
             host=settings.host,
             port=settings.port,
@@ -266,30 +264,29 @@ class MqttPublisher:
     def publish(self, command: Command, *, wake: bool = True) -> int:
         """Queue ``command``'s PUBLISH for the network thread; returns its packet id. Raises
         :class:`CommandError` (``mqtt-rejected``) when it cannot be sent: it is then never sent.
-        ``wake`` False: the network thread is told at the next :meth:`wake`, so a burst of
-        publishes goes out in one write (woken at the first, the network thread took the GIL and
-        wrote about three commands a time, and Mosquitto answered as many per read)."""
+        ``wake`` False: handed to the network thread at the next :meth:`wake`, so a burst of
+        publishes takes the session's lock once and goes out in one write (woken at the first, the
+        network thread took the GIL and wrote about three commands a time, and Mosquitto answered as
+        many per read)."""
         head, tail = self._encoder.encode(command)
         limit = self._link.maximum_packet_size
         if limit is not None and (size := len(head) + (2 if command.qos else 0) + len(tail)) > limit:
             detail = f"the PUBLISH would be {size} bytes; the broker takes at most {limit}"
             raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
-        mid, first = self._link.flight.add(head, tail, command.qos)
-        if first:  # one wake-up per batch: each costs the caller a hand-over of the GIL
-            if wake:
-                self._link.wakeup.wake()
-            else:
-                self._unannounced = True
+        mid = self._link.flight.stage(head, tail, command.qos)
+        if wake:
+            self.wake()
         return mid
 
     def wake(self) -> None:
-        """Tell the network thread about the publishes queued with ``wake=False``, if any."""
-        if self._unannounced:
-            self._unannounced = False
+        """Hand the publishes made with ``wake=False`` to the network thread, and wake it if it
+        had nothing queued (one wake-up per burst: each costs the caller a hand-over of the GIL)."""
+        if self._link.flight.commit():
             self._link.wakeup.wake()
 
     def forget(self, mids: Iterable[int]) -> None:
         """Drop these publishes from the session: never sent again (the relay gave up on them)."""
+        self.wake()  # none is staged when the relay gives up; if one were, it is handed over first
         self._link.flight.forget(mids)
 
     def stop(self, *, end_session: bool) -> None:
