@@ -11,18 +11,7 @@ from mqtt_kafka_sync.errors import CommandError
 from mqtt_kafka_sync.mqtt import packets
 from mqtt_kafka_sync.mqtt import publisher as publisher_module
 from mqtt_kafka_sync.mqtt.publisher import Command, PublishEncoder
-
-COMMAND = Command(
-    route="cmd",
-    topic="plants/p01/devices/d0001/commands",
-    payload=b'{"rate": 5}',
-    qos=1,
-    retain=False,
-    user_properties=(("site", "plant-a"), ("ünï", "cødé")),
-    correlation_data=b"commands/3/42",
-    response_topic="plants/p01/devices/d0001/commands/response",
-    expiry_seconds=300,
-)
+from tests.unit.mqtt.test_relay_publisher import COMMAND
 
 
 def _read(encoder: PublishEncoder, command: Command, packet_id: int = 7) -> packets.Publish:
