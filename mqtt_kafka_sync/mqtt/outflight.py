@@ -1,9 +1,11 @@
 """The publisher's side of an MQTT 5 session: publishes handed over and not yet acknowledged, in order.
 
-:class:`Outflight` is shared by the thread that publishes (:meth:`Outflight.add`,
-:meth:`Outflight.forget`) and the publisher's network thread (everything else), under one lock
-taken once per call, and once per batch of acknowledgements. It keeps, per packet id, the encoded
-PUBLISH and where its exchange stands:
+:class:`Outflight` is shared by the thread that publishes (:meth:`Outflight.stage` a burst of
+publishes, then :meth:`Outflight.commit` it; :meth:`Outflight.forget`) and the publisher's network
+thread (everything else), under one lock taken once per call (once per burst for the publishes),
+and once per batch of acknowledgements. It keeps, per packet id, the encoded
+PUBLISH (the parts before and after the packet id, written around it, never joined in memory) and
+where its exchange stands:
 
 - ``QUEUED``: handed over, not written on this connection yet (the network thread writes queued
   publishes in order while fewer than :attr:`Outflight.limit` are unacknowledged on the wire:
@@ -49,10 +51,13 @@ class Malformed(MqttProtocolError):
 
 
 class _Entry:
-    __slots__ = ("dup", "packet", "qos", "state")
+    __slots__ = ("dup", "head", "qos", "state", "tail")
 
-    def __init__(self, packet: bytes, qos: int) -> None:
-        self.packet = packet
+    def __init__(self, head: bytes, tail: bytes, qos: int) -> None:
+        self.head = head
+        """The PUBLISH up to its packet id (all of it at QoS 0, which has none)."""
+        self.tail = tail
+        """The PUBLISH after its packet id: written after it, never joined to it in memory."""
         self.qos = qos
         self.state = QUEUED
         self.dup = False
@@ -71,6 +76,8 @@ class Outflight:
         self._max_inflight = limit
         self._entries: dict[int, _Entry] = {}
         self._queue: deque[int] = deque()
+        self._staged: list[tuple[int, _Entry]] = []
+        """Publishes given packet ids and not handed over yet (the publishing thread's alone)."""
         self._on_wire = 0
         self._last_id = 0
 
@@ -83,17 +90,38 @@ class Outflight:
         return self._on_wire
 
     def add(self, head: bytes, tail: bytes, qos: int) -> tuple[int, bool]:
+        """:meth:`stage` and :meth:`commit` one PUBLISH: its packet id, and whether the network
+        thread must be woken. The publishing thread."""
+        mid = self.stage(head, tail, qos)
+        return mid, self.commit()
+
+    def stage(self, head: bytes, tail: bytes, qos: int) -> int:
         """Keep a PUBLISH (``head`` up to the packet id, ``tail`` after it) under a new packet id,
-        queued behind the others; returns the id and whether the queue was empty (else the
-        network thread was told already, or waits for acknowledgements to write more). Any thread."""
-        with self.lock:
+        handed over at the next :meth:`commit`, behind those staged before. The publishing thread
+        only, without the lock: packet ids are taken there alone (the network thread only frees
+        them), so a burst costs one lock, not one per publish."""
+        entries = self._entries
+        mid = self._last_id % 65535 + 1
+        if mid in entries:
             mid = self._new_id()
-            packet = head + mid.to_bytes(2, "big") + tail if qos else head + tail
-            self._entries[mid] = _Entry(packet, qos)
+        self._last_id = mid
+        self._staged.append((mid, _Entry(head, tail, qos)))
+        return mid
+
+    def commit(self) -> bool:
+        """Hand the staged publishes to the network thread, in order; returns whether its queue was
+        empty (else it was told already, or waits for acknowledgements to write more), False when
+        nothing was staged. The publishing thread."""
+        staged = self._staged
+        if not staged:
+            return False
+        self._staged = []
+        with self.lock:
+            self._entries.update(staged)
             queue = self._queue
             first = not queue
-            queue.append(mid)
-        return mid, first
+            queue.extend([mid for mid, _ in staged])
+        return first
 
     def forget(self, mids: Iterable[int]) -> None:
         """Drop these exchanges: they are never written again. Any thread."""
@@ -113,12 +141,17 @@ class Outflight:
             if entry is None or entry.state != QUEUED:
                 continue  # forgotten, or a PUBREL already written by reconnected()
             if not entry.qos:
-                out += entry.packet
+                out += entry.head
+                out += entry.tail
                 del entries[mid]
                 done.append(mid)
                 continue
-            packet = entry.packet
-            out += bytes((packet[0] | 0x08,)) + packet[1:] if entry.dup else packet
+            start = len(out)
+            out += entry.head
+            if entry.dup:
+                out[start] |= 0x08
+            out += mid.to_bytes(2, "big")
+            out += entry.tail
             entry.state = SENT
             self._on_wire += 1
         return done

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -67,9 +68,11 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 4.0
 the first to the cap), as paho waited."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Command:
-    """One MQTT 5 PUBLISH to make (the relay routes a Kafka record into one)."""
+    """One MQTT 5 PUBLISH to make (the relay routes a Kafka record into one). Nothing changes a
+    command once made; it is not a frozen dataclass only because that ``__init__`` sets each field
+    through ``object.__setattr__``, about 2 us more per command on the relay's path."""
 
     route: str
     topic: str
@@ -113,36 +116,111 @@ class PublisherSettings:
         )
 
 
+TOPIC_CACHE_SIZE = 10_000
+"""Topic names (and response topics) kept encoded per :class:`PublishEncoder`, one per device
+typically; cleared when full."""
+_U16 = struct.Struct("!H").pack
+_EXPIRY = struct.Struct("!BI").pack
+_MAX_STRING = 0xFFFF
+
+
+def _string(raw: bytes) -> bytes:
+    """``raw`` as an MQTT string or binary: its length, then itself. Raises ValueError when too long."""
+    if len(raw) > _MAX_STRING:
+        raise ValueError(f"a string or property of {len(raw)} bytes does not fit MQTT's 65,535")
+    return _U16(len(raw)) + raw
+
+
+def _properties(command: Command, response: bytes) -> bytes:
+    """``command``'s property block, its length first, with ``response`` (the encoded Response
+    Topic property, or b""): expiry, response topic, correlation data, user properties, in this
+    order. Raises ValueError when one is longer than MQTT allows."""
+    expiry = command.expiry_seconds
+    body = b"%s%s\x09%s" % (
+        b"" if expiry is None else _EXPIRY(packets.PROP_MESSAGE_EXPIRY, expiry),
+        response,
+        _string(command.correlation_data),
+    )
+    if command.user_properties:
+        try:  # to_bytes(2) refuses a name or value over 65,535 bytes
+            body += b"".join(
+                [
+                    b"\x26%s%s%s%s"
+                    % (len(k := n.encode()).to_bytes(2, "big"), k, len(v := t.encode()).to_bytes(2, "big"), v)
+                    for n, t in command.user_properties
+                ]
+            )
+        except OverflowError:
+            longest = max(len(s.encode()) for pair in command.user_properties for s in pair)
+            raise ValueError(f"a string or property of {longest} bytes does not fit MQTT's 65,535") from None
+    size = len(body)
+    return b"%c%s" % (size, body) if size < 0x80 else packets.encode_varint(size) + body
+
+
+def _response_property(topic: str | None) -> bytes:
+    return b"" if topic is None else b"\x08" + _string(topic.encode())
+
+
 def command_properties(command: Command) -> bytes:
     """The MQTT 5 properties of ``command``'s PUBLISH, encoded (length prefix included). Raises
     ValueError when one is longer than MQTT allows."""
-    expiry, response = command.expiry_seconds, command.response_topic
-    props: list[tuple[int, object]] = [] if expiry is None else [(packets.PROP_MESSAGE_EXPIRY, expiry)]
-    if response is not None:
-        props.append((packets.PROP_RESPONSE_TOPIC, response))
-    props.append((packets.PROP_CORRELATION_DATA, command.correlation_data))
-    if command.user_properties:
-        props += [(packets.PROP_USER_PROPERTY, pair) for pair in command.user_properties]
-    return packets.encode_properties(props)
+    return _properties(command, _response_property(command.response_topic))
 
 
-def encode_publish(command: Command) -> tuple[bytes, bytes]:
-    """``command``'s PUBLISH in two parts: up to the packet id, and after it. Raises
-    :class:`CommandError` (``mqtt-rejected``) when MQTT cannot carry it."""
-    topic, qos = command.topic, command.qos
-    if not topic or "+" in topic or "#" in topic or qos not in (0, 1, 2):
-        detail = f"not a PUBLISH MQTT allows: topic {topic!r} (empty, or with + or #), QoS {qos}"
-        raise CommandError("mqtt-rejected", detail, mqtt_topic=topic)
-    try:
-        name = topic.encode("utf-8")
-        if len(name) > 0xFFFF:
-            raise ValueError(f"a topic of {len(name)} bytes does not fit MQTT's 65,535")
-        tail = command_properties(command) + command.payload
-    except ValueError as exc:
-        raise CommandError("mqtt-rejected", f"cannot encode the PUBLISH: {exc}", mqtt_topic=topic) from None
-    remaining = 2 + len(name) + (2 if qos else 0) + len(tail)
-    first = 0x30 | qos << 1 | command.retain
-    return b"%c%s%s%s" % (first, packets.encode_varint(remaining), len(name).to_bytes(2, "big"), name), tail
+class PublishEncoder:
+    """Encodes commands' PUBLISH packets, keeping what repeats per device (the topic name, checked
+    and encoded, and the Response Topic property) for the next command to it, bounded by
+    :data:`TOPIC_CACHE_SIZE` each."""
+
+    def __init__(self) -> None:
+        self._topics: dict[str, bytes] = {}
+        self._responses: dict[str, bytes] = {}
+
+    def encode(self, command: Command) -> tuple[bytes, bytes]:
+        """``command``'s PUBLISH in two parts: up to the packet id, and after it. Raises
+        :class:`CommandError` (``mqtt-rejected``) when MQTT cannot carry it."""
+        topic, qos = command.topic, command.qos
+        name = self._topics.get(topic)
+        if name is None or qos not in (0, 1, 2):
+            name = self._topic(topic, qos)
+        try:
+            response = command.response_topic
+            tail = (
+                _properties(command, self._response(response) if response is not None else b"")
+                + command.payload
+            )
+        except ValueError as exc:
+            raise CommandError(
+                "mqtt-rejected", f"cannot encode the PUBLISH: {exc}", mqtt_topic=topic
+            ) from None
+        remaining = len(name) + (2 if qos else 0) + len(tail)
+        first = 0x30 | qos << 1 | command.retain
+        if remaining < 0x80:
+            return b"%c%c%s" % (first, remaining, name), tail
+        return b"%c%s%s" % (first, packets.encode_varint(remaining), name), tail
+
+    def _topic(self, topic: str, qos: int) -> bytes:
+        """``topic`` checked and encoded (kept for the next command to it); raises :class:`CommandError`."""
+        if not topic or "+" in topic or "#" in topic or qos not in (0, 1, 2):
+            detail = f"not a PUBLISH MQTT allows: topic {topic!r} (empty, or with + or #), QoS {qos}"
+            raise CommandError("mqtt-rejected", detail, mqtt_topic=topic)
+        raw = topic.encode("utf-8")
+        if len(raw) > _MAX_STRING:
+            detail = f"cannot encode the PUBLISH: a topic of {len(raw)} bytes does not fit MQTT's 65,535"
+            raise CommandError("mqtt-rejected", detail, mqtt_topic=topic)
+        if len(self._topics) >= TOPIC_CACHE_SIZE:
+            self._topics.clear()
+        name = self._topics[topic] = _U16(len(raw)) + raw
+        return name
+
+    def _response(self, topic: str) -> bytes:
+        encoded = self._responses.get(topic)
+        if encoded is None:
+            encoded = _response_property(topic)
+            if len(self._responses) >= TOPIC_CACHE_SIZE:
+                self._responses.clear()
+            self._responses[topic] = encoded
+        return encoded
 
 
 class MqttPublisher:
@@ -161,8 +239,7 @@ class MqttPublisher:
         self._thread = threading.Thread(
             target=self._run, name=f"mqtt-publisher-{settings.client_id}", daemon=True
         )
-        self._unannounced = False
-        """Publishes queued with ``wake=False`` since the last wake-up (the caller's thread only)."""
+        self._encoder = PublishEncoder()
         self._connect_settings = SubscriberSettings(
             host=settings.host,
             port=settings.port,
@@ -187,30 +264,29 @@ class MqttPublisher:
     def publish(self, command: Command, *, wake: bool = True) -> int:
         """Queue ``command``'s PUBLISH for the network thread; returns its packet id. Raises
         :class:`CommandError` (``mqtt-rejected``) when it cannot be sent: it is then never sent.
-        ``wake`` False: the network thread is told at the next :meth:`wake`, so a burst of
-        publishes goes out in one write (woken at the first, the network thread took the GIL and
-        wrote about three commands a time, and Mosquitto answered as many per read)."""
-        head, tail = encode_publish(command)
+        ``wake`` False: handed to the network thread at the next :meth:`wake`, so a burst of
+        publishes takes the session's lock once and goes out in one write (woken at the first, the
+        network thread took the GIL and wrote about three commands a time, and Mosquitto answered as
+        many per read)."""
+        head, tail = self._encoder.encode(command)
         limit = self._link.maximum_packet_size
         if limit is not None and (size := len(head) + (2 if command.qos else 0) + len(tail)) > limit:
             detail = f"the PUBLISH would be {size} bytes; the broker takes at most {limit}"
             raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
-        mid, first = self._link.flight.add(head, tail, command.qos)
-        if first:  # one wake-up per batch: each costs the caller a hand-over of the GIL
-            if wake:
-                self._link.wakeup.wake()
-            else:
-                self._unannounced = True
+        mid = self._link.flight.stage(head, tail, command.qos)
+        if wake:
+            self.wake()
         return mid
 
     def wake(self) -> None:
-        """Tell the network thread about the publishes queued with ``wake=False``, if any."""
-        if self._unannounced:
-            self._unannounced = False
+        """Hand the publishes made with ``wake=False`` to the network thread, and wake it if it
+        had nothing queued (one wake-up per burst: each costs the caller a hand-over of the GIL)."""
+        if self._link.flight.commit():
             self._link.wakeup.wake()
 
     def forget(self, mids: Iterable[int]) -> None:
         """Drop these publishes from the session: never sent again (the relay gave up on them)."""
+        self.wake()  # none is staged when the relay gives up; if one were, it is handed over first
         self._link.flight.forget(mids)
 
     def stop(self, *, end_session: bool) -> None:

@@ -346,22 +346,11 @@ class PublishWindow(Generic[R, P]):
 
 
 def check_limits(command: Command, limits: Connected) -> None:
-    """Raise ``mqtt-rejected`` when the broker announced it cannot take ``command``."""
+    """Raise ``mqtt-rejected`` when the broker announced it cannot take ``command``. (Its Maximum
+    Packet Size is the publisher's to check: it knows each PUBLISH's exact size once encoded.)"""
     if command.qos > limits.maximum_qos:
         detail = f"the broker's maximum QoS is {limits.maximum_qos}, the route's {command.qos}"
         raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
     if command.retain and not limits.retain_available:
         detail = f"the broker does not keep retained messages; route {command.route!r} retains"
         raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
-    if limits.maximum_packet_size is not None and (size := packet_size(command)) > limits.maximum_packet_size:
-        detail = f"the PUBLISH would be {size} bytes; the broker takes at most {limits.maximum_packet_size}"
-        raise CommandError("mqtt-rejected", detail, mqtt_topic=command.topic)
-
-
-def packet_size(command: Command) -> int:
-    """The PUBLISH packet's size in bytes, at most 4 bytes over (variable-length integers)."""
-    props = 5 + 3 + len(command.correlation_data)  # expiry interval, correlation data
-    if command.response_topic is not None:
-        props += 3 + len(command.response_topic.encode())
-    props += sum(5 + len(k.encode()) + len(v.encode()) for k, v in command.user_properties)
-    return 5 + 2 + len(command.topic.encode()) + 2 + 4 + props + len(command.payload)

@@ -16,14 +16,16 @@ Used by the relay thread only; no locking.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 TopicPartition = tuple[str, int]
 
 
 class _Partition:
-    __slots__ = ("last_added", "pending")
+    __slots__ = ("last_added", "pending", "tp")
 
-    def __init__(self) -> None:
+    def __init__(self, tp: TopicPartition) -> None:
+        self.tp = tp
         self.pending: deque[Pending] = deque()
         self.last_added = -1
 
@@ -47,7 +49,7 @@ class OffsetTracker:
         """Records released in order (their offsets stored), over the tracker's life."""
 
     def assign(self, tp: TopicPartition) -> None:
-        self._partitions[tp] = _Partition()
+        self._partitions[tp] = _Partition(tp)
 
     def revoke(self, tp: TopicPartition) -> int:
         """Forget ``tp``; returns how many of its records were unfinished."""
@@ -58,7 +60,8 @@ class OffsetTracker:
         return tp in self._partitions
 
     def add(self, tp: TopicPartition, offset: int) -> Pending:
-        """Start tracking a record; offsets of one partition must be added in increasing order."""
+        """Start tracking a record; offsets of one partition must be added in increasing order.
+        Raises KeyError when ``tp`` is not assigned."""
         state = self._partitions[tp]
         if offset <= state.last_added:
             raise ValueError(f"{tp[0]} [{tp[1]}] offset {offset} added after {state.last_added}")
@@ -71,8 +74,24 @@ class OffsetTracker:
         """Mark ``pending`` finished; returns the offset to store (last released + 1) when the
         partition's finished prefix grew, else None (also for a partition no longer assigned)."""
         pending.done = True
-        state = self._partitions.get(pending.tp)
-        if state is not pending._state:
+        return self._release(pending._state)
+
+    def finish_all(self, pendings: Iterable[Pending]) -> dict[TopicPartition, int]:
+        """Mark each of ``pendings`` finished; returns, per partition whose finished prefix grew,
+        the offset to store: :meth:`finish` for a batch, each partition's prefix walked once."""
+        states = set()
+        for pending in pendings:
+            pending.done = True
+            states.add(pending._state)
+        stores = {}
+        for state in states:
+            if (offset := self._release(state)) is not None:
+                stores[state.tp] = offset
+        return stores
+
+    def _release(self, state: _Partition) -> int | None:
+        """Drop the finished prefix of ``state`` (if it is still its partition's); the offset after it."""
+        if self._partitions.get(state.tp) is not state:
             return None
         queue = state.pending
         released = None

@@ -73,13 +73,13 @@ class CommandRouter:
     def command(self, record: KafkaRecord, now: float) -> Command:
         """The command for ``record`` (``now``: epoch seconds); raises :class:`CommandError`."""
         topic = record.topic() or ""
-        route = self._route(topic)
+        route = self._by_topic.get(topic) or self._route(topic)
         if route is None:
             tried = ", ".join(r.config.name for r in self._routes)
             raise CommandError("no-route", f"no route reads topic {topic!r} (tried {tried})")
-        headers = kafka_headers(record)
+        headers = kafka_headers(record) if record.headers() else []
         key = record.key()
-        topics = self._by_key.get((route, key)) if not route.headers else None
+        topics = None if route.headers else self._by_key.get((route, key))
         if topics is None:
             topics = _topics(route, key, headers)
             if not route.headers:  # the topics depend on the key alone: the next record of its device
@@ -88,16 +88,20 @@ class CommandRouter:
                 self._by_key[route, key] = topics
         mqtt_topic, response = topics
         config = route.config
-        return Command(
-            route=config.name,
-            topic=mqtt_topic,
-            payload=record.value() or b"",
-            qos=config.mqtt_qos,
-            retain=config.mqtt_retain,
-            user_properties=_user_properties(headers),
-            correlation_data=_correlation(config, record, headers),
-            response_topic=response,
-            expiry_seconds=_expiry(config, record, now, mqtt_topic),
+        name = config.correlation_header
+        correlation = _header_bytes(headers, name) if name is not None and headers else None
+        if correlation is None:  # the record's place: the same for every copy of it
+            correlation = f"{topic}/{record.partition()}/{record.offset()}".encode()
+        return Command(  # positional: one per record, and keywords cost more
+            config.name,
+            mqtt_topic,
+            record.value() or b"",
+            config.mqtt_qos,
+            config.mqtt_retain,
+            _user_properties(headers) if headers else (),
+            correlation,
+            response,
+            None if config.message_expiry_seconds is None else _expiry(config, record, now, mqtt_topic),
         )
 
     def route_name(self, topic: str) -> str | None:
@@ -197,12 +201,12 @@ def _user_properties(headers: KafkaHeaders) -> tuple[tuple[str, str], ...]:
     return tuple(properties)
 
 
-def _correlation(config: RelayRouteConfig, record: KafkaRecord, headers: KafkaHeaders) -> bytes:
-    if config.correlation_header is not None:
-        for name, value in reversed(headers):
-            if name == config.correlation_header and value:
-                return value
-    return f"{record.topic()}/{record.partition()}/{record.offset()}".encode()
+def _header_bytes(headers: KafkaHeaders, name: str) -> bytes | None:
+    """The last non-empty value of header ``name``; None when there is none."""
+    for header, value in reversed(headers):
+        if header == name and value:
+            return value
+    return None
 
 
 def _expiry(config: RelayRouteConfig, record: KafkaRecord, now: float, mqtt_topic: str) -> int | None:

@@ -51,6 +51,7 @@ from mqtt_kafka_sync.relay.offsets import TopicPartition as TP
 from mqtt_kafka_sync.relay.routes import CommandRouter
 from mqtt_kafka_sync.relay.stats import RelayStats
 from mqtt_kafka_sync.telemetry.catalog import UNROUTED
+from mqtt_kafka_sync.telemetry.counters import RouteCounters
 
 logger = logging.getLogger(__name__)
 record_logger = per_record_logger(__name__)
@@ -128,6 +129,8 @@ class RelayTask:
         self._clock = clock
         self._monotonic = monotonic
         self._buffer: deque[Message] = deque()
+        self._route_counters: dict[str, RouteCounters] = {}
+        """Kafka topic -> its route's counters in :attr:`stats`."""
         self._retries: deque[tuple[float, DeadLetter[Pending]]] = deque()
         self._member = False
         self._next_read = 0.0
@@ -278,14 +281,21 @@ class RelayTask:
     def _delivered(self, flights: list[Flight[Message, Pending]]) -> None:
         """Commands the broker has: counted, and their offsets stored as their partitions' finished
         prefixes grow (the consumer hands them to librdkafka once per batch of events)."""
-        stats, finish = self.stats, self._finish
-        stats.delivered += len(flights)
+        if not flights:
+            return
+        routes, name = self.stats.routes, flights[0].command.route
+        route = routes[name]
+        self.stats.delivered += len(flights)
         for flight in flights:
             command = flight.command
-            route = stats.routes[command.route]
+            if command.route != name:  # one route, most often: looked up once per batch
+                name = command.route
+                route = routes[name]
             route.delivered += 1
             route.delivered_bytes += len(command.payload)
-            finish(flight.pending)
+        store = self._consumer.store
+        for tp, offset in self.tracker.finish_all([flight.pending for flight in flights]).items():
+            store(tp, offset)
 
     def _dead_lettered(self, event: DeadLettered) -> None:
         letter = event.letter
@@ -320,24 +330,30 @@ class RelayTask:
         room = self._room()
         if not room:
             return
-        buffer, tracker, window, routes = self._buffer, self.tracker, self._window, self.stats.routes
-        route_name, command, now = self._router.route_name, self._router.command, self._clock()
+        buffer, add, publish = self._buffer, self.tracker.add, self._window.publish
+        counters, command, now = self._route_counters, self._router.command, self._clock()
         while buffer and room:
             record = buffer.popleft()
-            tp = (record.topic() or "", record.partition() or 0)
-            if not tracker.assigned(tp):
+            topic = record.topic() or ""
+            try:
+                pending = add((topic, record.partition() or 0), record.offset() or 0)
+            except KeyError:
                 continue  # revoked after it was read; the next owner reads it again
-            pending = tracker.add(tp, record.offset() or 0)
-            route = routes[route_name(tp[0]) or UNROUTED]
+            route = counters.get(topic) or self._counters_of(topic)
             route.received += 1
             route.received_bytes += len(record)
             try:
-                window.publish(record, command(record, now), pending)
+                publish(record, command(record, now), pending)
             except CommandError as exc:
                 self._dead_letter(record, pending, exc)
             else:
                 room -= 1
-        window.flush()
+        self._window.flush()
+
+    def _counters_of(self, topic: str) -> RouteCounters:
+        """The counters of the route that reads ``topic`` (kept per topic: a topic's route never changes)."""
+        route = self._route_counters[topic] = self.stats.routes[self._router.route_name(topic) or UNROUTED]
+        return route
 
     def _dead_letter(self, record: Message, pending: Pending, error: CommandError) -> None:
         self._dead_letters.send(DeadLetter(record, pending, error))

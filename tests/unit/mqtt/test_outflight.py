@@ -51,6 +51,22 @@ def test_a_reconnect_continues_in_order_and_skips_what_was_forgotten() -> None:
     assert _written(flight) == [(p.PUBREL, 0x2, one), (p.PUBLISH, 0xA, two)]  # PUBREL; DUP, QoS 1
 
 
+def test_staged_publishes_are_written_only_once_committed_in_order_and_take_fresh_ids() -> None:
+    flight = Outflight(10)
+    head = bytes((0x32, 0))
+    staged = [flight.stage(head, b"", 1) for _ in range(3)]
+    assert len(set(staged)) == 3
+    flight.take_writes()
+    assert _written(flight) == [] and len(flight) == 0
+    assert flight.commit() is True  # the queue was empty: the network thread must be woken
+    assert flight.commit() is False  # nothing staged
+    later = flight.stage(head, b"", 1)
+    assert later not in staged
+    assert flight.commit() is False  # the first three still wait: it was told already
+    flight.take_writes()
+    assert _written(flight) == [(p.PUBLISH, 0x2, mid) for mid in [*staged, later]]
+
+
 def test_packet_ids_in_use_are_never_handed_out_again() -> None:
     flight = Outflight(65535)
     kept = _add(flight)

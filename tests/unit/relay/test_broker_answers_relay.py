@@ -245,6 +245,7 @@ def test_paho_rejecting_every_puback_ends_in_dead_letters_after_max_attempts(
             assert window.online, seen
             for n in range(2):
                 window.publish(_record(n), _command(n), n)
+            window.flush()  # written at the flush, as the relay's bursts are
             deadline = time.monotonic() + 20.0
             answers: list[Answer[Message, int]] = []
             while len(answers) < 2 and time.monotonic() < deadline:

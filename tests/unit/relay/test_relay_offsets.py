@@ -60,3 +60,31 @@ def test_offsets_must_grow() -> None:
     tracker.add(A, 3)
     with pytest.raises(ValueError, match="added after"):
         tracker.add(A, 3)
+
+
+def test_a_batch_finishes_as_one_by_one_would_with_one_offset_per_partition() -> None:
+    tracker = OffsetTracker()
+    tracker.assign(A)
+    tracker.assign(B)
+    a = [tracker.add(A, offset) for offset in range(5)]
+    b = [tracker.add(B, offset) for offset in range(3)]
+    assert tracker.finish_all([a[0], b[1], a[1], a[3]]) == {A: 2}  # B waits for its offset 0; A for 2
+    assert tracker.finish_all([b[0], a[2]]) == {A: 4, B: 2}
+    assert tracker.finish_all([]) == {}
+    assert tracker.unfinished() == 2 and tracker.finished == 6
+
+
+def test_a_batch_skips_records_of_an_earlier_assignment_of_the_partition() -> None:
+    tracker = OffsetTracker()
+    tracker.assign(A)
+    old = tracker.add(A, 7)
+    tracker.revoke(A)
+    tracker.assign(A)  # assigned again: records from offset 7 are read again
+    new = tracker.add(A, 7)
+    assert tracker.finish_all([old]) == {}
+    assert tracker.finish_all([old, new]) == {A: 8}
+
+
+def test_a_record_of_a_partition_not_assigned_is_not_tracked() -> None:
+    with pytest.raises(KeyError):
+        OffsetTracker().add(A, 0)
