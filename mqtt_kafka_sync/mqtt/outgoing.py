@@ -40,9 +40,10 @@ READ_SIZE = 262_144
 """Bytes asked of the socket per read."""
 HOLD_S = 0.01
 """With :attr:`Link.hold_acks`, the longest a success waits to be told."""
-GATHER_S = 0.001
+GATHER_S = 0.0005
 """With :attr:`Link.hold_acks`, the pause after a read that brought acknowledgements while more are
-due, so the next read takes more of them (docs/benchmarks.md, "Round 3 in the quiet sitting")."""
+due, so the next read takes more of them (docs/benchmarks.md, "Round 3 in the quiet sitting"; 1 ms
+until session 8, when the relay's CPU per command fell and 0.5 ms moved more: "Session 8")."""
 BURST_DIVISOR = 4
 """With :attr:`Link.hold_acks`, successes are told once ``1/BURST_DIVISOR`` of the window has
 them: the size of the bursts the caller (the relay) publishes in."""
