@@ -27,8 +27,9 @@ from mqtt_kafka_sync.kafka.producer import producer_config
 from mqtt_kafka_sync.sim.payload import device_ids, make_payload
 from mqtt_kafka_sync.sim.verify_analysis import Latency
 
-POLL_S = 0.0005
-"""The producing thread's wait for delivery reports between sends."""
+POLL_S = 0.001
+"""The producing thread's wait for delivery reports between sends (librdkafka takes whole milliseconds:
+less would be 0, a busy loop taking a core from Kafka)."""
 
 
 class _Reports:
