@@ -3,8 +3,8 @@
 Encoders return ``bytes`` ready to write; :class:`PacketReader` splits a byte stream into packets
 and decodes the ones a subscriber receives. Property handling covers what brokers send to a
 subscriber; unknown property ids are a protocol error, as the specification requires. The relay's
-publisher encodes a PUBLISH's properties here too, and the test brokers split packets with
-:func:`fixed_header`.
+publisher encodes its PUBLISHes itself (``mqtt/publisher.PublishEncoder``) with this module's
+:func:`encode_varint` and property ids, and the test brokers split packets with :func:`fixed_header`.
 
 Why over 350 lines: this is one thing, the wire format, and its encoders and decoders share the
 property table (:data:`_PROP_KIND`) and the primitives (variable byte integers, strings); the
@@ -93,8 +93,8 @@ def _bin(raw: bytes) -> bytes:
 
 
 def encode_properties(props: Sequence[tuple[int, object]]) -> bytes:
-    """``props`` as a property block, its length first. Every PUBLISH the relay makes goes through
-    here, so the common kinds come first and each property is one ``%`` format."""
+    """``props`` as a property block, its length first (CONNECT and its will, SUBSCRIBE); the common
+    kinds come first and each property is one ``%`` format."""
     body = b""
     for pid, value in props:
         kind = _PROP_KIND[pid]
