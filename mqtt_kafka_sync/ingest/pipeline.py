@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable
 from time import monotonic
 
-from mqtt_kafka_sync.codec.exceptions import Rejected
-from mqtt_kafka_sync.errors import DecodeError, KafkaDeliveryError, MessageError
+from mqtt_kafka_sync.codec.values import encode_value
+from mqtt_kafka_sync.errors import KafkaDeliveryError, MessageError
 from mqtt_kafka_sync.ingest.acks import AckTracker, Pending
 from mqtt_kafka_sync.ingest.dead_letter import DeadLetters
 from mqtt_kafka_sync.ingest.delivery import Delivery, DeliveryAlone, Incoming
@@ -183,8 +183,8 @@ class IngestPipeline:
     def _produce(self, message: Publish, pending: Pending | None, seq: int, again: bool, alone: bool) -> None:
         """:meth:`produce` with the parts of an :class:`Incoming`, built here only on a failure path
         (why: :class:`Incoming`), its headers too (``headers.py``); :meth:`on_message` calls this
-        directly. Every message passes here: the route and encoder are called without the wrappers
-        of :class:`IngestRoutes`, and the arguments are positional."""
+        directly. Every message passes here: the router's ``route`` and :func:`encode_value` are called
+        without :class:`IngestRoutes`' wrappers around them, and the arguments are positional."""
         topic = message.topic
         try:
             match = self._route(topic)
@@ -199,12 +199,9 @@ class IngestPipeline:
             route.received += 1
             route.received_bytes += len(payload)
         try:
-            value = self._encoders[match.route_name](payload, match.fields)
-        except (Rejected, MessageError) as exc:  # Rejected: what IngestRoutes.encode makes a DecodeError
-            error = (
-                DecodeError(str(exc), mqtt_topic=topic, field=exc.field) if isinstance(exc, Rejected) else exc
-            )
-            self.dead_letter(self._incoming(message, pending, seq), reason=error.reason, detail=error.detail)
+            value = encode_value(self._encoders[match.route_name], match.fields, payload, topic)
+        except MessageError as exc:
+            self.dead_letter(self._incoming(message, pending, seq), reason=exc.reason, detail=exc.detail)
             return
         except Exception as exc:  # an encoder fault must cost one message, never the task
             record_logger.exception(

@@ -89,12 +89,6 @@ class Outflight:
         """Exchanges written on this connection and not answered yet (network thread)."""
         return self._on_wire
 
-    def add(self, head: bytes, tail: bytes, qos: int) -> tuple[int, bool]:
-        """:meth:`stage` and :meth:`commit` one PUBLISH: its packet id, and whether the network
-        thread must be woken. The publishing thread."""
-        mid = self.stage(head, tail, qos)
-        return mid, self.commit()
-
     def stage(self, head: bytes, tail: bytes, qos: int) -> int:
         """Keep a PUBLISH (``head`` up to the packet id, ``tail`` after it) under a new packet id,
         handed over at the next :meth:`commit`, behind those staged before. The publishing thread

@@ -16,7 +16,9 @@ def _ack(kind: int, packet_id: int, reason: int = 0) -> bytes:
 
 
 def _add(flight: Outflight, qos: int = 1) -> int:
-    return flight.add(bytes((0x30 | qos << 1, 0)), b"", qos)[0]
+    mid = flight.stage(bytes((0x30 | qos << 1, 0)), b"", qos)
+    flight.commit()
+    return mid
 
 
 def _written(flight: Outflight) -> list[tuple[int, int, int]]:
