@@ -415,12 +415,10 @@ class MqttSubscriber:
         """Dispatch buffered packets until the window is full; the rest waits, in order.
         ``backlog``: packets that came with the CONNACK, dispatched all, whatever the window.
 
-        Every PUBLISH passes here: its window accounting is inlined (what :func:`message_bytes`
-        counts) and what each needs is read into locals once per read, not once per message.
+        Every PUBLISH passes here: what each needs is read into locals once per read, not once per
+        message.
         """
-        s = self.settings
-        most, most_bytes = s.receive_maximum, s.receive_maximum_bytes
-        on_message = self._handler.on_message
+        on_message, window_full = self._handler.on_message, self._window_full
         sizes = self._sizes
         again = self._expect_again
         publish = p.Publish
@@ -434,20 +432,17 @@ class MqttSubscriber:
                     if packet.dup or packet_id in again:
                         self.redeliveries += 1
                         again.discard(packet_id)
-                    size = len(packet.payload) + 3 * len(packet.topic)
-                    if packet.user_properties:
-                        size += sum(len(name) + len(value) for name, value in packet.user_properties)
-                    sizes[packet_id] = size
+                    size = sizes[packet_id] = message_bytes(packet)
                     self._unacked += 1
                     self._unacked_bytes += size
                 on_message(packet, gen)
-                if limited and (self._unacked >= most or (0 < most_bytes <= self._unacked_bytes)):
+                if limited and window_full():
                     break
             elif packet.kind == p.PINGRESP:  # type: ignore[union-attr]
                 self._keepalive.ping_sent_at = None
             else:
                 self._control_packet(packet, out)  # type: ignore[arg-type]
-                if limited and self._window_full():
+                if limited and window_full():
                     break
         if took:
             self._subs.last_publish_at = self.loop_turned_at
