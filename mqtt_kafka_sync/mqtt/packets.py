@@ -4,7 +4,8 @@ Encoders return ``bytes`` ready to write; :class:`PacketReader` splits a byte st
 and decodes the ones a subscriber receives. Property handling covers what brokers send to a
 subscriber; unknown property ids are a protocol error, as the specification requires. The relay's
 publisher encodes its PUBLISHes itself (``mqtt/publisher.PublishEncoder``) with this module's
-:func:`encode_varint` and property ids, and the test brokers split packets with :func:`fixed_header`.
+:func:`encode_varint`, :func:`encode_binary` and property ids, and the test brokers split packets with
+:func:`fixed_header`.
 
 Why over 350 lines: this is one thing, the wire format, and its encoders and decoders share the
 property table (:data:`_PROP_KIND`) and the primitives (variable byte integers, strings); the
@@ -83,10 +84,12 @@ _U16_PACK, _U32_PACK = struct.Struct("!H").pack, struct.Struct("!I").pack
 
 
 def _str(text: str) -> bytes:
-    return _bin(text.encode("utf-8"))
+    return encode_binary(text.encode("utf-8"))
 
 
-def _bin(raw: bytes) -> bytes:
+def encode_binary(raw: bytes) -> bytes:
+    """``raw`` as an MQTT string or binary: its two-byte length, then itself. Raises ValueError when
+    it is longer than MQTT allows."""
     if len(raw) > 0xFFFF:
         raise ValueError(f"a string or property of {len(raw)} bytes does not fit MQTT's 65,535")
     return _U16_PACK(len(raw)) + raw
@@ -100,7 +103,7 @@ def encode_properties(props: Sequence[tuple[int, object]]) -> bytes:
         kind = _PROP_KIND[pid]
         if kind in (_BIN, _STR):
             raw = bytes(value) if kind == _BIN else str(value).encode("utf-8")  # type: ignore[call-overload]
-            body += b"%c%s" % (pid, _bin(raw))
+            body += b"%c%s" % (pid, encode_binary(raw))
         elif kind == _U32:
             body += b"%c%s" % (pid, _U32_PACK(value))
         elif kind == _PAIR:
@@ -151,13 +154,12 @@ def encode_connect(
     )
     body = _str("MQTT") + bytes((5, flags)) + struct.pack("!H", keepalive) + props + _str(client_id)
     if will is not None:
-        body += (
-            encode_properties([(PROP_WILL_DELAY, will.delay_seconds)]) + _str(will.topic) + _bin(will.payload)
-        )
+        will_delay = encode_properties([(PROP_WILL_DELAY, will.delay_seconds)])
+        body += will_delay + _str(will.topic) + encode_binary(will.payload)
     if username is not None:
         body += _str(username)
     if password is not None:
-        body += _bin(password.encode("utf-8"))
+        body += encode_binary(password.encode("utf-8"))
     return _packet(CONNECT << 4, body)
 
 

@@ -124,13 +124,6 @@ _EXPIRY = struct.Struct("!BI").pack
 _MAX_STRING = 0xFFFF
 
 
-def _string(raw: bytes) -> bytes:
-    """``raw`` as an MQTT string or binary: its length, then itself. Raises ValueError when too long."""
-    if len(raw) > _MAX_STRING:
-        raise ValueError(f"a string or property of {len(raw)} bytes does not fit MQTT's 65,535")
-    return _U16(len(raw)) + raw
-
-
 def _properties(command: Command, response: bytes) -> bytes:
     """``command``'s property block, its length first, with ``response`` (the encoded Response
     Topic property, or b""): expiry, response topic, correlation data, user properties, in this
@@ -139,7 +132,7 @@ def _properties(command: Command, response: bytes) -> bytes:
     body = b"%s%s\x09%s" % (
         b"" if expiry is None else _EXPIRY(packets.PROP_MESSAGE_EXPIRY, expiry),
         response,
-        _string(command.correlation_data),
+        packets.encode_binary(command.correlation_data),
     )
     if command.user_properties:
         try:  # to_bytes(2) refuses a name or value over 65,535 bytes
@@ -158,7 +151,7 @@ def _properties(command: Command, response: bytes) -> bytes:
 
 
 def _response_property(topic: str | None) -> bytes:
-    return b"" if topic is None else b"\x08" + _string(topic.encode())
+    return b"" if topic is None else b"\x08" + packets.encode_binary(topic.encode())
 
 
 def command_properties(command: Command) -> bytes:
