@@ -43,6 +43,8 @@ class LoadResult:
     elapsed_s: float
     behind_s: float
     """How far behind the schedule the slowest process ended (0 when it kept up)."""
+    started_at: float = 0.0
+    """Wall clock (``time.time()``) at which the processes began sending, after their start-up."""
 
     @property
     def rate(self) -> float:
@@ -138,5 +140,9 @@ def generate(spec: LoadSpec) -> LoadResult:
     for proc in procs:
         proc.join(10)
     return LoadResult(
-        sum(r[0] for r in results), sum(r[1] for r in results), max(elapsed, 1e-9), max(r[2] for r in results)
+        sum(r[0] for r in results),
+        sum(r[1] for r in results),
+        max(elapsed, 1e-9),
+        max(r[2] for r in results),
+        start_at,
     )

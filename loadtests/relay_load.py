@@ -43,8 +43,10 @@ from mqtt_kafka_sync.sim.payload import device_ids, make_payload, parse_payload
 from tests.integration.worker_process import WorkerProcess
 
 PARTITIONS = 6
-WINDOW = 100
-"""``mosquitto_pub -M``: the relay's window against this Mosquitto (its Receive Maximum)."""
+WINDOW = 1000
+"""``mosquitto_pub -M``: the relay's window against the local stack's Mosquitto (its Receive Maximum,
+``max_inflight_messages``, 1000 since session 9); libmosquitto keeps to a smaller one a broker of your
+own announces, as the relay does."""
 PROBE = b"probe"
 TIMEOUT_S = 600.0
 IDLE_S = 20.0
