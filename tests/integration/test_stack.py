@@ -3,8 +3,12 @@ and (where the tests own the brokers) both survive a stop and start with their d
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import socket
+import subprocess
 import time
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -14,7 +18,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from mqtt_kafka_sync.config.model import RELAY_MQTT_MAX_INFLIGHT
 from mqtt_kafka_sync.kafka.admin import ensure_topics
+from mqtt_kafka_sync.mqtt import packets as p
 from tests.conftest import Brokers
 
 pytestmark = pytest.mark.integration
@@ -134,3 +140,45 @@ def test_mosquitto_restart_keeps_queued_qos1(brokers: Brokers, unique: str) -> N
         assert (msg.topic, msg.payload) == (topic, b"queued")
     finally:
         subscriber.close()
+
+
+def _packets(
+    sock: socket.socket, reader: p.PacketReader, until: Callable[[list[p.Packet]], bool]
+) -> list[p.Packet]:
+    """Read packets until ``until(all read so far)`` or the socket's timeout."""
+    got: list[p.Packet] = []
+    with contextlib.suppress(TimeoutError):
+        while not until(got):
+            got += reader.feed_all(sock.recv(1 << 16))
+    return got
+
+
+def test_mosquitto_window_bounds_publishers_not_mqtt5_subscribers(brokers: Brokers, unique: str) -> None:
+    """The stack's Mosquitto announces Receive Maximum 1000 (``max_inflight_messages``), the relay's own
+    default window, so a relay task may have that many commands unacknowledged (docs/relay.md). It
+    does not bound what the broker sends an MQTT 5 subscriber: 1,200 publishes reach one that asked
+    for 1,500 and acknowledges none (the ingest tasks' window is their own ``mqtt.receive.maximum``)."""
+    if not brokers.controllable:
+        pytest.skip(
+            "the window is the stack's Mosquitto config; brokers given by the environment have their own"
+        )
+    topic, reader = f"{unique}/window", p.PacketReader()
+    with socket.create_connection((brokers.mqtt_host, brokers.mqtt_port), timeout=10) as sock:
+        sock.sendall(
+            p.encode_connect(
+                f"{unique}-sub", keepalive=30, clean_start=True, session_expiry=0, receive_maximum=1500
+            )
+        )
+        (connack,) = _packets(sock, reader, bool)
+        assert isinstance(connack, p.Ack) and connack.kind == p.CONNACK, connack
+        assert connack.properties.get(p.PROP_RECEIVE_MAXIMUM) == RELAY_MQTT_MAX_INFLIGHT
+        sock.sendall(p.encode_subscribe(1, [(topic, 1)]))
+        assert _packets(sock, reader, bool), "no SUBACK"
+        # mosquitto_pub -M 1000 keeps to the broker's window itself, reading PUBACKs as it goes
+        pub = ["mosquitto_pub", "-V", "mqttv5", "-h", brokers.mqtt_host, "-p", str(brokers.mqtt_port)]
+        subprocess.run(
+            [*pub, "-q", "1", "-t", topic, "-l", "-M", "1000"], input=b"x\n" * 1200, check=True, timeout=60
+        )
+        sock.settimeout(5)
+        got = _packets(sock, reader, lambda got: len(got) >= 1200)
+    assert sum(isinstance(packet, p.Publish) for packet in got) == 1200
