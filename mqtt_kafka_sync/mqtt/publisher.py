@@ -124,10 +124,13 @@ _EXPIRY = struct.Struct("!BI").pack
 _MAX_STRING = 0xFFFF
 
 
-def _properties(command: Command, response: bytes) -> bytes:
-    """``command``'s property block, its length first, with ``response`` (the encoded Response
-    Topic property, or b""): expiry, response topic, correlation data, user properties, in this
-    order. Raises ValueError when one is longer than MQTT allows."""
+def command_properties(command: Command, response: bytes | None = None) -> bytes:
+    """The MQTT 5 properties of ``command``'s PUBLISH, encoded (length prefix included): expiry,
+    response topic, correlation data, user properties, in this order. ``response``: the Response
+    Topic property already encoded (b"" for none), else encoded here. Raises ValueError when one is
+    longer than MQTT allows."""
+    if response is None:
+        response = _response_property(command.response_topic)
     expiry = command.expiry_seconds
     body = b"%s%s\x09%s" % (
         b"" if expiry is None else _EXPIRY(packets.PROP_MESSAGE_EXPIRY, expiry),
@@ -135,29 +138,19 @@ def _properties(command: Command, response: bytes) -> bytes:
         packets.encode_binary(command.correlation_data),
     )
     if command.user_properties:
-        try:  # to_bytes(2) refuses a name or value over 65,535 bytes
-            body += b"".join(
-                [
-                    b"\x26%s%s%s%s"
-                    % (len(k := n.encode()).to_bytes(2, "big"), k, len(v := t.encode()).to_bytes(2, "big"), v)
-                    for n, t in command.user_properties
-                ]
-            )
-        except OverflowError:
-            longest = max(len(s.encode()) for pair in command.user_properties for s in pair)
-            raise ValueError(f"a string or property of {longest} bytes does not fit MQTT's 65,535") from None
+        binary = packets.encode_binary
+        body += b"".join(
+            [
+                b"\x26%s%s" % (binary(name.encode()), binary(value.encode()))
+                for name, value in command.user_properties
+            ]
+        )
     size = len(body)
     return b"%c%s" % (size, body) if size < 0x80 else packets.encode_varint(size) + body
 
 
 def _response_property(topic: str | None) -> bytes:
     return b"" if topic is None else b"\x08" + packets.encode_binary(topic.encode())
-
-
-def command_properties(command: Command) -> bytes:
-    """The MQTT 5 properties of ``command``'s PUBLISH, encoded (length prefix included). Raises
-    ValueError when one is longer than MQTT allows."""
-    return _properties(command, _response_property(command.response_topic))
 
 
 class PublishEncoder:
@@ -179,7 +172,7 @@ class PublishEncoder:
         try:
             response = command.response_topic
             tail = (
-                _properties(command, self._response(response) if response is not None else b"")
+                command_properties(command, self._response(response) if response is not None else b"")
                 + command.payload
             )
         except ValueError as exc:
@@ -201,19 +194,20 @@ class PublishEncoder:
         if len(raw) > _MAX_STRING:
             detail = f"cannot encode the PUBLISH: a topic of {len(raw)} bytes does not fit MQTT's 65,535"
             raise CommandError("mqtt-rejected", detail, mqtt_topic=topic)
-        if len(self._topics) >= TOPIC_CACHE_SIZE:
-            self._topics.clear()
-        name = self._topics[topic] = _U16(len(raw)) + raw
-        return name
+        return _kept(self._topics, topic, _U16(len(raw)) + raw)
 
     def _response(self, topic: str) -> bytes:
         encoded = self._responses.get(topic)
-        if encoded is None:
-            encoded = _response_property(topic)
-            if len(self._responses) >= TOPIC_CACHE_SIZE:
-                self._responses.clear()
-            self._responses[topic] = encoded
-        return encoded
+        return _kept(self._responses, topic, _response_property(topic)) if encoded is None else encoded
+
+
+def _kept(cache: dict[str, bytes], topic: str, encoded: bytes) -> bytes:
+    """``encoded``, kept in ``cache`` under ``topic``; a full cache (:data:`TOPIC_CACHE_SIZE`) is
+    emptied first."""
+    if len(cache) >= TOPIC_CACHE_SIZE:
+        cache.clear()
+    cache[topic] = encoded
+    return encoded
 
 
 class MqttPublisher:
