@@ -92,6 +92,8 @@ class CommandRouter:
         correlation = _header_bytes(headers, name) if name is not None and headers else None
         if correlation is None:  # the record's place: the same for every copy of it
             correlation = f"{topic}/{record.partition()}/{record.offset()}".encode()
+        lifetime = config.message_expiry_seconds
+        expiry = None if lifetime is None else _expiry(config, lifetime, record, now, mqtt_topic)
         return Command(  # positional: one per record, and keywords cost more
             config.name,
             mqtt_topic,
@@ -101,7 +103,7 @@ class CommandRouter:
             _user_properties(headers) if headers else (),
             correlation,
             response,
-            None if config.message_expiry_seconds is None else _expiry(config, record, now, mqtt_topic),
+            expiry,
         )
 
     def route_name(self, topic: str) -> str | None:
@@ -209,10 +211,8 @@ def _header_bytes(headers: KafkaHeaders, name: str) -> bytes | None:
     return None
 
 
-def _expiry(config: RelayRouteConfig, record: KafkaRecord, now: float, mqtt_topic: str) -> int | None:
-    lifetime = config.message_expiry_seconds
-    if lifetime is None:
-        return None
+def _expiry(config: RelayRouteConfig, lifetime: int, record: KafkaRecord, now: float, mqtt_topic: str) -> int:
+    """The seconds ``record``'s command has left of the route's ``lifetime``; raises ``expired``."""
     kind, millis = record.timestamp()
     age = 0.0 if kind == TIMESTAMP_NOT_AVAILABLE else max(0.0, now - millis / 1000)
     left = lifetime - age
